@@ -1,0 +1,419 @@
+//! Passwords, tokens and login throttling: [`Auth`].
+//!
+//! Passwords are hashed with argon2id (OWASP: m=19456 KiB, t=2, p=1) on a
+//! blocking thread so a login never stalls the runtime. Tokens are JWTs signed
+//! with HS256 and a 256-bit secret generated on first start and kept in
+//! `<state-dir>/jwt-secret` (mode 0600). Verification pins the algorithm and
+//! checks `exp`, `iat`, `iss`, `aud`; the caller then checks the token version
+//! and the Unix user against the database and the connection ([`Claims`]).
+//!
+//! Failed logins are throttled per email ([`Throttle`]), known or not, so the
+//! answer never tells whether an account exists.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm as ArgonAlgorithm, Argon2, Params, Version};
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// `iss` of every token: this daemon software.
+pub const ISSUER: &str = "gpures-daemon";
+/// `aud` of every token: the gpures clients.
+pub const AUDIENCE: &str = "gpures";
+/// Name of the secret's file in the state directory.
+pub const SECRET_FILE: &str = "jwt-secret";
+/// Failures allowed before the delay starts.
+const FREE_FAILURES: u32 = 5;
+/// The delay doubles with each failure past [`FREE_FAILURES`], up to this.
+const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+/// Entries kept by the throttle: a bound on memory under an email-spraying attack.
+const THROTTLE_MAX_ENTRIES: usize = 100_000;
+
+#[derive(Debug, Error)]
+pub enum AuthError {
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("too many failed logins; retry in {0:?}")]
+    Throttled(Duration),
+    #[error("cannot {what}: {source}")]
+    Secret { what: String, source: std::io::Error },
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+pub type Result<T> = std::result::Result<T, AuthError>;
+
+/// What a token says. `sub` is the user id; `unix_user` the account it may be
+/// used from; `ver` the user's token version when it was issued.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub iss: String,
+    pub aud: String,
+    pub unix_user: String,
+    pub ver: i32,
+}
+
+/// Token signing and verification, password hashing and the login throttle.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: chrono::Duration,
+    /// A hash of a random password, verified against when the email is
+    /// unknown so that both cases cost the same.
+    dummy_hash: String,
+    throttle: Throttle,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth").field("secret", &"<redacted>").finish()
+    }
+}
+
+impl Auth {
+    /// Loads the secret from `state_dir` (creating it on first start).
+    ///
+    /// # Errors
+    /// The secret cannot be read or written, or has the wrong size.
+    pub fn load(state_dir: &Path, ttl: Duration) -> Result<Auth> {
+        let secret = load_or_create_secret(state_dir)?;
+        Ok(Auth::with_secret(&secret, ttl))
+    }
+
+    /// An `Auth` with a given secret (tests, and [`Auth::load`]).
+    pub fn with_secret(secret: &[u8], ttl: Duration) -> Auth {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.leeway = 5;
+        let dummy = format!("{:x}", rand::random::<u128>());
+        let dummy_hash = hash_password_now(&dummy).unwrap_or_default();
+        Auth {
+            inner: Arc::new(Inner {
+                encoding: EncodingKey::from_secret(secret),
+                decoding: DecodingKey::from_secret(secret),
+                validation,
+                ttl: chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12)),
+                dummy_hash,
+                throttle: Throttle::default(),
+            }),
+        }
+    }
+
+    /// Issues a token for user `id`, usable from `unix_user` until it expires
+    /// or `token_version` is bumped.
+    ///
+    /// # Errors
+    /// Signing failed (it cannot, with an HMAC key).
+    pub fn issue(&self, id: i64, unix_user: &str, token_version: i32) -> Result<(String, DateTime<Utc>)> {
+        let now = Utc::now();
+        let exp = now + self.inner.ttl;
+        let claims = Claims {
+            sub: id.to_string(),
+            exp: exp.timestamp(),
+            iat: now.timestamp(),
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            unix_user: unix_user.to_owned(),
+            ver: token_version,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.inner.encoding)
+            .map_err(|_| AuthError::InvalidToken)?;
+        Ok((token, exp))
+    }
+
+    /// Checks the signature (HS256 only), expiry, issuer and audience.
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidToken`] for anything wrong with the token.
+    pub fn verify(&self, token: &str) -> Result<Claims> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
+            .map_err(|_| AuthError::InvalidToken)?;
+        let claims = data.claims;
+        if claims.iat > Utc::now().timestamp() + 60 {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(claims)
+    }
+
+    /// Hashes a password on a blocking thread.
+    ///
+    /// # Errors
+    /// The hasher failed (it cannot with valid parameters).
+    pub async fn hash_password(&self, password: String) -> Result<String> {
+        tokio::task::spawn_blocking(move || hash_password_now(&password))
+            .await
+            .map_err(|e| AuthError::Hash(e.to_string()))?
+    }
+
+    /// Verifies a password on a blocking thread. `hash` of `None` (an unknown
+    /// email) verifies against a dummy hash, so it takes as long and fails.
+    pub async fn verify_password(&self, hash: Option<String>, password: String) -> bool {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.inner.dummy_hash.clone());
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        ok && known
+    }
+
+    pub fn throttle(&self) -> &Throttle {
+        &self.inner.throttle
+    }
+}
+
+fn argon2() -> Argon2<'static> {
+    // OWASP's first recommendation for argon2id; the values are valid constants.
+    let params = Params::new(19_456, 2, 1, None).unwrap_or_default();
+    Argon2::new(ArgonAlgorithm::Argon2id, Version::V0x13, params)
+}
+
+fn hash_password_now(password: &str) -> Result<String> {
+    let hash: PasswordHash = argon2()
+        .hash_password(password.as_bytes())
+        .map_err(|e| AuthError::Hash(e.to_string()))?;
+    Ok(hash.to_string())
+}
+
+fn load_or_create_secret(state_dir: &Path) -> Result<Vec<u8>> {
+    let path = state_dir.join(SECRET_FILE);
+    let err = |what: &str| {
+        let what = format!("{what} {}", path.display());
+        move |source| AuthError::Secret { what, source }
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() == 32 => {
+            let mode = std::fs::metadata(&path).map_err(err("read"))?.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err("protect"))?;
+            }
+            Ok(bytes)
+        }
+        Ok(_) => Err(AuthError::Secret {
+            what: format!("use {}", path.display()),
+            source: std::io::Error::other("the secret must be exactly 32 bytes; delete it to make a new one"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = vec![0u8; 32];
+            rand::fill(&mut secret[..]);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(err("create"))?;
+            file.write_all(&secret).map_err(err("write"))?;
+            file.sync_all().map_err(err("sync"))?;
+            Ok(secret)
+        }
+        Err(e) => Err(err("read")(e)),
+    }
+}
+
+/// Per-email count of failed logins and the time before which the next
+/// attempt is refused. In memory: a restart forgives, which is fine for a
+/// delay whose purpose is to make guessing slow.
+#[derive(Default)]
+pub struct Throttle {
+    entries: Mutex<HashMap<String, Attempts>>,
+}
+
+#[derive(Clone, Copy)]
+struct Attempts {
+    failures: u32,
+    locked_until: Option<Instant>,
+}
+
+impl Throttle {
+    /// Refuses an attempt while the email is locked out.
+    ///
+    /// # Errors
+    /// [`AuthError::Throttled`] with the time left.
+    pub fn check(&self, email: &str) -> Result<()> {
+        let Ok(entries) = self.entries.lock() else {
+            return Ok(());
+        };
+        if let Some(Attempts {
+            locked_until: Some(until),
+            ..
+        }) = entries.get(&email.to_lowercase())
+        {
+            let now = Instant::now();
+            if *until > now {
+                return Err(AuthError::Throttled(*until - now));
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failure: after [`FREE_FAILURES`] the delay starts at 1 s and
+    /// doubles each time, up to 15 minutes.
+    pub fn failure(&self, email: &str) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= THROTTLE_MAX_ENTRIES {
+            let now = Instant::now();
+            entries.retain(|_, a| a.locked_until.is_some_and(|u| u > now));
+        }
+        let a = entries.entry(email.to_lowercase()).or_insert(Attempts {
+            failures: 0,
+            locked_until: None,
+        });
+        a.failures = a.failures.saturating_add(1);
+        if a.failures >= FREE_FAILURES {
+            let exp = (a.failures - FREE_FAILURES).min(20);
+            let delay = Duration::from_secs(1u64 << exp).min(MAX_DELAY);
+            a.locked_until = Some(Instant::now() + delay);
+        }
+    }
+
+    /// Forgets the failures of an email after a successful login.
+    pub fn success(&self, email: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&email.to_lowercase());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Auth {
+        Auth::with_secret(&[7u8; 32], Duration::from_secs(3600))
+    }
+
+    #[test]
+    fn issued_tokens_verify() {
+        let a = auth();
+        let (token, _) = a.issue(42, "alice", 3).expect("issue");
+        let claims = a.verify(&token).expect("verify");
+        assert_eq!(claims.sub, "42");
+        assert_eq!(claims.unix_user, "alice");
+        assert_eq!(claims.ver, 3);
+    }
+
+    fn forge(claims: &Claims, alg: Algorithm, key: &[u8]) -> String {
+        jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(key)).expect("encode")
+    }
+
+    fn good_claims() -> Claims {
+        let now = Utc::now().timestamp();
+        Claims {
+            sub: "1".into(),
+            exp: now + 600,
+            iat: now,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            unix_user: "root".into(),
+            ver: 1,
+        }
+    }
+
+    #[test]
+    fn forged_tokens_are_refused() {
+        let a = auth();
+        assert!(a.verify(&forge(&good_claims(), Algorithm::HS256, &[7u8; 32])).is_ok());
+        // Another key.
+        assert!(a.verify(&forge(&good_claims(), Algorithm::HS256, &[8u8; 32])).is_err());
+        // Another HMAC algorithm with the right key.
+        assert!(a.verify(&forge(&good_claims(), Algorithm::HS512, &[7u8; 32])).is_err());
+        // Wrong audience and issuer.
+        let mut c = good_claims();
+        c.aud = "someone-else".into();
+        assert!(a.verify(&forge(&c, Algorithm::HS256, &[7u8; 32])).is_err());
+        let mut c = good_claims();
+        c.iss = "evil".into();
+        assert!(a.verify(&forge(&c, Algorithm::HS256, &[7u8; 32])).is_err());
+        // Expired.
+        let mut c = good_claims();
+        c.exp = Utc::now().timestamp() - 120;
+        assert!(a.verify(&forge(&c, Algorithm::HS256, &[7u8; 32])).is_err());
+        // alg: none, built by hand (the library refuses to make one).
+        let header = base64_url(br#"{"alg":"none","typ":"JWT"}"#);
+        let body = base64_url(serde_json::to_string(&good_claims()).expect("json").as_bytes());
+        assert!(a.verify(&format!("{header}.{body}.")).is_err());
+        assert!(a.verify("garbage").is_err());
+    }
+
+    fn base64_url(bytes: &[u8]) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn throttle_starts_after_five_failures_and_grows() {
+        let t = Throttle::default();
+        for _ in 0..4 {
+            t.failure("A@x.org");
+            assert!(t.check("a@x.org").is_ok());
+        }
+        t.failure("a@x.org");
+        let Err(AuthError::Throttled(d)) = t.check("a@X.org") else {
+            panic!("throttled after 5 failures");
+        };
+        assert!(d <= Duration::from_secs(1));
+        for _ in 0..30 {
+            t.failure("a@x.org");
+        }
+        let Err(AuthError::Throttled(d)) = t.check("a@x.org") else {
+            panic!("still throttled");
+        };
+        assert!(d > Duration::from_secs(600) && d <= MAX_DELAY, "{d:?}");
+        t.success("a@x.org");
+        assert!(t.check("a@x.org").is_ok());
+    }
+
+    #[tokio::test]
+    async fn passwords_hash_and_verify() {
+        let a = auth();
+        let hash = a.hash_password("correct horse battery".into()).await.expect("hash");
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(a.verify_password(Some(hash.clone()), "correct horse battery".into()).await);
+        assert!(!a.verify_password(Some(hash), "wrong horse battery".into()).await);
+        assert!(!a.verify_password(None, "anything at all".into()).await);
+    }
+
+    #[test]
+    fn secret_file_is_created_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = load_or_create_secret(dir.path()).expect("create");
+        let again = load_or_create_secret(dir.path()).expect("load");
+        assert_eq!(first, again);
+        let mode = std::fs::metadata(dir.path().join(SECRET_FILE)).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,349 @@
+//! The daemon's configuration: [`Config`] and how it is layered.
+//!
+//! Built-in defaults, then the TOML file (`/etc/gpures/gpures.toml` unless
+//! `--config` names another), then `GPURES_*` environment variables, then
+//! command-line flags ([`Overrides`]). [`EXAMPLE`] is the documented example file
+//! shipped in the package; a test below keeps it parseable and complete.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The example configuration, every key documented. Installed as the conffile.
+pub const EXAMPLE: &str = include_str!("../gpures.example.toml");
+
+/// Where the config file is looked for when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/gpures/gpures.toml";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for {key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+pub type Result<T> = std::result::Result<T, ConfigError>;
+
+/// A string that never prints: database URLs carry passwords.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Everything the daemon and its admin commands need to know.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Unix socket the daemon serves on. `None`: `/run/gpures.sock` as root,
+    /// `$XDG_RUNTIME_DIR/gpures.sock` otherwise.
+    pub socket: Option<PathBuf>,
+    /// Octal permission bits of the socket. 0666: identity comes from tokens
+    /// and the peer uid, not from file permissions.
+    pub socket_mode: String,
+    /// Group of the socket, to limit gpures to one group with mode 0660.
+    pub socket_group: Option<String>,
+    /// Where the daemon keeps its JWT secret and the embedded PostgreSQL.
+    pub state_dir: Option<PathBuf>,
+    /// An external PostgreSQL. `None`: run the embedded cluster in the state dir.
+    pub database_url: Option<Secret>,
+    /// Host name this daemon serves; `None`: the machine's host name.
+    pub host: Option<String>,
+    pub booking: BookingConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BookingConfig {
+    /// Longest reservation members may make, in days.
+    pub max_days: u32,
+    /// How far in the past a member's booking may start, in minutes: covers the
+    /// time between filling in "now" and pressing Enter.
+    pub past_grace_minutes: u32,
+}
+
+impl Default for BookingConfig {
+    fn default() -> Self {
+        BookingConfig {
+            max_days: 14,
+            past_grace_minutes: 5,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of a login token, in hours.
+    pub token_ttl_hours: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { token_ttl_hours: 12 }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Open connections across all users; further ones are closed at once.
+    pub max_connections: usize,
+    /// Open connections of one Unix user, so one user cannot starve others.
+    pub max_connections_per_user: usize,
+    /// Database connections this daemon keeps.
+    pub db_pool_size: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 1024,
+            max_connections_per_user: 64,
+            db_pool_size: 16,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: None,
+            socket_mode: "0666".to_owned(),
+            socket_group: None,
+            state_dir: None,
+            database_url: None,
+            host: None,
+            booking: BookingConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// Values from command-line flags; they win over everything else.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub database_url: Option<Secret>,
+    pub host: Option<String>,
+}
+
+impl Config {
+    /// Builds the configuration from the file, the environment and `flags`.
+    ///
+    /// # Errors
+    /// A config file named by `--config` that cannot be read, a file that is
+    /// not valid TOML or has unknown keys, or an invalid value.
+    pub fn load(flags: &Overrides) -> Result<Config> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let explicit = flags.config.clone().or_else(|| env("GPURES_CONFIG").map(PathBuf::from));
+        let path = explicit.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        let mut config = match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse(&text, &path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => Config::default(),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        if let Some(v) = env("GPURES_SOCKET") {
+            config.socket = Some(v.into());
+        }
+        if let Some(v) = env("GPURES_SOCKET_MODE") {
+            config.socket_mode = v;
+        }
+        if let Some(v) = env("GPURES_SOCKET_GROUP") {
+            config.socket_group = Some(v);
+        }
+        if let Some(v) = env("GPURES_STATE_DIR") {
+            config.state_dir = Some(v.into());
+        }
+        if let Some(v) = env("GPURES_DATABASE_URL") {
+            config.database_url = Some(Secret::new(v));
+        }
+        if let Some(v) = env("GPURES_HOST") {
+            config.host = Some(v);
+        }
+        if let Some(v) = &flags.socket {
+            config.socket = Some(v.clone());
+        }
+        if let Some(v) = &flags.state_dir {
+            config.state_dir = Some(v.clone());
+        }
+        if let Some(v) = &flags.database_url {
+            config.database_url = Some(v.clone());
+        }
+        if let Some(v) = &flags.host {
+            config.host = Some(v.clone());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a config file's text; `path` is only for messages.
+    ///
+    /// # Errors
+    /// Invalid TOML, unknown keys or wrong types.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.socket_mode_bits()?;
+        let invalid = |key: &str, reason: &str| {
+            Err(ConfigError::Invalid {
+                key: key.to_owned(),
+                reason: reason.to_owned(),
+            })
+        };
+        if self.booking.max_days == 0 {
+            return invalid("booking.max_days", "must be at least 1");
+        }
+        if self.auth.token_ttl_hours == 0 {
+            return invalid("auth.token_ttl_hours", "must be at least 1");
+        }
+        if self.limits.max_connections == 0 || self.limits.max_connections_per_user == 0 {
+            return invalid("limits", "connection limits must be at least 1");
+        }
+        if self.limits.db_pool_size < 2 {
+            return invalid("limits.db_pool_size", "must be at least 2 (one is kept for LISTEN)");
+        }
+        Ok(())
+    }
+
+    /// The socket's permission bits.
+    ///
+    /// # Errors
+    /// `socket_mode` is not an octal number of at most 0777.
+    pub fn socket_mode_bits(&self) -> Result<u32> {
+        match u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8) {
+            Ok(bits) if bits <= 0o777 => Ok(bits),
+            _ => Err(ConfigError::Invalid {
+                key: "socket_mode".to_owned(),
+                reason: format!("{:?} is not an octal mode such as \"0666\"", self.socket_mode),
+            }),
+        }
+    }
+
+    /// The state directory in force.
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        if is_root() {
+            return PathBuf::from("/var/lib/gpures");
+        }
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .unwrap_or_else(std::env::temp_dir);
+        base.join("gpures")
+    }
+
+    /// The socket path in force.
+    pub fn socket_path(&self) -> PathBuf {
+        if let Some(socket) = &self.socket {
+            return socket.clone();
+        }
+        default_socket_path()
+    }
+
+    /// The host name in force.
+    pub fn host_name(&self) -> String {
+        self.host.clone().unwrap_or_else(system_host_name)
+    }
+}
+
+/// The socket clients use when nothing else is configured; the CLI uses the
+/// same rule.
+pub fn default_socket_path() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/run/gpures.sock");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) => PathBuf::from(dir).join("gpures.sock"),
+        None => PathBuf::from("/run/gpures.sock"),
+    }
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The machine's host name, or "localhost" when it cannot be read.
+pub fn system_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let parsed = Config::parse(EXAMPLE, Path::new("gpures.example.toml")).expect("example parses");
+        parsed.validate().expect("example is valid");
+        let defaults = Config::default();
+        assert_eq!(parsed.socket_mode, defaults.socket_mode);
+        assert_eq!(parsed.booking.max_days, defaults.booking.max_days);
+        assert_eq!(parsed.auth.token_ttl_hours, defaults.auth.token_ttl_hours);
+        assert_eq!(parsed.limits.max_connections, defaults.limits.max_connections);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::parse("sokcet = \"/tmp/x\"\n", Path::new("x.toml")).expect_err("typo refused");
+        assert!(err.to_string().contains("sokcet"), "{err}");
+    }
+
+    #[test]
+    fn socket_mode_must_be_octal() {
+        let mut c = Config::default();
+        assert_eq!(c.socket_mode_bits().expect("default"), 0o666);
+        c.socket_mode = "0660".into();
+        assert_eq!(c.socket_mode_bits().expect("0660"), 0o660);
+        c.socket_mode = "rw-rw-rw-".into();
+        assert!(c.socket_mode_bits().is_err());
+        c.socket_mode = "01777".into();
+        assert!(c.socket_mode_bits().is_err());
+    }
+
+    #[test]
+    fn database_url_never_prints() {
+        let mut c = Config::default();
+        c.database_url = Some(Secret::new("postgres://u:hunter2@db/gpures"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

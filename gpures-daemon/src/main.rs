@@ -1,0 +1,195 @@
+//! `gpures-daemon`: parses flags and calls the library. See `lib.rs`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use gpures_daemon::admin::{self, AdminCommand};
+use gpures_daemon::config::{Config, Overrides, Secret};
+use gpures_daemon::{RunOptions, open_database};
+use gpures_proto::Role;
+
+#[derive(Parser, Debug)]
+#[command(name = "gpures-daemon", version, about = "Owns the GPU reservations of this host and serves them to `gpures`")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Flags every subcommand accepts.
+#[derive(Args, Debug, Clone, Default)]
+struct Common {
+    /// Config file (default /etc/gpures/gpures.toml, if it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// State directory (JWT secret, embedded PostgreSQL).
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Use this PostgreSQL server instead of the embedded cluster.
+    #[arg(long, global = true, value_name = "URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the socket (the default command).
+    Serve {
+        /// Socket path (default /run/gpures.sock as root).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Host name stored on this host's resources.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage bookable resources.
+    #[command(subcommand)]
+    Resource(ResourceCommand),
+    /// Check the configuration and print it (secrets redacted).
+    CheckConfig,
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// List every account.
+    List,
+    /// Make an account an admin.
+    Promote { email: String },
+    /// Make an admin a member again.
+    Demote { email: String },
+    /// Disable an account and revoke its tokens.
+    Disable { email: String },
+    /// Bind an account to another Unix user (revokes its tokens).
+    Bind {
+        email: String,
+        #[arg(long, value_name = "NAME")]
+        unix_user: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ResourceCommand {
+    /// Add a GPU or a server.
+    Add {
+        name: String,
+        /// Host of the resource (default: this daemon's host name).
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long, value_name = "N")]
+        gpu_index: Option<i32>,
+        #[arg(long, value_name = "UUID")]
+        gpu_uuid: Option<String>,
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+    /// List resources, disabled ones too.
+    List,
+    /// Disable a resource: it can no longer be booked.
+    Disable { name: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GPURES_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tarpc=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gpures-daemon: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(real_main(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gpures-daemon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn real_main(cli: Cli) -> Result<()> {
+    let mut overrides = Overrides {
+        config: cli.common.config.clone(),
+        state_dir: cli.common.state_dir.clone(),
+        database_url: cli.common.database_url.clone().map(Secret::new),
+        ..Overrides::default()
+    };
+    let command = cli.command.unwrap_or(Command::Serve { socket: None, host: None });
+    if let Command::Serve { socket, host } = &command {
+        overrides.socket = socket.clone();
+        overrides.host = host.clone();
+    }
+    let config = Config::load(&overrides)?;
+    let admin_command = match command {
+        Command::Serve { .. } => {
+            let shutdown = gpures_daemon::termination_signal()?;
+            return gpures_daemon::run(config, None, shutdown, RunOptions::default()).await;
+        }
+        Command::CheckConfig => {
+            println!("{config:#?}");
+            println!("state dir: {}", config.state_dir().display());
+            println!("socket:    {}", config.socket_path().display());
+            match (&config.database_url, gpures_daemon::pg::find_bin_dir()) {
+                (Some(_), _) => println!("database:  external (database_url)"),
+                (None, Some(bin)) => println!("database:  embedded, PostgreSQL binaries in {}", bin.display()),
+                (None, None) => anyhow::bail!("{}", gpures_daemon::pg::PgError::BinariesMissing),
+            }
+            return Ok(());
+        }
+        Command::Migrate => None,
+        Command::User(u) => Some(match u {
+            UserCommand::List => AdminCommand::UserList,
+            UserCommand::Promote { email } => AdminCommand::UserRole { email, role: Role::Admin },
+            UserCommand::Demote { email } => AdminCommand::UserRole { email, role: Role::Member },
+            UserCommand::Disable { email } => AdminCommand::UserDisable { email },
+            UserCommand::Bind { email, unix_user } => AdminCommand::UserBind { email, unix_user },
+        }),
+        Command::Resource(r) => Some(match r {
+            ResourceCommand::Add {
+                name,
+                host,
+                gpu_index,
+                gpu_uuid,
+                description,
+            } => AdminCommand::ResourceAdd(admin::new_resource(
+                name,
+                host.unwrap_or_else(|| config.host_name()),
+                gpu_index,
+                gpu_uuid,
+                description,
+            )),
+            ResourceCommand::List => AdminCommand::ResourceList,
+            ResourceCommand::Disable { name } => AdminCommand::ResourceDisable { name },
+        }),
+    };
+    let database = open_database(&config, Default::default()).await?;
+    let result = async {
+        database.store.migrate().await.context("migrating the database")?;
+        match admin_command {
+            None => {
+                println!("the database schema is up to date");
+                Ok(())
+            }
+            Some(cmd) => {
+                print!("{}", admin::execute(&database.store, cmd).await?);
+                Ok(())
+            }
+        }
+    }
+    .await;
+    database.close().await;
+    result
+}

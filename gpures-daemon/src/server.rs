@@ -1,0 +1,155 @@
+//! The accept loop: [`serve`] takes connections on the Unix socket, reads each
+//! peer's uid with `SO_PEERCRED`, enforces the connection limits
+//! ([`Limiter`]), and runs the tarpc channel of each connection in its own
+//! task with length-delimited bincode frames of at most
+//! [`MAX_FRAME_BYTES`](gpures_proto::MAX_FRAME_BYTES). A broken or hostile
+//! frame ends only its own connection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use gpures_proto::Gpures;
+use tarpc::server::{BaseChannel, Channel};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::rpc::{Connection, Peer, Shared};
+use crate::unix;
+
+/// How long connections get to finish their calls after shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection keeps serving once shutdown begins.
+const CALL_GRACE: Duration = Duration::from_secs(2);
+
+/// Counts open connections, in total and per Unix uid.
+#[derive(Debug)]
+pub struct Limiter {
+    max_total: usize,
+    max_per_user: usize,
+    open: Mutex<(usize, HashMap<u32, usize>)>,
+}
+
+/// One open connection's place; released on drop.
+#[derive(Debug)]
+pub struct Permit {
+    limiter: Arc<Limiter>,
+    uid: u32,
+}
+
+impl Limiter {
+    pub fn new(max_total: usize, max_per_user: usize) -> Arc<Limiter> {
+        Arc::new(Limiter {
+            max_total,
+            max_per_user,
+            open: Mutex::new((0, HashMap::new())),
+        })
+    }
+
+    /// A place for one more connection of `uid`, if the limits allow it.
+    pub fn try_acquire(self: &Arc<Self>, uid: u32) -> Option<Permit> {
+        let mut open = self.open.lock().ok()?;
+        let (total, per_user) = &mut *open;
+        let mine = per_user.entry(uid).or_insert(0);
+        if *total >= self.max_total || *mine >= self.max_per_user {
+            return None;
+        }
+        *total += 1;
+        *mine += 1;
+        Some(Permit {
+            limiter: Arc::clone(self),
+            uid,
+        })
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.limiter.open.lock() {
+            let (total, per_user) = &mut *open;
+            *total = total.saturating_sub(1);
+            if let Some(mine) = per_user.get_mut(&self.uid) {
+                *mine = mine.saturating_sub(1);
+                if *mine == 0 {
+                    per_user.remove(&self.uid);
+                }
+            }
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` turns true, then stops accepting and
+/// waits (up to [`DRAIN_TIMEOUT`]) for open connections to end.
+pub async fn serve(listener: UnixListener, shared: Shared, limiter: Arc<Limiter>, mut shutdown: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = crate::shutdown_requested(&mut shutdown) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    if let Some(task) = accept(stream, &shared, &limiter) {
+                        connections.spawn(task);
+                    }
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(open = connections.len(), "closing connections that did not finish in time");
+        connections.shutdown().await;
+    }
+}
+
+fn accept(
+    stream: UnixStream,
+    shared: &Shared,
+    limiter: &Arc<Limiter>,
+) -> Option<impl Future<Output = ()> + Send + 'static> {
+    let uid = match stream.peer_cred() {
+        Ok(cred) => cred.uid(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the peer's credentials; closing");
+            return None;
+        }
+    };
+    let Some(permit) = limiter.try_acquire(uid) else {
+        tracing::warn!(uid, "connection limit reached; closing");
+        return None;
+    };
+    let peer = Peer {
+        uid,
+        unix_user: unix::name_of_uid(uid),
+    };
+    tracing::debug!(uid, user = %peer.unix_user, "connection accepted");
+    let connection = Connection::new(shared.clone(), peer);
+    let mut shutdown = shared.shutdown.clone();
+    Some(async move {
+        let _permit = permit;
+        let transport = gpures_proto::framing::transport(stream);
+        let requests = BaseChannel::with_defaults(transport)
+            .execute(connection.serve())
+            .for_each_concurrent(None, |call| call);
+        tokio::pin!(requests);
+        tokio::select! {
+            _ = &mut requests => return,
+            _ = crate::shutdown_requested(&mut shutdown) => {}
+        }
+        // Shutting down: long polls return at once; give calls in flight a
+        // moment to send their replies. Writes run in their own tasks and
+        // finish regardless, and a client's retry (same request id) is safe.
+        let _ = tokio::time::timeout(CALL_GRACE, &mut requests).await;
+    })
+}

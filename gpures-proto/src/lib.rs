@@ -1,0 +1,481 @@
+//! The gpures contract: everything a client and the daemon must agree on.
+//!
+//! [`Gpures`] is the tarpc service the daemon serves on its Unix socket; the
+//! types beside it are what travels in its frames, [`ApiError`] is the one error
+//! every call can return, and [`limits`] holds the numbers both sides enforce.
+//! [`text`] is the rule for which characters user-typed text may carry, applied
+//! by the daemon when it stores text and by the TUI when it draws it.
+//!
+//! Frames are length-delimited bincode; see [`MAX_FRAME_BYTES`].
+
+pub mod text;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Version of the wire contract. A client sends it in [`Gpures::hello`] first;
+/// the daemon answers [`ApiError::ProtocolMismatch`] unless it is equal to its
+/// own. Bump it on any change to a call's arguments, a reply type or an enum's
+/// variants: bincode encodes by position, so an old peer would misread the frame.
+/// `hello` itself (request variant 0, a `u32` argument) never changes shape.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame either side accepts. A year of timeline for 64 GPUs is about
+/// 200 KiB; a larger length prefix is hostile or broken and closes the connection.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// Limits the daemon enforces on input; clients use them to validate early.
+pub mod limits {
+    /// Longest note on a reservation, in characters.
+    pub const NOTE_MAX_CHARS: usize = 500;
+    /// Shortest accepted password, in characters.
+    pub const PASSWORD_MIN_CHARS: usize = 12;
+    /// Longest accepted password, in characters (bounds the hashing work).
+    pub const PASSWORD_MAX_CHARS: usize = 128;
+    /// Longest display name, in characters.
+    pub const DISPLAY_NAME_MAX_CHARS: usize = 64;
+    /// Longest email address (RFC 5321 path limit).
+    pub const EMAIL_MAX_CHARS: usize = 254;
+    /// Longest resource name.
+    pub const RESOURCE_NAME_MAX_CHARS: usize = 64;
+    /// Longest resource description.
+    pub const DESCRIPTION_MAX_CHARS: usize = 500;
+    /// Most resources in one booking (all or nothing).
+    pub const BOOKING_MAX_RESOURCES: usize = 64;
+    /// Widest window a timeline or listing may ask for, in days.
+    pub const WINDOW_MAX_DAYS: i64 = 400;
+    /// A `wait_for_changes` call returns after at most this many seconds even
+    /// when nothing changed, so a client can tell a live daemon from a dead one.
+    pub const LONG_POLL_MAX_SECS: u64 = 25;
+}
+
+/// A session token as returned by [`Gpures::login`]. Opaque to clients.
+pub type Token = String;
+
+/// A half-open time interval `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Period {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl Period {
+    /// True when the two periods share at least one instant (`[)` bounds, so
+    /// back-to-back periods do not overlap).
+    pub fn overlaps(&self, other: &Period) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+
+    /// True when `t` lies inside the period.
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        self.start <= t && t < self.end
+    }
+}
+
+/// What a user may do: members book, admins also manage resources, users and
+/// everyone's reservations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    Member,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A user as others see them: enough to name the holder of a slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRef {
+    pub id: i64,
+    pub email: String,
+    pub display_name: String,
+}
+
+/// A user account, as its owner and admins see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: i64,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    /// The Unix account the user registered from; tokens work only from it.
+    pub unix_user: String,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl UserInfo {
+    pub fn as_ref(&self) -> UserRef {
+        UserRef {
+            id: self.id,
+            email: self.email.clone(),
+            display_name: self.display_name.clone(),
+        }
+    }
+}
+
+/// Registration form.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub email: String,
+    pub display_name: String,
+    pub password: String,
+}
+
+impl fmt::Debug for RegisterRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisterRequest")
+            .field("email", &self.email)
+            .field("display_name", &self.display_name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A successful login.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct LoginReply {
+    pub token: Token,
+    pub expires_at: DateTime<Utc>,
+    pub user: UserInfo,
+}
+
+impl fmt::Debug for LoginReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginReply")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+/// The daemon's answer to [`Gpures::hello`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HelloReply {
+    pub protocol_version: u32,
+    /// The daemon's package version, for `gpures --version` style diagnostics.
+    pub daemon_version: String,
+    /// The host name this daemon serves (resources carry theirs too).
+    pub host: String,
+    /// The Unix user the daemon sees on this connection (from `SO_PEERCRED`).
+    pub peer_unix_user: String,
+}
+
+/// What a bookable thing is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResourceKind {
+    Gpu,
+    Server,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Gpu => "gpu",
+            ResourceKind::Server => "server",
+        }
+    }
+}
+
+/// A bookable thing: one GPU, or a whole server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    pub id: i64,
+    pub name: String,
+    /// Host the resource lives on; several hosts may share one database.
+    pub host: String,
+    pub kind: ResourceKind,
+    pub gpu_index: Option<i32>,
+    pub gpu_uuid: Option<String>,
+    pub description: String,
+    /// Inactive resources cannot be booked and are hidden by default.
+    pub active: bool,
+}
+
+/// A new resource (admin).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NewResource {
+    pub name: String,
+    pub host: String,
+    pub kind: ResourceKind,
+    pub gpu_index: Option<i32>,
+    pub gpu_uuid: Option<String>,
+    pub description: String,
+}
+
+/// A change to a resource (admin); `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ResourceUpdate {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub gpu_index: Option<Option<i32>>,
+    pub gpu_uuid: Option<Option<String>>,
+    pub description: Option<String>,
+    pub active: Option<bool>,
+}
+
+/// Whether a reservation still holds its slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReservationStatus {
+    Active,
+    Cancelled,
+}
+
+impl ReservationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationStatus::Active => "active",
+            ReservationStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One resource held by one user for one period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub id: Uuid,
+    /// Groups the reservations booked together (several GPUs at once).
+    pub booking_id: Uuid,
+    pub resource_id: i64,
+    pub resource_name: String,
+    pub user: UserRef,
+    pub period: Period,
+    pub note: String,
+    pub status: ReservationStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Who holds a slot that a booking or a change wanted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub reservation_id: Uuid,
+    pub resource_id: i64,
+    pub resource_name: String,
+    pub user: UserRef,
+    pub period: Period,
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} is held by {} <{}> from {} to {}",
+            self.resource_name,
+            self.user.display_name,
+            self.user.email,
+            self.period.start.to_rfc3339(),
+            self.period.end.to_rfc3339()
+        )
+    }
+}
+
+/// A booking of one or more resources for one period, all or nothing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BookingRequest {
+    /// Chosen by the client, once per booking the user meant to make. A retry
+    /// with the same id (after a lost reply or a deadline) returns the booking
+    /// that was made instead of conflicting with it.
+    pub request_id: Uuid,
+    pub resources: Vec<i64>,
+    pub period: Period,
+    pub note: String,
+}
+
+/// The reservations one booking created.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Booking {
+    pub booking_id: Uuid,
+    pub reservations: Vec<Reservation>,
+}
+
+/// A change to one reservation; `None` leaves a field as it is. Moving,
+/// shortening and extending are all changes of `start` and/or `end`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReservationChange {
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    pub note: Option<String>,
+}
+
+/// Which reservations [`Gpures::list_reservations`] returns. Empty `resources`
+/// means all; `user` is an email; `window` keeps those overlapping it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReservationFilter {
+    pub resources: Vec<i64>,
+    pub user_email: Option<String>,
+    pub window: Option<Period>,
+    pub include_cancelled: bool,
+}
+
+/// Everything a schedule view draws for one window.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Timeline {
+    pub window: Period,
+    pub resources: Vec<Resource>,
+    /// Active reservations overlapping the window, ordered by resource and start.
+    pub reservations: Vec<Reservation>,
+}
+
+/// One resource in the status report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResourceStatus {
+    pub resource: Resource,
+    /// The reservation holding it at `generated_at`, if any.
+    pub current: Option<Reservation>,
+    /// The next reservation to start after `generated_at`, if any.
+    pub next: Option<Reservation>,
+}
+
+/// Who holds what now and next, per active resource.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub generated_at: DateTime<Utc>,
+    pub host: String,
+    pub resources: Vec<ResourceStatus>,
+}
+
+/// The one error every call can return. Messages never carry SQL, paths or
+/// whether an email exists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ApiError {
+    /// No valid token: missing, expired, revoked, forged, or issued to another
+    /// Unix user. The client should log in again.
+    #[error("not logged in or the session expired: run `gpures login`")]
+    Unauthenticated,
+    /// The caller is known but may not do this.
+    #[error("permission denied")]
+    PermissionDenied,
+    /// The thing named does not exist (or is not visible to the caller).
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// The period is taken; `holders` says by whom.
+    #[error("the slot is taken: {}", holders.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Conflict { holders: Vec<Holder> },
+    /// An argument was rejected; `field` names it, `reason` says why.
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    /// Too many attempts; try again after `retry_after_secs`.
+    #[error("too many attempts: try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    /// The daemon cannot serve right now (its database is down, or it is
+    /// shutting down). Retrying later is safe.
+    #[error("the daemon is temporarily unavailable")]
+    Unavailable,
+    /// A bug or an unexpected failure; `id` is in the daemon's log line.
+    #[error("internal error (daemon log id {id})")]
+    Internal { id: String },
+    /// The client speaks another protocol version than the daemon.
+    #[error("protocol mismatch: the daemon speaks version {daemon}, this client {client}")]
+    ProtocolMismatch { daemon: u32, client: u32 },
+}
+
+impl ApiError {
+    /// Shorthand for [`ApiError::InvalidArgument`].
+    pub fn invalid(field: &str, reason: impl Into<String>) -> ApiError {
+        ApiError::InvalidArgument {
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The gpures daemon's service. Calls other than `hello`, `register` and
+/// `login` take the session token first.
+#[tarpc::service]
+pub trait Gpures {
+    /// Anyone, first call of every connection: checks [`PROTOCOL_VERSION`].
+    async fn hello(client_protocol: u32) -> Result<HelloReply, ApiError>;
+    /// Anyone: creates a member account bound to the caller's Unix user.
+    async fn register(req: RegisterRequest) -> Result<UserInfo, ApiError>;
+    /// Anyone, from the Unix user the account is bound to: returns a token.
+    async fn login(email: String, password: String) -> Result<LoginReply, ApiError>;
+    /// Any user: the account behind the token.
+    async fn whoami(token: Token) -> Result<UserInfo, ApiError>;
+    /// Any user: revokes every token of the caller, this one included.
+    async fn logout_everywhere(token: Token) -> Result<(), ApiError>;
+    /// Any user: the resources, inactive ones too when asked.
+    async fn list_resources(token: Token, include_inactive: bool) -> Result<Vec<Resource>, ApiError>;
+    /// Admin: adds a resource.
+    async fn create_resource(token: Token, resource: NewResource) -> Result<Resource, ApiError>;
+    /// Admin: changes a resource (rename, describe, disable).
+    async fn update_resource(token: Token, id: i64, update: ResourceUpdate) -> Result<Resource, ApiError>;
+    /// Any user: active resources and active reservations overlapping `window`.
+    async fn timeline(token: Token, window: Period) -> Result<Timeline, ApiError>;
+    /// Any user: reservations matching the filter, ordered by start.
+    async fn list_reservations(token: Token, filter: ReservationFilter) -> Result<Vec<Reservation>, ApiError>;
+    /// Any user: books every resource named for the period, or none of them.
+    async fn create_booking(token: Token, request: BookingRequest) -> Result<Booking, ApiError>;
+    /// Owner or admin: moves, shortens, extends or re-notes a reservation.
+    async fn update_reservation(token: Token, id: Uuid, change: ReservationChange) -> Result<Reservation, ApiError>;
+    /// Owner or admin: cancels a reservation (it stays in history).
+    async fn cancel_reservation(token: Token, id: Uuid) -> Result<Reservation, ApiError>;
+    /// Owner or admin: ends a running reservation now.
+    async fn release_now(token: Token, id: Uuid) -> Result<Reservation, ApiError>;
+    /// Any user: who holds any of `resources` during `period`; empty when all
+    /// are free. `ignore` leaves one reservation out (the one being edited).
+    async fn check_availability(token: Token, resources: Vec<i64>, period: Period, ignore: Option<Uuid>) -> Result<Vec<Holder>, ApiError>;
+    /// Any user: per active resource, who holds it now and who is next.
+    async fn status(token: Token) -> Result<StatusReport, ApiError>;
+    /// Any user: returns as soon as the schedule changed after `since` (a value
+    /// this call returned earlier; 0 at first), or after at most
+    /// [`limits::LONG_POLL_MAX_SECS`]. A different value than `since` means
+    /// "refetch".
+    async fn wait_for_changes(token: Token, since: u64) -> Result<u64, ApiError>;
+    /// Admin: every account.
+    async fn list_users(token: Token) -> Result<Vec<UserInfo>, ApiError>;
+    /// Admin: makes the account with `email` a member or an admin.
+    async fn set_role(token: Token, email: String, role: Role) -> Result<UserInfo, ApiError>;
+    /// Admin: disables the account with `email` and revokes its tokens.
+    async fn disable_user(token: Token, email: String) -> Result<UserInfo, ApiError>;
+}
+
+/// The framing both sides use: length-delimited frames of at most
+/// [`MAX_FRAME_BYTES`] carrying bincode. Defined once here so client and
+/// daemon cannot disagree.
+pub mod framing {
+    use tarpc::tokio_serde::formats::Bincode;
+    use tarpc::tokio_util::codec::{Framed, LengthDelimitedCodec};
+    use tokio::net::UnixStream;
+
+    use super::MAX_FRAME_BYTES;
+
+    /// A framed, bincode-encoded transport over `stream`.
+    pub fn transport<Item, SinkItem>(
+        stream: UnixStream,
+    ) -> tarpc::serde_transport::Transport<UnixStream, Item, SinkItem, Bincode<Item, SinkItem>>
+    where
+        Item: for<'de> serde::Deserialize<'de>,
+        SinkItem: serde::Serialize,
+    {
+        let framed: Framed<UnixStream, LengthDelimitedCodec> = LengthDelimitedCodec::builder()
+            .max_frame_length(MAX_FRAME_BYTES)
+            .new_framed(stream);
+        tarpc::serde_transport::new(framed, Bincode::default())
+    }
+
+    /// Connects to the daemon's socket and returns a client (no hello sent yet).
+    ///
+    /// # Errors
+    /// The socket does not exist or refuses the connection.
+    pub async fn connect(path: &std::path::Path) -> std::io::Result<super::GpuresClient> {
+        let stream = UnixStream::connect(path).await?;
+        Ok(super::GpuresClient::new(tarpc::client::Config::default(), transport(stream)).spawn())
+    }
+}
