@@ -31,7 +31,14 @@ pub async fn execute(store: &Store, command: AdminCommand) -> Result<String> {
     let service = Service::new(store.clone(), Rules::default());
     let api = |e: crate::service::ServiceError| anyhow::anyhow!("{}", crate::rpc::to_api(e));
     Ok(match command {
-        AdminCommand::UserList => users_table(&store.list_users().await?.iter().map(|u| u.info()).collect::<Vec<_>>()),
+        AdminCommand::UserList => users_table(
+            &store
+                .list_users()
+                .await?
+                .iter()
+                .map(|u| u.info())
+                .collect::<Vec<_>>(),
+        ),
         AdminCommand::UserRole { email, role } => {
             let u = service
                 .change_user(None, &email, UserChange::Role(role))
@@ -61,7 +68,7 @@ pub async fn execute(store: &Store, command: AdminCommand) -> Result<String> {
         }
         AdminCommand::ResourceAdd(new) => {
             let r = service.create_resource(None, new).await.map_err(api)?;
-            format!("added {}\n{}", r.name, resources_table(&[r.clone()]))
+            format!("added {}\n{}", r.name, resources_table(std::slice::from_ref(&r)))
         }
         AdminCommand::ResourceList => resources_table(&store.list_resources(true).await?),
         AdminCommand::ResourceDisable { name } => {
@@ -73,8 +80,14 @@ pub async fn execute(store: &Store, command: AdminCommand) -> Result<String> {
                 active: Some(false),
                 ..ResourceUpdate::default()
             };
-            let r = service.update_resource(None, r.id, update).await.map_err(api)?;
-            format!("{} is disabled: it cannot be booked; its reservations stay\n", r.name)
+            let r = service
+                .update_resource(None, r.id, update)
+                .await
+                .map_err(api)?;
+            format!(
+                "{} is disabled: it cannot be booked; its reservations stay\n",
+                r.name
+            )
         }
     })
 }
@@ -104,7 +117,11 @@ pub fn new_resource(
 
 fn users_table(users: &[UserInfo]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<5} {:<32} {:<24} {:<7} {:<12} STATE", "ID", "EMAIL", "NAME", "ROLE", "UNIX USER");
+    let _ = writeln!(
+        out,
+        "{:<5} {:<32} {:<24} {:<7} {:<12} STATE",
+        "ID", "EMAIL", "NAME", "ROLE", "UNIX USER"
+    );
     for u in users {
         let _ = writeln!(
             out,
@@ -125,7 +142,11 @@ fn users_table(users: &[UserInfo]) -> String {
 
 fn resources_table(resources: &[Resource]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<5} {:<12} {:<7} {:<12} {:<5} {:<10} DESCRIPTION", "ID", "NAME", "KIND", "HOST", "GPU", "STATE");
+    let _ = writeln!(
+        out,
+        "{:<5} {:<12} {:<7} {:<12} {:<5} {:<10} DESCRIPTION",
+        "ID", "NAME", "KIND", "HOST", "GPU", "STATE"
+    );
     for r in resources {
         let _ = writeln!(
             out,
@@ -134,7 +155,9 @@ fn resources_table(resources: &[Resource]) -> String {
             r.name,
             r.kind.as_str(),
             r.host,
-            r.gpu_index.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+            r.gpu_index
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "-".into()),
             if r.active { "active" } else { "disabled" },
             r.description
         );

@@ -46,7 +46,10 @@ pub enum AuthError {
     #[error("too many failed logins; retry in {0:?}")]
     Throttled(Duration),
     #[error("cannot {what}: {source}")]
-    Secret { what: String, source: std::io::Error },
+    Secret {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("password hashing failed: {0}")]
     Hash(String),
 }
@@ -86,7 +89,9 @@ struct Inner {
 
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Auth").field("secret", &"<redacted>").finish()
+        f.debug_struct("Auth")
+            .field("secret", &"<redacted>")
+            .finish()
     }
 }
 
@@ -126,7 +131,12 @@ impl Auth {
     ///
     /// # Errors
     /// Signing failed (it cannot, with an HMAC key).
-    pub fn issue(&self, id: i64, unix_user: &str, token_version: i32) -> Result<(String, DateTime<Utc>)> {
+    pub fn issue(
+        &self,
+        id: i64,
+        unix_user: &str,
+        token_version: i32,
+    ) -> Result<(String, DateTime<Utc>)> {
         let now = Utc::now();
         let exp = now + self.inner.ttl;
         let claims = Claims {
@@ -138,8 +148,12 @@ impl Auth {
             unix_user: unix_user.to_owned(),
             ver: token_version,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.inner.encoding)
-            .map_err(|_| AuthError::InvalidToken)?;
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.inner.encoding,
+        )
+        .map_err(|_| AuthError::InvalidToken)?;
         Ok((token, exp))
     }
 
@@ -148,8 +162,9 @@ impl Auth {
     /// # Errors
     /// [`AuthError::InvalidToken`] for anything wrong with the token.
     pub fn verify(&self, token: &str) -> Result<Claims> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
-            .map_err(|_| AuthError::InvalidToken)?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
+                .map_err(|_| AuthError::InvalidToken)?;
         let claims = data.claims;
         if claims.iat > Utc::now().timestamp() + 60 {
             return Err(AuthError::InvalidToken);
@@ -174,7 +189,11 @@ impl Auth {
         let hash = hash.unwrap_or_else(|| self.inner.dummy_hash.clone());
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
-                .map(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+                .map(|parsed| {
+                    argon2()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
                 .unwrap_or(false)
         })
         .await
@@ -208,15 +227,21 @@ fn load_or_create_secret(state_dir: &Path) -> Result<Vec<u8>> {
     };
     match std::fs::read(&path) {
         Ok(bytes) if bytes.len() == 32 => {
-            let mode = std::fs::metadata(&path).map_err(err("read"))?.permissions().mode();
+            let mode = std::fs::metadata(&path)
+                .map_err(err("read"))?
+                .permissions()
+                .mode();
             if mode & 0o077 != 0 {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err("protect"))?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(err("protect"))?;
             }
             Ok(bytes)
         }
         Ok(_) => Err(AuthError::Secret {
             what: format!("use {}", path.display()),
-            source: std::io::Error::other("the secret must be exactly 32 bytes; delete it to make a new one"),
+            source: std::io::Error::other(
+                "the secret must be exactly 32 bytes; delete it to make a new one",
+            ),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut secret = vec![0u8; 32];
@@ -320,7 +345,8 @@ mod tests {
     }
 
     fn forge(claims: &Claims, alg: Algorithm, key: &[u8]) -> String {
-        jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(key)).expect("encode")
+        jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(key))
+            .expect("encode")
     }
 
     fn good_claims() -> Claims {
@@ -339,11 +365,20 @@ mod tests {
     #[test]
     fn forged_tokens_are_refused() {
         let a = auth();
-        assert!(a.verify(&forge(&good_claims(), Algorithm::HS256, &[7u8; 32])).is_ok());
+        assert!(
+            a.verify(&forge(&good_claims(), Algorithm::HS256, &[7u8; 32]))
+                .is_ok()
+        );
         // Another key.
-        assert!(a.verify(&forge(&good_claims(), Algorithm::HS256, &[8u8; 32])).is_err());
+        assert!(
+            a.verify(&forge(&good_claims(), Algorithm::HS256, &[8u8; 32]))
+                .is_err()
+        );
         // Another HMAC algorithm with the right key.
-        assert!(a.verify(&forge(&good_claims(), Algorithm::HS512, &[7u8; 32])).is_err());
+        assert!(
+            a.verify(&forge(&good_claims(), Algorithm::HS512, &[7u8; 32]))
+                .is_err()
+        );
         // Wrong audience and issuer.
         let mut c = good_claims();
         c.aud = "someone-else".into();
@@ -357,7 +392,11 @@ mod tests {
         assert!(a.verify(&forge(&c, Algorithm::HS256, &[7u8; 32])).is_err());
         // alg: none, built by hand (the library refuses to make one).
         let header = base64_url(br#"{"alg":"none","typ":"JWT"}"#);
-        let body = base64_url(serde_json::to_string(&good_claims()).expect("json").as_bytes());
+        let body = base64_url(
+            serde_json::to_string(&good_claims())
+                .expect("json")
+                .as_bytes(),
+        );
         assert!(a.verify(&format!("{header}.{body}.")).is_err());
         assert!(a.verify("garbage").is_err());
     }
@@ -366,7 +405,10 @@ mod tests {
         const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
             for i in 0..=chunk.len() {
                 out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
             }
@@ -400,10 +442,22 @@ mod tests {
     #[tokio::test]
     async fn passwords_hash_and_verify() {
         let a = auth();
-        let hash = a.hash_password("correct horse battery".into()).await.expect("hash");
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(a.verify_password(Some(hash.clone()), "correct horse battery".into()).await);
-        assert!(!a.verify_password(Some(hash), "wrong horse battery".into()).await);
+        let hash = a
+            .hash_password("correct horse battery".into())
+            .await
+            .expect("hash");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(
+            a.verify_password(Some(hash.clone()), "correct horse battery".into())
+                .await
+        );
+        assert!(
+            !a.verify_password(Some(hash), "wrong horse battery".into())
+                .await
+        );
         assert!(!a.verify_password(None, "anything at all".into()).await);
     }
 
@@ -413,7 +467,10 @@ mod tests {
         let first = load_or_create_secret(dir.path()).expect("create");
         let again = load_or_create_secret(dir.path()).expect("load");
         assert_eq!(first, again);
-        let mode = std::fs::metadata(dir.path().join(SECRET_FILE)).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -18,7 +18,10 @@ use tokio::task::JoinHandle;
 use crate::store::CHANGES_CHANNEL;
 
 /// Starts the listener task; it ends when `shutdown` turns true.
-pub fn spawn(pool: PgPool, mut shutdown: watch::Receiver<bool>) -> (watch::Receiver<u64>, JoinHandle<()>) {
+pub fn spawn(
+    pool: PgPool,
+    mut shutdown: watch::Receiver<bool>,
+) -> (watch::Receiver<u64>, JoinHandle<()>) {
     let (tx, rx) = watch::channel(rand::random::<u64>() | 1);
     let task = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);

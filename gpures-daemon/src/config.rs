@@ -104,7 +104,9 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { token_ttl_hours: 12 }
+        AuthConfig {
+            token_ttl_hours: 12,
+        }
     }
 }
 
@@ -163,11 +165,18 @@ impl Config {
     /// not valid TOML or has unknown keys, or an invalid value.
     pub fn load(flags: &Overrides) -> Result<Config> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let explicit = flags.config.clone().or_else(|| env("GPURES_CONFIG").map(PathBuf::from));
-        let path = explicit.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        let explicit = flags
+            .config
+            .clone()
+            .or_else(|| env("GPURES_CONFIG").map(PathBuf::from));
+        let path = explicit
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
         let mut config = match std::fs::read_to_string(&path) {
             Ok(text) => Config::parse(&text, &path)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => Config::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
+                Config::default()
+            }
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
         if let Some(v) = env("GPURES_SOCKET") {
@@ -233,7 +242,10 @@ impl Config {
             return invalid("limits", "connection limits must be at least 1");
         }
         if self.limits.db_pool_size < 2 {
-            return invalid("limits.db_pool_size", "must be at least 2 (one is kept for LISTEN)");
+            return invalid(
+                "limits.db_pool_size",
+                "must be at least 2 (one is kept for LISTEN)",
+            );
         }
         Ok(())
     }
@@ -247,7 +259,10 @@ impl Config {
             Ok(bits) if bits <= 0o777 => Ok(bits),
             _ => Err(ConfigError::Invalid {
                 key: "socket_mode".to_owned(),
-                reason: format!("{:?} is not an octal mode such as \"0666\"", self.socket_mode),
+                reason: format!(
+                    "{:?} is not an octal mode such as \"0666\"",
+                    self.socket_mode
+                ),
             }),
         }
     }
@@ -313,18 +328,23 @@ mod tests {
 
     #[test]
     fn example_config_parses_and_matches_defaults() {
-        let parsed = Config::parse(EXAMPLE, Path::new("gpures.example.toml")).expect("example parses");
+        let parsed =
+            Config::parse(EXAMPLE, Path::new("gpures.example.toml")).expect("example parses");
         parsed.validate().expect("example is valid");
         let defaults = Config::default();
         assert_eq!(parsed.socket_mode, defaults.socket_mode);
         assert_eq!(parsed.booking.max_days, defaults.booking.max_days);
         assert_eq!(parsed.auth.token_ttl_hours, defaults.auth.token_ttl_hours);
-        assert_eq!(parsed.limits.max_connections, defaults.limits.max_connections);
+        assert_eq!(
+            parsed.limits.max_connections,
+            defaults.limits.max_connections
+        );
     }
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = Config::parse("sokcet = \"/tmp/x\"\n", Path::new("x.toml")).expect_err("typo refused");
+        let err =
+            Config::parse("sokcet = \"/tmp/x\"\n", Path::new("x.toml")).expect_err("typo refused");
         assert!(err.to_string().contains("sokcet"), "{err}");
     }
 
@@ -342,8 +362,10 @@ mod tests {
 
     #[test]
     fn database_url_never_prints() {
-        let mut c = Config::default();
-        c.database_url = Some(Secret::new("postgres://u:hunter2@db/gpures"));
+        let c = Config {
+            database_url: Some(Secret::new("postgres://u:hunter2@db/gpures")),
+            ..Config::default()
+        };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

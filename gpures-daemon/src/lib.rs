@@ -98,10 +98,11 @@ async fn create_database_if_missing(cluster: &Cluster, name: &str) -> Result<()>
     let mut conn = sqlx::PgConnection::connect_with(&cluster.connect_options("postgres"))
         .await
         .context("connecting to the embedded PostgreSQL")?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(name)
-        .fetch_one(&mut conn)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
     if !exists {
         let created = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
             .execute(&mut conn)
@@ -123,7 +124,8 @@ async fn create_database_if_missing(cluster: &Cluster, name: &str) -> Result<()>
 /// The directory cannot be created.
 pub fn prepare_state_dir(dir: &Path) -> Result<PathBuf> {
     if !dir.exists() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating the state dir {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the state dir {}", dir.display()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("protecting the state dir {}", dir.display()))?;
     }
@@ -141,17 +143,24 @@ pub fn bind_socket(config: &Config) -> Result<UnixListener> {
         if std::os::unix::net::UnixStream::connect(&path).is_ok() {
             anyhow::bail!("another daemon is serving {}", path.display());
         }
-        std::fs::remove_file(&path).with_context(|| format!("removing the stale socket {}", path.display()))?;
+        std::fs::remove_file(&path)
+            .with_context(|| format!("removing the stale socket {}", path.display()))?;
     }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).ok();
     }
-    let listener = UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(config.socket_mode_bits()?))
-        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(
+        &path,
+        std::fs::Permissions::from_mode(config.socket_mode_bits()?),
+    )
+    .with_context(|| format!("setting the mode of {}", path.display()))?;
     if let Some(group) = &config.socket_group {
-        let gid = unix::group_by_name(group).with_context(|| format!("socket_group {group:?} does not exist"))?;
-        unix::chown(&path, u32::MAX, gid).with_context(|| format!("setting the group of {}", path.display()))?;
+        let gid = unix::group_by_name(group)
+            .with_context(|| format!("socket_group {group:?} does not exist"))?;
+        unix::chown(&path, u32::MAX, gid)
+            .with_context(|| format!("setting the group of {}", path.display()))?;
     }
     Ok(listener)
 }
@@ -211,7 +220,10 @@ async fn serve_database(
         shutdown: shutdown_rx.clone(),
         host: config.host_name(),
     };
-    let limiter = server::Limiter::new(config.limits.max_connections, config.limits.max_connections_per_user);
+    let limiter = server::Limiter::new(
+        config.limits.max_connections,
+        config.limits.max_connections_per_user,
+    );
     tracing::info!(socket = ?bound, host = %shared.host, "gpures-daemon is serving");
     let serving = tokio::spawn(server::serve(listener, shared, limiter, shutdown_rx));
     shutdown.await;

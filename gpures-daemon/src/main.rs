@@ -11,7 +11,11 @@ use gpures_daemon::{RunOptions, open_database};
 use gpures_proto::Role;
 
 #[derive(Parser, Debug)]
-#[command(name = "gpures-daemon", version, about = "Owns the GPU reservations of this host and serves them to `gpures`")]
+#[command(
+    name = "gpures-daemon",
+    version,
+    about = "Owns the GPU reservations of this host and serves them to `gpures`"
+)]
 struct Cli {
     #[command(flatten)]
     common: Common,
@@ -99,12 +103,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GPURES_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tarpc=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("GPURES_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,sqlx=warn,tarpc=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gpures-daemon: cannot start the runtime: {e}");
@@ -127,7 +135,10 @@ async fn real_main(cli: Cli) -> Result<()> {
         database_url: cli.common.database_url.clone().map(Secret::new),
         ..Overrides::default()
     };
-    let command = cli.command.unwrap_or(Command::Serve { socket: None, host: None });
+    let command = cli.command.unwrap_or(Command::Serve {
+        socket: None,
+        host: None,
+    });
     if let Command::Serve { socket, host } = &command {
         overrides.socket = socket.clone();
         overrides.host = host.clone();
@@ -144,7 +155,10 @@ async fn real_main(cli: Cli) -> Result<()> {
             println!("socket:    {}", config.socket_path().display());
             match (&config.database_url, gpures_daemon::pg::find_bin_dir()) {
                 (Some(_), _) => println!("database:  external (database_url)"),
-                (None, Some(bin)) => println!("database:  embedded, PostgreSQL binaries in {}", bin.display()),
+                (None, Some(bin)) => println!(
+                    "database:  embedded, PostgreSQL binaries in {}",
+                    bin.display()
+                ),
                 (None, None) => anyhow::bail!("{}", gpures_daemon::pg::PgError::BinariesMissing),
             }
             return Ok(());
@@ -152,8 +166,14 @@ async fn real_main(cli: Cli) -> Result<()> {
         Command::Migrate => None,
         Command::User(u) => Some(match u {
             UserCommand::List => AdminCommand::UserList,
-            UserCommand::Promote { email } => AdminCommand::UserRole { email, role: Role::Admin },
-            UserCommand::Demote { email } => AdminCommand::UserRole { email, role: Role::Member },
+            UserCommand::Promote { email } => AdminCommand::UserRole {
+                email,
+                role: Role::Admin,
+            },
+            UserCommand::Demote { email } => AdminCommand::UserRole {
+                email,
+                role: Role::Member,
+            },
             UserCommand::Disable { email } => AdminCommand::UserDisable { email },
             UserCommand::Bind { email, unix_user } => AdminCommand::UserBind { email, unix_user },
         }),
@@ -177,7 +197,11 @@ async fn real_main(cli: Cli) -> Result<()> {
     };
     let database = open_database(&config, Default::default()).await?;
     let result = async {
-        database.store.migrate().await.context("migrating the database")?;
+        database
+            .store
+            .migrate()
+            .await
+            .context("migrating the database")?;
         match admin_command {
             None => {
                 println!("the database schema is up to date");

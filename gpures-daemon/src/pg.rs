@@ -114,7 +114,8 @@ impl Cluster {
         if let Some(owner) = &owner {
             make_traversable(root, owner)?;
             for path in [root, &data, &run] {
-                unix::chown(path, owner.uid, owner.gid).map_err(io_err(format!("chown {}", path.display())))?;
+                unix::chown(path, owner.uid, owner.gid)
+                    .map_err(io_err(format!("chown {}", path.display())))?;
             }
         }
         let cluster = Cluster {
@@ -134,7 +135,14 @@ impl Cluster {
         // A crash left these behind: the server would refuse to start.
         let _ = fs::remove_file(&pid_file);
         let _ = fs::remove_file(run.join(format!(".s.PGSQL.{PORT}.lock")));
-        let owned = spawn_postgres(&bin, &data, &run, &cluster.log_path(), owner.as_ref(), options)?;
+        let owned = spawn_postgres(
+            &bin,
+            &data,
+            &run,
+            &cluster.log_path(),
+            owner.as_ref(),
+            options,
+        )?;
         let mut cluster = cluster;
         cluster.owned = Some(owned);
         wait_ready(&pid_file, cluster.owned.as_ref(), &cluster.log_path())?;
@@ -189,7 +197,10 @@ impl Cluster {
         };
         match cvar.wait_timeout_while(guard, STOP_TIMEOUT, |exited| !*exited) {
             Ok((_, timeout)) if timeout.timed_out() => {
-                tracing::warn!(pid = owned.pid, "PostgreSQL did not stop in time; sending SIGQUIT");
+                tracing::warn!(
+                    pid = owned.pid,
+                    "PostgreSQL did not stop in time; sending SIGQUIT"
+                );
                 unix::kill(owned.pid, libc::SIGQUIT);
             }
             _ => tracing::info!("embedded PostgreSQL stopped"),
@@ -207,10 +218,10 @@ impl Drop for Cluster {
 /// `/usr/lib/postgresql/<version>/bin`.
 pub fn find_bin_dir() -> Option<PathBuf> {
     let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(dir) = std::env::split_paths(&path).find(|d| has_both(d)) {
-            return Some(dir);
-        }
+    if let Some(path) = std::env::var_os("PATH")
+        && let Some(dir) = std::env::split_paths(&path).find(|d| has_both(d))
+    {
+        return Some(dir);
     }
     let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
         .ok()?
@@ -221,7 +232,7 @@ pub fn find_bin_dir() -> Option<PathBuf> {
         })
         .filter(|(_, dir)| has_both(dir))
         .collect();
-    versions.sort_by(|a, b| b.0.cmp(&a.0));
+    versions.sort_by_key(|v| std::cmp::Reverse(v.0));
     versions.into_iter().next().map(|(_, dir)| dir)
 }
 
@@ -268,7 +279,12 @@ fn as_owner(cmd: &mut Command, owner: Option<&unix::User>, dir: &Path) {
     cmd.env_remove("PGDATA").env("LC_ALL", "C.UTF-8");
 }
 
-fn initdb(bin: &Path, data: &Path, owner: Option<&unix::User>, options: ClusterOptions) -> Result<()> {
+fn initdb(
+    bin: &Path,
+    data: &Path,
+    owner: Option<&unix::User>,
+    options: ClusterOptions,
+) -> Result<()> {
     let mut cmd = Command::new(bin.join("initdb"));
     cmd.arg("-D")
         .arg(data)
@@ -311,7 +327,9 @@ fn spawn_postgres(
     if let Some(owner) = owner {
         let _ = unix::chown(log, owner.uid, owner.gid);
     }
-    let log_err = log_file.try_clone().map_err(io_err("duplicating the log file"))?;
+    let log_err = log_file
+        .try_clone()
+        .map_err(io_err("duplicating the log file"))?;
     let mut cmd = Command::new(bin.join("postgres"));
     cmd.arg("-D")
         .arg(data)
@@ -325,7 +343,14 @@ fn spawn_postgres(
         .stdout(log_file)
         .stderr(log_err);
     if options.unsafe_fast {
-        cmd.args(["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"]);
+        cmd.args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "synchronous_commit=off",
+        ]);
     }
     as_owner(&mut cmd, owner, data);
     unix::die_with_parent(&mut cmd, libc::SIGINT);
@@ -368,10 +393,10 @@ fn spawn_postgres(
 fn wait_ready(pid_file: &Path, owned: Option<&Owned>, log: &Path) -> Result<()> {
     let started = Instant::now();
     loop {
-        if let Ok(text) = fs::read_to_string(pid_file) {
-            if text.lines().nth(7).map(str::trim) == Some("ready") {
-                return Ok(());
-            }
+        if let Ok(text) = fs::read_to_string(pid_file)
+            && text.lines().nth(7).map(str::trim) == Some("ready")
+        {
+            return Ok(());
         }
         if let Some(owned) = owned {
             let done = owned.exited.0.lock().map(|d| *d).unwrap_or(true);

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use gpures_proto::{
-    ApiError, Booking, BookingRequest, Gpures, HelloReply, Holder, LoginReply, NewResource, PROTOCOL_VERSION,
-    Period, RegisterRequest, Reservation, ReservationChange, ReservationFilter, Resource, ResourceStatus,
-    ResourceUpdate, Role, StatusReport, Timeline, Token, UserInfo, limits, text,
+    ApiError, Booking, BookingRequest, Gpures, HelloReply, Holder, LoginReply, NewResource,
+    PROTOCOL_VERSION, Period, RegisterRequest, Reservation, ReservationChange, ReservationFilter,
+    Resource, ResourceStatus, ResourceUpdate, Role, StatusReport, Timeline, Token, UserInfo,
+    limits, text,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -75,7 +76,11 @@ impl Connection {
     /// presented from the Unix user it was issued to.
     async fn authenticate(&self, token: &str) -> Result<Actor, ApiError> {
         self.greeted()?;
-        let claims = self.shared.auth.verify(token).map_err(|_| ApiError::Unauthenticated)?;
+        let claims = self
+            .shared
+            .auth
+            .verify(token)
+            .map_err(|_| ApiError::Unauthenticated)?;
         if claims.unix_user != self.peer.unix_user {
             tracing::warn!(
                 peer = %self.peer.unix_user,
@@ -128,7 +133,10 @@ fn store_err(e: StoreError) -> ApiError {
 
 fn check_window(window: &Period) -> Result<(), ApiError> {
     if window.end <= window.start {
-        return Err(ApiError::invalid("window", "the end must be after the start"));
+        return Err(ApiError::invalid(
+            "window",
+            "the end must be after the start",
+        ));
     }
     if window.end - window.start > chrono::TimeDelta::days(limits::WINDOW_MAX_DAYS) {
         return Err(ApiError::invalid(
@@ -153,7 +161,12 @@ fn check_email(email: &str) -> Result<String, ApiError> {
     let Some((local, domain)) = email.split_once('@') else {
         return bad("must look like name@example.org");
     };
-    if local.is_empty() || domain.contains('@') || !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+    if local.is_empty()
+        || domain.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+    {
         return bad("must look like name@example.org");
     }
     Ok(email.to_owned())
@@ -220,10 +233,17 @@ impl Gpures for Connection {
         }
     }
 
-    async fn login(self, _: Context, email: String, password: String) -> Result<LoginReply, ApiError> {
+    async fn login(
+        self,
+        _: Context,
+        email: String,
+        password: String,
+    ) -> Result<LoginReply, ApiError> {
         self.greeted()?;
         let auth = &self.shared.auth;
-        if email.chars().count() > limits::EMAIL_MAX_CHARS || password.chars().count() > limits::PASSWORD_MAX_CHARS {
+        if email.chars().count() > limits::EMAIL_MAX_CHARS
+            || password.chars().count() > limits::PASSWORD_MAX_CHARS
+        {
             return Err(ApiError::Unauthenticated);
         }
         let email = email.trim().to_owned();
@@ -289,7 +309,12 @@ impl Gpures for Connection {
         Ok(())
     }
 
-    async fn list_resources(self, _: Context, token: Token, include_inactive: bool) -> Result<Vec<Resource>, ApiError> {
+    async fn list_resources(
+        self,
+        _: Context,
+        token: Token,
+        include_inactive: bool,
+    ) -> Result<Vec<Resource>, ApiError> {
         self.authenticate(&token).await?;
         self.shared
             .service
@@ -299,7 +324,12 @@ impl Gpures for Connection {
             .map_err(store_err)
     }
 
-    async fn create_resource(self, _: Context, token: Token, mut resource: NewResource) -> Result<Resource, ApiError> {
+    async fn create_resource(
+        self,
+        _: Context,
+        token: Token,
+        mut resource: NewResource,
+    ) -> Result<Resource, ApiError> {
         let actor = self.admin(&token).await?;
         if resource.host.trim().is_empty() {
             resource.host = self.shared.host.clone();
@@ -311,7 +341,13 @@ impl Gpures for Connection {
             .map_err(to_api)
     }
 
-    async fn update_resource(self, _: Context, token: Token, id: i64, update: ResourceUpdate) -> Result<Resource, ApiError> {
+    async fn update_resource(
+        self,
+        _: Context,
+        token: Token,
+        id: i64,
+        update: ResourceUpdate,
+    ) -> Result<Resource, ApiError> {
         let actor = self.admin(&token).await?;
         self.shared
             .service
@@ -320,7 +356,12 @@ impl Gpures for Connection {
             .map_err(to_api)
     }
 
-    async fn timeline(self, _: Context, token: Token, window: Period) -> Result<Timeline, ApiError> {
+    async fn timeline(
+        self,
+        _: Context,
+        token: Token,
+        window: Period,
+    ) -> Result<Timeline, ApiError> {
         self.authenticate(&token).await?;
         check_window(&window)?;
         let store = self.shared.service.store();
@@ -333,7 +374,12 @@ impl Gpures for Connection {
         })
     }
 
-    async fn list_reservations(self, _: Context, token: Token, filter: ReservationFilter) -> Result<Vec<Reservation>, ApiError> {
+    async fn list_reservations(
+        self,
+        _: Context,
+        token: Token,
+        filter: ReservationFilter,
+    ) -> Result<Vec<Reservation>, ApiError> {
         self.authenticate(&token).await?;
         if let Some(window) = &filter.window {
             check_window(window)?;
@@ -346,7 +392,12 @@ impl Gpures for Connection {
             .map_err(store_err)
     }
 
-    async fn create_booking(self, _: Context, token: Token, request: BookingRequest) -> Result<Booking, ApiError> {
+    async fn create_booking(
+        self,
+        _: Context,
+        token: Token,
+        request: BookingRequest,
+    ) -> Result<Booking, ApiError> {
         let actor = self.authenticate(&token).await?;
         self.shared
             .service
@@ -355,7 +406,13 @@ impl Gpures for Connection {
             .map_err(to_api)
     }
 
-    async fn update_reservation(self, _: Context, token: Token, id: Uuid, change: ReservationChange) -> Result<Reservation, ApiError> {
+    async fn update_reservation(
+        self,
+        _: Context,
+        token: Token,
+        id: Uuid,
+        change: ReservationChange,
+    ) -> Result<Reservation, ApiError> {
         let actor = self.authenticate(&token).await?;
         self.shared
             .service
@@ -364,7 +421,12 @@ impl Gpures for Connection {
             .map_err(to_api)
     }
 
-    async fn cancel_reservation(self, _: Context, token: Token, id: Uuid) -> Result<Reservation, ApiError> {
+    async fn cancel_reservation(
+        self,
+        _: Context,
+        token: Token,
+        id: Uuid,
+    ) -> Result<Reservation, ApiError> {
         let actor = self.authenticate(&token).await?;
         self.shared
             .service
@@ -373,9 +435,18 @@ impl Gpures for Connection {
             .map_err(to_api)
     }
 
-    async fn release_now(self, _: Context, token: Token, id: Uuid) -> Result<Reservation, ApiError> {
+    async fn release_now(
+        self,
+        _: Context,
+        token: Token,
+        id: Uuid,
+    ) -> Result<Reservation, ApiError> {
         let actor = self.authenticate(&token).await?;
-        self.shared.service.release_now(&actor, id).await.map_err(to_api)
+        self.shared
+            .service
+            .release_now(&actor, id)
+            .await
+            .map_err(to_api)
     }
 
     async fn check_availability(
@@ -406,7 +477,10 @@ impl Gpures for Connection {
         let resources = resources
             .into_iter()
             .map(|resource| ResourceStatus {
-                current: current.iter().find(|r| r.resource_id == resource.id).cloned(),
+                current: current
+                    .iter()
+                    .find(|r| r.resource_id == resource.id)
+                    .cloned(),
                 next: next.iter().find(|r| r.resource_id == resource.id).cloned(),
                 resource,
             })
@@ -418,7 +492,12 @@ impl Gpures for Connection {
         })
     }
 
-    async fn wait_for_changes(self, ctx: Context, token: Token, since: u64) -> Result<u64, ApiError> {
+    async fn wait_for_changes(
+        self,
+        ctx: Context,
+        token: Token,
+        since: u64,
+    ) -> Result<u64, ApiError> {
         self.authenticate(&token).await?;
         let mut changes = self.shared.changes.clone();
         let current = *changes.borrow_and_update();
@@ -444,11 +523,23 @@ impl Gpures for Connection {
 
     async fn list_users(self, _: Context, token: Token) -> Result<Vec<UserInfo>, ApiError> {
         self.admin(&token).await?;
-        let rows = self.shared.service.store().list_users().await.map_err(store_err)?;
+        let rows = self
+            .shared
+            .service
+            .store()
+            .list_users()
+            .await
+            .map_err(store_err)?;
         Ok(rows.iter().map(|r| r.info()).collect())
     }
 
-    async fn set_role(self, _: Context, token: Token, email: String, role: Role) -> Result<UserInfo, ApiError> {
+    async fn set_role(
+        self,
+        _: Context,
+        token: Token,
+        email: String,
+        role: Role,
+    ) -> Result<UserInfo, ApiError> {
         let actor = self.admin(&token).await?;
         self.shared
             .service
@@ -457,7 +548,12 @@ impl Gpures for Connection {
             .map_err(to_api)
     }
 
-    async fn disable_user(self, _: Context, token: Token, email: String) -> Result<UserInfo, ApiError> {
+    async fn disable_user(
+        self,
+        _: Context,
+        token: Token,
+        email: String,
+    ) -> Result<UserInfo, ApiError> {
         let actor = self.admin(&token).await?;
         self.shared
             .service
@@ -475,7 +571,16 @@ mod tests {
     fn emails_are_checked() {
         assert!(check_email("kim@lab.example.kr").is_ok());
         assert_eq!(check_email("  a@b.co ").ok().as_deref(), Some("a@b.co"));
-        for bad in ["", "no-at.example", "@x.org", "a@nodot", "a b@x.org", "a@x.org\u{1b}[2J", "a@@x.org", "a@x."] {
+        for bad in [
+            "",
+            "no-at.example",
+            "@x.org",
+            "a@nodot",
+            "a b@x.org",
+            "a@x.org\u{1b}[2J",
+            "a@@x.org",
+            "a@x.",
+        ] {
             assert!(check_email(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -82,7 +82,12 @@ impl Drop for Permit {
 
 /// Serves `listener` until `shutdown` turns true, then stops accepting and
 /// waits (up to [`DRAIN_TIMEOUT`]) for open connections to end.
-pub async fn serve(listener: UnixListener, shared: Shared, limiter: Arc<Limiter>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: UnixListener,
+    shared: Shared,
+    limiter: Arc<Limiter>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -108,7 +113,10 @@ pub async fn serve(listener: UnixListener, shared: Shared, limiter: Arc<Limiter>
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(open = connections.len(), "closing connections that did not finish in time");
+        tracing::warn!(
+            open = connections.len(),
+            "closing connections that did not finish in time"
+        );
         connections.shutdown().await;
     }
 }

@@ -118,13 +118,17 @@ impl Service {
         if resources.len() > limits::BOOKING_MAX_RESOURCES {
             return Err(ApiError::invalid(
                 "resources",
-                format!("at most {} resources in one booking", limits::BOOKING_MAX_RESOURCES),
+                format!(
+                    "at most {} resources in one booking",
+                    limits::BOOKING_MAX_RESOURCES
+                ),
             )
             .into());
         }
         self.check_period(actor, req.period, now, true)?;
         let note = clean_note(&req.note)?;
-        let (svc, actor, request_id, period) = (self.clone(), actor.clone(), req.request_id, req.period);
+        let (svc, actor, request_id, period) =
+            (self.clone(), actor.clone(), req.request_id, req.period);
         spawn(async move {
             svc.retrying(|| svc.book_once(&actor, request_id, &resources, period, &note))
                 .await
@@ -157,7 +161,9 @@ impl Service {
             .into());
         }
         if let Some(inactive) = locked.iter().find(|r| !r.active) {
-            return Err(ApiError::invalid("resources", format!("{} is disabled", inactive.name)).into());
+            return Err(
+                ApiError::invalid("resources", format!("{} is disabled", inactive.name)).into(),
+            );
         }
         let holders = store::holders(&mut tx, resources, period, None).await?;
         if !holders.is_empty() {
@@ -206,7 +212,12 @@ impl Service {
     ///
     /// # Errors
     /// Not found, not allowed, already over, rule violations, `Conflict`.
-    pub async fn update_reservation(&self, actor: &Actor, id: Uuid, change: ReservationChange) -> Result<Reservation> {
+    pub async fn update_reservation(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        change: ReservationChange,
+    ) -> Result<Reservation> {
         let (svc, actor) = (self.clone(), actor.clone());
         spawn(async move {
             svc.retrying(|| svc.change_once(&actor, id, Change::Edit(change.clone())))
@@ -221,7 +232,11 @@ impl Service {
     /// Not found, not allowed, already over or cancelled.
     pub async fn cancel_reservation(&self, actor: &Actor, id: Uuid) -> Result<Reservation> {
         let (svc, actor) = (self.clone(), actor.clone());
-        spawn(async move { svc.retrying(|| svc.change_once(&actor, id, Change::Cancel)).await }).await
+        spawn(async move {
+            svc.retrying(|| svc.change_once(&actor, id, Change::Cancel))
+                .await
+        })
+        .await
     }
 
     /// Ends a running reservation now (owner or admin).
@@ -230,12 +245,20 @@ impl Service {
     /// Not found, not allowed, not running.
     pub async fn release_now(&self, actor: &Actor, id: Uuid) -> Result<Reservation> {
         let (svc, actor) = (self.clone(), actor.clone());
-        spawn(async move { svc.retrying(|| svc.change_once(&actor, id, Change::Release)).await }).await
+        spawn(async move {
+            svc.retrying(|| svc.change_once(&actor, id, Change::Release))
+                .await
+        })
+        .await
     }
 
     async fn change_once(&self, actor: &Actor, id: Uuid, change: Change) -> Result<Reservation> {
         let now = Utc::now();
-        let before = self.store.reservation(id).await.map_err(not_found("reservation"))?;
+        let before = self
+            .store
+            .reservation(id)
+            .await
+            .map_err(not_found("reservation"))?;
         if before.user.id != actor.user.id && !actor.is_admin() {
             return Err(ApiError::PermissionDenied.into());
         }
@@ -247,7 +270,11 @@ impl Service {
             return Err(ApiError::invalid("reservation", "it is cancelled").into());
         }
         if current.period.end <= now {
-            return Err(ApiError::invalid("reservation", "it is already over and cannot be changed").into());
+            return Err(ApiError::invalid(
+                "reservation",
+                "it is already over and cannot be changed",
+            )
+            .into());
         }
         let action = match &change {
             Change::Edit(edit) => {
@@ -264,7 +291,8 @@ impl Service {
                     Some(n) => clean_note(n)?,
                     None => current.note.clone(),
                 };
-                let holders = store::holders(&mut tx, &[current.resource_id], period, Some(id)).await?;
+                let holders =
+                    store::holders(&mut tx, &[current.resource_id], period, Some(id)).await?;
                 if !holders.is_empty() {
                     return Err(ApiError::Conflict { holders }.into());
                 }
@@ -279,7 +307,11 @@ impl Service {
             }
             Change::Release => {
                 if current.period.start >= now {
-                    return Err(ApiError::invalid("reservation", "it has not started yet: cancel it instead").into());
+                    return Err(ApiError::invalid(
+                        "reservation",
+                        "it has not started yet: cancel it instead",
+                    )
+                    .into());
                 }
                 let period = Period {
                     start: current.period.start,
@@ -310,17 +342,33 @@ impl Service {
     ///
     /// # Errors
     /// An invalid period or store failures.
-    pub async fn check_availability(&self, resources: &[i64], period: Period, ignore: Option<Uuid>) -> Result<Vec<Holder>> {
+    pub async fn check_availability(
+        &self,
+        resources: &[i64],
+        period: Period,
+        ignore: Option<Uuid>,
+    ) -> Result<Vec<Holder>> {
         if period.end <= period.start {
             return Err(ApiError::invalid("period", "the end must be after the start").into());
         }
-        let mut conn = self.store.pool().acquire().await.map_err(StoreError::from)?;
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
         Ok(store::holders(&mut conn, resources, period, ignore).await?)
     }
 
     /// Validates a period for a booking or a change. `starts_now` says whether
     /// the start is being set (and so must not lie in the past).
-    fn check_period(&self, actor: &Actor, period: Period, now: DateTime<Utc>, start_set: bool) -> Result<()> {
+    fn check_period(
+        &self,
+        actor: &Actor,
+        period: Period,
+        now: DateTime<Utc>,
+        start_set: bool,
+    ) -> Result<()> {
         if period.end <= period.start {
             return Err(ApiError::invalid("period", "the end must be after the start").into());
         }
@@ -332,7 +380,10 @@ impl Service {
         if period.end - period.start > self.rules.max_length {
             return Err(ApiError::invalid(
                 "period",
-                format!("a reservation may last at most {} days", self.rules.max_length.num_days()),
+                format!(
+                    "a reservation may last at most {} days",
+                    self.rules.max_length.num_days()
+                ),
             )
             .into());
         }
@@ -354,7 +405,9 @@ impl Service {
             match attempt().await {
                 // An overlap caught by the constraint rather than the lock is
                 // retried too: the next attempt reports the holders.
-                Err(ServiceError::Store(StoreError::Retry | StoreError::Overlap)) if tries < MAX_ATTEMPTS => {
+                Err(ServiceError::Store(StoreError::Retry | StoreError::Overlap))
+                    if tries < MAX_ATTEMPTS =>
+                {
                     let jitter = rand::random::<u64>() % 20;
                     tokio::time::sleep(Duration::from_millis(5 * u64::from(tries) + jitter)).await;
                 }
@@ -372,14 +425,22 @@ impl Service {
     ///
     /// # Errors
     /// Not an admin, invalid fields, duplicate name.
-    pub async fn create_resource(&self, actor: Option<&Actor>, new: NewResource) -> Result<Resource> {
+    pub async fn create_resource(
+        &self,
+        actor: Option<&Actor>,
+        new: NewResource,
+    ) -> Result<Resource> {
         if let Some(a) = actor {
             a.require_admin()?;
         }
         let new = NewResource {
             name: clean_name(&new.name, "name")?,
             host: text::sanitize_trimmed(&new.host),
-            description: clean_limited(&new.description, "description", limits::DESCRIPTION_MAX_CHARS)?,
+            description: clean_limited(
+                &new.description,
+                "description",
+                limits::DESCRIPTION_MAX_CHARS,
+            )?,
             gpu_uuid: new.gpu_uuid.map(|u| text::sanitize_trimmed(&u)),
             ..new
         };
@@ -397,7 +458,12 @@ impl Service {
     ///
     /// # Errors
     /// Not an admin, unknown id, invalid fields, duplicate name.
-    pub async fn update_resource(&self, actor: Option<&Actor>, id: i64, mut update: ResourceUpdate) -> Result<Resource> {
+    pub async fn update_resource(
+        &self,
+        actor: Option<&Actor>,
+        id: i64,
+        mut update: ResourceUpdate,
+    ) -> Result<Resource> {
         if let Some(a) = actor {
             a.require_admin()?;
         }
@@ -405,7 +471,11 @@ impl Service {
             update.name = Some(clean_name(name, "name")?);
         }
         if let Some(d) = &update.description {
-            update.description = Some(clean_limited(d, "description", limits::DESCRIPTION_MAX_CHARS)?);
+            update.description = Some(clean_limited(
+                d,
+                "description",
+                limits::DESCRIPTION_MAX_CHARS,
+            )?);
         }
         if let Some(h) = &update.host {
             update.host = Some(text::sanitize_trimmed(h));
@@ -430,7 +500,12 @@ impl Service {
     ///
     /// # Errors
     /// Not an admin, unknown email.
-    pub async fn change_user(&self, actor: Option<&Actor>, email: &str, change: UserChange<'_>) -> Result<UserInfo> {
+    pub async fn change_user(
+        &self,
+        actor: Option<&Actor>,
+        email: &str,
+        change: UserChange<'_>,
+    ) -> Result<UserInfo> {
         if let Some(a) = actor {
             a.require_admin()?;
         }
@@ -451,7 +526,9 @@ enum Change {
 }
 
 /// Runs a transaction in its own task so a dropped RPC handler cannot cut it off.
-async fn spawn<T: Send + 'static>(fut: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+async fn spawn<T: Send + 'static>(
+    fut: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
     tokio::spawn(fut)
         .await
         .map_err(|e| ServiceError::Join(e.to_string()))?
@@ -460,7 +537,10 @@ async fn spawn<T: Send + 'static>(fut: impl Future<Output = Result<T>> + Send + 
 fn actor_names(actor: Option<&Actor>) -> (Option<i64>, String) {
     match actor {
         Some(a) => (Some(a.user.id), a.user.unix_user.clone()),
-        None => (None, format!("host:{}", crate::unix::name_of_uid(crate::unix::euid()))),
+        None => (
+            None,
+            format!("host:{}", crate::unix::name_of_uid(crate::unix::euid())),
+        ),
     }
 }
 

@@ -7,8 +7,8 @@
 
 use chrono::{DateTime, Utc};
 use gpures_proto::{
-    Holder, NewResource, Period, Reservation, ReservationFilter, ReservationStatus, Resource, ResourceKind,
-    ResourceUpdate, Role, UserInfo, UserRef,
+    Holder, NewResource, Period, Reservation, ReservationFilter, ReservationStatus, Resource,
+    ResourceKind, ResourceUpdate, Role, UserInfo, UserRef,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Row};
@@ -69,10 +69,14 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
             sqlx::Error::Database(db) => match db.code().as_deref() {
                 Some("23P01") => StoreError::Overlap,
-                Some("23505") => StoreError::Duplicate(db.constraint().unwrap_or("unique").to_owned()),
+                Some("23505") => {
+                    StoreError::Duplicate(db.constraint().unwrap_or("unique").to_owned())
+                }
                 Some("40P01" | "40001") => StoreError::Retry,
                 // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
-                Some("57P01" | "57P02" | "57P03" | "53300") => StoreError::Unavailable(db.message().to_owned()),
+                Some("57P01" | "57P02" | "57P03" | "53300") => {
+                    StoreError::Unavailable(db.message().to_owned())
+                }
                 _ => StoreError::Other(e),
             },
             _ => StoreError::Other(e),
@@ -142,7 +146,16 @@ impl Store {
         .bind(unix_user)
         .fetch_one(&mut *tx)
         .await?;
-        audit(&mut tx, Some(row.id), unix_user, "user.register", None, None, Some(row.id)).await?;
+        audit(
+            &mut tx,
+            Some(row.id),
+            unix_user,
+            "user.register",
+            None,
+            None,
+            Some(row.id),
+        )
+        .await?;
         tx.commit().await?;
         Ok(row)
     }
@@ -157,16 +170,20 @@ impl Store {
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<UserRow> {
-        Ok(sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserRow>> {
-        Ok(sqlx::query_as::<_, UserRow>("SELECT * FROM users ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, UserRow>("SELECT * FROM users ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Changes one account field by email and audits it. `change` is one of the
@@ -203,7 +220,16 @@ impl Store {
             .bind(email),
         };
         let row = query.fetch_one(&mut *tx).await?;
-        audit(&mut tx, actor_id, actor_unix_user, change.action(), None, None, Some(row.id)).await?;
+        audit(
+            &mut tx,
+            actor_id,
+            actor_unix_user,
+            change.action(),
+            None,
+            None,
+            Some(row.id),
+        )
+        .await?;
         tx.commit().await?;
         Ok(row)
     }
@@ -230,7 +256,12 @@ impl Store {
         )
     }
 
-    pub async fn insert_resource(&self, r: &NewResource, actor_id: Option<i64>, actor_unix_user: &str) -> Result<Resource> {
+    pub async fn insert_resource(
+        &self,
+        r: &NewResource,
+        actor_id: Option<i64>,
+        actor_unix_user: &str,
+    ) -> Result<Resource> {
         let mut tx = self.begin().await?;
         let row = sqlx::query_as::<_, ResourceRow>(
             "INSERT INTO resources (name, host, kind, gpu_index, gpu_uuid, description)
@@ -244,7 +275,16 @@ impl Store {
         .bind(&r.description)
         .fetch_one(&mut *tx)
         .await?;
-        audit(&mut tx, actor_id, actor_unix_user, "resource.create", None, Some(row.id), None).await?;
+        audit(
+            &mut tx,
+            actor_id,
+            actor_unix_user,
+            "resource.create",
+            None,
+            Some(row.id),
+            None,
+        )
+        .await?;
         notify_change(&mut tx).await?;
         tx.commit().await?;
         Ok(row.into())
@@ -279,7 +319,16 @@ impl Store {
         .bind(u.active)
         .fetch_one(&mut *tx)
         .await?;
-        audit(&mut tx, actor_id, actor_unix_user, "resource.update", None, Some(id), None).await?;
+        audit(
+            &mut tx,
+            actor_id,
+            actor_unix_user,
+            "resource.update",
+            None,
+            Some(id),
+            None,
+        )
+        .await?;
         notify_change(&mut tx).await?;
         tx.commit().await?;
         Ok(row.into())
@@ -298,7 +347,9 @@ impl Store {
             Some(w) => (Some(w.start), Some(w.end)),
             None => (None, None),
         };
-        let rows = sqlx::query_as::<_, ReservationRow>(concat!(reservation_select!(), "
+        let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+            reservation_select!(),
+            "
              WHERE (cardinality($1::bigint[]) = 0 OR r.resource_id = ANY($1))
                AND ($2::text IS NULL OR lower(u.email) = lower($2))
                AND ($3::timestamptz IS NULL OR r.period && tstzrange($3, $4, '[)'))
@@ -318,7 +369,9 @@ impl Store {
 
     /// Active reservations overlapping `window`, ordered by resource and start.
     pub async fn active_in_window(&self, window: Period) -> Result<Vec<Reservation>> {
-        let rows = sqlx::query_as::<_, ReservationRow>(concat!(reservation_select!(), "
+        let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+            reservation_select!(),
+            "
              WHERE r.status = 'active' AND r.period && tstzrange($1, $2, '[)')
              ORDER BY r.resource_id, lower(r.period)"
         ))
@@ -331,8 +384,13 @@ impl Store {
 
     /// Per resource, the active reservation holding it at `at` and the next one
     /// to start after `at`.
-    pub async fn current_and_next(&self, at: DateTime<Utc>) -> Result<(Vec<Reservation>, Vec<Reservation>)> {
-        let current = sqlx::query_as::<_, ReservationRow>(concat!(reservation_select!(), " WHERE r.status = 'active' AND r.period @> $1::timestamptz"
+    pub async fn current_and_next(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<(Vec<Reservation>, Vec<Reservation>)> {
+        let current = sqlx::query_as::<_, ReservationRow>(concat!(
+            reservation_select!(),
+            " WHERE r.status = 'active' AND r.period @> $1::timestamptz"
         ))
         .bind(at)
         .fetch_all(&self.pool)
@@ -404,8 +462,14 @@ pub async fn lock_resources(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<
 }
 
 /// Reservations a user already made with `request_id` (a retried booking).
-pub async fn by_request(conn: &mut PgConnection, user_id: i64, request_id: Uuid) -> Result<Vec<Reservation>> {
-    let rows = sqlx::query_as::<_, ReservationRow>(concat!(reservation_select!(), " WHERE r.user_id = $1 AND r.request_id = $2 ORDER BY res.name"
+pub async fn by_request(
+    conn: &mut PgConnection,
+    user_id: i64,
+    request_id: Uuid,
+) -> Result<Vec<Reservation>> {
+    let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+        reservation_select!(),
+        " WHERE r.user_id = $1 AND r.request_id = $2 ORDER BY res.name"
     ))
     .bind(user_id)
     .bind(request_id)
@@ -421,7 +485,9 @@ pub async fn holders(
     period: Period,
     ignore: Option<Uuid>,
 ) -> Result<Vec<Holder>> {
-    let rows = sqlx::query_as::<_, ReservationRow>(concat!(reservation_select!(), "
+    let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+        reservation_select!(),
+        "
          WHERE r.status = 'active' AND r.resource_id = ANY($1)
            AND r.period && tstzrange($2, $3, '[)')
            AND ($4::uuid IS NULL OR r.id <> $4)
@@ -478,10 +544,11 @@ pub async fn insert_reservation(conn: &mut PgConnection, r: &NewReservation<'_>)
 }
 
 pub async fn reservation(conn: &mut PgConnection, id: Uuid) -> Result<Reservation> {
-    let row = sqlx::query_as::<_, ReservationRow>(concat!(reservation_select!(), " WHERE r.id = $1"))
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
+    let row =
+        sqlx::query_as::<_, ReservationRow>(concat!(reservation_select!(), " WHERE r.id = $1"))
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
     Ok(row.into())
 }
 
@@ -494,7 +561,12 @@ pub async fn lock_reservation(conn: &mut PgConnection, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-pub async fn set_period_and_note(conn: &mut PgConnection, id: Uuid, period: Period, note: &str) -> Result<()> {
+pub async fn set_period_and_note(
+    conn: &mut PgConnection,
+    id: Uuid,
+    period: Period,
+    note: &str,
+) -> Result<()> {
     sqlx::query(
         "UPDATE reservations SET period = tstzrange($2, $3, '[)'), note = $4, updated_at = now() WHERE id = $1",
     )
@@ -516,7 +588,11 @@ pub async fn set_cancelled(conn: &mut PgConnection, id: Uuid) -> Result<()> {
 }
 
 /// Queues a reservation's latest state for the calendar worker.
-pub async fn enqueue_calendar(conn: &mut PgConnection, reservation_id: Uuid, delete: bool) -> Result<()> {
+pub async fn enqueue_calendar(
+    conn: &mut PgConnection,
+    reservation_id: Uuid,
+    delete: bool,
+) -> Result<()> {
     sqlx::query("INSERT INTO calendar_outbox (reservation_id, operation) VALUES ($1, $2)")
         .bind(reservation_id)
         .bind(if delete { "delete" } else { "upsert" })
@@ -589,7 +665,11 @@ impl std::fmt::Debug for UserRow {
 
 impl UserRow {
     pub fn role(&self) -> Role {
-        if self.role == "admin" { Role::Admin } else { Role::Member }
+        if self.role == "admin" {
+            Role::Admin
+        } else {
+            Role::Member
+        }
     }
 
     pub fn info(&self) -> UserInfo {
@@ -623,7 +703,11 @@ impl From<ResourceRow> for Resource {
             id: r.id,
             name: r.name,
             host: r.host,
-            kind: if r.kind == "gpu" { ResourceKind::Gpu } else { ResourceKind::Server },
+            kind: if r.kind == "gpu" {
+                ResourceKind::Gpu
+            } else {
+                ResourceKind::Server
+            },
             gpu_index: r.gpu_index,
             gpu_uuid: r.gpu_uuid,
             description: r.description,
@@ -631,7 +715,6 @@ impl From<ResourceRow> for Resource {
         }
     }
 }
-
 
 #[derive(sqlx::FromRow)]
 struct ReservationRow {

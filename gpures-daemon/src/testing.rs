@@ -47,7 +47,8 @@ extern "C" fn stop_test_cluster() {
             crate::unix::kill(pid, libc::SIGQUIT);
             for _ in 0..200 {
                 if !Path::new(&format!("/proc/{pid}")).exists()
-                    || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+                    || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .is_ok_and(|s| s.contains(") Z "))
                 {
                     break;
                 }
@@ -60,7 +61,9 @@ extern "C" fn stop_test_cluster() {
 
 fn start_server() -> std::result::Result<Server, String> {
     if let Ok(url) = std::env::var("GPURES_TEST_DATABASE_URL") {
-        let admin: PgConnectOptions = url.parse().map_err(|e| format!("GPURES_TEST_DATABASE_URL: {e}"))?;
+        let admin: PgConnectOptions = url
+            .parse()
+            .map_err(|e| format!("GPURES_TEST_DATABASE_URL: {e}"))?;
         let (base, query) = split_url(&url);
         let server = Server {
             admin,
@@ -75,7 +78,8 @@ fn start_server() -> std::result::Result<Server, String> {
         .tempdir()
         .map_err(|e| e.to_string())?
         .keep();
-    let cluster = Cluster::start(&dir.join("pg"), ClusterOptions { unsafe_fast: true }).map_err(|e| e.to_string())?;
+    let cluster = Cluster::start(&dir.join("pg"), ClusterOptions { unsafe_fast: true })
+        .map_err(|e| e.to_string())?;
     let socket = cluster.socket_dir().display().to_string();
     let admin = cluster.connect_options("postgres");
     if CLUSTER.set((cluster, dir)).is_ok() {
@@ -113,12 +117,16 @@ fn prepare_template(server: &Server) -> std::result::Result<(), String> {
             .build()
             .map_err(|e| e.to_string())?;
         rt.block_on(async move {
-            let mut conn = PgConnection::connect_with(&admin).await.map_err(|e| e.to_string())?;
-            let name = format!("{TEMPLATE}_{}", std::process::id());
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
-                .execute(&mut conn)
+            let mut conn = PgConnection::connect_with(&admin)
                 .await
                 .map_err(|e| e.to_string())?;
+            let name = format!("{TEMPLATE}_{}", std::process::id());
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name}"
+            )))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .execute(&mut conn)
                 .await
@@ -142,17 +150,26 @@ pub async fn fresh_database_url() -> Result<String> {
         .get_or_init(start_server)
         .as_ref()
         .map_err(|e| anyhow::anyhow!("test PostgreSQL: {e}"))?;
-    let name = format!("gpures_test_{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::Relaxed));
+    let name = format!(
+        "gpures_test_{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    );
     let mut conn = PgConnection::connect_with(&server.admin).await?;
     let template = format!("{TEMPLATE}_{}", std::process::id());
     for attempt in 0.. {
-        match sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {template}")))
-            .execute(&mut conn)
-            .await
+        match sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} TEMPLATE {template}"
+        )))
+        .execute(&mut conn)
+        .await
         {
             Ok(_) => break,
             // 55006: the template is briefly in use by a concurrent clone.
-            Err(e) if attempt < 50 && e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55006") => {
+            Err(e)
+                if attempt < 50
+                    && e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55006") =>
+            {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             Err(e) => return Err(e).context("creating a test database"),
@@ -160,7 +177,10 @@ pub async fn fresh_database_url() -> Result<String> {
     }
     let _ = conn.close().await;
     let sep = if server.url_query.is_empty() { "" } else { "?" };
-    Ok(format!("{}/{name}{sep}{}", server.url_base, server.url_query))
+    Ok(format!(
+        "{}/{name}{sep}{}",
+        server.url_base, server.url_query
+    ))
 }
 
 /// A daemon serving a fresh database on a temp socket.
@@ -195,8 +215,14 @@ impl TestDaemon {
     ///
     /// # Errors
     /// The socket could not be set up.
-    pub async fn start_on(database_url: String, host: &str, adjust: impl FnOnce(&mut Config)) -> Result<TestDaemon> {
-        let state_dir = tempfile::Builder::new().prefix("gpures-test-state-").tempdir()?;
+    pub async fn start_on(
+        database_url: String,
+        host: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<TestDaemon> {
+        let state_dir = tempfile::Builder::new()
+            .prefix("gpures-test-state-")
+            .tempdir()?;
         // Reachable by a client running as another uid (tests drop to 65534).
         std::fs::set_permissions(state_dir.path(), std::fs::Permissions::from_mode(0o755))?;
         let socket = state_dir.path().join("gpures.sock");

@@ -20,7 +20,9 @@ fn passwd_to_user(pw: &libc::passwd) -> Option<User> {
         return None;
     }
     // SAFETY: getpwnam_r/getpwuid_r filled `pw` and pw_name points into our buffer.
-    let name = unsafe { CStr::from_ptr(pw.pw_name) }.to_string_lossy().into_owned();
+    let name = unsafe { CStr::from_ptr(pw.pw_name) }
+        .to_string_lossy()
+        .into_owned();
     Some(User {
         name,
         uid: pw.pw_uid,
@@ -58,7 +60,15 @@ pub fn user_by_uid(uid: u32) -> Option<User> {
     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the call and buf's length is passed.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pw,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
     if rc != 0 || result.is_null() {
         return None;
     }
@@ -68,7 +78,9 @@ pub fn user_by_uid(uid: u32) -> Option<User> {
 /// The name a uid is known by: the account name, or `uid:N` for a uid with no
 /// account (a container's user, say), so it can still be bound and shown.
 pub fn name_of_uid(uid: u32) -> String {
-    user_by_uid(uid).map(|u| u.name).unwrap_or_else(|| format!("uid:{uid}"))
+    user_by_uid(uid)
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid:{uid}"))
 }
 
 /// Changes the owner of `path` (not following a final symlink).
@@ -76,7 +88,8 @@ pub fn name_of_uid(uid: u32) -> String {
 /// # Errors
 /// The OS error of `lchown`.
 pub fn chown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: c is a valid NUL-terminated path.
     if unsafe { libc::lchown(c.as_ptr(), uid, gid) } != 0 {
         return Err(io::Error::last_os_error());
@@ -123,7 +136,15 @@ pub fn group_by_name(name: &str) -> Option<u32> {
     let mut gr: libc::group = unsafe { std::mem::zeroed() };
     let mut result: *mut libc::group = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the call and buf's length is passed.
-    let rc = unsafe { libc::getgrnam_r(cname.as_ptr(), &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
+    let rc = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut gr,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
     if rc != 0 || result.is_null() {
         return None;
     }

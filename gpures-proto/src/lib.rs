@@ -411,26 +411,45 @@ pub trait Gpures {
     /// Any user: revokes every token of the caller, this one included.
     async fn logout_everywhere(token: Token) -> Result<(), ApiError>;
     /// Any user: the resources, inactive ones too when asked.
-    async fn list_resources(token: Token, include_inactive: bool) -> Result<Vec<Resource>, ApiError>;
+    async fn list_resources(
+        token: Token,
+        include_inactive: bool,
+    ) -> Result<Vec<Resource>, ApiError>;
     /// Admin: adds a resource.
     async fn create_resource(token: Token, resource: NewResource) -> Result<Resource, ApiError>;
     /// Admin: changes a resource (rename, describe, disable).
-    async fn update_resource(token: Token, id: i64, update: ResourceUpdate) -> Result<Resource, ApiError>;
+    async fn update_resource(
+        token: Token,
+        id: i64,
+        update: ResourceUpdate,
+    ) -> Result<Resource, ApiError>;
     /// Any user: active resources and active reservations overlapping `window`.
     async fn timeline(token: Token, window: Period) -> Result<Timeline, ApiError>;
     /// Any user: reservations matching the filter, ordered by start.
-    async fn list_reservations(token: Token, filter: ReservationFilter) -> Result<Vec<Reservation>, ApiError>;
+    async fn list_reservations(
+        token: Token,
+        filter: ReservationFilter,
+    ) -> Result<Vec<Reservation>, ApiError>;
     /// Any user: books every resource named for the period, or none of them.
     async fn create_booking(token: Token, request: BookingRequest) -> Result<Booking, ApiError>;
     /// Owner or admin: moves, shortens, extends or re-notes a reservation.
-    async fn update_reservation(token: Token, id: Uuid, change: ReservationChange) -> Result<Reservation, ApiError>;
+    async fn update_reservation(
+        token: Token,
+        id: Uuid,
+        change: ReservationChange,
+    ) -> Result<Reservation, ApiError>;
     /// Owner or admin: cancels a reservation (it stays in history).
     async fn cancel_reservation(token: Token, id: Uuid) -> Result<Reservation, ApiError>;
     /// Owner or admin: ends a running reservation now.
     async fn release_now(token: Token, id: Uuid) -> Result<Reservation, ApiError>;
     /// Any user: who holds any of `resources` during `period`; empty when all
     /// are free. `ignore` leaves one reservation out (the one being edited).
-    async fn check_availability(token: Token, resources: Vec<i64>, period: Period, ignore: Option<Uuid>) -> Result<Vec<Holder>, ApiError>;
+    async fn check_availability(
+        token: Token,
+        resources: Vec<i64>,
+        period: Period,
+        ignore: Option<Uuid>,
+    ) -> Result<Vec<Holder>, ApiError>;
     /// Any user: per active resource, who holds it now and who is next.
     async fn status(token: Token) -> Result<StatusReport, ApiError>;
     /// Any user: returns as soon as the schedule changed after `since` (a value

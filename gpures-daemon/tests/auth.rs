@@ -1,0 +1,339 @@
+//! Accounts and tokens over the real socket: the register/login round trip,
+//! peer identity (a token used from another Unix user), forged and revoked
+//! tokens, throttling, and the hello gate.
+
+use std::time::Duration;
+
+use gpures_daemon::testing::{PASSWORD, TestDaemon, connect};
+use gpures_proto::{ApiError, PROTOCOL_VERSION, RegisterRequest};
+use tarpc::context;
+
+fn register(email: &str, name: &str, password: &str) -> RegisterRequest {
+    RegisterRequest {
+        email: email.into(),
+        display_name: name.into(),
+        password: password.into(),
+    }
+}
+
+#[tokio::test]
+async fn register_login_whoami_logout_everywhere_round_trip() {
+    let daemon = TestDaemon::start().await.expect("daemon");
+    let c = daemon.client().await.expect("client");
+    let me = c
+        .register(
+            context::current(),
+            register("Kim.Minsu@Lab.kr", "김민수", PASSWORD),
+        )
+        .await
+        .expect("rpc")
+        .expect("register");
+    assert_eq!(
+        me.unix_user, "root",
+        "bound to the Unix user it registered from"
+    );
+    let again = c
+        .register(
+            context::current(),
+            register("kim.minsu@lab.KR", "Someone", PASSWORD),
+        )
+        .await
+        .expect("rpc")
+        .expect_err("same email in another case");
+    assert!(
+        matches!(again, ApiError::InvalidArgument { ref field, .. } if field == "email"),
+        "{again:?}"
+    );
+
+    let login = c
+        .login(
+            context::current(),
+            "kim.minsu@lab.kr".into(),
+            PASSWORD.into(),
+        )
+        .await
+        .expect("rpc")
+        .expect("login in any case");
+    let who = c
+        .whoami(context::current(), login.token.clone())
+        .await
+        .expect("rpc")
+        .expect("whoami");
+    assert_eq!(who.display_name, "김민수");
+    let second = c
+        .login(
+            context::current(),
+            "kim.minsu@lab.kr".into(),
+            PASSWORD.into(),
+        )
+        .await
+        .expect("rpc")
+        .expect("second login");
+    c.logout_everywhere(context::current(), login.token.clone())
+        .await
+        .expect("rpc")
+        .expect("logout everywhere");
+    for token in [login.token, second.token] {
+        assert_eq!(
+            c.whoami(context::current(), token)
+                .await
+                .expect("rpc")
+                .expect_err("revoked"),
+            ApiError::Unauthenticated
+        );
+    }
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn registration_checks_its_fields() {
+    let daemon = TestDaemon::start().await.expect("daemon");
+    let c = daemon.client().await.expect("client");
+    let cases = [
+        ("not-an-email", "Name", PASSWORD, "email"),
+        ("a@b.kr", "", PASSWORD, "display_name"),
+        ("a@b.kr", "\u{1b}[31m\u{1b}[0m", PASSWORD, "display_name"),
+        ("a@b.kr", "Name", "short", "password"),
+        ("a@b.kr", "Name", &"p".repeat(129), "password"),
+    ];
+    for (email, name, pw, field) in cases {
+        let err = c
+            .register(context::current(), register(email, name, pw))
+            .await
+            .expect("rpc")
+            .expect_err(field);
+        assert!(
+            matches!(err, ApiError::InvalidArgument { field: ref f, .. } if f == field),
+            "{field}: {err:?}"
+        );
+    }
+    // An escape sequence in a name is removed, the rest kept.
+    let u = c
+        .register(
+            context::current(),
+            register("evil@b.kr", "\u{1b}]0;pwn\u{7}Eve\u{1b}[2J", PASSWORD),
+        )
+        .await
+        .expect("rpc")
+        .expect("register");
+    assert_eq!(u.display_name, "Eve");
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_throttled_and_unknown_emails_look_the_same() {
+    let daemon = TestDaemon::start().await.expect("daemon");
+    let (c, _) = daemon.user("target@lab.kr", "Target").await.expect("user");
+    let unknown = c
+        .login(context::current(), "nobody@lab.kr".into(), PASSWORD.into())
+        .await
+        .expect("rpc")
+        .expect_err("unknown email");
+    let wrong = c
+        .login(
+            context::current(),
+            "target@lab.kr".into(),
+            "wrong password!!".into(),
+        )
+        .await
+        .expect("rpc")
+        .expect_err("wrong password");
+    assert_eq!(
+        unknown, wrong,
+        "the same answer whether the email exists or not"
+    );
+    let mut throttled = false;
+    for _ in 0..19 {
+        match c
+            .login(
+                context::current(),
+                "target@lab.kr".into(),
+                "wrong password!!".into(),
+            )
+            .await
+            .expect("rpc")
+        {
+            Err(ApiError::RateLimited { .. }) => throttled = true,
+            Err(ApiError::Unauthenticated) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(throttled, "20 wrong passwords are throttled");
+    let err = c
+        .login(context::current(), "target@lab.kr".into(), PASSWORD.into())
+        .await
+        .expect("rpc")
+        .expect_err("the right password during the lockout");
+    assert!(
+        matches!(err, ApiError::RateLimited { retry_after_secs } if retry_after_secs >= 1),
+        "{err:?}"
+    );
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn calls_before_hello_or_with_another_protocol_are_refused() {
+    let daemon = TestDaemon::start().await.expect("daemon");
+    let raw = gpures_proto::framing::connect(&daemon.socket)
+        .await
+        .expect("connect");
+    let err = raw
+        .whoami(context::current(), "token".into())
+        .await
+        .expect("rpc")
+        .expect_err("no hello yet");
+    assert!(matches!(err, ApiError::ProtocolMismatch { .. }), "{err:?}");
+    let err = raw
+        .hello(context::current(), PROTOCOL_VERSION + 1)
+        .await
+        .expect("rpc")
+        .expect_err("future protocol");
+    assert_eq!(
+        err,
+        ApiError::ProtocolMismatch {
+            daemon: PROTOCOL_VERSION,
+            client: PROTOCOL_VERSION + 1
+        }
+    );
+    let hello = raw
+        .hello(context::current(), PROTOCOL_VERSION)
+        .await
+        .expect("rpc")
+        .expect("hello");
+    assert_eq!(hello.peer_unix_user, "root");
+    assert_eq!(hello.host, "test-host");
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn forged_expired_and_foreign_tokens_are_refused() {
+    let daemon = TestDaemon::start().await.expect("daemon");
+    let (c, login) = daemon.user("alice@lab.kr", "Alice").await.expect("user");
+    let claims = gpures_daemon::auth::Auth::with_secret(&[0u8; 32], Duration::from_secs(60));
+    let (other_key, _) = claims.issue(login.user.id, "root", 1).expect("issue");
+    let secret = std::fs::read(daemon.state_dir.path().join("jwt-secret")).expect("secret");
+    let real = gpures_daemon::auth::Auth::with_secret(&secret, Duration::from_secs(60));
+    let (old_version, _) = real.issue(login.user.id, "root", 0).expect("issue");
+    let (other_user, _) = real.issue(login.user.id, "nobody", 1).expect("issue");
+    let (unknown_user, _) = real.issue(424_242, "root", 1).expect("issue");
+    let (genuine, _) = real.issue(login.user.id, "root", 1).expect("issue");
+    assert!(
+        c.whoami(context::current(), genuine)
+            .await
+            .expect("rpc")
+            .is_ok()
+    );
+    for (what, token) in [
+        ("another key", other_key),
+        ("an old token version", old_version),
+        ("another unix user in the claims", other_user),
+        ("an unknown user", unknown_user),
+        ("garbage", "a.b.c".to_owned()),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                "eyJhbGciOiJub25lIn0",
+                login.token.split('.').nth(1).unwrap_or("")
+            ),
+        ),
+    ] {
+        let err = c
+            .whoami(context::current(), token)
+            .await
+            .expect("rpc")
+            .expect_err(what);
+        assert_eq!(err, ApiError::Unauthenticated, "{what}");
+    }
+    daemon.stop().await.expect("stop");
+}
+
+/// Runs as a child process under uid 65534 (see the test below): presents the
+/// token from `GPURES_HELPER_TOKEN` on `GPURES_HELPER_SOCKET` and prints the
+/// outcome. Ignored so that it runs only when asked for by name.
+#[tokio::test]
+#[ignore = "helper: runs only as the child of token_from_another_unix_user_is_refused"]
+async fn helper_present_token() {
+    let (Ok(socket), Ok(token)) = (
+        std::env::var("GPURES_HELPER_SOCKET"),
+        std::env::var("GPURES_HELPER_TOKEN"),
+    ) else {
+        return;
+    };
+    let c = connect(std::path::Path::new(&socket))
+        .await
+        .expect("connect");
+    if let Ok(email) = std::env::var("GPURES_HELPER_EMAIL") {
+        match c
+            .login(context::current(), email, PASSWORD.into())
+            .await
+            .expect("rpc")
+        {
+            Ok(l) => println!("HELPER-LOGIN accepted {}", l.user.email),
+            Err(e) => println!("HELPER-LOGIN refused {e:?}"),
+        }
+    }
+    match c.whoami(context::current(), token).await.expect("rpc") {
+        Ok(u) => println!("HELPER-RESULT accepted {}", u.email),
+        Err(e) => println!("HELPER-RESULT refused {e:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_from_another_unix_user_is_refused() {
+    if gpures_daemon::unix::euid() != 0 {
+        eprintln!("skipped: needs root to start a client as uid 65534");
+        return;
+    }
+    let daemon = TestDaemon::start().await.expect("daemon");
+    let (_, login) = daemon
+        .user("root-user@lab.kr", "Root User")
+        .await
+        .expect("user");
+    let exe = std::env::current_exe().expect("exe");
+    let socket = daemon.socket.clone();
+    let token = login.token.clone();
+    // Blocking is fine on a thread of its own; the daemon runs on this runtime.
+    let run_helper = move |uid: u32, email: Option<&'static str>| {
+        let (exe, socket, token) = (exe.clone(), socket.clone(), token.clone());
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::process::CommandExt;
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.args([
+                "--exact",
+                "helper_present_token",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("GPURES_HELPER_SOCKET", &socket)
+            .env("GPURES_HELPER_TOKEN", &token)
+            .uid(uid)
+            .gid(if uid == 0 { 0 } else { 65534 });
+            if let Some(email) = email {
+                cmd.env("GPURES_HELPER_EMAIL", email);
+            }
+            let out = cmd.output().expect("run helper");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr)
+        })
+    };
+    let as_nobody = run_helper(65534, Some("root-user@lab.kr"))
+        .await
+        .expect("helper");
+    assert!(
+        as_nobody.contains("HELPER-RESULT refused Unauthenticated"),
+        "{as_nobody}"
+    );
+    // Logging in from another Unix user is refused too, with the reason.
+    assert!(
+        as_nobody.contains("HELPER-LOGIN refused InvalidArgument"),
+        "{as_nobody}"
+    );
+    let as_root = run_helper(0, None).await.expect("helper");
+    assert!(
+        as_root.contains("HELPER-RESULT accepted root-user@lab.kr"),
+        "{as_root}"
+    );
+    daemon.stop().await.expect("stop");
+}

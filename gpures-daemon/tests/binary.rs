@@ -1,0 +1,148 @@
+//! The real `gpures-daemon` binary on a fresh state dir: `serve` starts its
+//! own embedded PostgreSQL (as root it drops the cluster to an unprivileged
+//! user), the admin commands work beside it on the same state dir, and SIGTERM
+//! stops everything and removes the socket.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gpures_daemon::testing::connect;
+use gpures_proto::RegisterRequest;
+use tarpc::context;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gpures-daemon");
+
+fn daemon_cmd(state: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--state-dir")
+        .arg(state)
+        .arg("--config")
+        .arg(state.join("absent-is-an-error.toml"))
+        .env_remove("GPURES_DATABASE_URL")
+        .env("GPURES_CONFIG", "")
+        .env("GPURES_LOG", "info");
+    cmd
+}
+
+fn admin(state: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .env_remove("GPURES_DATABASE_URL")
+        .output()
+        .expect("run gpures-daemon");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn serve_on_a_fresh_state_dir_and_admin_beside_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let socket = dir.path().join("gpures.sock");
+
+    // An explicit config file that does not exist is an error, not a default.
+    let out = daemon_cmd(&state)
+        .arg("check-config")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+
+    let mut serve = Command::new(BIN)
+        .args(["serve", "--socket"])
+        .arg(&socket)
+        .arg("--state-dir")
+        .arg(&state)
+        .env_remove("GPURES_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let started = Instant::now();
+    let client = loop {
+        if let Ok(c) = connect(&socket).await {
+            break c;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the daemon did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mode = std::fs::metadata(&socket)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o666, "socket mode");
+    let pg_mode = std::fs::metadata(state.join("pg"))
+        .expect("pg dir")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(
+        pg_mode, 0o700,
+        "the embedded cluster's directory is private"
+    );
+    let secret_mode = std::fs::metadata(state.join("jwt-secret"))
+        .expect("secret")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(secret_mode, 0o600, "the JWT secret is private");
+
+    client
+        .register(
+            context::current(),
+            RegisterRequest {
+                email: "first@lab.kr".into(),
+                display_name: "First".into(),
+                password: "a long enough password".into(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("register");
+
+    let (ok, out) = admin(&state, &["user", "list"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("first@lab.kr"), "{out}");
+    let (ok, out) = admin(&state, &["user", "promote", "first@lab.kr"]);
+    assert!(ok && out.contains("is now admin"), "{out}");
+    let (ok, out) = admin(
+        &state,
+        &[
+            "resource",
+            "add",
+            "gpu0",
+            "--gpu-index",
+            "0",
+            "--description",
+            "H100 80GB",
+        ],
+    );
+    assert!(ok && out.contains("added gpu0"), "{out}");
+    let (ok, out) = admin(&state, &["user", "promote", "ghost@lab.kr"]);
+    assert!(!ok && out.contains("user not found"), "{out}");
+
+    // SIGTERM: stop accepting, remove the socket, stop the cluster.
+    let pid = libc::pid_t::try_from(serve.id()).expect("pid");
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = serve.wait().expect("wait");
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(!socket.exists(), "the socket is removed");
+    assert!(
+        !state.join("pg/data/postmaster.pid").exists(),
+        "the cluster is stopped"
+    );
+
+    // With the daemon gone, the admin commands start the cluster themselves.
+    let (ok, out) = admin(&state, &["resource", "list"]);
+    assert!(ok && out.contains("H100 80GB"), "{out}");
+}

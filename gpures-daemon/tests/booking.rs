@@ -1,0 +1,631 @@
+//! Bookings over the real socket against a real PostgreSQL: the overlap
+//! invariant under a race, all-or-nothing multi-GPU bookings, the booking
+//! rules, ownership, idempotent retries and live change notification.
+
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use gpures_daemon::testing::TestDaemon;
+use gpures_proto::{
+    ApiError, BookingRequest, GpuresClient, NewResource, Period, ReservationChange,
+    ReservationFilter, ReservationStatus, ResourceKind,
+};
+use tarpc::context;
+use uuid::Uuid;
+
+fn hour_from_now(hours: i64) -> DateTime<Utc> {
+    Utc::now()
+        .duration_trunc(TimeDelta::hours(1))
+        .expect("trunc")
+        + TimeDelta::hours(hours)
+}
+
+fn period(start: DateTime<Utc>, hours: i64) -> Period {
+    Period {
+        start,
+        end: start + TimeDelta::hours(hours),
+    }
+}
+
+fn booking(resources: Vec<i64>, p: Period) -> BookingRequest {
+    BookingRequest {
+        request_id: Uuid::new_v4(),
+        resources,
+        period: p,
+        note: String::new(),
+    }
+}
+
+/// A daemon with an admin and `n` GPUs; returns the GPU ids.
+async fn daemon_with_gpus(n: i32) -> (TestDaemon, Vec<i64>) {
+    let daemon = TestDaemon::start().await.expect("daemon");
+    let (admin, login) = daemon.admin("admin@lab.kr", "Admin").await.expect("admin");
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let r = admin
+            .create_resource(
+                context::current(),
+                login.token.clone(),
+                NewResource {
+                    name: format!("gpu{i}"),
+                    host: String::new(),
+                    kind: ResourceKind::Gpu,
+                    gpu_index: Some(i),
+                    gpu_uuid: None,
+                    description: String::new(),
+                },
+            )
+            .await
+            .expect("rpc")
+            .expect("create resource");
+        ids.push(r.id);
+    }
+    (daemon, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_clients_race_for_one_slot_and_exactly_one_wins() {
+    let (daemon, gpus) = daemon_with_gpus(1).await;
+    let slot = period(hour_from_now(2), 1);
+    let mut users: Vec<(GpuresClient, String, String)> = Vec::new();
+    for i in 0..64 {
+        let email = format!("racer{i}@lab.kr");
+        let (client, login) = daemon
+            .user(&email, &format!("Racer {i}"))
+            .await
+            .expect("user");
+        users.push((client, login.token, email));
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(users.len()));
+    let mut tasks = Vec::new();
+    for (client, token, email) in users {
+        let barrier = barrier.clone();
+        let gpu = gpus[0];
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let result = client
+                .create_booking(context::current(), token, booking(vec![gpu], slot))
+                .await
+                .expect("rpc");
+            (email, result)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut conflicts = Vec::new();
+    for t in tasks {
+        let (email, result) = t.await.expect("task");
+        match result {
+            Ok(_) => winners.push(email),
+            Err(ApiError::Conflict { holders }) => conflicts.push(holders),
+            Err(e) => panic!("unexpected error for {email}: {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one winner");
+    assert_eq!(conflicts.len(), 63);
+    for holders in &conflicts {
+        assert_eq!(holders.len(), 1);
+        assert_eq!(
+            holders[0].user.email, winners[0],
+            "the conflict names the winner"
+        );
+        assert_eq!(holders[0].period, slot);
+    }
+    assert_eq!(daemon.store.overlapping_pairs().await.expect("query"), 0);
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn back_to_back_bookings_both_succeed() {
+    let (daemon, gpus) = daemon_with_gpus(1).await;
+    let (c, login) = daemon.user("kim@lab.kr", "김민수").await.expect("user");
+    let ten = hour_from_now(24);
+    for p in [period(ten, 2), period(ten + TimeDelta::hours(2), 2)] {
+        c.create_booking(
+            context::current(),
+            login.token.clone(),
+            booking(vec![gpus[0]], p),
+        )
+        .await
+        .expect("rpc")
+        .expect("back-to-back booking succeeds");
+    }
+    // One minute of overlap is refused.
+    let overlapping = Period {
+        start: ten + TimeDelta::hours(4) - TimeDelta::minutes(1),
+        end: ten + TimeDelta::hours(5),
+    };
+    let err = c
+        .create_booking(
+            context::current(),
+            login.token.clone(),
+            booking(vec![gpus[0]], overlapping),
+        )
+        .await
+        .expect("rpc")
+        .expect_err("overlap refused");
+    assert!(matches!(err, ApiError::Conflict { .. }), "{err:?}");
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_multi_gpu_booking_is_all_or_nothing() {
+    let (daemon, gpus) = daemon_with_gpus(3).await;
+    let (alice, a) = daemon.user("alice@lab.kr", "Alice").await.expect("user");
+    let (bob, b) = daemon.user("bob@lab.kr", "Bob").await.expect("user");
+    let slot = period(hour_from_now(3), 2);
+    alice
+        .create_booking(
+            context::current(),
+            a.token.clone(),
+            booking(vec![gpus[1]], slot),
+        )
+        .await
+        .expect("rpc")
+        .expect("alice books gpu1");
+    let err = bob
+        .create_booking(
+            context::current(),
+            b.token.clone(),
+            booking(vec![gpus[0], gpus[1], gpus[2]], slot),
+        )
+        .await
+        .expect("rpc")
+        .expect_err("gpu1 is taken");
+    let ApiError::Conflict { holders } = err else {
+        panic!("expected a conflict, got {err:?}");
+    };
+    assert_eq!(holders.len(), 1);
+    assert_eq!(holders[0].resource_name, "gpu1");
+    assert_eq!(holders[0].user.display_name, "Alice");
+    let bobs = bob
+        .list_reservations(
+            context::current(),
+            b.token.clone(),
+            ReservationFilter {
+                user_email: Some("bob@lab.kr".into()),
+                include_cancelled: true,
+                ..ReservationFilter::default()
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("list");
+    assert!(
+        bobs.is_empty(),
+        "nothing of the failed booking is left: {bobs:?}"
+    );
+    // With gpu1 left out, the two others are booked together.
+    let ok = bob
+        .create_booking(
+            context::current(),
+            b.token.clone(),
+            booking(vec![gpus[2], gpus[0]], slot),
+        )
+        .await
+        .expect("rpc")
+        .expect("two free gpus");
+    assert_eq!(ok.reservations.len(), 2);
+    assert!(
+        ok.reservations
+            .iter()
+            .all(|r| r.booking_id == ok.booking_id)
+    );
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn booking_rules_refuse_bad_periods_and_notes_and_change_nothing() {
+    let (daemon, gpus) = daemon_with_gpus(1).await;
+    let (c, login) = daemon.user("lee@lab.kr", "Lee").await.expect("user");
+    let t = login.token.clone();
+    let start = hour_from_now(5);
+    let cases: Vec<(&str, Period, String)> = vec![
+        (
+            "end before start",
+            Period {
+                start,
+                end: start - TimeDelta::hours(1),
+            },
+            String::new(),
+        ),
+        ("empty", Period { start, end: start }, String::new()),
+        ("in the past", period(hour_from_now(-3), 1), String::new()),
+        ("too long", period(start, 24 * 15), String::new()),
+        (
+            "not a whole minute",
+            Period {
+                start: start + TimeDelta::seconds(30),
+                end: start + TimeDelta::hours(1),
+            },
+            String::new(),
+        ),
+        ("note too long", period(start, 1), "x".repeat(501)),
+        (
+            "note of 10,000 characters",
+            period(start, 1),
+            "가".repeat(10_000),
+        ),
+    ];
+    for (what, p, note) in cases {
+        let mut req = booking(vec![gpus[0]], p);
+        req.note = note;
+        let err = c
+            .create_booking(context::current(), t.clone(), req)
+            .await
+            .expect("rpc")
+            .expect_err(what);
+        assert!(
+            matches!(err, ApiError::InvalidArgument { .. }),
+            "{what}: {err:?}"
+        );
+    }
+    let err = c
+        .create_booking(
+            context::current(),
+            t.clone(),
+            booking(vec![9_999], period(start, 1)),
+        )
+        .await
+        .expect("rpc")
+        .expect_err("unknown resource");
+    assert!(matches!(err, ApiError::NotFound { .. }), "{err:?}");
+    let all = c
+        .list_reservations(
+            context::current(),
+            t.clone(),
+            ReservationFilter {
+                include_cancelled: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("list");
+    assert!(all.is_empty(), "nothing stored: {all:?}");
+
+    // Escape sequences, NUL bytes and bidi overrides are stripped; SQL is just text.
+    let mut req = booking(vec![gpus[0]], period(start, 1));
+    req.note =
+        "\u{1b}]0;owned\u{7}train\u{0} \u{202e}run'); DROP TABLE reservations;--\u{1b}[2J".into();
+    let made = c
+        .create_booking(context::current(), t.clone(), req)
+        .await
+        .expect("rpc")
+        .expect("book");
+    assert_eq!(
+        made.reservations[0].note,
+        "train run'); DROP TABLE reservations;--"
+    );
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_retried_request_returns_the_same_booking() {
+    let (daemon, gpus) = daemon_with_gpus(2).await;
+    let (c, login) = daemon.user("park@lab.kr", "박지훈").await.expect("user");
+    let req = booking(vec![gpus[0], gpus[1]], period(hour_from_now(6), 1));
+    let first = c
+        .create_booking(context::current(), login.token.clone(), req.clone())
+        .await
+        .expect("rpc")
+        .expect("book");
+    let again = c
+        .create_booking(context::current(), login.token.clone(), req)
+        .await
+        .expect("rpc")
+        .expect("a retry is not a conflict with itself");
+    assert_eq!(first.booking_id, again.booking_id);
+    assert_eq!(again.reservations.len(), 2);
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn owners_and_admins_change_reservations_and_others_cannot() {
+    let (daemon, gpus) = daemon_with_gpus(1).await;
+    let (admin, admin_login) = daemon.admin("boss@lab.kr", "Boss").await.expect("admin");
+    let (alice, a) = daemon.user("alice@lab.kr", "Alice").await.expect("user");
+    let (mallory, m) = daemon
+        .user("mallory@lab.kr", "Mallory")
+        .await
+        .expect("user");
+    let start = hour_from_now(8);
+    let r = alice
+        .create_booking(
+            context::current(),
+            a.token.clone(),
+            booking(vec![gpus[0]], period(start, 2)),
+        )
+        .await
+        .expect("rpc")
+        .expect("book")
+        .reservations
+        .remove(0);
+
+    let extend = ReservationChange {
+        end: Some(start + TimeDelta::hours(3)),
+        ..Default::default()
+    };
+    let denied = [
+        mallory
+            .update_reservation(context::current(), m.token.clone(), r.id, extend.clone())
+            .await
+            .expect("rpc"),
+        mallory
+            .cancel_reservation(context::current(), m.token.clone(), r.id)
+            .await
+            .expect("rpc"),
+        mallory
+            .release_now(context::current(), m.token.clone(), r.id)
+            .await
+            .expect("rpc"),
+    ];
+    for result in denied {
+        assert_eq!(
+            result.expect_err("not the owner"),
+            ApiError::PermissionDenied
+        );
+    }
+    assert_eq!(
+        mallory
+            .list_users(context::current(), m.token.clone())
+            .await
+            .expect("rpc")
+            .expect_err("admin only"),
+        ApiError::PermissionDenied
+    );
+    assert_eq!(
+        mallory
+            .set_role(
+                context::current(),
+                m.token.clone(),
+                "mallory@lab.kr".into(),
+                gpures_proto::Role::Admin
+            )
+            .await
+            .expect("rpc")
+            .expect_err("admin only"),
+        ApiError::PermissionDenied
+    );
+
+    // The owner extends and re-notes; moving into the past is refused.
+    let changed = alice
+        .update_reservation(
+            context::current(),
+            a.token.clone(),
+            r.id,
+            ReservationChange {
+                note: Some("fine-tuning".into()),
+                ..extend
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("extend");
+    assert_eq!(changed.period.end, start + TimeDelta::hours(3));
+    assert_eq!(changed.note, "fine-tuning");
+    let err = alice
+        .update_reservation(
+            context::current(),
+            a.token.clone(),
+            r.id,
+            ReservationChange {
+                start: Some(hour_from_now(-2)),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect_err("past start");
+    assert!(matches!(err, ApiError::InvalidArgument { .. }), "{err:?}");
+    // Not started: release is refused, cancel works (by an admin here).
+    let err = alice
+        .release_now(context::current(), a.token.clone(), r.id)
+        .await
+        .expect("rpc")
+        .expect_err("not started");
+    assert!(matches!(err, ApiError::InvalidArgument { .. }), "{err:?}");
+    let cancelled = admin
+        .cancel_reservation(context::current(), admin_login.token.clone(), r.id)
+        .await
+        .expect("rpc")
+        .expect("admin cancels");
+    assert_eq!(cancelled.status, ReservationStatus::Cancelled);
+    let err = alice
+        .cancel_reservation(context::current(), a.token.clone(), r.id)
+        .await
+        .expect("rpc")
+        .expect_err("already cancelled");
+    assert!(matches!(err, ApiError::InvalidArgument { .. }), "{err:?}");
+    let err = alice
+        .cancel_reservation(context::current(), a.token.clone(), Uuid::new_v4())
+        .await
+        .expect("rpc")
+        .expect_err("unknown id");
+    assert!(matches!(err, ApiError::NotFound { .. }), "{err:?}");
+
+    // A running reservation is released now by its owner and then is over.
+    let now_min = Utc::now()
+        .duration_trunc(TimeDelta::minutes(1))
+        .expect("trunc");
+    let running = alice
+        .create_booking(
+            context::current(),
+            a.token.clone(),
+            booking(
+                vec![gpus[0]],
+                Period {
+                    start: now_min - TimeDelta::minutes(1),
+                    end: now_min + TimeDelta::hours(1),
+                },
+            ),
+        )
+        .await
+        .expect("rpc")
+        .expect("book now")
+        .reservations
+        .remove(0);
+    let released = alice
+        .release_now(context::current(), a.token.clone(), running.id)
+        .await
+        .expect("rpc")
+        .expect("release");
+    assert!(released.period.end <= Utc::now());
+    let err = alice
+        .update_reservation(
+            context::current(),
+            a.token.clone(),
+            running.id,
+            ReservationChange {
+                note: Some("x".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect_err("over");
+    assert!(matches!(err, ApiError::InvalidArgument { .. }), "{err:?}");
+
+    // Every change left an audit row and a calendar outbox row.
+    let audits: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE reservation_id IS NOT NULL")
+            .fetch_one(daemon.store.pool())
+            .await
+            .expect("count");
+    let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM calendar_outbox")
+        .fetch_one(daemon.store.pool())
+        .await
+        .expect("count");
+    assert_eq!(audits, 5, "create, update, cancel, create, release");
+    assert_eq!(outbox, 5);
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_change_wakes_a_waiting_client_within_a_second() {
+    let (daemon, gpus) = daemon_with_gpus(1).await;
+    let (watcher, w) = daemon.user("watch@lab.kr", "Watcher").await.expect("user");
+    let (booker, b) = daemon.user("book@lab.kr", "Booker").await.expect("user");
+    let since = watcher
+        .wait_for_changes(context::current(), w.token.clone(), 0)
+        .await
+        .expect("rpc")
+        .expect("first value");
+    let token = w.token.clone();
+    let waiting = tokio::spawn(async move {
+        let mut ctx = context::current();
+        ctx.deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let started = std::time::Instant::now();
+        let next = watcher
+            .wait_for_changes(ctx, token, since)
+            .await
+            .expect("rpc")
+            .expect("value");
+        (next, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    booker
+        .create_booking(
+            context::current(),
+            b.token.clone(),
+            booking(vec![gpus[0]], period(hour_from_now(10), 1)),
+        )
+        .await
+        .expect("rpc")
+        .expect("book");
+    let (next, waited) = waiting.await.expect("task");
+    assert_ne!(next, since);
+    assert!(
+        waited < Duration::from_secs(5),
+        "woken by the change, not the timeout: {waited:?}"
+    );
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn timeline_and_status_show_holders() {
+    let (daemon, gpus) = daemon_with_gpus(2).await;
+    let (c, login) = daemon.user("choi@lab.kr", "최유진").await.expect("user");
+    let now_min = Utc::now()
+        .duration_trunc(TimeDelta::minutes(1))
+        .expect("trunc");
+    c.create_booking(
+        context::current(),
+        login.token.clone(),
+        booking(
+            vec![gpus[0]],
+            Period {
+                start: now_min,
+                end: now_min + TimeDelta::hours(2),
+            },
+        ),
+    )
+    .await
+    .expect("rpc")
+    .expect("now");
+    c.create_booking(
+        context::current(),
+        login.token.clone(),
+        booking(vec![gpus[0]], period(hour_from_now(5), 1)),
+    )
+    .await
+    .expect("rpc")
+    .expect("later");
+    let status = c
+        .status(context::current(), login.token.clone())
+        .await
+        .expect("rpc")
+        .expect("status");
+    let gpu0 = status
+        .resources
+        .iter()
+        .find(|s| s.resource.id == gpus[0])
+        .expect("gpu0");
+    assert_eq!(
+        gpu0.current.as_ref().map(|r| r.user.display_name.as_str()),
+        Some("최유진")
+    );
+    assert!(gpu0.next.is_some());
+    let gpu1 = status
+        .resources
+        .iter()
+        .find(|s| s.resource.id == gpus[1])
+        .expect("gpu1");
+    assert!(gpu1.current.is_none() && gpu1.next.is_none());
+    let window = Period {
+        start: now_min - TimeDelta::days(1),
+        end: now_min + TimeDelta::days(6),
+    };
+    let tl = c
+        .timeline(context::current(), login.token.clone(), window)
+        .await
+        .expect("rpc")
+        .expect("timeline");
+    assert_eq!(tl.resources.len(), 2);
+    assert_eq!(tl.reservations.len(), 2);
+    let holders = c
+        .check_availability(
+            context::current(),
+            login.token.clone(),
+            vec![gpus[0], gpus[1]],
+            period(hour_from_now(5), 1),
+            None,
+        )
+        .await
+        .expect("rpc")
+        .expect("check");
+    assert_eq!(holders.len(), 1);
+    let bad = c
+        .timeline(
+            context::current(),
+            login.token.clone(),
+            Period {
+                start: now_min,
+                end: now_min - TimeDelta::hours(1),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect_err("inverted window");
+    assert!(matches!(bad, ApiError::InvalidArgument { .. }));
+    daemon.stop().await.expect("stop");
+}

@@ -1,0 +1,90 @@
+//! Hostile and broken peers: malformed frames, an oversized length prefix, and
+//! a peer that stops mid-frame must not disturb other clients or the daemon.
+
+use std::time::Duration;
+
+use gpures_daemon::testing::TestDaemon;
+use tarpc::context;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_oversized_and_truncated_frames_disturb_no_one() {
+    let daemon = TestDaemon::start().await.expect("daemon");
+    let (good, login) = daemon.user("steady@lab.kr", "Steady").await.expect("user");
+
+    // A peer that sends half a frame and then waits, holding its connection.
+    let mut stalled = UnixStream::connect(&daemon.socket).await.expect("connect");
+    stalled
+        .write_all(&[0, 0, 0, 100, 1, 2, 3])
+        .await
+        .expect("write");
+
+    let mut rng_state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state
+    };
+    for i in 0..200u32 {
+        let mut s = UnixStream::connect(&daemon.socket).await.expect("connect");
+        let frame: Vec<u8> = match i % 4 {
+            // Random bytes behind a valid length prefix.
+            0 => {
+                let len = (next() % 512) as usize;
+                let mut f = (len as u32).to_be_bytes().to_vec();
+                f.extend((0..len).map(|_| next() as u8));
+                f
+            }
+            // A length prefix far beyond the 1 MiB limit.
+            1 => vec![0x7f, 0xff, 0xff, 0xff, 1, 2, 3],
+            // Pure garbage without framing.
+            2 => (0..64).map(|_| next() as u8).collect(),
+            // A truncated frame, then hang up.
+            _ => vec![0, 0, 1, 0, 9, 9],
+        };
+        let _ = s.write_all(&frame).await;
+        drop(s);
+        if i % 50 == 0 {
+            let who = good
+                .whoami(context::current(), login.token.clone())
+                .await
+                .expect("rpc")
+                .expect("the well-behaved client is still served");
+            assert_eq!(who.email, "steady@lab.kr");
+        }
+    }
+    // A brand-new client is served too, while the stalled peer still waits.
+    let fresh = daemon.client().await.expect("a new client connects");
+    let who = fresh
+        .whoami(context::current(), login.token.clone())
+        .await
+        .expect("rpc")
+        .expect("served");
+    assert_eq!(who.email, "steady@lab.kr");
+    drop(stalled);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn one_unix_user_cannot_take_every_connection() {
+    let daemon = TestDaemon::start_with(|c| c.limits.max_connections_per_user = 4)
+        .await
+        .expect("daemon");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(daemon.client().await.expect("within the limit"));
+    }
+    let refused = daemon.client().await;
+    assert!(
+        refused.is_err(),
+        "the fifth connection of one user is closed"
+    );
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    daemon.client().await.expect("a place became free");
+    daemon.stop().await.expect("stop");
+}
