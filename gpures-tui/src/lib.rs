@@ -1,0 +1,86 @@
+//! gpures: book shared GPUs from a terminal. With no arguments [`run_tui`]
+//! opens the terminal UI; with a subcommand [`cli::run`] is a scriptable CLI;
+//! `gpures demo` ([`demo`]) starts a private daemon with a seeded week.
+//!
+//! This crate depends on `gpures-proto` only: everything it knows about the
+//! daemon is the contract. [`conn`] reaches the daemon and keeps the token,
+//! [`timefmt`] reads times in the viewer's zone, [`output`] prints tables and
+//! JSON, [`tui`] is the terminal UI.
+
+pub mod cli;
+pub mod conn;
+pub mod demo;
+pub mod output;
+pub mod timefmt;
+pub mod tui;
+
+use std::path::Path;
+
+use chrono::Utc;
+use cli::{Cli, Command, exit};
+use conn::TokenStore;
+use crossterm::event::EventStream;
+
+/// Runs what the command line asks for and returns the exit code.
+pub async fn main_with(cli: Cli) -> u8 {
+    match cli.command {
+        None => {
+            let socket = conn::socket_path(cli.global.socket.as_deref());
+            run_tui(&socket, TokenStore::default_location(), None).await
+        }
+        Some(Command::Demo) => demo::run().await,
+        Some(command) => cli::run(cli.global, command).await,
+    }
+}
+
+/// Opens the TUI on the daemon at `socket`. The token comes from `token` if
+/// given (the demo), else from `store`; a login is saved to `store`.
+pub async fn run_tui(socket: &Path, store: Option<TokenStore>, token: Option<(String, String)>) -> u8 {
+    let tz = match timefmt::local_zone() {
+        Ok(tz) => tz,
+        Err(e) => {
+            eprintln!("gpures: {e}");
+            return exit::USAGE;
+        }
+    };
+    let (client, hello) = match conn::connect(socket).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gpures: {e}");
+            return match e {
+                conn::ConnError::Mismatch { .. } => exit::ERROR,
+                _ => exit::UNREACHABLE,
+            };
+        }
+    };
+    let saved = match token {
+        Some((token, email)) => Some((token, email)),
+        None => store.as_ref().and_then(TokenStore::load).map(|s| (s.token, s.email)),
+    };
+    let email = saved.as_ref().map(|s| s.1.clone()).unwrap_or_default();
+    let mut app = tui::app::App::new(tz, Utc::now(), saved.is_some(), &email);
+    app.data.host = hello.host.clone();
+    let initial = if saved.is_some() {
+        vec![app.refresh(), tui::app::Effect::Watch]
+    } else {
+        vec![]
+    };
+    let session = tui::Session::new(client, saved.map(|s| s.0), store);
+    tui::term::install_panic_hook();
+    let mut term = match tui::term::Tui::enter() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("gpures: cannot open the terminal UI ({e}); use a subcommand instead, see `gpures --help`");
+            return exit::ERROR;
+        }
+    };
+    let result = tui::run(&mut term.terminal, app, session, EventStream::new(), initial).await;
+    drop(term);
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("gpures: {e}");
+            exit::ERROR
+        }
+    }
+}

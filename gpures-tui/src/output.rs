@@ -1,0 +1,213 @@
+//! What the CLI prints: aligned tables for people ([`table`], aware of wide
+//! characters such as Korean) and the stable `--json` shapes documented in
+//! `docs/CLI.md` ([`ReservationJson`] and friends). Every string from the
+//! daemon passes [`text::sanitize`] before it reaches the terminal.
+
+use chrono_tz::Tz;
+use gpures_proto::{Holder, Reservation, Resource, UserInfo, text};
+use serde::Serialize;
+use unicode_width::UnicodeWidthStr;
+
+use crate::timefmt::{format_local, rfc3339};
+
+/// Lays out rows under headers, padding by display width.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let clean: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| text::sanitize(c)).collect())
+        .collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.width()).collect();
+    for row in &clean {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.width());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: &mut dyn Iterator<Item = &str>, out: &mut String| {
+        let mut parts = Vec::new();
+        for (i, cell) in cells.enumerate() {
+            let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(cell.width());
+            parts.push(format!("{cell}{}", " ".repeat(pad)));
+        }
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied(), &mut out);
+    for row in &clean {
+        line(&mut row.iter().map(String::as_str), &mut out);
+    }
+    out
+}
+
+#[derive(Serialize)]
+pub struct UserJson {
+    pub email: String,
+    pub name: String,
+}
+
+/// A reservation in `--json` output.
+#[derive(Serialize)]
+pub struct ReservationJson {
+    pub id: String,
+    pub booking_id: String,
+    pub resource: String,
+    pub user: UserJson,
+    pub start: String,
+    pub end: String,
+    pub note: String,
+    pub status: String,
+}
+
+impl ReservationJson {
+    pub fn new(r: &Reservation, tz: Tz) -> ReservationJson {
+        ReservationJson {
+            id: r.id.to_string(),
+            booking_id: r.booking_id.to_string(),
+            resource: text::sanitize(&r.resource_name),
+            user: UserJson {
+                email: text::sanitize(&r.user.email),
+                name: text::sanitize(&r.user.display_name),
+            },
+            start: rfc3339(r.period.start, tz),
+            end: rfc3339(r.period.end, tz),
+            note: text::sanitize(&r.note),
+            status: r.status.as_str().to_owned(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct HolderJson {
+    pub reservation_id: String,
+    pub resource: String,
+    pub user: UserJson,
+    pub start: String,
+    pub end: String,
+}
+
+impl HolderJson {
+    pub fn new(h: &Holder, tz: Tz) -> HolderJson {
+        HolderJson {
+            reservation_id: h.reservation_id.to_string(),
+            resource: text::sanitize(&h.resource_name),
+            user: UserJson {
+                email: text::sanitize(&h.user.email),
+                name: text::sanitize(&h.user.display_name),
+            },
+            start: rfc3339(h.period.start, tz),
+            end: rfc3339(h.period.end, tz),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ResourceJson {
+    pub id: i64,
+    pub name: String,
+    pub host: String,
+    pub kind: String,
+    pub gpu_index: Option<i32>,
+    pub gpu_uuid: Option<String>,
+    pub description: String,
+    pub active: bool,
+}
+
+impl From<&Resource> for ResourceJson {
+    fn from(r: &Resource) -> Self {
+        ResourceJson {
+            id: r.id,
+            name: text::sanitize(&r.name),
+            host: text::sanitize(&r.host),
+            kind: r.kind.as_str().to_owned(),
+            gpu_index: r.gpu_index,
+            gpu_uuid: r.gpu_uuid.as_deref().map(text::sanitize),
+            description: text::sanitize(&r.description),
+            active: r.active,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct AccountJson {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub unix_user: String,
+    pub disabled: bool,
+}
+
+impl From<&UserInfo> for AccountJson {
+    fn from(u: &UserInfo) -> Self {
+        AccountJson {
+            id: u.id,
+            email: text::sanitize(&u.email),
+            name: text::sanitize(&u.display_name),
+            role: u.role.as_str().to_owned(),
+            unix_user: text::sanitize(&u.unix_user),
+            disabled: u.disabled,
+        }
+    }
+}
+
+/// Reservations as a table.
+pub fn reservations_table(rs: &[Reservation], tz: Tz) -> String {
+    if rs.is_empty() {
+        return "no reservations\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = rs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string()[..8].to_owned(),
+                r.resource_name.clone(),
+                r.user.display_name.clone(),
+                format_local(r.period.start, tz),
+                format_local(r.period.end, tz),
+                r.status.as_str().to_owned(),
+                r.note.clone(),
+            ]
+        })
+        .collect();
+    table(&["ID", "RESOURCE", "USER", "START", "END", "STATUS", "NOTE"], &rows)
+}
+
+/// Who holds the slot, one line each, for conflicts.
+pub fn holders_lines(holders: &[Holder], tz: Tz) -> String {
+    let mut out = String::new();
+    for h in holders {
+        out.push_str(&format!(
+            "  {} is held by {} <{}> from {} to {}\n",
+            text::sanitize(&h.resource_name),
+            text::sanitize(&h.user.display_name),
+            text::sanitize(&h.user.email),
+            format_local(h.period.start, tz),
+            format_local(h.period.end, tz)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_wide_characters_and_strip_escapes() {
+        let out = table(
+            &["NAME", "GPU"],
+            &[
+                vec!["김민수".into(), "gpu0".into()],
+                vec!["Bob".into(), "gpu1".into()],
+                vec!["\u{1b}[31mEve\u{1b}[0m".into(), "gpu2".into()],
+            ],
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "NAME    GPU");
+        assert_eq!(lines[1], "김민수  gpu0");
+        assert_eq!(lines[2], "Bob     gpu1");
+        assert_eq!(lines[3], "Eve     gpu2");
+    }
+}
