@@ -68,7 +68,11 @@ pub async fn execute(store: &Store, command: AdminCommand) -> Result<String> {
         }
         AdminCommand::ResourceAdd(new) => {
             let r = service.create_resource(None, new).await.map_err(api)?;
-            format!("added {}\n{}", r.name, resources_table(std::slice::from_ref(&r)))
+            format!(
+                "added {}\n{}",
+                r.name,
+                resources_table(std::slice::from_ref(&r))
+            )
         }
         AdminCommand::ResourceList => resources_table(&store.list_resources(true).await?),
         AdminCommand::ResourceDisable { name } => {

@@ -107,7 +107,12 @@ pub enum Command {
         resources: Vec<String>,
         #[arg(long, value_name = "TIME")]
         from: String,
-        #[arg(long, value_name = "TIME", conflicts_with = "r#for", required_unless_present = "r#for")]
+        #[arg(
+            long,
+            value_name = "TIME",
+            conflicts_with = "for",
+            required_unless_present = "for"
+        )]
         to: Option<String>,
         /// Length instead of --to: 90m, 3h, 1d2h.
         #[arg(long = "for", value_name = "DURATION")]
@@ -219,21 +224,33 @@ impl From<timefmt::TimeError> for Failure {
 
 impl From<tarpc::client::RpcError> for Failure {
     fn from(e: tarpc::client::RpcError) -> Self {
-        Failure::new(exit::UNREACHABLE, format!("lost the connection to the daemon: {e}"))
+        Failure::new(
+            exit::UNREACHABLE,
+            format!("lost the connection to the daemon: {e}"),
+        )
     }
 }
 
 /// Maps a daemon error; conflicts print their holders in the caller's zone.
 fn api_failure(e: ApiError, tz: Tz) -> Failure {
     match e {
-        ApiError::Unauthenticated => Failure::new(exit::AUTH, "not logged in or the session expired: run: gpures login"),
+        ApiError::Unauthenticated => Failure::new(
+            exit::AUTH,
+            "not logged in or the session expired: run: gpures login",
+        ),
         ApiError::PermissionDenied => Failure::new(exit::AUTH, "permission denied"),
         ApiError::Conflict { holders } => {
             let json: Vec<HolderJson> = holders.iter().map(|h| HolderJson::new(h, tz)).collect();
             Failure {
                 code: exit::CONFLICT,
-                message: format!("the slot is taken:\n{}", output::holders_lines(&holders, tz).trim_end()),
-                json: serde_json::to_value(serde_json::json!({ "error": "conflict", "holders": json })).ok(),
+                message: format!(
+                    "the slot is taken:\n{}",
+                    output::holders_lines(&holders, tz).trim_end()
+                ),
+                json: serde_json::to_value(
+                    serde_json::json!({ "error": "conflict", "holders": json }),
+                )
+                .ok(),
             }
         }
         ApiError::Unavailable => Failure::new(exit::UNREACHABLE, e.to_string()),
@@ -265,13 +282,18 @@ impl Ctx {
     }
 
     fn print_json<T: Serialize>(&self, value: &T) -> CliResult<()> {
-        let s = serde_json::to_string_pretty(value).map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+        let s = serde_json::to_string_pretty(value)
+            .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
         println!("{s}");
         Ok(())
     }
 
     async fn resources(&self, token: &str) -> CliResult<Vec<Resource>> {
-        self.api(self.client.list_resources(context::current(), token.to_owned(), false).await)
+        self.api(
+            self.client
+                .list_resources(context::current(), token.to_owned(), false)
+                .await,
+        )
     }
 
     async fn resolve_resources(&self, token: &str, names: &[String]) -> CliResult<Vec<i64>> {
@@ -282,7 +304,15 @@ impl Ctx {
                 all.iter()
                     .find(|r| r.name == *n)
                     .map(|r| r.id)
-                    .ok_or_else(|| Failure::new(exit::ERROR, format!("no resource named {:?}: see `gpures resources`", text::sanitize(n))))
+                    .ok_or_else(|| {
+                        Failure::new(
+                            exit::ERROR,
+                            format!(
+                                "no resource named {:?}: see `gpures resources`",
+                                text::sanitize(n)
+                            ),
+                        )
+                    })
             })
             .collect()
     }
@@ -291,31 +321,67 @@ impl Ctx {
     async fn find_reservation(&self, token: &str, id: &str) -> CliResult<Reservation> {
         let id = id.trim().to_lowercase();
         if let Ok(uuid) = Uuid::parse_str(&id) {
-            let all = self.list(token, ReservationFilter { include_cancelled: true, ..Default::default() }).await?;
+            let all = self
+                .list(
+                    token,
+                    ReservationFilter {
+                        include_cancelled: true,
+                        ..Default::default()
+                    },
+                )
+                .await?;
             return all
                 .into_iter()
                 .find(|r| r.id == uuid)
                 .ok_or_else(|| Failure::new(exit::ERROR, format!("no reservation {id}")));
         }
         if id.chars().count() < 6 {
-            return Err(Failure::usage("give at least 6 characters of the reservation id"));
+            return Err(Failure::usage(
+                "give at least 6 characters of the reservation id",
+            ));
         }
-        let all = self.list(token, ReservationFilter { include_cancelled: true, ..Default::default() }).await?;
-        let matches: Vec<Reservation> = all.into_iter().filter(|r| r.id.to_string().starts_with(&id)).collect();
+        let all = self
+            .list(
+                token,
+                ReservationFilter {
+                    include_cancelled: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let matches: Vec<Reservation> = all
+            .into_iter()
+            .filter(|r| r.id.to_string().starts_with(&id))
+            .collect();
         match matches.len() {
-            0 => Err(Failure::new(exit::ERROR, format!("no reservation starts with {id}"))),
-            1 => Ok(matches.into_iter().next().ok_or_else(|| Failure::new(exit::ERROR, "vanished"))?),
-            n => Err(Failure::usage(format!("{n} reservations start with {id}: give more characters"))),
+            0 => Err(Failure::new(
+                exit::ERROR,
+                format!("no reservation starts with {id}"),
+            )),
+            1 => Ok(matches
+                .into_iter()
+                .next()
+                .ok_or_else(|| Failure::new(exit::ERROR, "vanished"))?),
+            n => Err(Failure::usage(format!(
+                "{n} reservations start with {id}: give more characters"
+            ))),
         }
     }
 
     async fn list(&self, token: &str, filter: ReservationFilter) -> CliResult<Vec<Reservation>> {
-        self.api(self.client.list_reservations(context::current(), token.to_owned(), filter).await)
+        self.api(
+            self.client
+                .list_reservations(context::current(), token.to_owned(), filter)
+                .await,
+        )
     }
 
     fn print_reservations(&self, rs: &[Reservation]) -> CliResult<()> {
         if self.json {
-            let v: Vec<ReservationJson> = rs.iter().map(|r| ReservationJson::new(r, self.tz)).collect();
+            let v: Vec<ReservationJson> = rs
+                .iter()
+                .map(|r| ReservationJson::new(r, self.tz))
+                .collect();
             return self.print_json(&v);
         }
         print!("{}", output::reservations_table(rs, self.tz));
@@ -369,11 +435,22 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
             let password = read_password(password_stdin, true)?;
             let user = ctx.api(
                 ctx.client
-                    .register(context::current(), RegisterRequest { email, display_name: name, password: password.clone() })
+                    .register(
+                        context::current(),
+                        RegisterRequest {
+                            email,
+                            display_name: name,
+                            password: password.clone(),
+                        },
+                    )
                     .await,
             )?;
             // Log straight in: registering is the start of using gpures.
-            let login = ctx.api(ctx.client.login(context::current(), user.email.clone(), password).await)?;
+            let login = ctx.api(
+                ctx.client
+                    .login(context::current(), user.email.clone(), password)
+                    .await,
+            )?;
             save_session(&ctx, &login)?;
             if ctx.json {
                 return ctx.print_json(&AccountJson::from(&user));
@@ -385,11 +462,20 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
                 text::sanitize(&user.unix_user)
             );
         }
-        Command::Login { email, password_stdin } => {
+        Command::Login {
+            email,
+            password_stdin,
+        } => {
             let password = read_password(password_stdin, false)?;
-            let login = match ctx.client.login(context::current(), email, password).await? {
+            let login = match ctx
+                .client
+                .login(context::current(), email, password)
+                .await?
+            {
                 Ok(l) => l,
-                Err(ApiError::Unauthenticated) => return Err(Failure::new(exit::AUTH, "wrong email or password")),
+                Err(ApiError::Unauthenticated) => {
+                    return Err(Failure::new(exit::AUTH, "wrong email or password"));
+                }
                 Err(e) => return Err(api_failure(e, tz)),
             };
             save_session(&ctx, &login)?;
@@ -406,13 +492,24 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
         Command::Logout { everywhere } => {
             if everywhere {
                 let token = ctx.token()?;
-                ctx.api(ctx.client.logout_everywhere(context::current(), token).await)?;
+                ctx.api(
+                    ctx.client
+                        .logout_everywhere(context::current(), token)
+                        .await,
+                )?;
             }
             if let Some(store) = &ctx.store {
                 store.clear();
             }
             if !ctx.json {
-                println!("{}", if everywhere { "logged out everywhere" } else { "logged out" });
+                println!(
+                    "{}",
+                    if everywhere {
+                        "logged out everywhere"
+                    } else {
+                        "logged out"
+                    }
+                );
             }
         }
         Command::Whoami => {
@@ -425,7 +522,12 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
                 "{}",
                 table(
                     &["EMAIL", "NAME", "ROLE", "UNIX USER"],
-                    &[vec![me.email, me.display_name, me.role.to_string(), me.unix_user]]
+                    &[vec![
+                        me.email,
+                        me.display_name,
+                        me.role.to_string(),
+                        me.unix_user
+                    ]]
                 )
             );
         }
@@ -442,12 +544,17 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
                         r.name.clone(),
                         r.host.clone(),
                         r.kind.as_str().into(),
-                        r.gpu_index.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+                        r.gpu_index
+                            .map(|i| i.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         r.description.clone(),
                     ]
                 })
                 .collect();
-            print!("{}", table(&["NAME", "HOST", "KIND", "GPU", "DESCRIPTION"], &rows));
+            print!(
+                "{}",
+                table(&["NAME", "HOST", "KIND", "GPU", "DESCRIPTION"], &rows)
+            );
         }
         Command::Ls {
             resources,
@@ -460,7 +567,10 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
             let token = ctx.token()?;
             let resource_ids = ctx.resolve_resources(&token, &resources).await?;
             let user_email = if mine {
-                Some(ctx.api(ctx.client.whoami(context::current(), token.clone()).await)?.email)
+                Some(
+                    ctx.api(ctx.client.whoami(context::current(), token.clone()).await)?
+                        .email,
+                )
             } else {
                 user
             };
@@ -512,7 +622,10 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
                 return Err(Failure::usage("the end must be after the start"));
             }
             if note.chars().count() > limits::NOTE_MAX_CHARS {
-                return Err(Failure::usage(format!("the note may have at most {} characters", limits::NOTE_MAX_CHARS)));
+                return Err(Failure::usage(format!(
+                    "the note may have at most {} characters",
+                    limits::NOTE_MAX_CHARS
+                )));
             }
             let ids = ctx.resolve_resources(&token, &resources).await?;
             let request = BookingRequest {
@@ -526,7 +639,11 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
             let mut attempt = 0;
             let booking = loop {
                 attempt += 1;
-                match ctx.client.create_booking(context::current(), token.clone(), request.clone()).await {
+                match ctx
+                    .client
+                    .create_booking(context::current(), token.clone(), request.clone())
+                    .await
+                {
                     Ok(r) => break r.map_err(|e| api_failure(e, tz))?,
                     Err(e) if attempt < 3 => {
                         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -536,7 +653,13 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
                 }
             };
             if ctx.json {
-                return ctx.print_json(&booking.reservations.iter().map(|r| ReservationJson::new(r, tz)).collect::<Vec<_>>());
+                return ctx.print_json(
+                    &booking
+                        .reservations
+                        .iter()
+                        .map(|r| ReservationJson::new(r, tz))
+                        .collect::<Vec<_>>(),
+                );
             }
             println!("booked (booking {}):", &booking.booking_id.to_string()[..8]);
             print!("{}", output::reservations_table(&booking.reservations, tz));
@@ -550,9 +673,15 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
                 note,
             };
             if change.start.is_none() && change.end.is_none() && change.note.is_none() {
-                return Err(Failure::usage("nothing to change: give --from, --to or --note"));
+                return Err(Failure::usage(
+                    "nothing to change: give --from, --to or --note",
+                ));
             }
-            let r = ctx.api(ctx.client.update_reservation(context::current(), token, r.id, change).await)?;
+            let r = ctx.api(
+                ctx.client
+                    .update_reservation(context::current(), token, r.id, change)
+                    .await,
+            )?;
             done(&ctx, "changed", &r)?;
         }
         Command::Extend { id, by } => {
@@ -563,19 +692,31 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
                 end: Some(span.add_to(r.period.end, tz)?),
                 ..Default::default()
             };
-            let r = ctx.api(ctx.client.update_reservation(context::current(), token, r.id, change).await)?;
+            let r = ctx.api(
+                ctx.client
+                    .update_reservation(context::current(), token, r.id, change)
+                    .await,
+            )?;
             done(&ctx, "extended", &r)?;
         }
         Command::Cancel { id } => {
             let token = ctx.token()?;
             let r = ctx.find_reservation(&token, &id).await?;
-            let r = ctx.api(ctx.client.cancel_reservation(context::current(), token, r.id).await)?;
+            let r = ctx.api(
+                ctx.client
+                    .cancel_reservation(context::current(), token, r.id)
+                    .await,
+            )?;
             done(&ctx, "cancelled", &r)?;
         }
         Command::Release { id } => {
             let token = ctx.token()?;
             let r = ctx.find_reservation(&token, &id).await?;
-            let r = ctx.api(ctx.client.release_now(context::current(), token, r.id).await)?;
+            let r = ctx.api(
+                ctx.client
+                    .release_now(context::current(), token, r.id)
+                    .await,
+            )?;
             done(&ctx, "released", &r)?;
         }
         Command::Status => {
@@ -608,16 +749,31 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
                         None => ("free".into(), "-".into()),
                     };
                     let (next, from) = match &s.next {
-                        Some(r) => (r.user.display_name.clone(), format_local(r.period.start, tz)),
+                        Some(r) => (
+                            r.user.display_name.clone(),
+                            format_local(r.period.start, tz),
+                        ),
                         None => ("-".into(), "-".into()),
                     };
-                    vec![s.resource.name.clone(), s.resource.host.clone(), now_holder, until, next, from]
+                    vec![
+                        s.resource.name.clone(),
+                        s.resource.host.clone(),
+                        now_holder,
+                        until,
+                        next,
+                        from,
+                    ]
                 })
                 .collect();
-            print!("{}", table(&["RESOURCE", "HOST", "NOW", "UNTIL", "NEXT", "FROM"], &rows));
+            print!(
+                "{}",
+                table(&["RESOURCE", "HOST", "NOW", "UNTIL", "NEXT", "FROM"], &rows)
+            );
         }
         Command::Admin(cmd) => admin(&ctx, cmd).await?,
-        Command::Demo | Command::Completions { .. } => return Err(Failure::usage("handled elsewhere")),
+        Command::Demo | Command::Completions { .. } => {
+            return Err(Failure::usage("handled elsewhere"));
+        }
     }
     Ok(())
 }
@@ -670,17 +826,36 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> CliResult<()> {
                         u.display_name.clone(),
                         u.role.to_string(),
                         u.unix_user.clone(),
-                        if u.disabled { "disabled".into() } else { "active".into() },
+                        if u.disabled {
+                            "disabled".into()
+                        } else {
+                            "active".into()
+                        },
                     ]
                 })
                 .collect();
-            print!("{}", table(&["EMAIL", "NAME", "ROLE", "UNIX USER", "STATE"], &rows));
+            print!(
+                "{}",
+                table(&["EMAIL", "NAME", "ROLE", "UNIX USER", "STATE"], &rows)
+            );
         }
         AdminCommand::User(change) => {
             let u = match change {
-                AdminUser::Promote { email } => ctx.client.set_role(context::current(), token, email, Role::Admin).await,
-                AdminUser::Demote { email } => ctx.client.set_role(context::current(), token, email, Role::Member).await,
-                AdminUser::Disable { email } => ctx.client.disable_user(context::current(), token, email).await,
+                AdminUser::Promote { email } => {
+                    ctx.client
+                        .set_role(context::current(), token, email, Role::Admin)
+                        .await
+                }
+                AdminUser::Demote { email } => {
+                    ctx.client
+                        .set_role(context::current(), token, email, Role::Member)
+                        .await
+                }
+                AdminUser::Disable { email } => {
+                    ctx.client
+                        .disable_user(context::current(), token, email)
+                        .await
+                }
                 AdminUser::List => return Ok(()),
             };
             let u = ctx.api(u)?;
@@ -703,22 +878,32 @@ fn done(ctx: &Ctx, what: &str, r: &Reservation) -> CliResult<()> {
         return ctx.print_json(&ReservationJson::new(r, ctx.tz));
     }
     println!("{what}:");
-    print!("{}", output::reservations_table(std::slice::from_ref(r), ctx.tz));
+    print!(
+        "{}",
+        output::reservations_table(std::slice::from_ref(r), ctx.tz)
+    );
     Ok(())
 }
 
 fn save_session(ctx: &Ctx, login: &gpures_proto::LoginReply) -> CliResult<()> {
-    let store = ctx
-        .store
-        .as_ref()
-        .ok_or_else(|| Failure::new(exit::ERROR, "no config dir to keep the session in: set XDG_CONFIG_HOME"))?;
+    let store = ctx.store.as_ref().ok_or_else(|| {
+        Failure::new(
+            exit::ERROR,
+            "no config dir to keep the session in: set XDG_CONFIG_HOME",
+        )
+    })?;
     store
         .save(&SavedSession {
             token: login.token.clone(),
             email: login.user.email.clone(),
             expires_at: login.expires_at,
         })
-        .map_err(|e| Failure::new(exit::ERROR, format!("cannot save the session in {}: {e}", store.path().display())))
+        .map_err(|e| {
+            Failure::new(
+                exit::ERROR,
+                format!("cannot save the session in {}: {e}", store.path().display()),
+            )
+        })
 }
 
 /// Reads a password: one line of stdin with `--password-stdin`, else a
@@ -751,4 +936,14 @@ fn prompt_hidden(prompt: &str) -> CliResult<String> {
     let _ = writeln!(stderr);
     read.map_err(|e| Failure::new(exit::ERROR, format!("cannot read the password: {e}")))?;
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

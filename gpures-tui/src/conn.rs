@@ -50,7 +50,9 @@ fn default_socket_path() -> PathBuf {
         return system;
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if Path::new(&dir).join("gpures.sock").exists() => Path::new(&dir).join("gpures.sock"),
+        Some(dir) if Path::new(&dir).join("gpures.sock").exists() => {
+            Path::new(&dir).join("gpures.sock")
+        }
         _ => system,
     }
 }
@@ -60,15 +62,18 @@ fn default_socket_path() -> PathBuf {
 /// # Errors
 /// [`ConnError`] with the reason in words.
 pub async fn connect(path: &Path) -> Result<(GpuresClient, HelloReply), ConnError> {
-    let client = gpures_proto::framing::connect(path)
-        .await
-        .map_err(|e| ConnError::Unreachable {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+    let client =
+        gpures_proto::framing::connect(path)
+            .await
+            .map_err(|e| ConnError::Unreachable {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
     match client.hello(context::current(), PROTOCOL_VERSION).await {
         Ok(Ok(hello)) => Ok((client, hello)),
-        Ok(Err(ApiError::ProtocolMismatch { daemon, client })) => Err(ConnError::Mismatch { client, daemon }),
+        Ok(Err(ApiError::ProtocolMismatch { daemon, client })) => {
+            Err(ConnError::Mismatch { client, daemon })
+        }
         Ok(Err(e)) => Err(ConnError::Hello {
             path: path.to_owned(),
             reason: e.to_string(),
@@ -111,7 +116,9 @@ impl TokenStore {
         let dir = std::env::var_os("XDG_CONFIG_HOME")
             .filter(|d| !d.is_empty())
             .map(|d| PathBuf::from(d).join("gpures"))
-            .or_else(|| directories::ProjectDirs::from("", "", "gpures").map(|p| p.config_dir().to_owned()))?;
+            .or_else(|| {
+                directories::ProjectDirs::from("", "", "gpures").map(|p| p.config_dir().to_owned())
+            })?;
         Some(TokenStore {
             path: dir.join("session.json"),
         })
@@ -174,7 +181,11 @@ mod tests {
             expires_at: Utc::now() + chrono::TimeDelta::hours(1),
         };
         store.save(&s).expect("save");
-        let mode = std::fs::metadata(store.path()).expect("meta").permissions().mode() & 0o777;
+        let mode = std::fs::metadata(store.path())
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(store.load().map(|s| s.token).as_deref(), Some("t0k3n"));
         assert!(!format!("{s:?}").contains("t0k3n"));

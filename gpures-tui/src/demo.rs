@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use gpures_proto::{BookingRequest, GpuresClient, NewResource, Period, RegisterRequest, ResourceKind};
+use gpures_proto::{
+    BookingRequest, GpuresClient, NewResource, Period, RegisterRequest, ResourceKind,
+};
 use tarpc::context;
 use uuid::Uuid;
 
@@ -53,7 +55,10 @@ async fn run_inner() -> Result<u8> {
     // able to walk into this folder.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
     let mut daemon = DemoDaemon::start(&daemon_bin, dir.path())?;
-    eprintln!("gpures demo: starting a private daemon and PostgreSQL in {} …", dir.path().display());
+    eprintln!(
+        "gpures demo: starting a private daemon and PostgreSQL in {} …",
+        dir.path().display()
+    );
     let client = daemon.wait_ready().await?;
     let token = seed(&client, &|args| daemon.admin(args)).await?;
     let code = crate::run_tui(&daemon.socket, None, Some((token, USERS[0].0.to_owned()))).await;
@@ -80,7 +85,9 @@ fn find_daemon() -> Result<PathBuf> {
             }
         }
     }
-    bail!("gpures-daemon was not found next to gpures or on PATH: build it with `cargo build --release`")
+    bail!(
+        "gpures-daemon was not found next to gpures or on PATH: build it with `cargo build --release`"
+    )
 }
 
 /// A daemon started for the demo; stopped on drop.
@@ -161,7 +168,11 @@ impl DemoDaemon {
             .env_remove("GPURES_DATABASE_URL")
             .output()?;
         if !out.status.success() {
-            bail!("gpures-daemon {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "gpures-daemon {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -219,7 +230,12 @@ pub async fn seed(client: &GpuresClient, admin: &dyn Fn(&[&str]) -> Result<()>) 
     }
     let mut tokens = Vec::new();
     for (email, _) in USERS {
-        tokens.push(client.login(ctx(), email.into(), DEMO_PASSWORD.into()).await??.token);
+        tokens.push(
+            client
+                .login(ctx(), email.into(), DEMO_PASSWORD.into())
+                .await??
+                .token,
+        );
     }
     let mut gpus = Vec::new();
     for i in 0..8 {
@@ -242,7 +258,8 @@ pub async fn seed(client: &GpuresClient, admin: &dyn Fn(&[&str]) -> Result<()>) 
     let hour = Utc::now().duration_trunc(TimeDelta::hours(1))?;
     let h = |n: i64| hour + TimeDelta::hours(n);
     // (user, gpus, start, end, note)
-    let plan: Vec<(usize, Vec<usize>, DateTime<Utc>, DateTime<Utc>, &str)> = vec![
+    type Plan<'a> = (usize, Vec<usize>, DateTime<Utc>, DateTime<Utc>, &'a str);
+    let plan: Vec<Plan> = vec![
         (1, vec![0], h(-20), h(-14), "ablation runs"),
         (2, vec![1], h(-30), h(-6), "pretraining warm-up"),
         (0, vec![0], h(-2), h(3), "LLM fine-tuning"),
@@ -254,7 +271,13 @@ pub async fn seed(client: &GpuresClient, admin: &dyn Fn(&[&str]) -> Result<()>) 
         (3, vec![1], h(20), h(28), ""),
         (0, vec![2], h(30), h(40), "hyperparameter search"),
         (4, vec![4], h(48), h(60), "thesis experiments"),
-        (5, vec![0, 1, 2, 3], h(72), h(84), "scaling-law sweep, 4 GPUs"),
+        (
+            5,
+            vec![0, 1, 2, 3],
+            h(72),
+            h(84),
+            "scaling-law sweep, 4 GPUs",
+        ),
         (1, vec![5], h(100), h(110), ""),
     ];
     for (user, on, start, end, note) in plan {

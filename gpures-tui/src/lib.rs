@@ -35,7 +35,11 @@ pub async fn main_with(cli: Cli) -> u8 {
 
 /// Opens the TUI on the daemon at `socket`. The token comes from `token` if
 /// given (the demo), else from `store`; a login is saved to `store`.
-pub async fn run_tui(socket: &Path, store: Option<TokenStore>, token: Option<(String, String)>) -> u8 {
+pub async fn run_tui(
+    socket: &Path,
+    store: Option<TokenStore>,
+    token: Option<(String, String)>,
+) -> u8 {
     let tz = match timefmt::local_zone() {
         Ok(tz) => tz,
         Err(e) => {
@@ -55,7 +59,10 @@ pub async fn run_tui(socket: &Path, store: Option<TokenStore>, token: Option<(St
     };
     let saved = match token {
         Some((token, email)) => Some((token, email)),
-        None => store.as_ref().and_then(TokenStore::load).map(|s| (s.token, s.email)),
+        None => store
+            .as_ref()
+            .and_then(TokenStore::load)
+            .map(|s| (s.token, s.email)),
     };
     let email = saved.as_ref().map(|s| s.1.clone()).unwrap_or_default();
     let mut app = tui::app::App::new(tz, Utc::now(), saved.is_some(), &email);
@@ -70,11 +77,20 @@ pub async fn run_tui(socket: &Path, store: Option<TokenStore>, token: Option<(St
     let mut term = match tui::term::Tui::enter() {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("gpures: cannot open the terminal UI ({e}); use a subcommand instead, see `gpures --help`");
+            eprintln!(
+                "gpures: cannot open the terminal UI ({e}); use a subcommand instead, see `gpures --help`"
+            );
             return exit::ERROR;
         }
     };
-    let result = tui::run(&mut term.terminal, app, session, EventStream::new(), initial).await;
+    let result = tui::run(
+        &mut term.terminal,
+        app,
+        session,
+        EventStream::new(),
+        initial,
+    )
+    .await;
     drop(term);
     match result {
         Ok(()) => exit::OK,

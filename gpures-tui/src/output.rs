@@ -28,7 +28,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let line = |cells: &mut dyn Iterator<Item = &str>, out: &mut String| {
         let mut parts = Vec::new();
         for (i, cell) in cells.enumerate() {
-            let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(cell.width());
+            let pad = widths
+                .get(i)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(cell.width());
             parts.push(format!("{cell}{}", " ".repeat(pad)));
         }
         out.push_str(parts.join("  ").trim_end());
@@ -171,7 +175,10 @@ pub fn reservations_table(rs: &[Reservation], tz: Tz) -> String {
             ]
         })
         .collect();
-    table(&["ID", "RESOURCE", "USER", "START", "END", "STATUS", "NOTE"], &rows)
+    table(
+        &["ID", "RESOURCE", "USER", "START", "END", "STATUS", "NOTE"],
+        &rows,
+    )
 }
 
 /// Who holds the slot, one line each, for conflicts.

@@ -10,8 +10,8 @@
 //! Durations: `90m`, `3h`, `1d2h`, `1h30m`. Everything is rounded to the minute.
 
 use chrono::{
-    DateTime, Datelike, Days, DurationRound, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, TimeZone,
-    Utc, Weekday,
+    DateTime, Datelike, Days, DurationRound, LocalResult, NaiveDate, NaiveDateTime, NaiveTime,
+    TimeDelta, TimeZone, Utc, Weekday,
 };
 use chrono_tz::Tz;
 use thiserror::Error;
@@ -95,7 +95,11 @@ pub fn parse_duration(s: &str) -> Result<Span, TimeError> {
         num.clear();
         match c {
             'd' => days = days.checked_add(n).ok_or_else(err)?,
-            'h' => minutes = minutes.checked_add(n.checked_mul(60).ok_or_else(err)?).ok_or_else(err)?,
+            'h' => {
+                minutes = minutes
+                    .checked_add(n.checked_mul(60).ok_or_else(err)?)
+                    .ok_or_else(err)?
+            }
             'm' => minutes = minutes.checked_add(n).ok_or_else(err)?,
             _ => return Err(err()),
         }
@@ -130,7 +134,12 @@ pub fn parse_time(s: &str, now: DateTime<Utc>, tz: Tz) -> Result<DateTime<Utc>, 
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Ok(minute(dt.with_timezone(&Utc)));
     }
-    for fmt in ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+    ] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(t, fmt) {
             return Ok(minute(resolve(naive, tz)?));
         }
@@ -150,16 +159,25 @@ pub fn parse_time(s: &str, now: DateTime<Utc>, tz: Tz) -> Result<DateTime<Utc>, 
         ("today", Some(clock)) => (today, clock),
         ("tomorrow", Some(clock)) => (today.checked_add_days(Days::new(1)).ok_or_else(err)?, clock),
         ("today", None) => (today, "00:00"),
-        ("tomorrow", None) => (today.checked_add_days(Days::new(1)).ok_or_else(err)?, "00:00"),
+        ("tomorrow", None) => (
+            today.checked_add_days(Days::new(1)).ok_or_else(err)?,
+            "00:00",
+        ),
         (day, clock) => {
             let weekday = parse_weekday(day).ok_or_else(err)?;
             let clock = clock.unwrap_or("00:00");
             let time = parse_clock(clock).ok_or_else(err)?;
-            let mut ahead = (7 + weekday.num_days_from_monday() - today.weekday().num_days_from_monday()) % 7;
+            let mut ahead =
+                (7 + weekday.num_days_from_monday() - today.weekday().num_days_from_monday()) % 7;
             if ahead == 0 && resolve(today.and_time(time), tz)? <= now {
                 ahead = 7;
             }
-            (today.checked_add_days(Days::new(u64::from(ahead))).ok_or_else(err)?, clock)
+            (
+                today
+                    .checked_add_days(Days::new(u64::from(ahead)))
+                    .ok_or_else(err)?,
+                clock,
+            )
         }
     };
     let time = parse_clock(time_text).ok_or_else(err)?;
@@ -167,9 +185,12 @@ pub fn parse_time(s: &str, now: DateTime<Utc>, tz: Tz) -> Result<DateTime<Utc>, 
 }
 
 fn parse_clock(s: &str) -> Option<NaiveTime> {
-    NaiveTime::parse_from_str(s, "%H:%M")
-        .ok()
-        .or_else(|| s.parse::<u32>().ok().filter(|h| *h < 24).and_then(|h| NaiveTime::from_hms_opt(h, 0, 0)))
+    NaiveTime::parse_from_str(s, "%H:%M").ok().or_else(|| {
+        s.parse::<u32>()
+            .ok()
+            .filter(|h| *h < 24)
+            .and_then(|h| NaiveTime::from_hms_opt(h, 0, 0))
+    })
 }
 
 fn parse_weekday(s: &str) -> Option<Weekday> {
@@ -234,7 +255,11 @@ mod tests {
     }
 
     fn at(tz: Tz, s: &str) -> DateTime<Utc> {
-        resolve(NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").expect("naive"), tz).expect("resolve")
+        resolve(
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").expect("naive"),
+            tz,
+        )
+        .expect("resolve")
     }
 
     #[test]
@@ -270,17 +295,50 @@ mod tests {
     #[test]
     fn refuses_nonsense() {
         let now = Utc::now();
-        for bad in ["", "soon", "25:00", "tomorrow at 9", "2026-13-01 09:00", "+", "+2x", "mon 10:30 extra"] {
+        for bad in [
+            "",
+            "soon",
+            "25:00",
+            "tomorrow at 9",
+            "2026-13-01 09:00",
+            "+",
+            "+2x",
+            "mon 10:30 extra",
+        ] {
             assert!(parse_time(bad, now, seoul()).is_err(), "{bad:?} accepted");
         }
     }
 
     #[test]
     fn reads_durations() {
-        assert_eq!(parse_duration("90m"), Ok(Span { days: 0, minutes: 90 }));
-        assert_eq!(parse_duration("3h"), Ok(Span { days: 0, minutes: 180 }));
-        assert_eq!(parse_duration("1d2h"), Ok(Span { days: 1, minutes: 120 }));
-        assert_eq!(parse_duration("1h30m"), Ok(Span { days: 0, minutes: 90 }));
+        assert_eq!(
+            parse_duration("90m"),
+            Ok(Span {
+                days: 0,
+                minutes: 90
+            })
+        );
+        assert_eq!(
+            parse_duration("3h"),
+            Ok(Span {
+                days: 0,
+                minutes: 180
+            })
+        );
+        assert_eq!(
+            parse_duration("1d2h"),
+            Ok(Span {
+                days: 1,
+                minutes: 120
+            })
+        );
+        assert_eq!(
+            parse_duration("1h30m"),
+            Ok(Span {
+                days: 0,
+                minutes: 90
+            })
+        );
         for bad in ["", "0h", "h", "3", "2w", "-1h", "99999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
@@ -292,11 +350,21 @@ mod tests {
         // falls back on 2026-10-25 (03:00 -> 02:00).
         let berlin: Tz = "Europe/Berlin".parse().expect("zone");
         let start = at(berlin, "2026-03-28 09:00");
-        let end = Span { days: 1, minutes: 0 }.add_to(start, berlin).expect("add");
+        let end = Span {
+            days: 1,
+            minutes: 0,
+        }
+        .add_to(start, berlin)
+        .expect("add");
         assert_eq!(format_local(end, berlin), "2026-03-29 09:00");
         assert_eq!(end - start, TimeDelta::hours(23), "a 23-hour day");
         let start = at(berlin, "2026-10-24 09:00");
-        let end = Span { days: 1, minutes: 0 }.add_to(start, berlin).expect("add");
+        let end = Span {
+            days: 1,
+            minutes: 0,
+        }
+        .add_to(start, berlin)
+        .expect("add");
         assert_eq!(end - start, TimeDelta::hours(25), "a 25-hour day");
         // "tomorrow 9:00" the evening before the change is 9:00 local too.
         let now = at(berlin, "2026-03-28 20:00");

@@ -10,8 +10,8 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use chrono_tz::Tz;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use gpures_proto::{
-    ApiError, BookingRequest, Holder, LoginReply, Period, RegisterRequest, Reservation, ReservationChange, Resource,
-    Role, StatusReport, UserInfo, text,
+    ApiError, BookingRequest, Holder, LoginReply, Period, RegisterRequest, Reservation,
+    ReservationChange, Resource, Role, StatusReport, UserInfo, text,
 };
 use uuid::Uuid;
 
@@ -177,10 +177,15 @@ pub struct Message {
 /// A call the app wants made.
 #[derive(Clone, Debug)]
 pub enum Effect {
-    Login { email: String, password: String },
+    Login {
+        email: String,
+        password: String,
+    },
     Register(RegisterRequest),
     /// Reload everything shown, with the timeline window to fetch.
-    Refresh { window: Period },
+    Refresh {
+        window: Period,
+    },
     Book(BookingRequest),
     Update(Uuid, ReservationChange),
     Cancel(Uuid),
@@ -201,10 +206,16 @@ pub enum Effect {
 #[derive(Clone, Debug)]
 pub enum Msg {
     LoggedIn(Box<LoginReply>),
-    Registered { email: String, password: String },
+    Registered {
+        email: String,
+        password: String,
+    },
     Loaded(Box<Snapshot>),
     Done(String),
-    Checked { seq: u64, holders: Vec<Holder> },
+    Checked {
+        seq: u64,
+        holders: Vec<Holder>,
+    },
     Failed(ApiError),
     /// The connection is gone; the sentence says why.
     Disconnected(String),
@@ -261,7 +272,11 @@ pub const NAME_COL: u16 = 12;
 impl App {
     pub fn new(tz: Tz, now: DateTime<Utc>, logged_in: bool, email: &str) -> App {
         let mut app = App {
-            screen: if logged_in { Screen::Timeline } else { Screen::Login },
+            screen: if logged_in {
+                Screen::Timeline
+            } else {
+                Screen::Login
+            },
             tz,
             now,
             data: Data::default(),
@@ -320,10 +335,16 @@ impl App {
     /// Reservations shown on the timeline (the user filter applied).
     pub fn shown(&self) -> impl Iterator<Item = &Reservation> {
         let filter = self.filter.as_deref().map(str::to_lowercase);
-        self.data.reservations.iter().filter(move |r| match &filter {
-            None => true,
-            Some(f) => r.user.display_name.to_lowercase().contains(f) || r.user.email.to_lowercase().contains(f),
-        })
+        self.data
+            .reservations
+            .iter()
+            .filter(move |r| match &filter {
+                None => true,
+                Some(f) => {
+                    r.user.display_name.to_lowercase().contains(f)
+                        || r.user.email.to_lowercase().contains(f)
+                }
+            })
     }
 
     /// The reservation covering the cursor cell, if any.
@@ -334,7 +355,8 @@ impl App {
             start: t0,
             end: t0 + self.zoom.cell(),
         };
-        self.shown().find(|r| r.resource_id == res.id && r.period.overlaps(&cell))
+        self.shown()
+            .find(|r| r.resource_id == res.id && r.period.overlaps(&cell))
     }
 
     /// The reservation an edit/cancel/release key applies to.
@@ -468,7 +490,11 @@ impl App {
                 }
                 let i = order.iter().position(|s| *s == self.screen).unwrap_or(0);
                 let n = order.len();
-                let j = if action == Action::NextScreen { (i + 1) % n } else { (i + n - 1) % n };
+                let j = if action == Action::NextScreen {
+                    (i + 1) % n
+                } else {
+                    (i + n - 1) % n
+                };
                 self.screen = order[j];
             }
             Action::Left => {
@@ -503,20 +529,14 @@ impl App {
                 _ => {}
             },
             Action::Down => match self.screen {
-                Screen::Timeline => {
-                    if self.cursor_row + 1 < self.data.resources.len() {
-                        self.cursor_row += 1;
-                    }
+                Screen::Timeline if self.cursor_row + 1 < self.data.resources.len() => {
+                    self.cursor_row += 1
                 }
-                Screen::Mine => {
-                    if self.list_selected + 1 < self.data.mine.len() {
-                        self.list_selected += 1;
-                    }
+                Screen::Mine if self.list_selected + 1 < self.data.mine.len() => {
+                    self.list_selected += 1
                 }
-                Screen::Admin => {
-                    if self.admin_selected + 1 < self.data.users.len() {
-                        self.admin_selected += 1;
-                    }
+                Screen::Admin if self.admin_selected + 1 < self.data.users.len() => {
+                    self.admin_selected += 1
                 }
                 _ => {}
             },
@@ -536,8 +556,12 @@ impl App {
                 // Keep the cursor's time in view, a few cells from the left.
                 let cell = self.zoom.cell();
                 let back = cell * i32::try_from(self.cursor_col.min(4)).unwrap_or(0);
-                self.view_start = (at - back).duration_trunc(TimeDelta::minutes(30)).unwrap_or(at);
-                self.cursor_col = usize::try_from((at - self.view_start).num_minutes() / cell.num_minutes()).unwrap_or(0);
+                self.view_start = (at - back)
+                    .duration_trunc(TimeDelta::minutes(30))
+                    .unwrap_or(at);
+                self.cursor_col =
+                    usize::try_from((at - self.view_start).num_minutes() / cell.num_minutes())
+                        .unwrap_or(0);
                 return self.maybe_refetch();
             }
             Action::ToggleMark => {
@@ -580,14 +604,21 @@ impl App {
             Action::Filter => self.filter_input = Some(self.filter.clone().unwrap_or_default()),
             Action::ToggleRole => {
                 if let Some(u) = self.data.users.get(self.admin_selected) {
-                    let role = if u.role == Role::Admin { Role::Member } else { Role::Admin };
+                    let role = if u.role == Role::Admin {
+                        Role::Member
+                    } else {
+                        Role::Admin
+                    };
                     return vec![Effect::SetRole(u.email.clone(), role)];
                 }
             }
             Action::DisableUser => {
                 if let Some(u) = self.data.users.get(self.admin_selected) {
                     self.confirm = Some(Confirm {
-                        question: format!("Disable {} and revoke their sessions? (y/n)", text::sanitize(&u.email)),
+                        question: format!(
+                            "Disable {} and revoke their sessions? (y/n)",
+                            text::sanitize(&u.email)
+                        ),
                         effect: Effect::DisableUser(u.email.clone()),
                     });
                 }
@@ -618,7 +649,11 @@ impl App {
         if start.date_naive() == end.date_naive() {
             format!("{}–{}", start.format("%a %m-%d %H:%M"), end.format("%H:%M"))
         } else {
-            format!("{}–{}", start.format("%a %m-%d %H:%M"), end.format("%a %m-%d %H:%M"))
+            format!(
+                "{}–{}",
+                start.format("%a %m-%d %H:%M"),
+                end.format("%a %m-%d %H:%M")
+            )
         }
     }
 
@@ -634,7 +669,9 @@ impl App {
                 self.login.focus = 0;
             }
             KeyCode::Tab | KeyCode::Down => form.focus = (form.focus + 1) % form.fields.len(),
-            KeyCode::BackTab | KeyCode::Up => form.focus = (form.focus + form.fields.len() - 1) % form.fields.len(),
+            KeyCode::BackTab | KeyCode::Up => {
+                form.focus = (form.focus + form.fields.len() - 1) % form.fields.len()
+            }
             KeyCode::Backspace => {
                 form.fields[form.focus].value.pop();
             }
@@ -651,13 +688,21 @@ impl App {
                         .map(|f| f.value.clone())
                         .unwrap_or_default()
                 };
-                let (email, password, name) = (value("Email").trim().to_owned(), value("Password"), value("Name"));
+                let (email, password, name) = (
+                    value("Email").trim().to_owned(),
+                    value("Password"),
+                    value("Name"),
+                );
                 let register = form.register;
                 if email.is_empty() || password.is_empty() {
                     self.fail("enter your email and password");
                     return vec![];
                 }
-                self.say(if register { "registering…" } else { "logging in…" });
+                self.say(if register {
+                    "registering…"
+                } else {
+                    "logging in…"
+                });
                 if register {
                     return vec![Effect::Register(RegisterRequest {
                         email,
@@ -755,17 +800,13 @@ impl App {
             KeyCode::BackTab | KeyCode::Up => {
                 form.focus = (form.focus + form.fields.len() - 1) % form.fields.len();
             }
-            KeyCode::Backspace => {
-                if !form.fields[form.focus].read_only {
-                    form.fields[form.focus].value.pop();
-                    return self.form_changed();
-                }
+            KeyCode::Backspace if !form.fields[form.focus].read_only => {
+                form.fields[form.focus].value.pop();
+                return self.form_changed();
             }
-            KeyCode::Char(c) => {
-                if !form.fields[form.focus].read_only {
-                    form.fields[form.focus].value.push(c);
-                    return self.form_changed();
-                }
+            KeyCode::Char(c) if !form.fields[form.focus].read_only => {
+                form.fields[form.focus].value.push(c);
+                return self.form_changed();
             }
             KeyCode::Enter => return self.submit_form(),
             _ => {}
@@ -798,11 +839,14 @@ impl App {
         if ids.is_empty() {
             return Err("name at least one GPU".into());
         }
-        let start = parse_time(&form.fields[F_START].value, self.now, self.tz).map_err(|e| e.to_string())?;
+        let start = parse_time(&form.fields[F_START].value, self.now, self.tz)
+            .map_err(|e| e.to_string())?;
         let end_text = form.fields[F_END].value.trim();
         let end = match parse_duration(end_text) {
             Ok(span) => span.add_to(start, self.tz).map_err(|e| e.to_string())?,
-            Err(_) => parse_time(end_text, self.now, self.tz).map_err(|_| format!("cannot read {end_text:?} as an end or a length (2h, 14:00)"))?,
+            Err(_) => parse_time(end_text, self.now, self.tz).map_err(|_| {
+                format!("cannot read {end_text:?} as an end or a length (2h, 14:00)")
+            })?,
         };
         if end <= start {
             return Err("the end must be after the start".into());
@@ -877,7 +921,10 @@ impl App {
                 self.data.me = Some(login.user.clone());
                 self.screen = Screen::Timeline;
                 self.login = LoginForm::new(false, &login.user.email);
-                self.say(format!("welcome, {}", text::sanitize(&login.user.display_name)));
+                self.say(format!(
+                    "welcome, {}",
+                    text::sanitize(&login.user.display_name)
+                ));
                 let mut effects = vec![self.refresh()];
                 if !self.watching {
                     self.watching = true;
@@ -897,9 +944,15 @@ impl App {
                 self.data.mine = s.mine;
                 self.data.status = s.status;
                 self.data.users = s.users;
-                self.cursor_row = self.cursor_row.min(self.data.resources.len().saturating_sub(1));
-                self.list_selected = self.list_selected.min(self.data.mine.len().saturating_sub(1));
-                self.admin_selected = self.admin_selected.min(self.data.users.len().saturating_sub(1));
+                self.cursor_row = self
+                    .cursor_row
+                    .min(self.data.resources.len().saturating_sub(1));
+                self.list_selected = self
+                    .list_selected
+                    .min(self.data.mine.len().saturating_sub(1));
+                self.admin_selected = self
+                    .admin_selected
+                    .min(self.data.users.len().saturating_sub(1));
                 let live: BTreeSet<i64> = self.data.resources.iter().map(|r| r.id).collect();
                 self.marked.retain(|id| live.contains(id));
                 if self.screen == Screen::Admin && !self.is_admin() {
@@ -921,26 +974,48 @@ impl App {
                 if let Some(form) = &mut self.form
                     && form.check_seq == seq
                 {
-                    form.preview = if holders.is_empty() { Preview::Free } else { Preview::Taken(holders) };
+                    form.preview = if holders.is_empty() {
+                        Preview::Free
+                    } else {
+                        Preview::Taken(holders)
+                    };
                 }
                 vec![]
             }
             Msg::Failed(ApiError::Unauthenticated) => {
-                let email = self.data.me.as_ref().map(|m| m.email.clone()).unwrap_or_default();
+                if self.screen == Screen::Login {
+                    // A failed login: keep what was typed but the password.
+                    if let Some(pw) = self.login.fields.iter_mut().find(|f| f.secret) {
+                        pw.value.clear();
+                    }
+                    self.login.focus = self.login.fields.len() - 1;
+                    self.fail("wrong email or password");
+                    return vec![];
+                }
+                let email = self
+                    .data
+                    .me
+                    .as_ref()
+                    .map(|m| m.email.clone())
+                    .unwrap_or_default();
                 self.screen = Screen::Login;
                 self.form = None;
+                self.confirm = None;
                 self.login = LoginForm::new(false, &email);
-                if email.is_empty() {
-                    self.fail("wrong email or password");
-                } else {
-                    self.fail("your session ended: log in again");
-                }
+                self.fail("your session ended: log in again");
                 vec![]
             }
             Msg::Failed(ApiError::Conflict { holders }) => {
                 let who: Vec<String> = holders
                     .iter()
-                    .map(|h| format!("{} by {} {}", text::sanitize(&h.resource_name), text::sanitize(&h.user.display_name), self.period_text(&h.period)))
+                    .map(|h| {
+                        format!(
+                            "{} by {} {}",
+                            text::sanitize(&h.resource_name),
+                            text::sanitize(&h.user.display_name),
+                            self.period_text(&h.period)
+                        )
+                    })
                     .collect();
                 if let Some(form) = &mut self.form {
                     form.preview = Preview::Taken(holders);

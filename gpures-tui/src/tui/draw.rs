@@ -102,7 +102,11 @@ pub fn draw(app: &App, frame: &mut Frame) {
 fn draw_tabs(app: &App, frame: &mut Frame, area: Rect) {
     let mut spans = vec![Span::styled(
         " gpures ",
-        style(app, Style::default().fg(Color::Black).bg(Color::Cyan), Style::default().add_modifier(Modifier::REVERSED)),
+        style(
+            app,
+            Style::default().fg(Color::Black).bg(Color::Cyan),
+            Style::default().add_modifier(Modifier::REVERSED),
+        ),
     )];
     let mut screens = vec![Screen::Timeline, Screen::Mine, Screen::Status];
     if app.is_admin() {
@@ -128,7 +132,10 @@ fn draw_tabs(app: &App, frame: &mut Frame, area: Rect) {
             text::sanitize(&app.data.host),
             if app.is_admin() { " · admin" } else { "" }
         );
-        spans.push(Span::styled(who, Style::default().add_modifier(Modifier::DIM)));
+        spans.push(Span::styled(
+            who,
+            Style::default().add_modifier(Modifier::DIM),
+        ));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -141,15 +148,25 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect) {
         ..area
     };
     let line = if let Some(input) = &app.filter_input {
-        Line::from(format!("filter by user: {}▏ (Enter apply · Esc clear)", text::sanitize(input)))
+        Line::from(format!(
+            "filter by user: {}▏ (Enter apply · Esc clear)",
+            text::sanitize(input)
+        ))
     } else if let Some(m) = &app.message {
         let st = if m.error {
-            style(app, Style::default().fg(Color::Red), Style::default().add_modifier(Modifier::BOLD))
+            style(
+                app,
+                Style::default().fg(Color::Red),
+                Style::default().add_modifier(Modifier::BOLD),
+            )
         } else {
             Style::default()
         };
         let prefix = if m.error { "! " } else { "" };
-        Line::from(Span::styled(format!("{prefix}{}", text::sanitize(&m.text)), st))
+        Line::from(Span::styled(
+            format!("{prefix}{}", text::sanitize(&m.text)),
+            st,
+        ))
     } else if app.screen == Screen::Timeline {
         Line::from(cursor_details(app))
     } else {
@@ -158,13 +175,18 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(line), top);
     let hints = match app.screen {
         Screen::Login => "Enter next/submit · Tab field · Ctrl-R register/login · Esc quit",
-        Screen::Timeline => "←→↑↓ move · Enter/n book · Space mark · e edit · x cancel · r release · +/- zoom · t now · / filter · Tab · ? help · q quit",
+        Screen::Timeline => {
+            "←→↑↓ move · Enter/n book · Space mark · e edit · x cancel · r release · +/- zoom · t now · / filter · Tab · ? help · q quit"
+        }
         Screen::Mine => "↑↓ select · e edit · x cancel · r release · Tab screens · ? help · q quit",
         Screen::Status => "Tab screens · F5 reload · ? help · q quit",
         Screen::Admin => "↑↓ user · p admin/member · d disable · Tab screens · ? help · q quit",
     };
     frame.render_widget(
-        Paragraph::new(Span::styled(hints, Style::default().add_modifier(Modifier::DIM))),
+        Paragraph::new(Span::styled(
+            hints,
+            Style::default().add_modifier(Modifier::DIM),
+        )),
         bottom,
     );
 }
@@ -183,9 +205,17 @@ fn cursor_details(app: &App) -> String {
             text::sanitize(&r.user.email),
             period_text(app, &r.period),
             format_span(r.period.end - r.period.start),
-            if r.note.is_empty() { String::new() } else { format!(" · {}", text::sanitize(&r.note)) }
+            if r.note.is_empty() {
+                String::new()
+            } else {
+                format!(" · {}", text::sanitize(&r.note))
+            }
         ),
-        None => format!("{} · free · {}", text::sanitize(&res.name), t.format("%a %m-%d %H:%M")),
+        None => format!(
+            "{} · free · {}",
+            text::sanitize(&res.name),
+            t.format("%a %m-%d %H:%M")
+        ),
     }
 }
 
@@ -195,7 +225,11 @@ fn period_text(app: &App, p: &Period) -> String {
     if s.date_naive() == e.date_naive() {
         format!("{}–{}", s.format("%a %m-%d %H:%M"), e.format("%H:%M"))
     } else {
-        format!("{}–{}", s.format("%a %m-%d %H:%M"), e.format("%a %m-%d %H:%M"))
+        format!(
+            "{}–{}",
+            s.format("%a %m-%d %H:%M"),
+            e.format("%a %m-%d %H:%M")
+        )
     }
 }
 
@@ -215,7 +249,13 @@ fn draw_timeline(app: &App, buf: &mut Buffer, area: Rect) {
         format!(" · {} marked", app.marked.len())
     };
     let title = format!("Timeline · {}{}{}", app.zoom.label(), filter, marked);
-    buf.set_stringn(area.x, area.y, title, usize::from(area.width), Style::default().add_modifier(Modifier::BOLD));
+    buf.set_stringn(
+        area.x,
+        area.y,
+        title,
+        usize::from(area.width),
+        Style::default().add_modifier(Modifier::BOLD),
+    );
 
     // Day labels where a local day starts; hour labels at every `step` hours.
     let step_hours: u32 = match app.zoom {
@@ -224,24 +264,46 @@ fn draw_timeline(app: &App, buf: &mut Buffer, area: Rect) {
         super::app::Zoom::Week => 12,
     };
     let mut last_day = None;
-    let mut last_label_end = 0usize;
+    let mut day_label_end = 0usize;
+    let mut hour_label_end = 0usize;
     for c in 0..cols {
         let t0 = app.cell_start(c).with_timezone(&app.tz);
         let t1 = app.cell_start(c + 1).with_timezone(&app.tz);
         let x = x0 + u16::try_from(c).unwrap_or(u16::MAX);
-        let day = t1.date_naive();
-        if last_day.is_none() || (last_day != Some(day) && t1.hour() == 0 && t1.minute() == 0) {
-            let label_day = if last_day.is_none() { t0.date_naive() } else { day };
-            last_day = Some(day);
-            let at = if c == 0 { x } else { x + 1 };
-            let room = cols.saturating_sub(c + usize::from(c != 0));
-            buf.set_stringn(at, area.y + 1, label_day.format("%a %m-%d").to_string(), room.min(10), Style::default().add_modifier(Modifier::BOLD));
+        // A day label at the first cell, and at each cell where a day begins.
+        let starts_day = last_day != Some(t0.date_naive());
+        if starts_day && c >= day_label_end {
+            let day = t0.date_naive();
+            let room = cols - c;
+            buf.set_stringn(
+                x,
+                area.y + 1,
+                day.format("%a %m-%d").to_string(),
+                room.min(10),
+                Style::default().add_modifier(Modifier::BOLD),
+            );
+            day_label_end = c + 10;
         }
-        // The first whole hour inside this cell, if it is on the step.
-        let next_hour = if t0.minute() == 0 { t0 } else { t0 + chrono::TimeDelta::minutes(i64::from(60 - t0.minute())) };
-        if next_hour < t1 && next_hour.hour() % step_hours == 0 && c >= last_label_end {
-            buf.set_stringn(x, area.y + 2, format!("{:02}", next_hour.hour()), 2.min(cols - c), dim);
-            last_label_end = c + 3;
+        last_day = Some(t0.date_naive());
+        // An hour label where a multiple of `step_hours` falls in this cell.
+        let mut h = if t0.minute() == 0 {
+            t0
+        } else {
+            t0 + chrono::TimeDelta::minutes(i64::from(60 - t0.minute()))
+        };
+        while h < t1 {
+            if h.hour() % step_hours == 0 && c >= hour_label_end {
+                buf.set_stringn(
+                    x,
+                    area.y + 2,
+                    format!("{:02}", h.hour()),
+                    2.min(cols - c),
+                    dim,
+                );
+                hour_label_end = c + 3;
+                break;
+            }
+            h += chrono::TimeDelta::hours(1);
         }
     }
 
@@ -253,17 +315,31 @@ fn draw_timeline(app: &App, buf: &mut Buffer, area: Rect) {
     let me = app.data.me.as_ref().map(|m| m.id);
     for (i, res) in app.data.resources.iter().enumerate().take(rows) {
         let y = area.y + TIMELINE_HEADER + u16::try_from(i).unwrap_or(0);
-        let mark = if app.marked.contains(&res.id) { "+" } else { " " };
+        let mark = if app.marked.contains(&res.id) {
+            "+"
+        } else {
+            " "
+        };
         let name_style = if i == app.cursor_row {
             Style::default().add_modifier(Modifier::BOLD)
         } else {
             Style::default()
         };
-        buf.set_stringn(area.x, y, mark, 1, Style::default().add_modifier(Modifier::BOLD));
+        buf.set_stringn(
+            area.x,
+            y,
+            mark,
+            1,
+            Style::default().add_modifier(Modifier::BOLD),
+        );
         let name = if res.host.is_empty() || res.host == app.data.host {
             text::sanitize(&res.name)
         } else {
-            format!("{}@{}", text::sanitize(&res.name), text::sanitize(&res.host))
+            format!(
+                "{}@{}",
+                text::sanitize(&res.name),
+                text::sanitize(&res.host)
+            )
         };
         buf.set_stringn(area.x + 1, y, name, usize::from(NAME_COL - 2), name_style);
         // Free cells.
@@ -291,8 +367,12 @@ fn draw_timeline(app: &App, buf: &mut Buffer, area: Rect) {
             if let Some(c) = buf.cell_mut((x, y)) {
                 let st = style(
                     app,
-                    Style::default().fg(Color::Black).bg(Color::White).add_modifier(Modifier::BOLD),
-                    Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD | Modifier::UNDERLINED),
+                    Style::default()
+                        .fg(Color::Black)
+                        .bg(Color::White)
+                        .add_modifier(Modifier::BOLD),
+                    Style::default()
+                        .add_modifier(Modifier::REVERSED | Modifier::BOLD | Modifier::UNDERLINED),
                 );
                 c.set_style(st);
                 if c.symbol() == " " || c.symbol() == "·" {
@@ -312,7 +392,15 @@ fn draw_timeline(app: &App, buf: &mut Buffer, area: Rect) {
     }
 }
 
-fn draw_bar(app: &App, buf: &mut Buffer, r: &Reservation, x0: u16, y: u16, cols: usize, mine: bool) {
+fn draw_bar(
+    app: &App,
+    buf: &mut Buffer,
+    r: &Reservation,
+    x0: u16,
+    y: u16,
+    cols: usize,
+    mine: bool,
+) {
     let cell_min = app.zoom.cell().num_minutes().max(1);
     let from = (r.period.start - app.view_start).num_minutes();
     let to = (r.period.end - app.view_start).num_minutes();
@@ -320,7 +408,9 @@ fn draw_bar(app: &App, buf: &mut Buffer, r: &Reservation, x0: u16, y: u16, cols:
         return;
     }
     let c0 = usize::try_from(from.max(0) / cell_min).unwrap_or(0);
-    let c1 = usize::try_from((to + cell_min - 1) / cell_min).unwrap_or(usize::MAX).min(cols);
+    let c1 = usize::try_from((to + cell_min - 1) / cell_min)
+        .unwrap_or(usize::MAX)
+        .min(cols);
     if c0 >= c1 {
         return;
     }
@@ -341,7 +431,11 @@ fn draw_bar(app: &App, buf: &mut Buffer, r: &Reservation, x0: u16, y: u16, cols:
         buf.set_string(x, y, " ", st);
     }
     // The name at the bar's first visible cell; `*` marks your own.
-    let label = format!("{}{}", if mine { "*" } else { "" }, text::sanitize(&r.user.display_name));
+    let label = format!(
+        "{}{}",
+        if mine { "*" } else { "" },
+        text::sanitize(&r.user.display_name)
+    );
     let x = x0 + u16::try_from(c0).unwrap_or(0);
     buf.set_stringn(x, y, label, c1 - c0, st);
 }
@@ -361,7 +455,11 @@ fn draw_mine(app: &App, frame: &mut Frame, area: Rect) {
                 "upcoming"
             };
             let st = if i == app.list_selected {
-                style(app, Style::default().bg(Color::DarkGray), Style::default().add_modifier(Modifier::REVERSED))
+                style(
+                    app,
+                    Style::default().bg(Color::DarkGray),
+                    Style::default().add_modifier(Modifier::REVERSED),
+                )
             } else {
                 Style::default()
             };
@@ -386,8 +484,15 @@ fn draw_mine(app: &App, frame: &mut Frame, area: Rect) {
             Constraint::Min(10),
         ],
     )
-    .header(Row::new(vec!["GPU", "WHEN", "LENGTH", "STATE", "NOTE"]).style(Style::default().add_modifier(Modifier::BOLD)))
-    .block(Block::default().borders(Borders::ALL).title(" My reservations (now and coming) "));
+    .header(
+        Row::new(vec!["GPU", "WHEN", "LENGTH", "STATE", "NOTE"])
+            .style(Style::default().add_modifier(Modifier::BOLD)),
+    )
+    .block(
+        Block::default()
+            .borders(Borders::ALL)
+            .title(" My reservations (now and coming) "),
+    );
     frame.render_widget(table, area);
     if empty {
         let inner = Rect {
@@ -396,13 +501,20 @@ fn draw_mine(app: &App, frame: &mut Frame, area: Rect) {
             width: area.width.saturating_sub(4),
             height: 1,
         };
-        frame.render_widget(Paragraph::new("none: book one on the Timeline (Tab) with Enter"), inner);
+        frame.render_widget(
+            Paragraph::new("none: book one on the Timeline (Tab) with Enter"),
+            inner,
+        );
     }
 }
 
 fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
     let Some(report) = &app.data.status else {
-        frame.render_widget(Paragraph::new("loading…").block(Block::default().borders(Borders::ALL).title(" Status ")), area);
+        frame.render_widget(
+            Paragraph::new("loading…")
+                .block(Block::default().borders(Borders::ALL).title(" Status ")),
+            area,
+        );
         return;
     };
     let rows: Vec<Row> = report
@@ -450,7 +562,10 @@ fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
             Constraint::Min(8),
         ],
     )
-    .header(Row::new(vec!["GPU", "HOST", "NOW", "NEXT", "LOAD"]).style(Style::default().add_modifier(Modifier::BOLD)))
+    .header(
+        Row::new(vec!["GPU", "HOST", "NOW", "NEXT", "LOAD"])
+            .style(Style::default().add_modifier(Modifier::BOLD)),
+    )
     .block(Block::default().borders(Borders::ALL).title(format!(
         " Status · {} ",
         report.generated_at.with_timezone(&app.tz).format("%H:%M")
@@ -459,7 +574,8 @@ fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn draw_admin(app: &App, frame: &mut Frame, area: Rect) {
-    let [top, bottom] = Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
+    let [top, bottom] =
+        Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
     let users: Vec<Row> = app
         .data
         .users
@@ -467,7 +583,11 @@ fn draw_admin(app: &App, frame: &mut Frame, area: Rect) {
         .enumerate()
         .map(|(i, u)| {
             let st = if i == app.admin_selected {
-                style(app, Style::default().bg(Color::DarkGray), Style::default().add_modifier(Modifier::REVERSED))
+                style(
+                    app,
+                    Style::default().bg(Color::DarkGray),
+                    Style::default().add_modifier(Modifier::REVERSED),
+                )
             } else {
                 Style::default()
             };
@@ -476,7 +596,11 @@ fn draw_admin(app: &App, frame: &mut Frame, area: Rect) {
                 text::sanitize(&u.display_name),
                 u.role.to_string(),
                 text::sanitize(&u.unix_user),
-                if u.disabled { "disabled".into() } else { "active".into() },
+                if u.disabled {
+                    "disabled".into()
+                } else {
+                    "active".into()
+                },
             ])
             .style(st)
         })
@@ -492,7 +616,10 @@ fn draw_admin(app: &App, frame: &mut Frame, area: Rect) {
                 Constraint::Min(8),
             ],
         )
-        .header(Row::new(vec!["EMAIL", "NAME", "ROLE", "UNIX", "STATE"]).style(Style::default().add_modifier(Modifier::BOLD)))
+        .header(
+            Row::new(vec!["EMAIL", "NAME", "ROLE", "UNIX", "STATE"])
+                .style(Style::default().add_modifier(Modifier::BOLD)),
+        )
         .block(Block::default().borders(Borders::ALL).title(" Users ")),
         top,
     );
@@ -504,7 +631,9 @@ fn draw_admin(app: &App, frame: &mut Frame, area: Rect) {
             Row::new(vec![
                 text::sanitize(&r.name),
                 text::sanitize(&r.host),
-                r.gpu_index.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+                r.gpu_index
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 text::sanitize(r.gpu_uuid.as_deref().unwrap_or("-")),
                 text::sanitize(&r.description),
             ])
@@ -521,8 +650,15 @@ fn draw_admin(app: &App, frame: &mut Frame, area: Rect) {
                 Constraint::Min(8),
             ],
         )
-        .header(Row::new(vec!["NAME", "HOST", "GPU", "UUID", "DESCRIPTION"]).style(Style::default().add_modifier(Modifier::BOLD)))
-        .block(Block::default().borders(Borders::ALL).title(" Resources (add with gpures admin resource add) ")),
+        .header(
+            Row::new(vec!["NAME", "HOST", "GPU", "UUID", "DESCRIPTION"])
+                .style(Style::default().add_modifier(Modifier::BOLD)),
+        )
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" Resources (add with gpures admin resource add) "),
+        ),
         bottom,
     );
 }
@@ -532,15 +668,27 @@ fn draw_login(app: &App, frame: &mut Frame, area: Rect) {
     let height = u16::try_from(form.fields.len()).unwrap_or(3) * 2 + 4;
     let box_area = centered(area, 56.min(area.width), height.min(area.height));
     frame.render_widget(Clear, box_area);
-    let title = if form.register { " Register · Ctrl-R to log in " } else { " Log in · Ctrl-R to register " };
+    let title = if form.register {
+        " Register · Ctrl-R to log in "
+    } else {
+        " Log in · Ctrl-R to register "
+    };
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(box_area);
     frame.render_widget(block, box_area);
     let mut lines = vec![Line::from("")];
     for (i, f) in form.fields.iter().enumerate() {
-        let value = if f.secret { "•".repeat(f.value.chars().count()) } else { text::sanitize(&f.value) };
+        let value = if f.secret {
+            "•".repeat(f.value.chars().count())
+        } else {
+            text::sanitize(&f.value)
+        };
         let cursor = if i == form.focus { "▏" } else { "" };
-        let st = if i == form.focus { Style::default().add_modifier(Modifier::BOLD) } else { Style::default() };
+        let st = if i == form.focus {
+            Style::default().add_modifier(Modifier::BOLD)
+        } else {
+            Style::default()
+        };
         lines.push(Line::from(vec![
             Span::styled(format!(" {:<9} ", f.label), st),
             Span::raw(format!("{value}{cursor}")),
@@ -556,14 +704,22 @@ fn draw_form(app: &App, frame: &mut Frame, size: Rect) {
     };
     let area = centered(size, 70.min(size.width), 12.min(size.height));
     frame.render_widget(Clear, area);
-    let title = if form.editing.is_some() { " Edit reservation " } else { " New booking " };
+    let title = if form.editing.is_some() {
+        " Edit reservation "
+    } else {
+        " New booking "
+    };
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let mut lines = Vec::new();
     for (i, f) in form.fields.iter().enumerate() {
         let cursor = if i == form.focus { "▏" } else { "" };
-        let st = if i == form.focus { Style::default().add_modifier(Modifier::BOLD) } else { Style::default() };
+        let st = if i == form.focus {
+            Style::default().add_modifier(Modifier::BOLD)
+        } else {
+            Style::default()
+        };
         let ro = if f.read_only { " (fixed)" } else { "" };
         lines.push(Line::from(vec![
             Span::styled(format!(" {:<14}", f.label), st),
@@ -573,23 +729,44 @@ fn draw_form(app: &App, frame: &mut Frame, size: Rect) {
     lines.push(Line::from(""));
     let (msg, st) = match &form.preview {
         Preview::Idle => (String::new(), Style::default()),
-        Preview::Checking => ("checking…".into(), Style::default().add_modifier(Modifier::DIM)),
+        Preview::Checking => (
+            "checking…".into(),
+            Style::default().add_modifier(Modifier::DIM),
+        ),
         Preview::Free => (
             "✓ free".into(),
-            style(app, Style::default().fg(Color::Green).add_modifier(Modifier::BOLD), Style::default().add_modifier(Modifier::BOLD)),
+            style(
+                app,
+                Style::default()
+                    .fg(Color::Green)
+                    .add_modifier(Modifier::BOLD),
+                Style::default().add_modifier(Modifier::BOLD),
+            ),
         ),
         Preview::Taken(holders) => (
             format!(
                 "✗ taken: {}",
                 holders
                     .iter()
-                    .map(|h| format!("{} by {} {}", text::sanitize(&h.resource_name), text::sanitize(&h.user.display_name), period_text(app, &h.period)))
+                    .map(|h| format!(
+                        "{} by {} {}",
+                        text::sanitize(&h.resource_name),
+                        text::sanitize(&h.user.display_name),
+                        period_text(app, &h.period)
+                    ))
                     .collect::<Vec<_>>()
                     .join("; ")
             ),
-            style(app, Style::default().fg(Color::Red).add_modifier(Modifier::BOLD), Style::default().add_modifier(Modifier::BOLD)),
+            style(
+                app,
+                Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+                Style::default().add_modifier(Modifier::BOLD),
+            ),
         ),
-        Preview::Invalid(why) => (format!("? {why}"), style(app, Style::default().fg(Color::Yellow), Style::default())),
+        Preview::Invalid(why) => (
+            format!("? {why}"),
+            style(app, Style::default().fg(Color::Yellow), Style::default()),
+        ),
     };
     lines.push(Line::from(Span::styled(format!(" {msg}"), st)));
     lines.push(Line::from(""));
@@ -613,7 +790,10 @@ fn draw_help(app: &App, frame: &mut Frame, size: Rect) {
         if scope == Scope::Admin && !app.is_admin() {
             continue;
         }
-        lines.push(Line::from(Span::styled(title, Style::default().add_modifier(Modifier::BOLD))));
+        lines.push(Line::from(Span::styled(
+            title,
+            Style::default().add_modifier(Modifier::BOLD),
+        )));
         let mut seen: Vec<(&str, Vec<String>)> = Vec::new();
         for b in BINDINGS.iter().filter(|b| b.scope == scope) {
             match seen.iter_mut().find(|(h, _)| *h == b.help) {
@@ -625,9 +805,15 @@ fn draw_help(app: &App, frame: &mut Frame, size: Rect) {
             lines.push(Line::from(format!("  {:<12} {help}", keys.join(" "))));
         }
     }
-    lines.push(Line::from("  Mouse: click selects a cell, the wheel scrolls time. Ctrl-C quits anywhere."));
+    lines.push(Line::from(
+        "  Mouse: click selects a cell, the wheel scrolls time. Ctrl-C quits anywhere.",
+    ));
     frame.render_widget(
-        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" Keys · any key closes ")),
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" Keys · any key closes "),
+        ),
         area,
     );
 }

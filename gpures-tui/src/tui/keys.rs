@@ -63,42 +63,172 @@ const fn b(scope: Scope, code: KeyCode, action: Action, help: &'static str) -> B
 /// the footer.
 pub const BINDINGS: &[Binding] = &[
     b(Scope::Global, KeyCode::Char('q'), Action::Quit, "quit"),
-    b(Scope::Global, KeyCode::Tab, Action::NextScreen, "next screen"),
-    b(Scope::Global, KeyCode::BackTab, Action::PrevScreen, "previous screen"),
-    b(Scope::Global, KeyCode::Char('?'), Action::Help, "show or hide this help"),
-    b(Scope::Global, KeyCode::F(5), Action::Refresh, "reload from the daemon"),
+    b(
+        Scope::Global,
+        KeyCode::Tab,
+        Action::NextScreen,
+        "next screen",
+    ),
+    b(
+        Scope::Global,
+        KeyCode::BackTab,
+        Action::PrevScreen,
+        "previous screen",
+    ),
+    b(
+        Scope::Global,
+        KeyCode::Char('?'),
+        Action::Help,
+        "show or hide this help",
+    ),
+    b(
+        Scope::Global,
+        KeyCode::F(5),
+        Action::Refresh,
+        "reload from the daemon",
+    ),
     b(Scope::Timeline, KeyCode::Left, Action::Left, "earlier"),
     b(Scope::Timeline, KeyCode::Char('h'), Action::Left, "earlier"),
     b(Scope::Timeline, KeyCode::Right, Action::Right, "later"),
     b(Scope::Timeline, KeyCode::Char('l'), Action::Right, "later"),
-    b(Scope::Timeline, KeyCode::Up, Action::Up, "previous resource"),
-    b(Scope::Timeline, KeyCode::Char('k'), Action::Up, "previous resource"),
-    b(Scope::Timeline, KeyCode::Down, Action::Down, "next resource"),
-    b(Scope::Timeline, KeyCode::Char('j'), Action::Down, "next resource"),
-    b(Scope::Timeline, KeyCode::PageUp, Action::PageLeft, "a screen earlier"),
-    b(Scope::Timeline, KeyCode::PageDown, Action::PageRight, "a screen later"),
-    b(Scope::Timeline, KeyCode::Char('t'), Action::JumpNow, "jump to now"),
-    b(Scope::Timeline, KeyCode::Char('+'), Action::ZoomIn, "zoom in (week, 3 days, day)"),
-    b(Scope::Timeline, KeyCode::Char('='), Action::ZoomIn, "zoom in"),
-    b(Scope::Timeline, KeyCode::Char('-'), Action::ZoomOut, "zoom out"),
-    b(Scope::Timeline, KeyCode::Char(' '), Action::ToggleMark, "mark this GPU for a multi-GPU booking"),
-    b(Scope::Timeline, KeyCode::Enter, Action::NewBooking, "book the cell (or the marked GPUs)"),
-    b(Scope::Timeline, KeyCode::Char('n'), Action::NewBooking, "new booking here"),
-    b(Scope::Timeline, KeyCode::Char('e'), Action::Edit, "edit the reservation here"),
-    b(Scope::Timeline, KeyCode::Char('x'), Action::Cancel, "cancel the reservation here (asks first)"),
-    b(Scope::Timeline, KeyCode::Char('r'), Action::Release, "release the reservation here now"),
-    b(Scope::Timeline, KeyCode::Char('/'), Action::Filter, "filter by user"),
+    b(
+        Scope::Timeline,
+        KeyCode::Up,
+        Action::Up,
+        "previous resource",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::Char('k'),
+        Action::Up,
+        "previous resource",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::Down,
+        Action::Down,
+        "next resource",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::Char('j'),
+        Action::Down,
+        "next resource",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::PageUp,
+        Action::PageLeft,
+        "a screen earlier",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::PageDown,
+        Action::PageRight,
+        "a screen later",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::Char('t'),
+        Action::JumpNow,
+        "jump to now",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::Char('+'),
+        Action::ZoomIn,
+        "zoom in (week, 3 days, day)",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::Char('='),
+        Action::ZoomIn,
+        "zoom in",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::Char('-'),
+        Action::ZoomOut,
+        "zoom out",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::Char(' '),
+        Action::ToggleMark,
+        "mark this GPU for a multi-GPU booking",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::Enter,
+        Action::NewBooking,
+        "book the cell (or the marked GPUs)",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::Char('n'),
+        Action::NewBooking,
+        "new booking here",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::Char('e'),
+        Action::Edit,
+        "edit the reservation here",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::Char('x'),
+        Action::Cancel,
+        "cancel the reservation here (asks first)",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::Char('r'),
+        Action::Release,
+        "release the reservation here now",
+    ),
+    b(
+        Scope::Timeline,
+        KeyCode::Char('/'),
+        Action::Filter,
+        "filter by user",
+    ),
     b(Scope::List, KeyCode::Up, Action::Up, "previous row"),
     b(Scope::List, KeyCode::Char('k'), Action::Up, "previous row"),
     b(Scope::List, KeyCode::Down, Action::Down, "next row"),
     b(Scope::List, KeyCode::Char('j'), Action::Down, "next row"),
-    b(Scope::List, KeyCode::Char('e'), Action::Edit, "edit the selected reservation"),
-    b(Scope::List, KeyCode::Char('x'), Action::Cancel, "cancel the selected reservation"),
-    b(Scope::List, KeyCode::Char('r'), Action::Release, "release the selected reservation"),
+    b(
+        Scope::List,
+        KeyCode::Char('e'),
+        Action::Edit,
+        "edit the selected reservation",
+    ),
+    b(
+        Scope::List,
+        KeyCode::Char('x'),
+        Action::Cancel,
+        "cancel the selected reservation",
+    ),
+    b(
+        Scope::List,
+        KeyCode::Char('r'),
+        Action::Release,
+        "release the selected reservation",
+    ),
     b(Scope::Admin, KeyCode::Up, Action::Up, "previous user"),
     b(Scope::Admin, KeyCode::Down, Action::Down, "next user"),
-    b(Scope::Admin, KeyCode::Char('p'), Action::ToggleRole, "make the user admin / member"),
-    b(Scope::Admin, KeyCode::Char('d'), Action::DisableUser, "disable the user (asks first)"),
+    b(
+        Scope::Admin,
+        KeyCode::Char('p'),
+        Action::ToggleRole,
+        "make the user admin / member",
+    ),
+    b(
+        Scope::Admin,
+        KeyCode::Char('d'),
+        Action::DisableUser,
+        "disable the user (asks first)",
+    ),
 ];
 
 /// The action for `key` in `scope` (global bindings apply everywhere).
@@ -106,14 +236,10 @@ pub fn action_for(scope: Scope, key: &KeyEvent) -> Option<Action> {
     if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
         return Some(Action::Quit);
     }
-    let code = match key.code {
-        // Terminals report shifted characters as the character itself.
-        KeyCode::Char(c) => KeyCode::Char(c),
-        other => other,
-    };
+    // Shifted characters arrive as the character itself ('?', '+').
     BINDINGS
         .iter()
-        .find(|b| b.code == code && (b.scope == scope || b.scope == Scope::Global) && !b.shift)
+        .find(|b| b.code == key.code && (b.scope == scope || b.scope == Scope::Global) && !b.shift)
         .map(|b| b.action)
 }
 
@@ -144,7 +270,8 @@ mod tests {
     fn no_key_is_bound_twice_in_one_scope() {
         for (i, a) in BINDINGS.iter().enumerate() {
             for b in &BINDINGS[i + 1..] {
-                let clash = a.code == b.code && (a.scope == b.scope || a.scope == Scope::Global || b.scope == Scope::Global);
+                let clash = a.code == b.code
+                    && (a.scope == b.scope || a.scope == Scope::Global || b.scope == Scope::Global);
                 assert!(!clash, "{:?} bound twice", a.code);
             }
         }

@@ -142,7 +142,11 @@ impl Session {
             }
             Effect::Book(req) => {
                 let b = call(c.create_booking(ctx(), token, req).await)?;
-                let names: Vec<String> = b.reservations.iter().map(|r| text::sanitize(&r.resource_name)).collect();
+                let names: Vec<String> = b
+                    .reservations
+                    .iter()
+                    .map(|r| text::sanitize(&r.resource_name))
+                    .collect();
                 Msg::Done(format!("booked {}", names.join(", ")))
             }
             Effect::Update(id, change) => {
@@ -164,7 +168,10 @@ impl Session {
                 ignore,
             } => Msg::Checked {
                 seq,
-                holders: call(c.check_availability(ctx(), token, resources, period, ignore).await)?,
+                holders: call(
+                    c.check_availability(ctx(), token, resources, period, ignore)
+                        .await,
+                )?,
             },
             Effect::SetRole(email, role) => {
                 let u = call(c.set_role(ctx(), token, email, role).await)?;
@@ -189,7 +196,8 @@ impl Session {
                     continue;
                 };
                 let mut ctx = context::current();
-                ctx.deadline = Instant::now() + Duration::from_secs(gpures_proto::limits::LONG_POLL_MAX_SECS + 10);
+                ctx.deadline = Instant::now()
+                    + Duration::from_secs(gpures_proto::limits::LONG_POLL_MAX_SECS + 10);
                 match session.client.wait_for_changes(ctx, token, since).await {
                     Ok(Ok(value)) => {
                         if value != since {
@@ -245,7 +253,8 @@ where
             });
         }
         let size = terminal.size()?;
-        let (origin, cols) = draw::geometry(ratatui::layout::Rect::new(0, 0, size.width, size.height));
+        let (origin, cols) =
+            draw::geometry(ratatui::layout::Rect::new(0, 0, size.width, size.height));
         app.visible_cols = cols.max(1);
         app.cursor_col = app.cursor_col.min(app.visible_cols - 1);
         terminal.draw(|f| draw::draw(&app, f))?;
@@ -294,7 +303,8 @@ impl Driver {
     }
 
     pub async fn press_char(&mut self, c: char) {
-        self.press(KeyEvent::from(crossterm::event::KeyCode::Char(c))).await;
+        self.press(KeyEvent::from(crossterm::event::KeyCode::Char(c)))
+            .await;
     }
 
     pub async fn press_code(&mut self, code: crossterm::event::KeyCode) {

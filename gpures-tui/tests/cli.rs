@@ -1,0 +1,586 @@
+//! The real `gpures` binary against a real daemon: every command in human and
+//! `--json` form, every exit code, and times read in the user's zone,
+//! including a booking across a DST change.
+
+use std::process::Output;
+
+use gpures_daemon::store::UserChange;
+use gpures_daemon::testing::TestDaemon;
+use gpures_proto::Role;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gpures");
+const PW: &str = "a password long enough";
+
+struct Cli {
+    daemon: TestDaemon,
+    home: tempfile::TempDir,
+}
+
+struct Run {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.out))
+    }
+}
+
+impl Cli {
+    async fn new() -> Cli {
+        Cli {
+            daemon: TestDaemon::start().await.expect("daemon"),
+            home: tempfile::tempdir().expect("home"),
+        }
+    }
+
+    /// Runs `gpures ARGS` as user `who` (a config dir of its own) in zone `tz`.
+    async fn run_as(&self, who: &str, tz: &str, args: &[&str], stdin: Option<&str>) -> Run {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args(args)
+            .env("XDG_CONFIG_HOME", self.home.path().join(who))
+            .env("GPURES_SOCKET", &self.daemon.socket)
+            .env("TZ", tz)
+            .env_remove("NO_COLOR")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn gpures");
+        if let Some(mut input) = child.stdin.take() {
+            if let Some(text) = stdin {
+                input.write_all(text.as_bytes()).await.expect("stdin");
+            }
+            drop(input);
+        }
+        let out: Output = child.wait_with_output().await.expect("wait");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            out: String::from_utf8_lossy(&out.stdout).into_owned(),
+            err: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        self.run_as("kim", "Asia/Seoul", args, None).await
+    }
+
+    async fn ok(&self, who: &str, args: &[&str]) -> Run {
+        let r = self.run_as(who, "Asia/Seoul", args, None).await;
+        assert_eq!(r.code, 0, "gpures {args:?} failed: {}{}", r.out, r.err);
+        r
+    }
+
+    async fn register(&self, who: &str, email: &str, name: &str) {
+        let r = self
+            .run_as(
+                who,
+                "Asia/Seoul",
+                &[
+                    "register",
+                    "--email",
+                    email,
+                    "--name",
+                    name,
+                    "--password-stdin",
+                ],
+                Some(&format!("{PW}\n")),
+            )
+            .await;
+        assert_eq!(r.code, 0, "register: {}{}", r.out, r.err);
+    }
+
+    async fn promote(&self, email: &str) {
+        self.daemon
+            .store
+            .change_user(email, UserChange::Role(Role::Admin), None, "test")
+            .await
+            .expect("promote");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_and_admin_commands() {
+    let cli = Cli::new().await;
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    let who = cli.ok("kim", &["whoami"]).await;
+    assert!(
+        who.out.contains("kim@lab.kr") && who.out.contains("김민수") && who.out.contains("member"),
+        "{}",
+        who.out
+    );
+    let who = cli.ok("kim", &["whoami", "--json"]).await.json();
+    assert_eq!(who["email"], "kim@lab.kr");
+    assert_eq!(who["role"], "member");
+    assert_eq!(who["unix_user"], "root");
+    // The token file is private.
+    let token_file = cli.home.path().join("kim/gpures/session.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file)
+            .expect("token file")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A member may not use admin commands: exit 4.
+    let denied = cli
+        .run(&["admin", "resource", "add", "gpu0", "--gpu-index", "0"])
+        .await;
+    assert_eq!(denied.code, 4, "{}", denied.err);
+    assert!(denied.err.contains("permission denied"));
+
+    cli.promote("kim@lab.kr").await;
+    // Promotion bumps nothing: the same token now has admin rights.
+    cli.ok(
+        "kim",
+        &[
+            "admin",
+            "resource",
+            "add",
+            "gpu0",
+            "--gpu-index",
+            "0",
+            "--description",
+            "H100",
+        ],
+    )
+    .await;
+    let added = cli
+        .ok(
+            "kim",
+            &[
+                "admin",
+                "resource",
+                "add",
+                "gpu1",
+                "--gpu-index",
+                "1",
+                "--json",
+            ],
+        )
+        .await
+        .json();
+    assert_eq!(added["name"], "gpu1");
+    assert_eq!(added["kind"], "gpu");
+    let rs = cli.ok("kim", &["resources"]).await;
+    assert!(
+        rs.out.lines().next().is_some_and(|l| l.starts_with("NAME")),
+        "{}",
+        rs.out
+    );
+    assert!(rs.out.contains("gpu0") && rs.out.contains("H100"));
+    assert_eq!(
+        cli.ok("kim", &["resources", "--json"])
+            .await
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    cli.register("lee", "lee@lab.kr", "이서연").await;
+    let users = cli.ok("kim", &["admin", "user", "list"]).await;
+    assert!(users.out.contains("이서연") && users.out.contains("lee@lab.kr"));
+    assert_eq!(
+        cli.ok("kim", &["admin", "user", "list", "--json"])
+            .await
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    let promoted = cli
+        .ok("kim", &["admin", "user", "promote", "lee@lab.kr", "--json"])
+        .await
+        .json();
+    assert_eq!(promoted["role"], "admin");
+    cli.ok("kim", &["admin", "user", "demote", "lee@lab.kr"])
+        .await;
+    let disabled = cli
+        .ok("kim", &["admin", "user", "disable", "lee@lab.kr"])
+        .await;
+    assert!(disabled.out.contains("disabled"));
+    // The disabled user's session is gone: exit 4 with the hint.
+    let gone = cli.run_as("lee", "Asia/Seoul", &["whoami"], None).await;
+    assert_eq!(gone.code, 4);
+    assert!(gone.err.contains("run: gpures login"), "{}", gone.err);
+
+    // Wrong password: exit 4, no hint about whether the email exists.
+    let wrong = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &["login", "--email", "kim@lab.kr", "--password-stdin"],
+            Some("nope nope nope\n"),
+        )
+        .await;
+    assert_eq!(wrong.code, 4);
+    assert!(wrong.err.contains("wrong email or password"));
+    let login = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &[
+                "login",
+                "--email",
+                "kim@lab.kr",
+                "--password-stdin",
+                "--json",
+            ],
+            Some(&format!("{PW}\n")),
+        )
+        .await;
+    assert_eq!(login.code, 0, "{}", login.err);
+    cli.ok("kim", &["logout", "--everywhere"]).await;
+    let after = cli.run(&["whoami"]).await;
+    assert_eq!(after.code, 4);
+    assert!(after.err.contains("run: gpures login"), "{}", after.err);
+    cli.daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn booking_commands_and_exit_codes() {
+    let cli = Cli::new().await;
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    cli.register("lee", "lee@lab.kr", "이서연").await;
+    cli.promote("kim@lab.kr").await;
+    for i in 0..3 {
+        cli.ok(
+            "kim",
+            &[
+                "admin",
+                "resource",
+                "add",
+                &format!("gpu{i}"),
+                "--gpu-index",
+                &i.to_string(),
+            ],
+        )
+        .await;
+    }
+    let booked = cli
+        .ok(
+            "lee",
+            &[
+                "book",
+                "gpu0",
+                "gpu1",
+                "--from",
+                "tomorrow 10:00",
+                "--for",
+                "2h",
+                "--note",
+                "multi",
+                "--json",
+            ],
+        )
+        .await
+        .json();
+    let list = booked.as_array().expect("array");
+    assert_eq!(list.len(), 2);
+    let first = &list[0];
+    for key in [
+        "id",
+        "booking_id",
+        "resource",
+        "user",
+        "start",
+        "end",
+        "note",
+        "status",
+    ] {
+        assert!(first.get(key).is_some(), "{key} in {first}");
+    }
+    assert_eq!(first["user"]["name"], "이서연");
+    assert!(
+        first["start"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("T10:00:00+09:00")),
+        "{first}"
+    );
+    assert!(
+        first["end"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("T12:00:00+09:00")),
+        "{first}"
+    );
+    assert_eq!(first["status"], "active");
+    assert_eq!(list[0]["booking_id"], list[1]["booking_id"]);
+
+    // The same slot: exit 3, the holder on stderr, and in JSON on stdout.
+    let taken = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &[
+                "book",
+                "gpu1",
+                "--from",
+                "tomorrow 11:00",
+                "--to",
+                "tomorrow 13:00",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(taken.code, 3, "{}", taken.err);
+    assert!(
+        taken.err.contains("gpu1 is held by 이서연 <lee@lab.kr>"),
+        "{}",
+        taken.err
+    );
+    let taken = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &[
+                "book",
+                "gpu1",
+                "--from",
+                "tomorrow 11:00",
+                "--for",
+                "1h",
+                "--json",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(taken.code, 3);
+    assert_eq!(taken.json()["holders"][0]["user"]["email"], "lee@lab.kr");
+
+    // Usage errors: exit 2.
+    for args in [
+        vec!["book", "gpu2", "--from", "someday", "--for", "1h"],
+        vec![
+            "book",
+            "gpu2",
+            "--from",
+            "tomorrow 10:00",
+            "--for",
+            "forever",
+        ],
+        vec!["book", "gpu2", "--from", "tomorrow 10:00"],
+        vec![
+            "book",
+            "gpu2",
+            "--from",
+            "tomorrow 10:00",
+            "--to",
+            "tomorrow 09:00",
+        ],
+        vec!["frobnicate"],
+    ] {
+        let r = cli.run(&args).await;
+        assert_eq!(r.code, 2, "{args:?}: {}", r.err);
+    }
+    // Other errors: exit 1.
+    let unknown = cli
+        .run(&["book", "gpu9", "--from", "tomorrow 10:00", "--for", "1h"])
+        .await;
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.err.contains("no resource named \"gpu9\""),
+        "{}",
+        unknown.err
+    );
+    let past = cli
+        .run_as(
+            "lee",
+            "Asia/Seoul",
+            &["book", "gpu2", "--from", "2020-01-01 10:00", "--for", "1h"],
+            None,
+        )
+        .await;
+    assert_eq!(past.code, 1, "{}", past.err);
+    assert!(past.err.contains("must not be in the past"), "{}", past.err);
+
+    // Listing.
+    let ls = cli.ok("kim", &["ls"]).await;
+    assert!(ls.out.starts_with("ID"), "{}", ls.out);
+    assert_eq!(ls.out.lines().count(), 3, "{}", ls.out);
+    assert!(ls.out.contains("이서연"));
+    let mine = cli.ok("kim", &["ls", "--mine", "--json"]).await.json();
+    assert_eq!(mine.as_array().map(Vec::len), Some(0));
+    let on_gpu0 = cli
+        .ok("kim", &["ls", "--resource", "gpu0", "--json"])
+        .await
+        .json();
+    assert_eq!(on_gpu0.as_array().map(Vec::len), Some(1));
+    let by_user = cli
+        .ok(
+            "kim",
+            &[
+                "ls",
+                "--user",
+                "lee@lab.kr",
+                "--from",
+                "now",
+                "--to",
+                "+3d",
+                "--json",
+            ],
+        )
+        .await
+        .json();
+    assert_eq!(by_user.as_array().map(Vec::len), Some(2));
+
+    // Edit by a unique prefix, extend, cancel, and a too-short prefix.
+    let id = list[0]["id"].as_str().expect("id").to_owned();
+    let prefix = &id[..8];
+    let edited = cli
+        .ok(
+            "lee",
+            &[
+                "edit",
+                prefix,
+                "--to",
+                "tomorrow 12:30",
+                "--note",
+                "longer",
+                "--json",
+            ],
+        )
+        .await
+        .json();
+    assert!(
+        edited["end"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("T12:30:00+09:00")),
+        "{edited}"
+    );
+    assert_eq!(edited["note"], "longer");
+    let extended = cli
+        .ok("lee", &["extend", prefix, "--by", "90m", "--json"])
+        .await
+        .json();
+    assert!(
+        extended["end"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("T14:00:00+09:00")),
+        "{extended}"
+    );
+    let short = cli
+        .run_as("lee", "Asia/Seoul", &["cancel", &id[..4]], None)
+        .await;
+    assert_eq!(short.code, 2);
+    // Someone else's reservation: exit 4 (kim is an admin, so use a member).
+    cli.register("park", "park@lab.kr", "박지훈").await;
+    let theirs = cli
+        .run_as("park", "Asia/Seoul", &["cancel", prefix], None)
+        .await;
+    assert_eq!(theirs.code, 4, "{}", theirs.err);
+    let cancelled = cli.ok("lee", &["cancel", prefix, "--json"]).await.json();
+    assert_eq!(cancelled["status"], "cancelled");
+    let all = cli.ok("kim", &["ls", "--all", "--json"]).await.json();
+    assert!(
+        all.as_array()
+            .is_some_and(|a| a.iter().any(|r| r["status"] == "cancelled"))
+    );
+
+    // A running reservation is released; status shows holders.
+    cli.ok("park", &["book", "gpu2", "--from", "now", "--for", "1h"])
+        .await;
+    let status = cli.ok("kim", &["status"]).await;
+    assert!(status.out.contains("박지훈"), "{}", status.out);
+    let status = cli.ok("kim", &["status", "--json"]).await.json();
+    let gpu2 = status
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["resource"]["name"] == "gpu2"))
+        .expect("gpu2")
+        .clone();
+    assert_eq!(gpu2["current"]["user"]["name"], "박지훈");
+    let running = gpu2["current"]["id"].as_str().expect("id").to_owned();
+    let released = cli.ok("park", &["release", &running[..10]]).await;
+    assert!(released.out.contains("released"), "{}", released.out);
+    let status = cli.ok("kim", &["status", "--json"]).await.json();
+    let gpu2 = status
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["resource"]["name"] == "gpu2"))
+        .expect("gpu2");
+    assert!(gpu2["current"].is_null(), "{gpu2}");
+    cli.daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_across_a_dst_change_keeps_wall_clock_days() {
+    let cli = Cli::new().await;
+    cli.register("kim", "kim@lab.kr", "Kim").await;
+    cli.promote("kim@lab.kr").await;
+    cli.ok(
+        "kim",
+        &["admin", "resource", "add", "gpu0", "--gpu-index", "0"],
+    )
+    .await;
+    // Europe/Berlin springs forward on 2027-03-28: that day has 23 hours.
+    let r = cli
+        .run_as(
+            "kim",
+            "Europe/Berlin",
+            &[
+                "book",
+                "gpu0",
+                "--from",
+                "2027-03-27 09:00",
+                "--for",
+                "1d",
+                "--json",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let b = &r.json()[0];
+    assert_eq!(b["start"], "2027-03-27T09:00:00+01:00");
+    assert_eq!(b["end"], "2027-03-28T09:00:00+02:00");
+    // A wall-clock time the clocks skip is refused with exit 2.
+    let gap = cli
+        .run_as(
+            "kim",
+            "Europe/Berlin",
+            &["book", "gpu0", "--from", "2027-03-28 02:30", "--for", "1h"],
+            None,
+        )
+        .await;
+    assert_eq!(gap.code, 2);
+    assert!(gap.err.contains("does not exist"), "{}", gap.err);
+    // The same reservation read from Seoul shows Seoul offsets.
+    let seoul = cli.ok("kim", &["ls", "--all", "--json"]).await.json();
+    assert_eq!(seoul[0]["start"], "2027-03-27T17:00:00+09:00");
+    cli.daemon.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn unreachable_daemon_and_completions() {
+    let home = tempfile::tempdir().expect("home");
+    let out = std::process::Command::new(BIN)
+        .args(["--socket", "/nonexistent/gpures.sock", "whoami"])
+        .env("XDG_CONFIG_HOME", home.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach the gpures daemon at /nonexistent/gpures.sock"),
+        "{err}"
+    );
+    assert!(err.contains("systemctl status gpures-daemon"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one sentence, no backtrace: {err}");
+    let tui = std::process::Command::new(BIN)
+        .args(["--socket", "/nonexistent/gpures.sock"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        tui.status.code(),
+        Some(5),
+        "the TUI says the same before touching the terminal"
+    );
+    let comp = std::process::Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()
+        .expect("run");
+    assert!(comp.status.success());
+    assert!(String::from_utf8_lossy(&comp.stdout).contains("_gpures"));
+}

@@ -1,0 +1,226 @@
+//! The real app state driven by keys against a real daemon: log in through
+//! the login screen, book by keys (the reservation exists in the daemon),
+//! cancel by keys (it is gone), and see another user's booking arrive.
+
+use chrono::Utc;
+use crossterm::event::KeyCode;
+use gpures_daemon::testing::{PASSWORD, TestDaemon};
+use gpures_proto::{NewResource, ReservationFilter, ResourceKind};
+use gpures_tui::tui::app::{App, Msg, Preview, Screen};
+use gpures_tui::tui::{Driver, Session};
+use tarpc::context;
+
+async fn setup() -> (TestDaemon, Driver) {
+    let daemon = TestDaemon::start().await.expect("daemon");
+    let (admin, login) = daemon.admin("admin@lab.kr", "Admin").await.expect("admin");
+    for i in 0..3 {
+        admin
+            .create_resource(
+                context::current(),
+                login.token.clone(),
+                NewResource {
+                    name: format!("gpu{i}"),
+                    host: String::new(),
+                    kind: ResourceKind::Gpu,
+                    gpu_index: Some(i),
+                    gpu_uuid: None,
+                    description: String::new(),
+                },
+            )
+            .await
+            .expect("rpc")
+            .expect("resource");
+    }
+    daemon.user("kim@lab.kr", "김민수").await.expect("user");
+    let (client, hello) = gpures_tui::conn::connect(&daemon.socket)
+        .await
+        .expect("connect");
+    let tz = "Asia/Seoul".parse().expect("zone");
+    let mut app = App::new(tz, Utc::now(), false, "");
+    app.data.host = hello.host;
+    app.visible_cols = 68;
+    let driver = Driver {
+        app,
+        session: Session::new(client, None, None),
+    };
+    (daemon, driver)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_in_book_and_cancel_by_keys() {
+    let (daemon, mut d) = setup().await;
+    assert_eq!(d.app.screen, Screen::Login);
+    d.type_text("kim@lab.kr").await;
+    d.press_code(KeyCode::Enter).await;
+    d.type_text("wrong password").await;
+    d.press_code(KeyCode::Enter).await;
+    assert_eq!(
+        d.app.screen,
+        Screen::Login,
+        "a wrong password keeps the login screen"
+    );
+    assert!(d.render(80, 24).contains("wrong email or password"));
+    assert!(
+        d.app.login.fields[1].value.is_empty(),
+        "the password is cleared, the email kept"
+    );
+    d.type_text(PASSWORD).await;
+    d.press_code(KeyCode::Enter).await;
+    assert_eq!(d.app.screen, Screen::Timeline);
+    assert_eq!(d.app.data.resources.len(), 3);
+
+    // Mark gpu1 and gpu2, move two hours ahead, and book for 90 minutes.
+    d.press_char('j').await;
+    d.press_char(' ').await;
+    d.press_char('j').await;
+    d.press_char(' ').await;
+    for _ in 0..4 {
+        d.press_char('l').await;
+    }
+    d.press_code(KeyCode::Enter).await;
+    let form = d.app.form.as_ref().expect("the booking form is open");
+    assert_eq!(form.fields[0].value, "gpu1 gpu2");
+    assert!(
+        matches!(form.preview, Preview::Free),
+        "the live preview says free: {:?}",
+        form.preview
+    );
+    d.press_code(KeyCode::Tab).await; // to End
+    for _ in 0..2 {
+        d.press_code(KeyCode::Backspace).await;
+    }
+    d.type_text("90m").await;
+    d.press_code(KeyCode::Tab).await; // to Note
+    d.type_text("키보드로 예약").await;
+    d.press_code(KeyCode::Enter).await;
+    assert!(
+        d.app.form.is_none(),
+        "the form closes after booking: {:?}",
+        d.app.message
+    );
+    let mine = daemon
+        .store
+        .list_reservations(&ReservationFilter {
+            user_email: Some("kim@lab.kr".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(mine.len(), 2, "two GPUs booked together");
+    assert!(mine.iter().all(|r| r.note == "키보드로 예약"));
+    assert_eq!(
+        (mine[0].period.end - mine[0].period.start).num_minutes(),
+        90
+    );
+    let screen = d.render(80, 24);
+    assert!(
+        screen.contains("*김"),
+        "the new bars are drawn as mine:\n{screen}"
+    );
+
+    // The same slot again shows who holds it before Enter is pressed.
+    d.press_char('n').await;
+    let form = d.app.form.as_ref().expect("form");
+    assert!(
+        matches!(&form.preview, Preview::Taken(h) if h[0].user.display_name == "김민수"),
+        "{:?}",
+        form.preview
+    );
+    d.press_code(KeyCode::Esc).await;
+
+    // Cancel the reservation under the cursor: x asks, n keeps it, y cancels.
+    d.press_char('x').await;
+    assert!(d.app.confirm.is_some());
+    d.press_char('n').await;
+    d.press_char('x').await;
+    d.press_char('y').await;
+    let active = daemon
+        .store
+        .list_reservations(&ReservationFilter {
+            user_email: Some("kim@lab.kr".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        active.len(),
+        1,
+        "one of the two is cancelled: {:?}",
+        d.app.message
+    );
+
+    // Another user's booking arrives through the live path.
+    let (other, login) = daemon.user("lee@lab.kr", "이서연").await.expect("user");
+    let gpu0 = d.app.data.resources[0].id;
+    let start = d.app.cell_start(d.app.cursor_col + 2);
+    let start =
+        chrono::DurationRound::duration_trunc(start, chrono::TimeDelta::minutes(1)).expect("trunc");
+    other
+        .create_booking(
+            context::current(),
+            login.token,
+            gpures_proto::BookingRequest {
+                request_id: uuid::Uuid::new_v4(),
+                resources: vec![gpu0],
+                period: gpures_proto::Period {
+                    start,
+                    end: start + chrono::TimeDelta::hours(3),
+                },
+                note: String::new(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("book");
+    let effects = d.app.apply(Msg::RemoteChange);
+    d.settle(effects).await;
+    assert!(
+        d.app
+            .data
+            .reservations
+            .iter()
+            .any(|r| r.user.display_name == "이서연")
+    );
+    assert!(d.render(160, 48).contains("이서연"));
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn members_cannot_touch_others_reservations_from_the_tui() {
+    let (daemon, mut d) = setup().await;
+    d.type_text("kim@lab.kr").await;
+    d.press_code(KeyCode::Enter).await;
+    d.type_text(PASSWORD).await;
+    d.press_code(KeyCode::Enter).await;
+    let (other, login) = daemon.user("lee@lab.kr", "이서연").await.expect("user");
+    let gpu0 = d.app.data.resources[0].id;
+    let start = d.app.cell_start(d.app.cursor_col + 1);
+    let start =
+        chrono::DurationRound::duration_trunc(start, chrono::TimeDelta::minutes(1)).expect("trunc");
+    other
+        .create_booking(
+            context::current(),
+            login.token,
+            gpures_proto::BookingRequest {
+                request_id: uuid::Uuid::new_v4(),
+                resources: vec![gpu0],
+                period: gpures_proto::Period {
+                    start,
+                    end: start + chrono::TimeDelta::hours(2),
+                },
+                note: String::new(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("book");
+    d.press_code(KeyCode::F(5)).await;
+    d.press_char('l').await;
+    assert!(d.app.reservation_at_cursor().is_some());
+    d.press_char('x').await;
+    assert!(d.app.confirm.is_none());
+    assert!(d.render(80, 24).contains("not your reservation"));
+    d.press_char('e').await;
+    assert!(d.app.form.is_none());
+    daemon.stop().await.expect("stop");
+}

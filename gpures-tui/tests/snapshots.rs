@@ -1,0 +1,290 @@
+//! Every screen rendered by the real drawing code on ratatui's `TestBackend`
+//! at 80×24 and 160×48, snapshotted with insta. The data holds a Korean name
+//! and a name that carried escape sequences; the clock and ids are fixed, so
+//! the snapshots are stable.
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono_tz::Tz;
+use crossterm::event::{KeyCode, KeyEvent};
+use gpures_proto::{
+    Holder, Period, Reservation, ReservationStatus, Resource, ResourceKind, ResourceStatus, Role,
+    StatusReport, UserInfo, UserRef,
+};
+use gpures_tui::tui::app::{App, BookingForm, Effect, Field, Msg, Preview, Screen, Snapshot};
+use gpures_tui::tui::render;
+use uuid::Uuid;
+
+fn tz() -> Tz {
+    "Asia/Seoul".parse().expect("zone")
+}
+
+fn now() -> DateTime<Utc> {
+    // Thursday 2026-11-26 10:17 in Seoul.
+    Utc.with_ymd_and_hms(2026, 11, 26, 1, 17, 0)
+        .single()
+        .expect("time")
+}
+
+fn user(id: i64, email: &str, name: &str, role: Role) -> UserInfo {
+    UserInfo {
+        id,
+        email: email.into(),
+        display_name: name.into(),
+        role,
+        unix_user: email.split('@').next().unwrap_or("x").into(),
+        disabled: false,
+        created_at: now(),
+    }
+}
+
+fn users() -> Vec<UserInfo> {
+    vec![
+        user(1, "minsu.kim@lab.example", "김민수", Role::Admin),
+        user(2, "seoyeon.lee@lab.example", "이서연", Role::Member),
+        user(3, "alex@lab.example", "Alex Morgan", Role::Member),
+        user(
+            4,
+            "eve@lab.example",
+            "\u{1b}[31mEve\u{1b}]0;pwned\u{7}\u{202e}",
+            Role::Member,
+        ),
+    ]
+}
+
+fn resources() -> Vec<Resource> {
+    (0..4)
+        .map(|i| Resource {
+            id: i + 1,
+            name: format!("gpu{i}"),
+            host: "gpu01".into(),
+            kind: ResourceKind::Gpu,
+            gpu_index: Some(i32::try_from(i).expect("small")),
+            gpu_uuid: Some(format!("GPU-0000{i}")),
+            description: "H100 80GB".into(),
+            active: true,
+        })
+        .collect()
+}
+
+fn reservation(n: u128, u: &UserInfo, res: i64, from_h: i64, to_h: i64, note: &str) -> Reservation {
+    let base = Utc
+        .with_ymd_and_hms(2026, 11, 26, 1, 0, 0)
+        .single()
+        .expect("time");
+    Reservation {
+        id: Uuid::from_u128(n),
+        booking_id: Uuid::from_u128(n),
+        resource_id: res,
+        resource_name: format!("gpu{}", res - 1),
+        user: UserRef {
+            id: u.id,
+            email: u.email.clone(),
+            display_name: u.display_name.clone(),
+        },
+        period: Period {
+            start: base + TimeDelta::hours(from_h),
+            end: base + TimeDelta::hours(to_h),
+        },
+        note: note.into(),
+        status: ReservationStatus::Active,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+fn app() -> App {
+    let mut app = App::new(tz(), now(), true, "minsu.kim@lab.example");
+    app.no_color = true;
+    let us = users();
+    let rs = vec![
+        reservation(1, &us[0], 1, -2, 3, "LLM fine-tuning"),
+        reservation(2, &us[1], 1, 4, 9, "eval"),
+        reservation(3, &us[2], 2, -1, 6, "DDP sweep"),
+        reservation(4, &us[2], 3, -1, 6, "DDP sweep"),
+        reservation(5, &us[3], 4, 2, 5, "\u{1b}[2Jnote with escapes"),
+    ];
+    let status = StatusReport {
+        generated_at: now(),
+        host: "gpu01".into(),
+        resources: resources()
+            .into_iter()
+            .map(|r| ResourceStatus {
+                current: rs
+                    .iter()
+                    .find(|x| x.resource_id == r.id && x.period.contains(now()))
+                    .cloned(),
+                next: rs
+                    .iter()
+                    .find(|x| x.resource_id == r.id && x.period.start > now())
+                    .cloned(),
+                resource: r,
+            })
+            .collect(),
+    };
+    let effects = app.apply(Msg::Loaded(Box::new(Snapshot {
+        me: Some(us[0].clone()),
+        resources: resources(),
+        reservations: rs.clone(),
+        window: Some(Period {
+            start: now() - TimeDelta::days(1),
+            end: now() + TimeDelta::days(14),
+        }),
+        mine: vec![rs[0].clone()],
+        status: Some(status),
+        users: us,
+    })));
+    assert!(matches!(effects.as_slice(), [Effect::Watch]));
+    app.data.host = "gpu01".into();
+    app
+}
+
+fn both(name: &str, app: &mut App) {
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        let screen = render(app, w, h);
+        assert!(
+            !screen.contains('\u{1b}'),
+            "no escape character reaches the screen"
+        );
+        assert!(
+            !screen.contains('\u{202e}'),
+            "no bidi override reaches the screen"
+        );
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), screen);
+    }
+}
+
+#[test]
+fn timeline() {
+    let mut a = app();
+    both("timeline", &mut a);
+}
+
+#[test]
+fn timeline_week_zoom_with_marks_and_filter() {
+    let mut a = app();
+    a.key(KeyEvent::from(KeyCode::Char('-')));
+    a.key(KeyEvent::from(KeyCode::Char('-')));
+    a.key(KeyEvent::from(KeyCode::Char(' ')));
+    a.key(KeyEvent::from(KeyCode::Down));
+    a.key(KeyEvent::from(KeyCode::Char(' ')));
+    a.filter = Some("alex".into());
+    both("timeline_week", &mut a);
+}
+
+#[test]
+fn booking_form_with_a_conflict() {
+    let mut a = app();
+    a.key(KeyEvent::from(KeyCode::Char('n')));
+    let holder = Holder {
+        reservation_id: Uuid::from_u128(2),
+        resource_id: 1,
+        resource_name: "gpu0".into(),
+        user: UserRef {
+            id: 2,
+            email: "seoyeon.lee@lab.example".into(),
+            display_name: "이서연".into(),
+        },
+        period: Period {
+            start: now() + TimeDelta::hours(3),
+            end: now() + TimeDelta::hours(8),
+        },
+    };
+    if let Some(form) = &mut a.form {
+        form.preview = Preview::Taken(vec![holder]);
+    }
+    both("booking_form", &mut a);
+}
+
+#[test]
+fn edit_form_and_confirm() {
+    let mut a = app();
+    a.form = Some(BookingForm {
+        editing: Some(a.data.mine[0].clone()),
+        fields: vec![
+            Field {
+                label: "GPUs",
+                value: "gpu0".into(),
+                secret: false,
+                read_only: true,
+            },
+            Field {
+                label: "Start",
+                value: "2026-11-26 08:00".into(),
+                ..Field::default()
+            },
+            Field {
+                label: "End or length",
+                value: "2026-11-26 13:00".into(),
+                ..Field::default()
+            },
+            Field {
+                label: "Note",
+                value: "LLM fine-tuning".into(),
+                ..Field::default()
+            },
+        ],
+        focus: 2,
+        preview: Preview::Free,
+        check_seq: 0,
+        request_id: Uuid::nil(),
+    });
+    both("edit_form", &mut a);
+    a.form = None;
+    a.key(KeyEvent::from(KeyCode::Char('x')));
+    assert!(a.confirm.is_some(), "x asks first");
+    both("confirm_cancel", &mut a);
+}
+
+#[test]
+fn my_reservations() {
+    let mut a = app();
+    a.screen = Screen::Mine;
+    both("mine", &mut a);
+}
+
+#[test]
+fn status() {
+    let mut a = app();
+    a.screen = Screen::Status;
+    both("status", &mut a);
+}
+
+#[test]
+fn admin() {
+    let mut a = app();
+    a.screen = Screen::Admin;
+    both("admin", &mut a);
+}
+
+#[test]
+fn help_overlay() {
+    let mut a = app();
+    a.key(KeyEvent::from(KeyCode::Char('?')));
+    assert!(a.help);
+    both("help", &mut a);
+}
+
+#[test]
+fn login_and_register() {
+    let mut a = App::new(tz(), now(), false, "");
+    a.no_color = true;
+    for c in "kim@lab.example".chars() {
+        a.key(KeyEvent::from(KeyCode::Char(c)));
+    }
+    a.key(KeyEvent::from(KeyCode::Tab));
+    for c in "secret".chars() {
+        a.key(KeyEvent::from(KeyCode::Char(c)));
+    }
+    let screen = render(&mut a, 80, 24);
+    assert!(screen.contains("••••••"), "the password is masked");
+    assert!(!screen.contains("secret"));
+    both("login", &mut a);
+    let mut r = App::new(tz(), now(), false, "");
+    r.no_color = true;
+    r.key(KeyEvent::new(
+        KeyCode::Char('r'),
+        crossterm::event::KeyModifiers::CONTROL,
+    ));
+    assert!(r.login.register);
+    both("register", &mut r);
+}

@@ -1,0 +1,267 @@
+//! End to end, as a person sees it: the real `gpures` binary in a real
+//! terminal (tmux), driven with `send-keys` and read with `capture-pane`.
+//! Books through the keys against a real daemon, quits, and checks that the
+//! terminal is restored (no alternate screen, canonical mode and echo back).
+//! A second test runs `gpures demo` the way the README says.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use gpures_daemon::testing::TestDaemon;
+use gpures_proto::{NewResource, ReservationFilter, ResourceKind};
+use tarpc::context;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gpures");
+
+/// A private tmux server, killed on drop.
+struct Tmux {
+    server: String,
+}
+
+impl Tmux {
+    fn start(command: &str, width: u16, height: u16) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            eprintln!("skipped: tmux is not installed (CI installs it)");
+            return None;
+        }
+        let server = format!("gpures-test-{}-{}", std::process::id(), rand_suffix());
+        let ok = Command::new("tmux")
+            .args([
+                "-L",
+                &server,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+            ])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .arg(command)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "tmux new-session failed");
+        Some(Tmux { server })
+    }
+
+    fn capture(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.server, "capture-pane", "-p", "-t", "t"])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        Command::new("tmux")
+            .args(["-L", &self.server, "send-keys", "-t", "t"])
+            .args(keys)
+            .status()
+            .expect("send-keys");
+    }
+
+    fn display(&self, format: &str) -> String {
+        let out = Command::new("tmux")
+            .args([
+                "-L",
+                &self.server,
+                "display-message",
+                "-p",
+                "-t",
+                "t",
+                format,
+            ])
+            .output()
+            .expect("display");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    async fn wait_for(&self, text: &str, secs: u64) -> String {
+        let started = Instant::now();
+        loop {
+            let screen = self.capture();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(secs),
+                "{text:?} did not appear within {secs} s; the screen:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.server, "kill-server"])
+            .status();
+    }
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
+
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+/// After the program: its exit code and whether the tty is back to normal.
+const AFTER: &str = "echo GPURES-EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo; sleep 600";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_tui_books_by_keys_in_tmux_and_restores_the_terminal() {
+    let daemon = TestDaemon::start().await.expect("daemon");
+    let (admin, login) = daemon.admin("admin@lab.kr", "Admin").await.expect("admin");
+    for i in 0..2 {
+        admin
+            .create_resource(
+                context::current(),
+                login.token.clone(),
+                NewResource {
+                    name: format!("gpu{i}"),
+                    host: String::new(),
+                    kind: ResourceKind::Gpu,
+                    gpu_index: Some(i),
+                    gpu_uuid: None,
+                    description: String::new(),
+                },
+            )
+            .await
+            .expect("rpc")
+            .expect("resource");
+    }
+    let home = tempfile::tempdir().expect("home");
+    let reg = tokio::process::Command::new(BIN)
+        .args([
+            "register",
+            "--email",
+            "kim@lab.kr",
+            "--name",
+            "김민수",
+            "--password-stdin",
+        ])
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("GPURES_SOCKET", &daemon.socket)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut reg = reg;
+    if let Some(mut stdin) = reg.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        stdin
+            .write_all(b"a password long enough\n")
+            .await
+            .expect("stdin");
+    }
+    assert!(reg.wait().await.expect("wait").success());
+
+    let command = format!(
+        "env XDG_CONFIG_HOME={} GPURES_SOCKET={} TZ=Asia/Seoul TERM=xterm-256color {}; {AFTER}",
+        shell_quote(home.path()),
+        shell_quote(&daemon.socket),
+        shell_quote(Path::new(BIN)),
+    );
+    let Some(tmux) = Tmux::start(&command, 100, 30) else {
+        return;
+    };
+    let screen = tmux.wait_for("gpu1", 20).await;
+    assert!(
+        screen.contains("Timeline") && screen.contains("김민수"),
+        "{screen}"
+    );
+    assert_eq!(
+        tmux.display("#{alternate_on}"),
+        "1",
+        "the TUI uses the alternate screen"
+    );
+
+    tmux.keys(&["j", "l", "l", "n"]);
+    tmux.wait_for("New booking", 10).await;
+    tmux.wait_for("✓ free", 10).await;
+    tmux.keys(&["Tab", "Tab", "e2e run", "Enter"]);
+    let screen = tmux.wait_for("booked gpu1", 10).await;
+    assert!(
+        screen.contains("*김"),
+        "the bar is drawn as mine:\n{screen}"
+    );
+    let stored = daemon
+        .store
+        .list_reservations(&ReservationFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].resource_name, "gpu1");
+    assert_eq!(stored[0].note, "e2e run");
+
+    // Help overlay, then quit.
+    tmux.keys(&["?"]);
+    tmux.wait_for("Keys · any key closes", 5).await;
+    // Any key closes the help (a lone Escape is told from Alt-key by timing).
+    tmux.keys(&["Escape"]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    tmux.keys(&["q"]);
+    let after = tmux.wait_for("GPURES-EXIT=", 10).await;
+    assert!(after.contains("GPURES-EXIT=0"), "{after}");
+    tmux.wait_for("icanon", 5).await;
+    let after = tmux.capture();
+    assert!(
+        after.contains("icanon") && !after.contains("-icanon"),
+        "canonical mode is back:\n{after}"
+    );
+    assert!(
+        after.contains(" echo") || after.contains("echo "),
+        "echo is back:\n{after}"
+    );
+    assert!(!after.contains("-echo "), "echo is back:\n{after}");
+    assert_eq!(
+        tmux.display("#{alternate_on}"),
+        "0",
+        "the alternate screen is left"
+    );
+    daemon.stop().await.expect("stop");
+}
+
+fn daemon_beside(bin: &str) -> Option<PathBuf> {
+    let p = Path::new(bin).parent()?.join("gpures-daemon");
+    p.is_file().then_some(p)
+}
+
+#[tokio::test]
+async fn the_demo_runs_and_cleans_up() {
+    if daemon_beside(BIN).is_none() {
+        eprintln!("skipped: build the daemon too (`cargo test --workspace` does)");
+        return;
+    }
+    let command = format!(
+        "env TZ=Asia/Seoul TERM=xterm-256color {} demo; {AFTER}",
+        shell_quote(Path::new(BIN))
+    );
+    let Some(tmux) = Tmux::start(&command, 120, 32) else {
+        return;
+    };
+    let screen = tmux.wait_for("gpu7", 90).await;
+    for name in ["김민수", "Timeline", "Admin"] {
+        assert!(screen.contains(name), "{name} missing:\n{screen}");
+    }
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("My reservations (now and coming)", 5).await;
+    tmux.keys(&["Tab"]);
+    let status = tmux.wait_for("NEXT", 5).await;
+    assert!(status.contains("no GPU telemetry"), "{status}");
+    tmux.keys(&["q"]);
+    let after = tmux.wait_for("GPURES-EXIT=", 30).await;
+    assert!(after.contains("GPURES-EXIT=0"), "{after}");
+    let dir = after
+        .lines()
+        .find_map(|l| l.split("PostgreSQL in ").nth(1))
+        .map(|rest| rest.trim_end_matches(" …").trim().to_owned())
+        .expect("the demo names its folder");
+    assert!(!Path::new(&dir).exists(), "the demo removed {dir}");
+}
