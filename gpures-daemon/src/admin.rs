@@ -15,12 +15,27 @@ use crate::store::{Store, UserChange};
 #[derive(Clone, Debug)]
 pub enum AdminCommand {
     UserList,
-    UserRole { email: String, role: Role },
-    UserDisable { email: String },
-    UserBind { email: String, unix_user: String },
+    UserRole {
+        email: String,
+        role: Role,
+    },
+    UserDisable {
+        email: String,
+    },
+    UserBind {
+        email: String,
+        unix_user: String,
+    },
     ResourceAdd(NewResource),
     ResourceList,
-    ResourceDisable { name: String },
+    ResourceDisable {
+        name: String,
+    },
+    /// One resource per GPU found by the probe on `host`.
+    ResourceDiscover {
+        host: String,
+        gpus: Vec<crate::gpu::GpuSample>,
+    },
 }
 
 /// Runs `command` and returns what to print.
@@ -75,6 +90,9 @@ pub async fn execute(store: &Store, command: AdminCommand) -> Result<String> {
             )
         }
         AdminCommand::ResourceList => resources_table(&store.list_resources(true).await?),
+        AdminCommand::ResourceDiscover { host, gpus } => {
+            discover(store, &service, &host, &gpus).await?
+        }
         AdminCommand::ResourceDisable { name } => {
             let r = store
                 .resource_by_name(&name)
@@ -94,6 +112,95 @@ pub async fn execute(store: &Store, command: AdminCommand) -> Result<String> {
             )
         }
     })
+}
+
+/// Creates or updates one resource per GPU (`gpu<index>`, or
+/// `<host>-gpu<index>` when another host already has that name), keyed by
+/// UUID so that running it again changes nothing. GPUs that disappeared are
+/// reported, not deleted: their reservations are history.
+async fn discover(
+    store: &Store,
+    service: &Service,
+    host: &str,
+    gpus: &[crate::gpu::GpuSample],
+) -> Result<String> {
+    let api = |e: crate::service::ServiceError| anyhow::anyhow!("{}", crate::rpc::to_api(e));
+    let existing = store.list_resources(true).await?;
+    let mut out = String::new();
+    if gpus.is_empty() {
+        out.push_str("no GPUs found on this host\n");
+    }
+    for g in gpus {
+        let index = i32::try_from(g.index).context("GPU index out of range")?;
+        let description = g.name.clone();
+        if let Some(r) = existing
+            .iter()
+            .find(|r| r.gpu_uuid.as_deref() == Some(g.uuid.as_str()))
+        {
+            if r.gpu_index == Some(index) && r.host == host {
+                let _ = writeln!(out, "unchanged {} ({})", r.name, g.uuid);
+                continue;
+            }
+            let update = ResourceUpdate {
+                gpu_index: Some(Some(index)),
+                host: Some(host.to_owned()),
+                ..ResourceUpdate::default()
+            };
+            service
+                .update_resource(None, r.id, update)
+                .await
+                .map_err(api)?;
+            let _ = writeln!(out, "updated {} (index {index}, host {host})", r.name);
+            continue;
+        }
+        let plain = format!("gpu{index}");
+        let claimable = existing
+            .iter()
+            .find(|r| r.name == plain && r.host == host && r.gpu_uuid.is_none());
+        if let Some(r) = claimable {
+            let update = ResourceUpdate {
+                gpu_index: Some(Some(index)),
+                gpu_uuid: Some(Some(g.uuid.clone())),
+                ..ResourceUpdate::default()
+            };
+            service
+                .update_resource(None, r.id, update)
+                .await
+                .map_err(api)?;
+            let _ = writeln!(out, "updated {} (UUID {})", r.name, g.uuid);
+            continue;
+        }
+        let name = if existing.iter().any(|r| r.name == plain) {
+            format!("{host}-gpu{index}")
+        } else {
+            plain
+        };
+        let new = NewResource {
+            name,
+            host: host.to_owned(),
+            kind: ResourceKind::Gpu,
+            gpu_index: Some(index),
+            gpu_uuid: Some(g.uuid.clone()),
+            description,
+        };
+        let r = service.create_resource(None, new).await.map_err(api)?;
+        let _ = writeln!(out, "added {} ({}, {})", r.name, g.name, g.uuid);
+    }
+    for r in existing
+        .iter()
+        .filter(|r| r.host == host && r.kind == ResourceKind::Gpu)
+    {
+        if let Some(uuid) = &r.gpu_uuid
+            && !gpus.iter().any(|g| &g.uuid == uuid)
+        {
+            let _ = writeln!(
+                out,
+                "missing {} ({uuid}): not seen on this host; `gpures-daemon resource disable {}` retires it",
+                r.name, r.name
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// A new GPU or server resource from the `resource add` flags.

@@ -74,6 +74,31 @@ pub struct Config {
     pub booking: BookingConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    pub gpu: GpuConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GpuConfig {
+    /// `auto` (NVML, else nvidia-smi, else none), `nvml`, `nvidia-smi`, `none`.
+    pub backend: crate::gpu::BackendChoice,
+    /// Seconds between samples.
+    pub sample_interval_secs: u64,
+    /// The nvidia-smi program (a name is looked up on PATH).
+    pub nvidia_smi: PathBuf,
+    /// Minutes without a process before a running reservation is flagged idle.
+    pub idle_minutes: u32,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        GpuConfig {
+            backend: crate::gpu::BackendChoice::Auto,
+            sample_interval_secs: 5,
+            nvidia_smi: PathBuf::from("nvidia-smi"),
+            idle_minutes: 20,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -143,6 +168,7 @@ impl Default for Config {
             booking: BookingConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
+            gpu: GpuConfig::default(),
         }
     }
 }
@@ -240,6 +266,9 @@ impl Config {
         }
         if self.limits.max_connections == 0 || self.limits.max_connections_per_user == 0 {
             return invalid("limits", "connection limits must be at least 1");
+        }
+        if self.gpu.sample_interval_secs == 0 {
+            return invalid("gpu.sample_interval_secs", "must be at least 1");
         }
         if self.limits.db_pool_size < 2 {
             return invalid(

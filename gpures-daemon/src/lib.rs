@@ -16,6 +16,7 @@ pub mod admin;
 pub mod auth;
 pub mod changes;
 pub mod config;
+pub mod gpu;
 pub mod pg;
 pub mod rpc;
 pub mod server;
@@ -213,12 +214,22 @@ async fn serve_database(
         Some(l) => (l, None),
         None => (bind_socket(config)?, Some(config.socket_path())),
     };
+    let probe = gpu::Probe::new(config.gpu.backend, &config.gpu.nvidia_smi);
+    tracing::info!(backend = probe.backend_name(), note = ?probe.note(), "GPU probe");
+    let (_, monitor_task) = gpu::Monitor::spawn(
+        probe,
+        store.clone(),
+        config.host_name(),
+        Duration::from_secs(config.gpu.sample_interval_secs),
+        shutdown_rx.clone(),
+    );
     let shared = rpc::Shared {
         service,
         auth,
         changes: changes_rx,
         shutdown: shutdown_rx.clone(),
         host: config.host_name(),
+        idle_after: chrono::TimeDelta::minutes(i64::from(config.gpu.idle_minutes)),
     };
     let limiter = server::Limiter::new(
         config.limits.max_connections,
@@ -231,6 +242,7 @@ async fn serve_database(
     let _ = shutdown_tx.send(true);
     let _ = serving.await;
     let _ = listener_task.await;
+    let _ = monitor_task.await;
     if let Some(path) = bound {
         let _ = std::fs::remove_file(path);
     }

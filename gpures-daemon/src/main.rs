@@ -58,6 +58,23 @@ enum Command {
     Resource(ResourceCommand),
     /// Check the configuration and print it (secrets redacted).
     CheckConfig,
+    /// GPU telemetry.
+    #[command(subcommand)]
+    Gpu(GpuCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum GpuCommand {
+    /// Take one sample of this host's GPUs and print it.
+    Probe {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Take this many samples and report the CPU time per sample
+        /// (this process and its children, e.g. nvidia-smi).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        repeat: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,6 +114,12 @@ enum ResourceCommand {
     List,
     /// Disable a resource: it can no longer be booked.
     Disable { name: String },
+    /// Create or update one resource per GPU of this host (idempotent).
+    Discover {
+        /// Host name to store (default: this daemon's host name).
+        #[arg(long)]
+        host: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -163,6 +186,16 @@ async fn real_main(cli: Cli) -> Result<()> {
             }
             return Ok(());
         }
+        Command::Gpu(GpuCommand::Probe { json, repeat }) => {
+            let probe = gpures_daemon::gpu::Probe::new(config.gpu.backend, &config.gpu.nvidia_smi);
+            let report = tokio::task::spawn_blocking(move || {
+                gpures_daemon::gpu::probe_report(&probe, repeat.max(1), json)
+            })
+            .await
+            .context("the probe thread failed")??;
+            print!("{report}");
+            return Ok(());
+        }
         Command::Migrate => None,
         Command::User(u) => Some(match u {
             UserCommand::List => AdminCommand::UserList,
@@ -192,6 +225,20 @@ async fn real_main(cli: Cli) -> Result<()> {
                 description,
             )),
             ResourceCommand::List => AdminCommand::ResourceList,
+            ResourceCommand::Discover { host } => {
+                let probe =
+                    gpures_daemon::gpu::Probe::new(config.gpu.backend, &config.gpu.nvidia_smi);
+                if let Some(note) = probe.note() {
+                    anyhow::bail!("{note}");
+                }
+                let gpus = tokio::task::spawn_blocking(move || probe.sample())
+                    .await
+                    .context("the probe thread failed")??;
+                AdminCommand::ResourceDiscover {
+                    host: host.unwrap_or_else(|| config.host_name()),
+                    gpus,
+                }
+            }
             ResourceCommand::Disable { name } => AdminCommand::ResourceDisable { name },
         }),
     };

@@ -33,6 +33,8 @@ pub struct Shared {
     /// Turns true when the daemon shuts down: long polls return at once.
     pub shutdown: watch::Receiver<bool>,
     pub host: String,
+    /// How long a running reservation may see no process before it is flagged.
+    pub idle_after: chrono::TimeDelta,
 }
 
 /// The Unix user at the other end of a connection.
@@ -474,21 +476,57 @@ impl Gpures for Connection {
         let now = Utc::now();
         let resources = store.list_resources(false).await.map_err(store_err)?;
         let (current, next) = store.current_and_next(now).await.map_err(store_err)?;
+        let records = store.host_records().await.map_err(store_err)?;
+        let recent = store
+            .recently_ended(now, chrono::TimeDelta::hours(24))
+            .await
+            .map_err(store_err)?;
+        let users = store.list_users().await.map_err(store_err)?;
+        let unix_user_of = |id: i64| {
+            users
+                .iter()
+                .find(|u| u.id == id)
+                .map(|u| u.unix_user.clone())
+        };
         let resources = resources
             .into_iter()
-            .map(|resource| ResourceStatus {
-                current: current
+            .map(|resource| {
+                let current = current
                     .iter()
                     .find(|r| r.resource_id == resource.id)
-                    .cloned(),
-                next: next.iter().find(|r| r.resource_id == resource.id).cloned(),
-                resource,
+                    .cloned();
+                let gpu = crate::gpu::telemetry_for(&records, &resource);
+                let flags = match gpu {
+                    Some(g) => {
+                        let ended: Vec<&Reservation> = recent
+                            .iter()
+                            .filter(|r| r.resource_id == resource.id)
+                            .collect();
+                        crate::gpu::flags(
+                            g,
+                            current.as_ref(),
+                            &ended,
+                            &unix_user_of,
+                            now,
+                            self.shared.idle_after,
+                        )
+                    }
+                    None => Vec::new(),
+                };
+                ResourceStatus {
+                    next: next.iter().find(|r| r.resource_id == resource.id).cloned(),
+                    telemetry: gpu.map(|g| g.telemetry.clone()),
+                    flags,
+                    current,
+                    resource,
+                }
             })
             .collect();
         Ok(StatusReport {
             generated_at: now,
             host: self.shared.host.clone(),
             resources,
+            hosts: records.iter().map(|r| r.summary()).collect(),
         })
     }
 

@@ -425,6 +425,50 @@ impl Store {
     }
 }
 
+impl Store {
+    // ---- GPU telemetry ----
+
+    /// Replaces this host's latest GPU record.
+    pub async fn put_host_record(&self, record: &crate::gpu::HostRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO host_telemetry (host, updated_at, record) VALUES ($1, now(), $2)
+             ON CONFLICT (host) DO UPDATE SET updated_at = now(), record = EXCLUDED.record",
+        )
+        .bind(&record.host)
+        .bind(sqlx::types::Json(record))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every host's latest GPU record.
+    pub async fn host_records(&self) -> Result<Vec<crate::gpu::HostRecord>> {
+        let rows: Vec<(sqlx::types::Json<crate::gpu::HostRecord>,)> =
+            sqlx::query_as("SELECT record FROM host_telemetry ORDER BY host")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(r,)| r.0).collect())
+    }
+
+    /// Active reservations that ended within `since` before `at` (for
+    /// `overrun`: whose job may still be running).
+    pub async fn recently_ended(
+        &self,
+        at: DateTime<Utc>,
+        since: chrono::TimeDelta,
+    ) -> Result<Vec<Reservation>> {
+        let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+            reservation_select!(),
+            " WHERE r.status = 'active' AND upper(r.period) <= $1 AND upper(r.period) > $2"
+        ))
+        .bind(at)
+        .bind(at - since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Reservation::from).collect())
+    }
+}
+
 /// One of the fixed account changes [`Store::change_user`] makes.
 #[derive(Clone, Copy, Debug)]
 pub enum UserChange<'a> {

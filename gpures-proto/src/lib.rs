@@ -341,6 +341,10 @@ pub struct ResourceStatus {
     pub current: Option<Reservation>,
     /// The next reservation to start after `generated_at`, if any.
     pub next: Option<Reservation>,
+    /// What the GPU is really doing, when its host samples it.
+    pub telemetry: Option<GpuTelemetry>,
+    /// Where reality and the schedule disagree.
+    pub flags: Vec<GpuFlag>,
 }
 
 /// Who holds what now and next, per active resource.
@@ -349,6 +353,74 @@ pub struct StatusReport {
     pub generated_at: DateTime<Utc>,
     pub host: String,
     pub resources: Vec<ResourceStatus>,
+    /// Per host sharing the database: how its GPUs are sampled, or why not
+    /// ("no GPU telemetry").
+    pub hosts: Vec<HostTelemetry>,
+}
+
+/// How one host samples its GPUs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HostTelemetry {
+    pub host: String,
+    /// `nvml`, `nvidia-smi`, or `none`.
+    pub backend: String,
+    /// When the latest sample was taken; `None` if never.
+    pub sampled_at: Option<DateTime<Utc>>,
+    /// Why there is no telemetry, in words, when there is none.
+    pub note: Option<String>,
+}
+
+/// One GPU as sampled by its host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GpuTelemetry {
+    pub host: String,
+    pub index: u32,
+    pub uuid: String,
+    pub name: String,
+    pub sampled_at: DateTime<Utc>,
+    pub utilization_pct: Option<u32>,
+    pub memory_used_mib: Option<u64>,
+    pub memory_total_mib: Option<u64>,
+    pub temperature_c: Option<u32>,
+    pub power_w: Option<f32>,
+    /// Utilisation over the last 10 minutes, oldest first, one per sample.
+    pub history: Vec<u8>,
+    pub processes: Vec<GpuProcess>,
+}
+
+/// A process using a GPU.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuProcess {
+    pub pid: u32,
+    pub name: String,
+    pub used_memory_mib: Option<u64>,
+    /// The Unix user, or `None` when the host cannot see the process (it
+    /// runs in another PID namespace): shown as unknown, never dropped.
+    pub unix_user: Option<String>,
+}
+
+/// A disagreement between the schedule and the card.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GpuFlag {
+    /// A process of a user who holds no active reservation of this GPU.
+    UnreservedUse { unix_user: String, pid: u32 },
+    /// Reserved, and no process for at least `idle_minutes`.
+    IdleReservation { idle_minutes: u32 },
+    /// The holder's reservation ended and their process still runs.
+    Overrun { unix_user: String, pid: u32 },
+}
+
+impl GpuFlag {
+    /// A short marker that reads without colour.
+    pub fn marker(&self) -> String {
+        match self {
+            GpuFlag::UnreservedUse { unix_user, pid } => {
+                format!("!UNRESERVED {unix_user} (pid {pid})")
+            }
+            GpuFlag::IdleReservation { idle_minutes } => format!("!IDLE {idle_minutes} min"),
+            GpuFlag::Overrun { unix_user, pid } => format!("!OVERRUN {unix_user} (pid {pid})"),
+        }
+    }
 }
 
 /// The one error every call can return. Messages never carry SQL, paths or

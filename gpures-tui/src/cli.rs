@@ -140,8 +140,31 @@ pub enum Command {
         #[arg(long, value_name = "DURATION")]
         by: String,
     },
-    /// Who holds each GPU now, and who is next.
+    /// Who holds each GPU now, who is next, live load, and who really uses it.
     Status,
+    /// Run a command on the GPUs you hold on this host now
+    /// (CUDA_VISIBLE_DEVICES set to them).
+    Run {
+        /// Wait for your next reservation on this host instead of exiting 3.
+        #[arg(long)]
+        wait: bool,
+        /// Use GPU indices instead of UUIDs (also GPURES_CUDA_DEVICES=index).
+        #[arg(long)]
+        index: bool,
+        /// The command and its arguments (after --).
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<String>,
+    },
+    /// Print `export CUDA_VISIBLE_DEVICES=...` for the GPUs you hold here now.
+    Env {
+        #[arg(long)]
+        index: bool,
+    },
     /// Admin commands.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -418,7 +441,8 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
         return Ok(());
     }
     let socket = conn::socket_path(global.socket.as_deref());
-    let (client, _hello) = conn::connect(&socket).await?;
+    let (client, hello) = conn::connect(&socket).await?;
+    let hello_host = hello.host;
     let ctx = Ctx {
         client,
         json: global.json,
@@ -724,10 +748,12 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
             let report = ctx.api(ctx.client.status(context::current(), token).await)?;
             if ctx.json {
                 #[derive(Serialize)]
-                struct Row {
+                struct Row<'a> {
                     resource: ResourceJson,
                     current: Option<ReservationJson>,
                     next: Option<ReservationJson>,
+                    telemetry: Option<&'a gpures_proto::GpuTelemetry>,
+                    flags: Vec<String>,
                 }
                 let rows: Vec<Row> = report
                     .resources
@@ -736,6 +762,8 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
                         resource: ResourceJson::from(&s.resource),
                         current: s.current.as_ref().map(|r| ReservationJson::new(r, tz)),
                         next: s.next.as_ref().map(|r| ReservationJson::new(r, tz)),
+                        telemetry: s.telemetry.as_ref(),
+                        flags: s.flags.iter().map(flag_name).collect(),
                     })
                     .collect();
                 return ctx.print_json(&rows);
@@ -755,6 +783,11 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
                         ),
                         None => ("-".into(), "-".into()),
                     };
+                    let (load, procs) = match &s.telemetry {
+                        Some(t) => (load_text(t), processes_text(t)),
+                        None => ("no GPU telemetry".into(), "-".into()),
+                    };
+                    let flags: Vec<String> = s.flags.iter().map(|f| f.marker()).collect();
                     vec![
                         s.resource.name.clone(),
                         s.resource.host.clone(),
@@ -762,13 +795,80 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
                         until,
                         next,
                         from,
+                        load,
+                        procs,
+                        if flags.is_empty() {
+                            "-".into()
+                        } else {
+                            flags.join(" ")
+                        },
                     ]
                 })
                 .collect();
             print!(
                 "{}",
-                table(&["RESOURCE", "HOST", "NOW", "UNTIL", "NEXT", "FROM"], &rows)
+                table(
+                    &[
+                        "RESOURCE",
+                        "HOST",
+                        "NOW",
+                        "UNTIL",
+                        "NEXT",
+                        "FROM",
+                        "LOAD",
+                        "PROCESSES",
+                        "FLAGS"
+                    ],
+                    &rows
+                )
             );
+            for h in &report.hosts {
+                if let Some(note) = &h.note {
+                    println!("{}: {}", text::sanitize(&h.host), text::sanitize(note));
+                }
+            }
+            if report.hosts.is_empty() {
+                println!("no GPU telemetry yet");
+            }
+        }
+        Command::Run {
+            wait,
+            index,
+            command,
+        } => {
+            let token = ctx.token()?;
+            let devices = loop {
+                match held_devices(&ctx, &token, index, &hello_host).await? {
+                    Held::Now(devices) => break devices,
+                    Held::Next(text) if wait => {
+                        eprintln!("gpures: {text}; waiting for it");
+                        tokio::time::sleep(Duration::from_secs(15)).await;
+                    }
+                    Held::Next(text) => return Err(Failure::new(exit::CONFLICT, text)),
+                    Held::Nothing(text) => return Err(Failure::new(exit::CONFLICT, text)),
+                }
+            };
+            use std::os::unix::process::CommandExt;
+            let (program, args) = command
+                .split_first()
+                .ok_or_else(|| Failure::usage("give a command after --"))?;
+            let err = std::process::Command::new(program)
+                .args(args)
+                .env("CUDA_VISIBLE_DEVICES", &devices)
+                .exec();
+            return Err(Failure::new(
+                exit::ERROR,
+                format!("cannot run {program}: {err}"),
+            ));
+        }
+        Command::Env { index } => {
+            let token = ctx.token()?;
+            match held_devices(&ctx, &token, index, &hello_host).await? {
+                Held::Now(devices) => println!("export CUDA_VISIBLE_DEVICES={devices}"),
+                Held::Next(text) | Held::Nothing(text) => {
+                    return Err(Failure::new(exit::CONFLICT, text));
+                }
+            }
         }
         Command::Admin(cmd) => admin(&ctx, cmd).await?,
         Command::Demo | Command::Completions { .. } => {
@@ -871,6 +971,132 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> CliResult<()> {
         }
     }
     Ok(())
+}
+
+/// A flag's stable name in `--json`, with its detail.
+fn flag_name(f: &gpures_proto::GpuFlag) -> String {
+    match f {
+        gpures_proto::GpuFlag::UnreservedUse { unix_user, pid } => {
+            format!("unreserved_use:{unix_user}:{pid}")
+        }
+        gpures_proto::GpuFlag::IdleReservation { idle_minutes } => {
+            format!("idle_reservation:{idle_minutes}")
+        }
+        gpures_proto::GpuFlag::Overrun { unix_user, pid } => format!("overrun:{unix_user}:{pid}"),
+    }
+}
+
+/// `97% · 2787/81559 MiB · ▁▃▇`.
+fn load_text(t: &gpures_proto::GpuTelemetry) -> String {
+    let util = t
+        .utilization_pct
+        .map(|u| format!("{u}%"))
+        .unwrap_or_else(|| "?%".into());
+    let mem = match (t.memory_used_mib, t.memory_total_mib) {
+        (Some(u), Some(m)) => format!("{u}/{m} MiB"),
+        _ => "? MiB".into(),
+    };
+    format!("{util} {mem} {}", sparkline(&t.history, 10))
+}
+
+/// `root:634 labuser1:638`, unknown users as `?`.
+fn processes_text(t: &gpures_proto::GpuTelemetry) -> String {
+    if t.processes.is_empty() {
+        return "-".into();
+    }
+    t.processes
+        .iter()
+        .map(|p| format!("{}:{}", p.unix_user.as_deref().unwrap_or("?"), p.pid))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The last `width` values of `history` (0–100) as block characters.
+pub fn sparkline(history: &[u8], width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let start = history.len().saturating_sub(width);
+    history[start..]
+        .iter()
+        .map(|v| BARS[usize::from((*v).min(100)) * 7 / 100])
+        .collect()
+}
+
+enum Held {
+    /// The value for CUDA_VISIBLE_DEVICES.
+    Now(String),
+    /// Nothing now; when the next reservation starts.
+    Next(String),
+    Nothing(String),
+}
+
+/// The GPUs of this host the caller holds right now, as UUIDs (or indices).
+async fn held_devices(ctx: &Ctx, token: &str, index: bool, host: &str) -> CliResult<Held> {
+    let index = index || std::env::var("GPURES_CUDA_DEVICES").is_ok_and(|v| v == "index");
+    let me = ctx.api(
+        ctx.client
+            .whoami(context::current(), token.to_owned())
+            .await,
+    )?;
+    let resources = ctx.resources(token).await?;
+    let now = Utc::now();
+    let mine = ctx
+        .list(
+            token,
+            ReservationFilter {
+                user_email: Some(me.email),
+                window: Some(Period {
+                    start: now,
+                    end: now + chrono::TimeDelta::days(60),
+                }),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let here = |id: i64| {
+        resources
+            .iter()
+            .find(|r| r.id == id && r.host == host && r.kind == ResourceKind::Gpu)
+    };
+    let mut devices = Vec::new();
+    for r in mine.iter().filter(|r| r.period.contains(now)) {
+        let Some(res) = here(r.resource_id) else {
+            continue;
+        };
+        let dev = match (&res.gpu_uuid, res.gpu_index) {
+            (Some(uuid), _) if !index => uuid.clone(),
+            (_, Some(i)) => i.to_string(),
+            (Some(uuid), None) => uuid.clone(),
+            (None, None) => {
+                return Err(Failure::new(
+                    exit::ERROR,
+                    format!(
+                        "{} has no GPU index or UUID: ask an admin to run `gpures-daemon resource discover`",
+                        text::sanitize(&res.name)
+                    ),
+                ));
+            }
+        };
+        devices.push(dev);
+    }
+    if !devices.is_empty() {
+        return Ok(Held::Now(devices.join(",")));
+    }
+    Ok(
+        match mine
+            .iter()
+            .filter(|r| r.period.start > now && here(r.resource_id).is_some())
+            .min_by_key(|r| r.period.start)
+        {
+            Some(next) => Held::Next(format!(
+                "you hold no GPU on {host} now; your next reservation ({}) starts {}",
+                text::sanitize(&next.resource_name),
+                format_local(next.period.start, ctx.tz)
+            )),
+            None => Held::Nothing(format!(
+                "you hold no GPU on {host} now and have no reservation coming: book one with `gpures book`"
+            )),
+        },
+    )
 }
 
 fn done(ctx: &Ctx, what: &str, r: &Reservation) -> CliResult<()> {

@@ -584,3 +584,96 @@ async fn unreachable_daemon_and_completions() {
     assert!(comp.status.success());
     assert!(String::from_utf8_lossy(&comp.stdout).contains("_gpures"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_puts_the_command_on_the_gpus_held_now() {
+    let cli = Cli::new().await;
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    cli.promote("kim@lab.kr").await;
+    cli.ok(
+        "kim",
+        &[
+            "admin",
+            "resource",
+            "add",
+            "gpu0",
+            "--gpu-index",
+            "0",
+            "--gpu-uuid",
+            "GPU-aaaa",
+        ],
+    )
+    .await;
+    cli.ok(
+        "kim",
+        &[
+            "admin",
+            "resource",
+            "add",
+            "gpu1",
+            "--gpu-index",
+            "1",
+            "--gpu-uuid",
+            "GPU-bbbb",
+        ],
+    )
+    .await;
+    cli.register("lee", "lee@lab.kr", "이서연").await;
+    let nothing = cli
+        .run_as("lee", "Asia/Seoul", &["run", "--", "env"], None)
+        .await;
+    assert_eq!(nothing.code, 3);
+    assert!(
+        nothing.err.contains("no reservation coming"),
+        "{}",
+        nothing.err
+    );
+    cli.ok(
+        "lee",
+        &["book", "gpu1", "--from", "tomorrow 10:00", "--for", "1h"],
+    )
+    .await;
+    let later = cli
+        .run_as("lee", "Asia/Seoul", &["run", "--", "env"], None)
+        .await;
+    assert_eq!(later.code, 3, "{}", later.err);
+    assert!(
+        later.err.contains("your next reservation (gpu1) starts"),
+        "{}",
+        later.err
+    );
+    assert!(
+        !later.out.contains("CUDA_VISIBLE_DEVICES"),
+        "the command did not run"
+    );
+    cli.ok("lee", &["book", "gpu0", "--from", "now", "--for", "1h"])
+        .await;
+    let ran = cli.ok("lee", &["run", "--", "env"]).await;
+    assert!(
+        ran.out
+            .lines()
+            .any(|l| l == "CUDA_VISIBLE_DEVICES=GPU-aaaa"),
+        "{}",
+        ran.out
+    );
+    let by_index = cli
+        .ok(
+            "lee",
+            &[
+                "run",
+                "--index",
+                "--",
+                "sh",
+                "-c",
+                "echo devices=$CUDA_VISIBLE_DEVICES",
+            ],
+        )
+        .await;
+    assert_eq!(by_index.out.trim(), "devices=0");
+    let env = cli.ok("lee", &["env"]).await;
+    assert_eq!(env.out.trim(), "export CUDA_VISIBLE_DEVICES=GPU-aaaa");
+    // Someone else's GPU is never handed out.
+    let kims = cli.run_as("kim", "Asia/Seoul", &["env"], None).await;
+    assert_eq!(kims.code, 3);
+    cli.daemon.stop().await.expect("stop");
+}

@@ -7,8 +7,9 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use crossterm::event::{KeyCode, KeyEvent};
 use gpures_proto::{
-    Holder, Period, Reservation, ReservationStatus, Resource, ResourceKind, ResourceStatus, Role,
-    StatusReport, UserInfo, UserRef,
+    GpuFlag, GpuProcess, GpuTelemetry, Holder, HostTelemetry, Period, Reservation,
+    ReservationStatus, Resource, ResourceKind, ResourceStatus, Role, StatusReport, UserInfo,
+    UserRef,
 };
 use gpures_tui::tui::app::{App, BookingForm, Effect, Field, Msg, Preview, Screen, Snapshot};
 use gpures_tui::tui::render;
@@ -92,6 +93,51 @@ fn reservation(n: u128, u: &UserInfo, res: i64, from_h: i64, to_h: i64, note: &s
     }
 }
 
+fn telemetry(id: i64) -> GpuTelemetry {
+    let busy = id == 1;
+    GpuTelemetry {
+        host: "gpu01".into(),
+        index: u32::try_from(id - 1).expect("small"),
+        uuid: format!("GPU-0000{}", id - 1),
+        name: "NVIDIA H100 80GB HBM3".into(),
+        sampled_at: now(),
+        utilization_pct: Some(if busy { 100 } else { 0 }),
+        memory_used_mib: Some(if busy { 2787 } else { 0 }),
+        memory_total_mib: Some(81559),
+        temperature_c: Some(55),
+        power_w: Some(633.4),
+        history: if busy {
+            vec![0, 10, 40, 90, 100, 100, 100, 95, 100, 100]
+        } else {
+            vec![0; 10]
+        },
+        processes: if busy {
+            vec![
+                GpuProcess {
+                    pid: 634,
+                    name: "python3".into(),
+                    used_memory_mib: Some(1386),
+                    unix_user: Some("root".into()),
+                },
+                GpuProcess {
+                    pid: 638,
+                    name: "python3".into(),
+                    used_memory_mib: Some(1386),
+                    unix_user: Some("labuser1".into()),
+                },
+                GpuProcess {
+                    pid: 9999,
+                    name: "python3".into(),
+                    used_memory_mib: None,
+                    unix_user: None,
+                },
+            ]
+        } else {
+            vec![]
+        },
+    }
+}
+
 fn app() -> App {
     let mut app = App::new(tz(), now(), true, "minsu.kim@lab.example");
     app.no_color = true;
@@ -117,9 +163,26 @@ fn app() -> App {
                     .iter()
                     .find(|x| x.resource_id == r.id && x.period.start > now())
                     .cloned(),
+                telemetry: (r.id < 4).then(|| telemetry(r.id)),
+                flags: if r.id == 1 {
+                    vec![GpuFlag::UnreservedUse {
+                        unix_user: "labuser1".into(),
+                        pid: 638,
+                    }]
+                } else if r.id == 2 {
+                    vec![GpuFlag::IdleReservation { idle_minutes: 35 }]
+                } else {
+                    vec![]
+                },
                 resource: r,
             })
             .collect(),
+        hosts: vec![HostTelemetry {
+            host: "gpu01".into(),
+            backend: "nvidia-smi".into(),
+            sampled_at: Some(now()),
+            note: None,
+        }],
     };
     let effects = app.apply(Msg::Loaded(Box::new(Snapshot {
         me: Some(us[0].clone()),
@@ -246,6 +309,19 @@ fn my_reservations() {
 fn status() {
     let mut a = app();
     a.screen = Screen::Status;
+    let screen = render(&mut a, 160, 48);
+    assert!(
+        screen.contains("!UNRESERVED labuser1 (pid 638)"),
+        "flags read without colour:\n{screen}"
+    );
+    assert!(
+        screen.contains("root:634 labuser1:638 unknown:9999"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("no GPU telemetry"),
+        "gpu3 has none:\n{screen}"
+    );
     both("status", &mut a);
 }
 

@@ -517,13 +517,18 @@ fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
         );
         return;
     };
+    let flag_style = style(
+        app,
+        Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+        Style::default().add_modifier(Modifier::BOLD),
+    );
     let rows: Vec<Row> = report
         .resources
         .iter()
         .map(|s| {
             let now = match &s.current {
                 Some(r) => format!(
-                    "{} until {}",
+                    "{} →{}",
                     text::sanitize(&r.user.display_name),
                     r.period.end.with_timezone(&app.tz).format("%a %H:%M")
                 ),
@@ -531,46 +536,127 @@ fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
             };
             let next = match &s.next {
                 Some(r) => format!(
-                    "{} from {}",
+                    "{} {}",
                     text::sanitize(&r.user.display_name),
                     r.period.start.with_timezone(&app.tz).format("%a %H:%M")
                 ),
                 None => "-".into(),
             };
+            let (load, procs) = match &s.telemetry {
+                Some(t) => {
+                    let util = t
+                        .utilization_pct
+                        .map(|u| format!("{u:>3}%"))
+                        .unwrap_or_else(|| "  ?%".into());
+                    let mem = match (t.memory_used_mib, t.memory_total_mib) {
+                        (Some(u), Some(m)) => {
+                            format!("{:.1}/{:.0}G", u as f64 / 1024.0, m as f64 / 1024.0)
+                        }
+                        _ => "?".into(),
+                    };
+                    let procs: Vec<String> = t
+                        .processes
+                        .iter()
+                        .map(|p| {
+                            format!(
+                                "{}:{}",
+                                text::sanitize(p.unix_user.as_deref().unwrap_or("unknown")),
+                                p.pid
+                            )
+                        })
+                        .collect();
+                    (
+                        format!("{util} {mem} {}", crate::cli::sparkline(&t.history, 12)),
+                        if procs.is_empty() {
+                            "no processes".to_owned()
+                        } else {
+                            procs.join(" ")
+                        },
+                    )
+                }
+                None => ("no GPU telemetry".to_owned(), String::new()),
+            };
+            let flags: Vec<String> = s
+                .flags
+                .iter()
+                .map(|f| text::sanitize(&f.marker()))
+                .collect();
             let free = s.current.is_none();
-            let st = if free {
+            let now_style = if free {
                 style(app, Style::default().fg(Color::Green), Style::default())
             } else {
                 Style::default()
             };
+            // Flags first, so that a narrow terminal still shows them.
+            let second = if flags.is_empty() {
+                Line::from(Span::styled(
+                    procs,
+                    Style::default().add_modifier(Modifier::DIM),
+                ))
+            } else {
+                Line::from(vec![
+                    Span::styled(flags.join(" "), flag_style),
+                    Span::raw(" "),
+                    Span::styled(procs, Style::default().add_modifier(Modifier::DIM)),
+                ])
+            };
             Row::new(vec![
                 Cell::from(text::sanitize(&s.resource.name)),
-                Cell::from(text::sanitize(&s.resource.host)),
-                Cell::from(now).style(st),
+                Cell::from(Line::from(Span::styled(now, now_style))),
                 Cell::from(next),
-                Cell::from("no GPU telemetry"),
+                Cell::from(ratatui::text::Text::from(vec![Line::from(load), second])),
             ])
+            .height(2)
         })
         .collect();
+    let notes: Vec<String> = report
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            h.note
+                .as_ref()
+                .map(|n| format!("{}: {}", text::sanitize(&h.host), text::sanitize(n)))
+        })
+        .collect();
+    let title = format!(
+        " Status · {}{} ",
+        report.generated_at.with_timezone(&app.tz).format("%H:%M"),
+        if report.hosts.is_empty() {
+            " · no GPU telemetry".to_owned()
+        } else {
+            String::new()
+        }
+    );
     let table = Table::new(
         rows,
         [
-            Constraint::Length(8),
-            Constraint::Length(10),
-            Constraint::Length(28),
-            Constraint::Length(30),
-            Constraint::Min(8),
+            Constraint::Length(7),
+            Constraint::Length(20),
+            Constraint::Length(17),
+            Constraint::Min(20),
         ],
     )
     .header(
-        Row::new(vec!["GPU", "HOST", "NOW", "NEXT", "LOAD"])
+        Row::new(vec!["GPU", "NOW", "NEXT", "LOAD · WHO RUNS WHAT"])
             .style(Style::default().add_modifier(Modifier::BOLD)),
     )
-    .block(Block::default().borders(Borders::ALL).title(format!(
-        " Status · {} ",
-        report.generated_at.with_timezone(&app.tz).format("%H:%M")
-    )));
+    .block(Block::default().borders(Borders::ALL).title(title));
     frame.render_widget(table, area);
+    if !notes.is_empty() && area.height > 3 {
+        let line = Rect {
+            x: area.x + 1,
+            y: area.y + area.height - 2,
+            width: area.width.saturating_sub(2),
+            height: 1,
+        };
+        frame.render_widget(
+            Paragraph::new(Span::styled(
+                notes.join(" · "),
+                Style::default().add_modifier(Modifier::DIM),
+            )),
+            line,
+        );
+    }
 }
 
 fn draw_admin(app: &App, frame: &mut Frame, area: Rect) {
