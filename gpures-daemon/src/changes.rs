@@ -15,11 +15,15 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::store::CHANGES_CHANNEL;
+use std::sync::Arc;
 
-/// Starts the listener task; it ends when `shutdown` turns true.
+use crate::store::{CHANGES_CHANNEL, USERS_CHANNEL, UserCache};
+
+/// Starts the listener task; it ends when `shutdown` turns true. Account
+/// changes (`gpures_users`) drop the account from `users`.
 pub fn spawn(
     pool: PgPool,
+    users: Arc<UserCache>,
     mut shutdown: watch::Receiver<bool>,
 ) -> (watch::Receiver<u64>, JoinHandle<()>) {
     let (tx, rx) = watch::channel(rand::random::<u64>() | 1);
@@ -28,12 +32,13 @@ pub fn spawn(
         loop {
             tokio::select! {
                 _ = crate::shutdown_requested(&mut shutdown) => return,
-                ended = listen(&pool, &tx) => {
+                ended = listen(&pool, &tx, &users) => {
                     if let Err(e) = ended {
                         tracing::warn!(error = %e, "change listener lost its connection; reconnecting");
                     }
                 }
             }
+            users.set_listening(false);
             tx.send_modify(|v| *v = v.wrapping_add(1));
             tokio::select! {
                 _ = crate::shutdown_requested(&mut shutdown) => return,
@@ -45,13 +50,24 @@ pub fn spawn(
     (rx, task)
 }
 
-async fn listen(pool: &PgPool, tx: &watch::Sender<u64>) -> Result<(), sqlx::Error> {
+async fn listen(
+    pool: &PgPool,
+    tx: &watch::Sender<u64>,
+    users: &UserCache,
+) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANGES_CHANNEL).await?;
+    listener
+        .listen_all([CHANGES_CHANNEL, USERS_CHANNEL])
+        .await?;
     // Whatever happened before we were listening is unknown to the clients.
+    users.set_listening(true);
     tx.send_modify(|v| *v = v.wrapping_add(1));
     loop {
         match listener.try_recv().await? {
+            Some(n) if n.channel() == USERS_CHANNEL => match n.payload().parse::<i64>() {
+                Ok(id) => users.forget(id),
+                Err(_) => users.set_listening(true),
+            },
             Some(_) => tx.send_modify(|v| *v = v.wrapping_add(1)),
             None => return Ok(()),
         }

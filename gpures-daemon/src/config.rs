@@ -144,6 +144,9 @@ pub struct LimitsConfig {
     pub max_connections_per_user: usize,
     /// Database connections this daemon keeps.
     pub db_pool_size: u32,
+    /// Seconds a frame may take once its first byte arrived; a peer that
+    /// sends half a frame and waits is disconnected after this.
+    pub frame_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -152,6 +155,7 @@ impl Default for LimitsConfig {
             max_connections: 1024,
             max_connections_per_user: 64,
             db_pool_size: 16,
+            frame_timeout_secs: 10,
         }
     }
 }
@@ -300,6 +304,10 @@ impl Config {
     pub fn state_dir(&self) -> PathBuf {
         if let Some(dir) = &self.state_dir {
             return dir.clone();
+        }
+        // Set by systemd's StateDirectory= (the unit runs as user gpures).
+        if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir);
         }
         if is_root() {
             return PathBuf::from("/var/lib/gpures");

@@ -22,6 +22,7 @@ pub mod rpc;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod systemd;
 pub mod testing;
 pub mod unix;
 
@@ -166,10 +167,12 @@ pub fn bind_socket(config: &Config) -> Result<UnixListener> {
     Ok(listener)
 }
 
-/// Options of [`run`] that tests and benchmarks change.
-#[derive(Clone, Copy, Debug, Default)]
+/// Options of [`run`] that tests, benchmarks and systemd change.
+#[derive(Debug, Default)]
 pub struct RunOptions {
     pub cluster: ClusterOptions,
+    /// Where to report readiness and watchdog pings (systemd `Type=notify`).
+    pub notifier: systemd::Notifier,
 }
 
 /// Runs the daemon until `shutdown` resolves: opens and migrates the
@@ -187,7 +190,15 @@ pub async fn run(
 ) -> Result<()> {
     let state_dir = prepare_state_dir(&config.state_dir())?;
     let database = open_database(&config, options.cluster).await?;
-    let result = serve_database(&config, &state_dir, &database, listener, shutdown).await;
+    let result = serve_database(
+        &config,
+        &state_dir,
+        &database,
+        listener,
+        shutdown,
+        &options.notifier,
+    )
+    .await;
     database.close().await;
     result
 }
@@ -198,6 +209,7 @@ async fn serve_database(
     database: &Database,
     listener: Option<UnixListener>,
     shutdown: impl Future<Output = ()>,
+    notifier: &systemd::Notifier,
 ) -> Result<()> {
     let store = database.store.clone();
     store.migrate().await.context("migrating the database")?;
@@ -209,7 +221,9 @@ async fn serve_database(
     };
     let service = service::Service::new(store.clone(), rules);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (changes_rx, listener_task) = changes::spawn(store.pool().clone(), shutdown_rx.clone());
+    let users = std::sync::Arc::new(store::UserCache::default());
+    let (changes_rx, listener_task) =
+        changes::spawn(store.pool().clone(), users.clone(), shutdown_rx.clone());
     let (listener, bound) = match listener {
         Some(l) => (l, None),
         None => (bind_socket(config)?, Some(config.socket_path())),
@@ -230,15 +244,43 @@ async fn serve_database(
         shutdown: shutdown_rx.clone(),
         host: config.host_name(),
         idle_after: chrono::TimeDelta::minutes(i64::from(config.gpu.idle_minutes)),
+        users,
     };
     let limiter = server::Limiter::new(
         config.limits.max_connections,
         config.limits.max_connections_per_user,
+        Duration::from_secs(config.limits.frame_timeout_secs.max(1)),
     );
-    tracing::info!(socket = ?bound, host = %shared.host, "gpures-daemon is serving");
+    let local = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(|p| p.to_owned()));
     let serving = tokio::spawn(server::serve(listener, shared, limiter, shutdown_rx));
+    // Ready means a client is answered: say hello to ourselves first.
+    if let Some(path) = &local {
+        self_check(path).await?;
+    }
+    tracing::info!(socket = ?local, "gpures-daemon is serving");
+    notifier.notify("READY=1");
+    let watchdog = notifier.watchdog_interval().map(|every| {
+        let mut down = shutdown_tx.subscribe();
+        let ping = systemd::Notifier::clone_target(notifier);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = shutdown_requested(&mut down) => return,
+                    _ = tick.tick() => ping.notify("WATCHDOG=1"),
+                }
+            }
+        })
+    });
     shutdown.await;
     tracing::info!("shutting down");
+    notifier.notify("STOPPING=1");
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     let _ = shutdown_tx.send(true);
     let _ = serving.await;
     let _ = listener_task.await;
@@ -247,6 +289,23 @@ async fn serve_database(
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// Connects to our own socket and says hello, so that readiness is only
+/// reported once a client would really be answered.
+async fn self_check(path: &Path) -> Result<()> {
+    let check = async {
+        let client = gpures_proto::framing::connect(path).await?;
+        client
+            .hello(tarpc::context::current(), gpures_proto::PROTOCOL_VERSION)
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(30), check)
+        .await
+        .context("the daemon did not answer its own hello in time")?
+        .context("the daemon cannot answer on its own socket")
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use gpures_daemon::admin::{self, AdminCommand};
 use gpures_daemon::config::{Config, Overrides, Secret};
 use gpures_daemon::{RunOptions, open_database};
@@ -61,6 +61,21 @@ enum Command {
     /// GPU telemetry.
     #[command(subcommand)]
     Gpu(GpuCommand),
+    /// Backups.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Write man pages (gpures-daemon.1 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand, Debug)]
+enum DbCommand {
+    /// Dump the database (embedded or external) with pg_dump, custom format;
+    /// restore with pg_restore.
+    Dump { file: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,6 +139,10 @@ enum ResourceCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Read what systemd passed before any thread exists (these edit the
+    // environment).
+    let systemd_listener = gpures_daemon::systemd::take_listener();
+    let notifier = gpures_daemon::systemd::Notifier::from_env();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GPURES_LOG").unwrap_or_else(|_| {
@@ -142,7 +161,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(real_main(cli)) {
+    match runtime.block_on(real_main(cli, systemd_listener, notifier)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gpures-daemon: {e:#}");
@@ -151,7 +170,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn real_main(cli: Cli) -> Result<()> {
+async fn real_main(
+    cli: Cli,
+    systemd_listener: Option<std::os::unix::net::UnixListener>,
+    notifier: gpures_daemon::systemd::Notifier,
+) -> Result<()> {
     let mut overrides = Overrides {
         config: cli.common.config.clone(),
         state_dir: cli.common.state_dir.clone(),
@@ -166,11 +189,36 @@ async fn real_main(cli: Cli) -> Result<()> {
         overrides.socket = socket.clone();
         overrides.host = host.clone();
     }
+    if let Command::Man { dir } = &command {
+        return write_man_pages(dir);
+    }
+    if let Command::Completions { shell } = &command {
+        clap_complete::generate(
+            *shell,
+            &mut Cli::command(),
+            "gpures-daemon",
+            &mut std::io::stdout(),
+        );
+        return Ok(());
+    }
     let config = Config::load(&overrides)?;
     let admin_command = match command {
+        Command::Man { .. } | Command::Completions { .. } => return Ok(()),
+        Command::Db(DbCommand::Dump { file }) => return dump(&config, &file).await,
         Command::Serve { .. } => {
             let shutdown = gpures_daemon::termination_signal()?;
-            return gpures_daemon::run(config, None, shutdown, RunOptions::default()).await;
+            let listener = match systemd_listener {
+                Some(l) => {
+                    l.set_nonblocking(true).context("the socket from systemd")?;
+                    Some(tokio::net::UnixListener::from_std(l).context("the socket from systemd")?)
+                }
+                None => None,
+            };
+            let options = RunOptions {
+                notifier,
+                ..RunOptions::default()
+            };
+            return gpures_daemon::run(config, listener, shutdown, options).await;
         }
         Command::CheckConfig => {
             println!("{config:#?}");
@@ -263,4 +311,69 @@ async fn real_main(cli: Cli) -> Result<()> {
     .await;
     database.close().await;
     result
+}
+
+/// Writes `gpures-daemon.1` and a page per subcommand.
+fn write_man_pages(dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let cmd = Cli::command();
+    let mut pages = vec![(String::from("gpures-daemon"), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        pages.push((format!("gpures-daemon-{}", sub.get_name()), sub.clone()));
+    }
+    for (name, page) in pages {
+        let page = page.name(name.clone());
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page).render(&mut out)?;
+        std::fs::write(dir.join(format!("{name}.1")), out)?;
+    }
+    Ok(())
+}
+
+/// `db dump FILE`: pg_dump of whatever database the daemon uses.
+async fn dump(config: &Config, file: &std::path::Path) -> Result<()> {
+    let bin = gpures_daemon::pg::find_bin_dir()
+        .map(|d| d.join("pg_dump"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("pg_dump"));
+    let mut cmd = tokio::process::Command::new(&bin);
+    cmd.args(["--format=custom", "--no-owner", "--file"])
+        .arg(file);
+    let database = if config.database_url.is_some() {
+        None
+    } else {
+        Some(open_database(config, Default::default()).await?)
+    };
+    match (
+        &config.database_url,
+        database.as_ref().and_then(|d| d.cluster()),
+    ) {
+        (Some(url), _) => {
+            cmd.arg(format!("--dbname={}", url.expose()));
+        }
+        (None, Some(cluster)) => {
+            cmd.arg("--host").arg(cluster.socket_dir()).args([
+                "--port",
+                "5432",
+                "--username",
+                gpures_daemon::pg::SUPERUSER,
+                "--dbname",
+                gpures_daemon::pg::DATABASE,
+            ]);
+        }
+        (None, None) => anyhow::bail!("no database to dump"),
+    }
+    let status = cmd
+        .status()
+        .await
+        .with_context(|| format!("running {}", bin.display()));
+    if let Some(d) = database {
+        d.close().await;
+    }
+    let status = status?;
+    if !status.success() {
+        anyhow::bail!("pg_dump failed ({status})");
+    }
+    println!("dumped to {} (restore with pg_restore)", file.display());
+    Ok(())
 }

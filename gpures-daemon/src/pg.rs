@@ -339,6 +339,8 @@ fn spawn_postgres(
         .args(["-c", "listen_addresses="])
         .args(["-c", "unix_socket_permissions=0700"])
         .args(["-c", "max_connections=300"])
+        // No JIT: the systemd unit forbids writable executable memory.
+        .args(["-c", "jit=off"])
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(log_err);

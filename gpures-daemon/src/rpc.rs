@@ -35,6 +35,8 @@ pub struct Shared {
     pub host: String,
     /// How long a running reservation may see no process before it is flagged.
     pub idle_after: chrono::TimeDelta,
+    /// Accounts read to verify tokens, dropped on every change to them.
+    pub users: std::sync::Arc<crate::store::UserCache>,
 }
 
 /// The Unix user at the other end of a connection.
@@ -92,10 +94,17 @@ impl Connection {
             return Err(ApiError::Unauthenticated);
         }
         let id: i64 = claims.sub.parse().map_err(|_| ApiError::Unauthenticated)?;
-        let row = match self.shared.service.store().user_by_id(id).await {
-            Ok(row) => row,
-            Err(StoreError::NotFound) => return Err(ApiError::Unauthenticated),
-            Err(e) => return Err(to_api(e.into())),
+        let generation = self.shared.users.generation();
+        let row = match self.shared.users.get(id) {
+            Some(row) => row,
+            None => match self.shared.service.store().user_by_id(id).await {
+                Ok(row) => {
+                    self.shared.users.put(row.clone(), generation);
+                    row
+                }
+                Err(StoreError::NotFound) => return Err(ApiError::Unauthenticated),
+                Err(e) => return Err(to_api(e.into())),
+            },
         };
         if row.disabled || row.token_version != claims.ver || row.unix_user != claims.unix_user {
             return Err(ApiError::Unauthenticated);
@@ -308,6 +317,7 @@ impl Gpures for Connection {
             )
             .await
             .map_err(store_err)?;
+        self.shared.users.forget(actor.user.id);
         Ok(())
     }
 
@@ -579,11 +589,14 @@ impl Gpures for Connection {
         role: Role,
     ) -> Result<UserInfo, ApiError> {
         let actor = self.admin(&token).await?;
-        self.shared
+        let user = self
+            .shared
             .service
             .change_user(Some(&actor), &email, UserChange::Role(role))
             .await
-            .map_err(to_api)
+            .map_err(to_api)?;
+        self.shared.users.forget(user.id);
+        Ok(user)
     }
 
     async fn disable_user(
@@ -593,11 +606,14 @@ impl Gpures for Connection {
         email: String,
     ) -> Result<UserInfo, ApiError> {
         let actor = self.admin(&token).await?;
-        self.shared
+        let user = self
+            .shared
             .service
             .change_user(Some(&actor), &email, UserChange::Disable)
             .await
-            .map_err(to_api)
+            .map_err(to_api)?;
+        self.shared.users.forget(user.id);
+        Ok(user)
     }
 }
 

@@ -24,11 +24,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection keeps serving once shutdown begins.
 const CALL_GRACE: Duration = Duration::from_secs(2);
 
-/// Counts open connections, in total and per Unix uid.
+/// Counts open connections, in total and per Unix uid, and holds the frame
+/// timeout every connection gets.
 #[derive(Debug)]
 pub struct Limiter {
     max_total: usize,
     max_per_user: usize,
+    /// How long a frame may take once its first byte arrived.
+    pub frame_timeout: Duration,
     open: Mutex<(usize, HashMap<u32, usize>)>,
 }
 
@@ -40,10 +43,11 @@ pub struct Permit {
 }
 
 impl Limiter {
-    pub fn new(max_total: usize, max_per_user: usize) -> Arc<Limiter> {
+    pub fn new(max_total: usize, max_per_user: usize, frame_timeout: Duration) -> Arc<Limiter> {
         Arc::new(Limiter {
             max_total,
             max_per_user,
+            frame_timeout,
             open: Mutex::new((0, HashMap::new())),
         })
     }
@@ -143,10 +147,11 @@ fn accept(
     };
     tracing::debug!(uid, user = %peer.unix_user, "connection accepted");
     let connection = Connection::new(shared.clone(), peer);
+    let frame_timeout = limiter.frame_timeout;
     let mut shutdown = shared.shutdown.clone();
     Some(async move {
         let _permit = permit;
-        let transport = gpures_proto::framing::transport(stream);
+        let transport = gpures_proto::framing::transport(FrameDeadline::new(stream, frame_timeout));
         let requests = BaseChannel::with_defaults(transport)
             .execute(connection.serve())
             .for_each_concurrent(None, |call| call);
@@ -160,4 +165,117 @@ fn accept(
         // finish regardless, and a client's retry (same request id) is safe.
         let _ = tokio::time::timeout(CALL_GRACE, &mut requests).await;
     })
+}
+
+/// A stream that fails reads when a frame started but did not finish within
+/// its timeout. It follows the length-delimited framing (a 4-byte big-endian
+/// length, then that many bytes) to know where frames begin and end; idle
+/// time between frames is not limited (a TUI may wait for minutes).
+pub struct FrameDeadline<S> {
+    inner: S,
+    timeout: Duration,
+    /// Header bytes seen of the current frame (0..4).
+    header: [u8; 4],
+    header_len: usize,
+    /// Payload bytes still to come of the current frame.
+    remaining: u64,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> FrameDeadline<S> {
+    pub fn new(inner: S, timeout: Duration) -> Self {
+        FrameDeadline {
+            inner,
+            timeout,
+            header: [0; 4],
+            header_len: 0,
+            remaining: 0,
+            deadline: None,
+        }
+    }
+
+    fn mid_frame(&self) -> bool {
+        self.header_len > 0 || self.remaining > 0
+    }
+
+    fn consume(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.remaining > 0 {
+                let take = usize::try_from(self.remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                self.remaining -= take as u64;
+                bytes = &bytes[take..];
+                continue;
+            }
+            let take = (4 - self.header_len).min(bytes.len());
+            self.header[self.header_len..self.header_len + take].copy_from_slice(&bytes[..take]);
+            self.header_len += take;
+            bytes = &bytes[take..];
+            if self.header_len == 4 {
+                self.remaining = u64::from(u32::from_be_bytes(self.header));
+                self.header_len = 0;
+            }
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for FrameDeadline<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let was_mid = this.mid_frame();
+                this.consume(&buf.filled()[before..]);
+                if !this.mid_frame() {
+                    this.deadline = None;
+                } else if !was_mid || this.deadline.is_none() {
+                    this.deadline = Some(Box::pin(tokio::time::sleep(this.timeout)));
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if let Some(deadline) = this.deadline.as_mut()
+                    && deadline.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "a frame did not arrive in time",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FrameDeadline<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

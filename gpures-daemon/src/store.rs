@@ -33,6 +33,80 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 /// The channel every committed change is announced on (`LISTEN/NOTIFY`).
 pub const CHANGES_CHANNEL: &str = "gpures_changes";
+/// The channel an account change is announced on, with the user id: every
+/// daemon drops that account from its [`UserCache`].
+pub const USERS_CHANNEL: &str = "gpures_users";
+
+/// Accounts recently read to verify a token, so that a call does not cost a
+/// database round trip. Entries are dropped when any daemon changes the
+/// account (`NOTIFY gpures_users`), all of them when the listener's connection
+/// was lost (notifications may have been missed), and after [`Self::TTL`] in
+/// any case. While the listener is down nothing is cached.
+#[derive(Debug, Default)]
+pub struct UserCache {
+    entries: std::sync::Mutex<std::collections::HashMap<i64, (UserRow, std::time::Instant)>>,
+    listening: std::sync::atomic::AtomicBool,
+    /// Bumped by every invalidation: a row read before one is not cached
+    /// after it (it may predate the change that caused it).
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl UserCache {
+    /// How long an entry may be used at most.
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+    pub fn get(&self, id: i64) -> Option<UserRow> {
+        if !self.listening.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(&id)
+            .filter(|(_, at)| at.elapsed() < Self::TTL)
+            .map(|(row, _)| row.clone())
+    }
+
+    /// The generation to pass to [`Self::put`], read before the database.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Caches `row` unless an invalidation happened since `generation`.
+    pub fn put(&self, row: UserRow, generation: u64) {
+        if !self.listening.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.lock() {
+            if self.generation() != generation {
+                return;
+            }
+            if entries.len() > 10_000 {
+                entries.clear();
+            }
+            entries.insert(row.id, (row, std::time::Instant::now()));
+        }
+    }
+
+    pub fn forget(&self, id: i64) {
+        if let Ok(mut entries) = self.entries.lock() {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            entries.remove(&id);
+        }
+    }
+
+    /// Called by the listener: `true` once it listens, `false` when its
+    /// connection is gone. Either way the cache starts empty.
+    pub fn set_listening(&self, on: bool) {
+        self.listening
+            .store(on, std::sync::atomic::Ordering::Release);
+        if let Ok(mut entries) = self.entries.lock() {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            entries.clear();
+        }
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -52,6 +126,12 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database holds a migration this binary does not know.
+    #[error(
+        "the database was migrated by a newer gpures-daemon (schema version {0} is unknown to this one): \
+         upgrade this daemon; it will not touch a newer schema"
+    )]
+    Newer(i64),
     #[error(transparent)]
     Other(sqlx::Error),
 }
@@ -114,8 +194,12 @@ impl Store {
     /// # Errors
     /// The database is unreachable, a migration failed, or the database is newer.
     pub async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        match MIGRATOR.run(&self.pool).await {
+            Ok(()) => Ok(()),
+            Err(sqlx::migrate::MigrateError::VersionMissing(v)) => Err(StoreError::Newer(v)),
+            Err(sqlx::migrate::MigrateError::Execute(e)) => Err(e.into()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
@@ -230,6 +314,12 @@ impl Store {
             Some(row.id),
         )
         .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(USERS_CHANNEL)
+            .bind(row.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        notify_change(&mut tx).await?;
         tx.commit().await?;
         Ok(row)
     }

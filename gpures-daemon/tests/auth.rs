@@ -337,3 +337,53 @@ async fn token_from_another_unix_user_is_refused() {
     );
     daemon.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_unix_user_at_its_connection_limit_does_not_lock_out_another() {
+    if gpures_daemon::unix::euid() != 0 {
+        eprintln!("skipped: needs root to start a client as uid 65534");
+        return;
+    }
+    let daemon = TestDaemon::start_with(|c| c.limits.max_connections_per_user = 8)
+        .await
+        .expect("daemon");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // root opens connections until refused.
+    let mut held = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(2), daemon.client()).await {
+            Ok(Ok(c)) => held.push(c),
+            _ => break,
+        }
+        assert!(held.len() <= 8, "the limit holds");
+    }
+    assert_eq!(held.len(), 8);
+    // nobody is still served.
+    let exe = std::env::current_exe().expect("exe");
+    let socket = daemon.socket.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "helper_present_token",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("GPURES_HELPER_SOCKET", &socket)
+            .env("GPURES_HELPER_TOKEN", "not-a-token")
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("helper")
+    })
+    .await
+    .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("HELPER-RESULT refused Unauthenticated"),
+        "served (answered) as nobody: {text}"
+    );
+    daemon.stop().await.expect("stop");
+}

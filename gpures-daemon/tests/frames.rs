@@ -1,5 +1,6 @@
-//! Hostile and broken peers: malformed frames, an oversized length prefix, and
-//! a peer that stops mid-frame must not disturb other clients or the daemon.
+//! Hostile and broken peers: 1,000 malformed frames, oversized length
+//! prefixes and peers that stop mid-frame, while a well-behaved client keeps
+//! booking: the daemon stays up and that client sees no error.
 
 use std::time::Duration;
 
@@ -12,6 +13,59 @@ use tokio::net::UnixStream;
 async fn malformed_oversized_and_truncated_frames_disturb_no_one() {
     let daemon = TestDaemon::start().await.expect("daemon");
     let (good, login) = daemon.user("steady@lab.kr", "Steady").await.expect("user");
+    let (admin, admin_login) = daemon.admin("admin@lab.kr", "Admin").await.expect("admin");
+    let gpu = admin
+        .create_resource(
+            context::current(),
+            admin_login.token.clone(),
+            gpures_proto::NewResource {
+                name: "gpu0".into(),
+                host: String::new(),
+                kind: gpures_proto::ResourceKind::Gpu,
+                gpu_index: Some(0),
+                gpu_uuid: None,
+                description: String::new(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("resource")
+        .id;
+    // A well-behaved client keeps booking through the whole attack.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let booker = {
+        let (stop, client, token) = (stop.clone(), good.clone(), login.token.clone());
+        tokio::spawn(async move {
+            let base = chrono::DurationRound::duration_trunc(
+                chrono::Utc::now(),
+                chrono::TimeDelta::hours(1),
+            )
+            .expect("trunc");
+            let mut n = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let start = base + chrono::TimeDelta::hours(2 + n);
+                client
+                    .create_booking(
+                        context::current(),
+                        token.clone(),
+                        gpures_proto::BookingRequest {
+                            request_id: uuid::Uuid::new_v4(),
+                            resources: vec![gpu],
+                            period: gpures_proto::Period {
+                                start,
+                                end: start + chrono::TimeDelta::hours(1),
+                            },
+                            note: String::new(),
+                        },
+                    )
+                    .await
+                    .expect("the booking client's connection survives")
+                    .expect("the booking client sees no error");
+                n += 1;
+            }
+            n
+        })
+    };
 
     // A peer that sends half a frame and then waits, holding its connection.
     let mut stalled = UnixStream::connect(&daemon.socket).await.expect("connect");
@@ -27,7 +81,7 @@ async fn malformed_oversized_and_truncated_frames_disturb_no_one() {
         rng_state ^= rng_state << 17;
         rng_state
     };
-    for i in 0..200u32 {
+    for i in 0..1000u32 {
         let mut s = UnixStream::connect(&daemon.socket).await.expect("connect");
         let frame: Vec<u8> = match i % 4 {
             // Random bytes behind a valid length prefix.
@@ -46,7 +100,7 @@ async fn malformed_oversized_and_truncated_frames_disturb_no_one() {
         };
         let _ = s.write_all(&frame).await;
         drop(s);
-        if i % 50 == 0 {
+        if i % 250 == 0 {
             let who = good
                 .whoami(context::current(), login.token.clone())
                 .await
@@ -63,6 +117,9 @@ async fn malformed_oversized_and_truncated_frames_disturb_no_one() {
         .expect("rpc")
         .expect("served");
     assert_eq!(who.email, "steady@lab.kr");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let booked = booker.await.expect("the booking client never failed");
+    assert!(booked > 0, "it booked during the attack");
     drop(stalled);
     tokio::time::sleep(Duration::from_millis(50)).await;
     daemon.stop().await.expect("stop");

@@ -548,14 +548,15 @@ pub mod framing {
     use super::MAX_FRAME_BYTES;
 
     /// A framed, bincode-encoded transport over `stream`.
-    pub fn transport<Item, SinkItem>(
-        stream: UnixStream,
-    ) -> tarpc::serde_transport::Transport<UnixStream, Item, SinkItem, Bincode<Item, SinkItem>>
+    pub fn transport<S, Item, SinkItem>(
+        stream: S,
+    ) -> tarpc::serde_transport::Transport<S, Item, SinkItem, Bincode<Item, SinkItem>>
     where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite,
         Item: for<'de> serde::Deserialize<'de>,
         SinkItem: serde::Serialize,
     {
-        let framed: Framed<UnixStream, LengthDelimitedCodec> = LengthDelimitedCodec::builder()
+        let framed: Framed<S, LengthDelimitedCodec> = LengthDelimitedCodec::builder()
             .max_frame_length(MAX_FRAME_BYTES)
             .new_framed(stream);
         tarpc::serde_transport::new(framed, Bincode::default())

@@ -172,6 +172,9 @@ pub enum Command {
     Demo,
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+    /// Write man pages (gpures.1 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -440,6 +443,10 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
         clap_complete::generate(shell, &mut cmd, "gpures", &mut std::io::stdout());
         return Ok(());
     }
+    if let Command::Man { dir } = &command {
+        return write_man_pages(dir)
+            .map_err(|e| Failure::new(exit::ERROR, format!("cannot write man pages: {e}")));
+    }
     let socket = conn::socket_path(global.socket.as_deref());
     let (client, hello) = conn::connect(&socket).await?;
     let hello_host = hello.host;
@@ -447,7 +454,7 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
         client,
         json: global.json,
         tz,
-        store: TokenStore::default_location(),
+        store: TokenStore::for_host(&hello_host),
     };
     let now = Utc::now();
     match command {
@@ -871,7 +878,7 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
             }
         }
         Command::Admin(cmd) => admin(&ctx, cmd).await?,
-        Command::Demo | Command::Completions { .. } => {
+        Command::Demo | Command::Completions { .. } | Command::Man { .. } => {
             return Err(Failure::usage("handled elsewhere"));
         }
     }
@@ -969,6 +976,22 @@ async fn admin(ctx: &Ctx, cmd: AdminCommand) -> CliResult<()> {
                 if u.disabled { ", disabled" } else { "" }
             );
         }
+    }
+    Ok(())
+}
+
+/// Writes `gpures.1` and a page per subcommand.
+fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let cmd = Cli::command();
+    let mut pages = vec![(String::from("gpures"), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        pages.push((format!("gpures-{}", sub.get_name()), sub.clone()));
+    }
+    for (name, page) in pages {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page.name(name.clone())).render(&mut out)?;
+        std::fs::write(dir.join(format!("{name}.1")), out)?;
     }
     Ok(())
 }

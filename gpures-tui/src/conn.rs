@@ -103,24 +103,36 @@ impl std::fmt::Debug for SavedSession {
     }
 }
 
-/// The token file: `$XDG_CONFIG_HOME/gpures/session.json` (or the platform's
-/// config dir), written with mode 0600.
+/// The token file: `$XDG_CONFIG_HOME/gpures/session-<host>.json` (or the
+/// platform's config dir), written with mode 0600. One per daemon host: each
+/// host's daemon signs its own tokens, and home directories are often shared
+/// between the hosts of a lab.
 #[derive(Clone, Debug)]
 pub struct TokenStore {
     path: PathBuf,
 }
 
 impl TokenStore {
-    /// The store in the user's config dir.
-    pub fn default_location() -> Option<TokenStore> {
+    /// The store for the daemon of `host` in the user's config dir.
+    pub fn for_host(host: &str) -> Option<TokenStore> {
         let dir = std::env::var_os("XDG_CONFIG_HOME")
             .filter(|d| !d.is_empty())
             .map(|d| PathBuf::from(d).join("gpures"))
             .or_else(|| {
                 directories::ProjectDirs::from("", "", "gpures").map(|p| p.config_dir().to_owned())
             })?;
+        let host: String = host
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         Some(TokenStore {
-            path: dir.join("session.json"),
+            path: dir.join(format!("session-{host}.json")),
         })
     }
 

@@ -61,7 +61,7 @@ async fn run_inner() -> Result<u8> {
     );
     let client = daemon.wait_ready().await?;
     let token = seed(&client, &|args| daemon.admin(args)).await?;
-    let code = crate::run_tui(&daemon.socket, None, Some((token, USERS[0].0.to_owned()))).await;
+    let code = crate::run_tui(&daemon.socket, false, Some((token, USERS[0].0.to_owned()))).await;
     daemon.stop();
     drop(dir);
     Ok(code)

@@ -26,7 +26,7 @@ pub async fn main_with(cli: Cli) -> u8 {
     match cli.command {
         None => {
             let socket = conn::socket_path(cli.global.socket.as_deref());
-            run_tui(&socket, TokenStore::default_location(), None).await
+            run_tui(&socket, true, None).await
         }
         Some(Command::Demo) => demo::run().await,
         Some(command) => cli::run(cli.global, command).await,
@@ -34,12 +34,9 @@ pub async fn main_with(cli: Cli) -> u8 {
 }
 
 /// Opens the TUI on the daemon at `socket`. The token comes from `token` if
-/// given (the demo), else from `store`; a login is saved to `store`.
-pub async fn run_tui(
-    socket: &Path,
-    store: Option<TokenStore>,
-    token: Option<(String, String)>,
-) -> u8 {
+/// given (the demo), else from the user's session file for that daemon's host
+/// when `use_store`; a login is saved there.
+pub async fn run_tui(socket: &Path, use_store: bool, token: Option<(String, String)>) -> u8 {
     let tz = match timefmt::local_zone() {
         Ok(tz) => tz,
         Err(e) => {
@@ -56,6 +53,11 @@ pub async fn run_tui(
                 _ => exit::UNREACHABLE,
             };
         }
+    };
+    let store = if use_store {
+        TokenStore::for_host(&hello.host)
+    } else {
+        None
     };
     let saved = match token {
         Some((token, email)) => Some((token, email)),

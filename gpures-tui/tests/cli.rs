@@ -117,7 +117,7 @@ async fn accounts_and_admin_commands() {
     assert_eq!(who["role"], "member");
     assert_eq!(who["unix_user"], "root");
     // The token file is private.
-    let token_file = cli.home.path().join("kim/gpures/session.json");
+    let token_file = cli.home.path().join("kim/gpures/session-test-host.json");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&token_file)
             .expect("token file")

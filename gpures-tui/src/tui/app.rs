@@ -327,14 +327,32 @@ impl App {
         self.view_start + self.zoom.cell() * i32::try_from(col).unwrap_or(i32::MAX)
     }
 
-    /// The active resource under the cursor row.
-    pub fn cursor_resource(&self) -> Option<&Resource> {
-        self.data.resources.get(self.cursor_row)
+    /// The resources shown as timeline rows: all, or those of one host when
+    /// the filter is `@host`.
+    pub fn visible_resources(&self) -> Vec<&Resource> {
+        match self.filter.as_deref().and_then(|f| f.strip_prefix('@')) {
+            Some(host) => self
+                .data
+                .resources
+                .iter()
+                .filter(|r| r.host.contains(host))
+                .collect(),
+            None => self.data.resources.iter().collect(),
+        }
     }
 
-    /// Reservations shown on the timeline (the user filter applied).
+    /// The resource under the cursor row.
+    pub fn cursor_resource(&self) -> Option<&Resource> {
+        self.visible_resources().get(self.cursor_row).copied()
+    }
+
+    /// Reservations shown on the timeline (a user filter applied).
     pub fn shown(&self) -> impl Iterator<Item = &Reservation> {
-        let filter = self.filter.as_deref().map(str::to_lowercase);
+        let filter = self
+            .filter
+            .as_deref()
+            .filter(|f| !f.starts_with('@'))
+            .map(str::to_lowercase);
         self.data
             .reservations
             .iter()
@@ -426,6 +444,7 @@ impl App {
                     let f = text::sanitize_trimmed(input);
                     self.filter = (!f.is_empty()).then_some(f);
                     self.filter_input = None;
+                    self.cursor_row = 0;
                 }
                 KeyCode::Esc => {
                     self.filter = None;
@@ -465,7 +484,7 @@ impl App {
                 if ev.column >= x0 && ev.row >= y0 {
                     let col = usize::from(ev.column - x0);
                     let row = usize::from(ev.row - y0);
-                    if col < self.visible_cols && row < self.data.resources.len() {
+                    if col < self.visible_cols && row < self.visible_resources().len() {
                         self.cursor_col = col;
                         self.cursor_row = row;
                     }

@@ -313,7 +313,7 @@ fn draw_timeline(app: &App, buf: &mut Buffer, area: Rect) {
     };
     let rows = usize::from(area.height.saturating_sub(TIMELINE_HEADER));
     let me = app.data.me.as_ref().map(|m| m.id);
-    for (i, res) in app.data.resources.iter().enumerate().take(rows) {
+    for (i, res) in app.visible_resources().into_iter().enumerate().take(rows) {
         let y = area.y + TIMELINE_HEADER + u16::try_from(i).unwrap_or(0);
         let mark = if app.marked.contains(&res.id) {
             "+"

@@ -1,0 +1,1067 @@
+//! `gpures-bench`: the benchmark suite. Starts everything it needs itself (an
+//! embedded PostgreSQL with fsync on, daemons on temp sockets) and measures
+//! each figure against a baseline taken in the same run where one exists,
+//! because shared machines are noisy. Prints a table, or JSON with `--json`.
+//!
+//! ```text
+//! cargo run --release -p gpures-bench -- [--json] [--history N] [SCENARIO...]
+//! ```
+//!
+//! Scenarios: ping, book, race, timeline, login, memory, tui, gpu (all when
+//! none is named). `docs/BENCHMARKS.md` records the figures.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chrono::{DurationRound, TimeDelta, Utc};
+use gpures_daemon::config::{Config, Secret};
+use gpures_daemon::pg::{Cluster, ClusterOptions};
+use gpures_proto::{
+    BookingRequest, GpuresClient, NewResource, PROTOCOL_VERSION, Period, RegisterRequest,
+    Reservation, ReservationStatus, Resource, ResourceKind, UserRef,
+};
+use serde::Serialize;
+use sqlx::Connection as _;
+use tarpc::context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PASSWORD: &str = "benchmark password 123";
+
+#[derive(Serialize)]
+struct Figure {
+    scenario: &'static str,
+    name: String,
+    value: f64,
+    unit: &'static str,
+    /// The baseline measured in the same run, if any.
+    baseline: Option<f64>,
+    /// value / baseline (or baseline / value for throughputs), when both exist.
+    ratio: Option<f64>,
+    goal: &'static str,
+    met: Option<bool>,
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    cluster: Cluster,
+    root: PathBuf,
+    next_db: u32,
+}
+
+impl Env {
+    fn start() -> Result<Env> {
+        let dir = tempfile::Builder::new().prefix("gpures-bench-").tempdir()?;
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )?;
+        let cluster = Cluster::start(&dir.path().join("pg"), ClusterOptions::default())?;
+        let root = dir.path().to_owned();
+        Ok(Env {
+            _dir: dir,
+            cluster,
+            root,
+            next_db: 0,
+        })
+    }
+
+    /// A new database, migrated; returns its URL.
+    async fn database(&mut self) -> Result<String> {
+        self.next_db += 1;
+        let name = format!("bench_{}", self.next_db);
+        let mut conn =
+            sqlx::PgConnection::connect_with(&self.cluster.connect_options("postgres")).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
+        let url = format!(
+            "postgres://{}@localhost/{name}?host={}&port=5432",
+            gpures_daemon::pg::SUPERUSER,
+            self.cluster.socket_dir().display()
+        );
+        let store = gpures_daemon::store::Store::connect_lazy(url.parse()?, 2);
+        store.migrate().await?;
+        store.close().await;
+        Ok(url)
+    }
+
+    /// A daemon in this process on a fresh database.
+    async fn daemon(&mut self, adjust: impl FnOnce(&mut Config)) -> Result<Daemon> {
+        let url = self.database().await?;
+        let state = self.root.join(format!("state{}", self.next_db));
+        std::fs::create_dir_all(&state)?;
+        let socket = state.join("gpures.sock");
+        let mut config = Config {
+            socket: Some(socket.clone()),
+            state_dir: Some(state),
+            database_url: Some(Secret::new(url.clone())),
+            host: Some("bench".into()),
+            ..Config::default()
+        };
+        config.gpu.backend = gpures_daemon::gpu::BackendChoice::None;
+        config.limits.max_connections_per_user = 2000;
+        config.limits.max_connections = 4000;
+        adjust(&mut config);
+        let listener = gpures_daemon::bind_socket(&config)?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(gpures_daemon::run(
+            config,
+            Some(listener),
+            async move {
+                let _ = rx.await;
+            },
+            gpures_daemon::RunOptions::default(),
+        ));
+        let daemon = Daemon {
+            socket,
+            url,
+            stop: Some(tx),
+            task: Some(task),
+        };
+        daemon.client().await?;
+        Ok(daemon)
+    }
+}
+
+struct Daemon {
+    socket: PathBuf,
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl Daemon {
+    async fn client(&self) -> Result<GpuresClient> {
+        gpures_daemon::testing::connect(&self.socket).await
+    }
+
+    async fn user(&self, email: &str) -> Result<(GpuresClient, String)> {
+        let c = self.client().await?;
+        c.register(
+            context::current(),
+            RegisterRequest {
+                email: email.into(),
+                display_name: email.split('@').next().unwrap_or("u").into(),
+                password: PASSWORD.into(),
+            },
+        )
+        .await??;
+        let login = c
+            .login(context::current(), email.into(), PASSWORD.into())
+            .await??;
+        Ok((c, login.token))
+    }
+
+    async fn admin(&self, email: &str) -> Result<(GpuresClient, String)> {
+        let (c, _) = self.user(email).await?;
+        let store = gpures_daemon::store::Store::connect_lazy(self.url.parse()?, 1);
+        store
+            .change_user(
+                email,
+                gpures_daemon::store::UserChange::Role(gpures_proto::Role::Admin),
+                None,
+                "bench",
+            )
+            .await?;
+        store.close().await;
+        let login = c
+            .login(context::current(), email.into(), PASSWORD.into())
+            .await??;
+        Ok((c, login.token))
+    }
+
+    async fn gpus(&self, admin: &GpuresClient, token: &str, n: i32) -> Result<Vec<i64>> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let r = admin
+                .create_resource(
+                    context::current(),
+                    token.into(),
+                    NewResource {
+                        name: format!("gpu{i}"),
+                        host: String::new(),
+                        kind: ResourceKind::Gpu,
+                        gpu_index: Some(i),
+                        gpu_uuid: None,
+                        description: String::new(),
+                    },
+                )
+                .await??;
+            ids.push(r.id);
+        }
+        Ok(ids)
+    }
+
+    async fn stop(mut self) -> Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await??;
+        }
+        Ok(())
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn hour_slot(offset_hours: i64) -> Period {
+    let start = Utc::now()
+        .duration_trunc(TimeDelta::hours(1))
+        .unwrap_or_else(|_| Utc::now())
+        + TimeDelta::hours(offset_hours);
+    Period {
+        start,
+        end: start + TimeDelta::hours(1),
+    }
+}
+
+/// Latencies of `n` sequential whoami calls.
+async fn ping_latencies(client: &GpuresClient, token: &str, n: usize) -> Result<Vec<Duration>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        client.whoami(context::current(), token.into()).await??;
+        out.push(t.elapsed());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Round trips of `size`-byte length-prefixed frames through a raw echo server.
+async fn echo_latencies(dir: &Path, size: usize, n: usize) -> Result<Vec<Duration>> {
+    let path = dir.join("echo.sock");
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    tokio::spawn(async move {
+        if let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let mut len = [0u8; 4];
+                if s.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let n = u32::from_be_bytes(len) as usize;
+                if s.read_exact(&mut buf[..n]).await.is_err() {
+                    return;
+                }
+                if s.write_all(&len).await.is_err() || s.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut s = tokio::net::UnixStream::connect(&path).await?;
+    let frame: Vec<u8> = (0..size).map(|i| i as u8).collect();
+    let mut back = vec![0u8; size];
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        s.write_all(&(size as u32).to_be_bytes()).await?;
+        s.write_all(&frame).await?;
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await?;
+        s.read_exact(&mut back).await?;
+        out.push(t.elapsed());
+    }
+    out.sort();
+    Ok(out)
+}
+
+async fn scenario_ping(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
+    let d = env.daemon(|_| {}).await?;
+    let (c, token) = d.user("ping@bench.kr").await?;
+    ping_latencies(&c, &token, 300).await?;
+    let lat = ping_latencies(&c, &token, 3000).await?;
+    // A whoami request frame is about the token's size plus tarpc's header.
+    let echo = echo_latencies(&env.root, token.len() + 64, 3000).await?;
+    let (p50, p99, e50, e99) = (
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&echo, 0.5),
+        percentile(&echo, 0.99),
+    );
+    figures.push(Figure {
+        scenario: "ping",
+        name: "whoami p50".into(),
+        value: us(p50),
+        unit: "µs",
+        baseline: Some(us(e50)),
+        ratio: Some(us(p50) / us(e50)),
+        goal: "p50 ≤ 3× raw socket echo",
+        met: Some(us(p50) <= 3.0 * us(e50)),
+    });
+    figures.push(Figure {
+        scenario: "ping",
+        name: "whoami p99".into(),
+        value: us(p99),
+        unit: "µs",
+        baseline: Some(us(e99)),
+        ratio: Some(us(p99) / us(e99)),
+        goal: "-",
+        met: None,
+    });
+    d.stop().await
+}
+
+/// Bookings per second over `secs` with `clients` clients, each on its own GPU.
+async fn scenario_book(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
+    const CLIENTS: usize = 8;
+    let secs = Duration::from_secs(5);
+    let d = env.daemon(|c| c.limits.db_pool_size = 16).await?;
+    let (admin, admin_token) = d.admin("admin@bench.kr").await?;
+    let gpus = d
+        .gpus(&admin, &admin_token, i32::try_from(CLIENTS)?)
+        .await?;
+    let mut tasks = Vec::new();
+    for (i, gpu) in gpus.iter().copied().enumerate() {
+        let (c, token) = d.user(&format!("b{i}@bench.kr")).await?;
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let mut n = 0i64;
+            while started.elapsed() < secs {
+                let req = BookingRequest {
+                    request_id: uuid::Uuid::new_v4(),
+                    resources: vec![gpu],
+                    period: hour_slot(2 + n),
+                    note: String::new(),
+                };
+                c.create_booking(context::current(), token.clone(), req)
+                    .await??;
+                n += 1;
+            }
+            anyhow::Ok(n)
+        }));
+    }
+    let mut through_daemon = 0i64;
+    for t in tasks {
+        through_daemon += t.await??;
+    }
+    let daemon_rate = through_daemon as f64 / secs.as_secs_f64();
+    // The same transaction issued directly with sqlx on 8 connections.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(CLIENTS as u32)
+        .connect_with(d.url.parse()?)
+        .await?;
+    let user_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'b0@bench.kr'")
+        .fetch_one(&pool)
+        .await?;
+    let direct = run_for(secs, CLIENTS, |i, n| {
+        let pool = pool.clone();
+        let gpu = gpus[i];
+        async move {
+            let mut tx = pool.begin().await?;
+            let period = hour_slot(100_000 + n);
+            sqlx::query("SELECT id FROM resources WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+                .bind(vec![gpu])
+                .fetch_all(&mut *tx)
+                .await?;
+            sqlx::query("SELECT 1 FROM reservations WHERE user_id = $1 AND request_id = $2")
+                .bind(user_id)
+                .bind(uuid::Uuid::new_v4())
+                .fetch_optional(&mut *tx)
+                .await?;
+            sqlx::query("SELECT id FROM reservations WHERE status = 'active' AND resource_id = ANY($1) AND period && tstzrange($2, $3, '[)')")
+                .bind(vec![gpu])
+                .bind(period.start)
+                .bind(period.end)
+                .fetch_all(&mut *tx)
+                .await?;
+            let id = uuid::Uuid::new_v4();
+            sqlx::query("INSERT INTO reservations (id, booking_id, request_id, user_id, resource_id, period, note) VALUES ($1, $1, $2, $3, $4, tstzrange($5, $6, '[)'), '')")
+                .bind(id)
+                .bind(uuid::Uuid::new_v4())
+                .bind(user_id)
+                .bind(gpu)
+                .bind(period.start)
+                .bind(period.end)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO calendar_outbox (reservation_id, operation) VALUES ($1, 'upsert')").bind(id).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO audit_log (actor_id, actor_unix_user, action, reservation_id) VALUES ($1, 'bench', 'reservation.create', $2)")
+                .bind(user_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("SELECT pg_notify('gpures_changes', '')").execute(&mut *tx).await?;
+            tx.commit().await?;
+            anyhow::Ok(())
+        }
+    })
+    .await?;
+    let bare = run_for(secs, CLIENTS, |i, n| {
+        let pool = pool.clone();
+        let gpu = gpus[i];
+        async move {
+            let period = hour_slot(200_000 + n);
+            sqlx::query("INSERT INTO reservations (id, booking_id, user_id, resource_id, period) VALUES ($1, $1, $2, $3, tstzrange($4, $5, '[)'))")
+                .bind(uuid::Uuid::new_v4())
+                .bind(user_id)
+                .bind(gpu)
+                .bind(period.start)
+                .bind(period.end)
+                .execute(&pool)
+                .await?;
+            anyhow::Ok(())
+        }
+    })
+    .await?;
+    pool.close().await;
+    figures.push(Figure {
+        scenario: "book",
+        name: "bookings/s via daemon, 8 clients".into(),
+        value: daemon_rate,
+        unit: "/s",
+        baseline: Some(direct),
+        ratio: Some(daemon_rate / direct),
+        goal: "≥ 0.85× the same transaction via sqlx",
+        met: Some(daemon_rate >= 0.85 * direct),
+    });
+    figures.push(Figure {
+        scenario: "book",
+        name: "vs bare single-row INSERT, 8 connections".into(),
+        value: daemon_rate,
+        unit: "/s",
+        baseline: Some(bare),
+        ratio: Some(daemon_rate / bare),
+        goal: "-",
+        met: None,
+    });
+    d.stop().await
+}
+
+/// Runs `f(worker, n)` in `workers` loops for `secs`; returns operations/s.
+async fn run_for<F, Fut>(secs: Duration, workers: usize, f: F) -> Result<f64>
+where
+    F: Fn(usize, i64) -> Fut,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    let f = Arc::new(f);
+    let started = Instant::now();
+    let mut counts = vec![0i64; workers];
+    let mut handles: Vec<Option<tokio::task::JoinHandle<Result<()>>>> =
+        (0..workers).map(|_| None).collect();
+    loop {
+        for (i, h) in handles.iter_mut().enumerate() {
+            if h.as_ref().is_none_or(|h| h.is_finished()) {
+                if let Some(done) = h.take() {
+                    done.await??;
+                    counts[i] += 1;
+                }
+                if started.elapsed() < secs {
+                    *h = Some(tokio::spawn(f(i, counts[i])));
+                }
+            }
+        }
+        if started.elapsed() >= secs && handles.iter().all(Option::is_none) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(counts.iter().sum::<i64>() as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn scenario_race(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
+    let d = env.daemon(|_| {}).await?;
+    let (admin, token) = d.admin("admin@bench.kr").await?;
+    let gpu = d.gpus(&admin, &token, 1).await?[0];
+    let mut users = Vec::new();
+    for i in 0..100 {
+        users.push(d.user(&format!("r{i}@bench.kr")).await?);
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(users.len() + 1));
+    let slot = hour_slot(5);
+    let tasks: Vec<_> = users
+        .into_iter()
+        .map(|(c, t)| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let r = c
+                    .create_booking(
+                        context::current(),
+                        t,
+                        BookingRequest {
+                            request_id: uuid::Uuid::new_v4(),
+                            resources: vec![gpu],
+                            period: slot,
+                            note: String::new(),
+                        },
+                    )
+                    .await;
+                (r, Instant::now())
+            })
+        })
+        .collect();
+    barrier.wait().await;
+    let started = Instant::now();
+    let (mut wins, mut conflicts, mut last) = (0, 0, started);
+    for t in tasks {
+        let (r, at) = t.await?;
+        last = last.max(at);
+        match r? {
+            Ok(_) => wins += 1,
+            Err(gpures_proto::ApiError::Conflict { .. }) => conflicts += 1,
+            Err(e) => bail!("race: unexpected {e}"),
+        }
+    }
+    let settle = last - started;
+    figures.push(Figure {
+        scenario: "race",
+        name: format!(
+            "100 clients, one slot: {wins} winner, {conflicts} conflicts; time to settle"
+        ),
+        value: settle.as_secs_f64() * 1000.0,
+        unit: "ms",
+        baseline: None,
+        ratio: None,
+        goal: "exactly 1 winner, ≤ 1000 ms",
+        met: Some(wins == 1 && conflicts == 99 && settle <= Duration::from_secs(1)),
+    });
+    d.stop().await
+}
+
+/// Fills `reservations` with `total` back-to-back past hours over 8 GPUs.
+async fn fill_history(url: &str, user_id: i64, gpus: &[i64], total: i64) -> Result<()> {
+    let mut conn = sqlx::PgConnection::connect_with(&url.parse()?).await?;
+    let per = total / gpus.len() as i64;
+    for gpu in gpus {
+        sqlx::query(
+            "INSERT INTO reservations (id, booking_id, user_id, resource_id, period)
+             SELECT gen_random_uuid(), gen_random_uuid(), $1, $2,
+                    tstzrange(now() - make_interval(hours => (g + 48)::int), now() - make_interval(hours => (g + 47)::int), '[)')
+             FROM generate_series(1, $3) g",
+        )
+        .bind(user_id)
+        .bind(gpu)
+        .bind(per)
+        .execute(&mut conn)
+        .await?;
+    }
+    sqlx::query("ANALYZE reservations")
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}
+
+async fn scenario_timeline(env: &mut Env, figures: &mut Vec<Figure>, big: i64) -> Result<()> {
+    let mut p50s = Vec::new();
+    for history in [10_000i64, big] {
+        let d = env.daemon(|_| {}).await?;
+        let (admin, token) = d.admin("admin@bench.kr").await?;
+        let gpus = d.gpus(&admin, &token, 8).await?;
+        let store = gpures_daemon::store::Store::connect_lazy(d.url.parse()?, 1);
+        let me = store.user_by_email("admin@bench.kr").await?.id;
+        store.close().await;
+        let t = Instant::now();
+        fill_history(&d.url, me, &gpus, history).await?;
+        eprintln!(
+            "  filled {history} past reservations in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        // A realistic week ahead: 300 reservations.
+        for i in 0..300i64 {
+            let gpu = gpus[usize::try_from(i % 8)?];
+            let start =
+                Utc::now().duration_trunc(TimeDelta::hours(1))? + TimeDelta::hours(1 + (i / 8) * 4);
+            admin
+                .create_booking(
+                    context::current(),
+                    token.clone(),
+                    BookingRequest {
+                        request_id: uuid::Uuid::new_v4(),
+                        resources: vec![gpu],
+                        period: Period {
+                            start,
+                            end: start + TimeDelta::hours(3),
+                        },
+                        note: String::new(),
+                    },
+                )
+                .await??;
+        }
+        let window = Period {
+            start: Utc::now() - TimeDelta::days(1),
+            end: Utc::now() + TimeDelta::days(6),
+        };
+        for _ in 0..30 {
+            admin
+                .timeline(context::current(), token.clone(), window)
+                .await??;
+        }
+        let mut lat = Vec::new();
+        for _ in 0..300 {
+            let t = Instant::now();
+            let tl = admin
+                .timeline(context::current(), token.clone(), window)
+                .await??;
+            lat.push(t.elapsed());
+            assert!(tl.reservations.len() >= 300);
+        }
+        lat.sort();
+        p50s.push(percentile(&lat, 0.5));
+        d.stop().await?;
+    }
+    let ratio = us(p50s[1]) / us(p50s[0]);
+    figures.push(Figure {
+        scenario: "timeline",
+        name: format!("7-day × 8-GPU window p50, {big} vs 10k in history"),
+        value: us(p50s[1]),
+        unit: "µs",
+        baseline: Some(us(p50s[0])),
+        ratio: Some(ratio),
+        goal: "ratio ≤ 1.5",
+        met: Some(ratio <= 1.5),
+    });
+    Ok(())
+}
+
+async fn scenario_login(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
+    let d = env.daemon(|_| {}).await?;
+    let (c, token) = d.user("ping@bench.kr").await?;
+    let mut loggers = Vec::new();
+    for i in 0..20 {
+        loggers.push(d.user(&format!("l{i}@bench.kr")).await?.0);
+    }
+    ping_latencies(&c, &token, 200).await?;
+    let idle = ping_latencies(&c, &token, 1000).await?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (i, l) in loggers.into_iter().enumerate() {
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = l
+                    .login(
+                        context::current(),
+                        format!("l{i}@bench.kr"),
+                        PASSWORD.into(),
+                    )
+                    .await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let busy = ping_latencies(&c, &token, 1000).await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let (i99, b99) = (percentile(&idle, 0.99), percentile(&busy, 0.99));
+    figures.push(Figure {
+        scenario: "login",
+        name: "whoami p99 during 20 concurrent logins".into(),
+        value: us(b99),
+        unit: "µs",
+        baseline: Some(us(i99)),
+        ratio: Some(us(b99) / us(i99)),
+        goal: "≤ 2× idle p99",
+        met: Some(us(b99) <= 2.0 * us(i99)),
+    });
+    d.stop().await
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+async fn scenario_memory(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
+    let bin = std::env::current_exe()?
+        .parent()
+        .map(|d| d.join("gpures-daemon"))
+        .filter(|p| p.is_file())
+        .context(
+            "gpures-daemon must be built next to gpures-bench (cargo build --release --workspace)",
+        )?;
+    let url = env.database().await?;
+    let dir = env.root.join("memory");
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("gpures.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nmax_connections = 2000\nmax_connections_per_user = 2000\n[gpu]\nbackend = \"none\"\n",
+    )?;
+    let socket = dir.join("gpures.sock");
+    let mut child = tokio::process::Command::new(&bin)
+        .arg("serve")
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--state-dir")
+        .arg(&dir)
+        .arg("--database-url")
+        .arg(&url)
+        .arg("--config")
+        .arg(&config)
+        .env("GPURES_LOG", "warn")
+        .spawn()?;
+    let pid = child.id().context("pid")?;
+    let mut client = None;
+    for _ in 0..100 {
+        if let Ok(c) = gpures_daemon::testing::connect(&socket).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = client.context("the daemon did not start")?;
+    // Settle, then read the idle figure with one client connected.
+    client
+        .register(
+            context::current(),
+            RegisterRequest {
+                email: "m@bench.kr".into(),
+                display_name: "M".into(),
+                password: PASSWORD.into(),
+            },
+        )
+        .await??;
+    let token = client
+        .login(context::current(), "m@bench.kr".into(), PASSWORD.into())
+        .await??
+        .token;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_kib(pid).unwrap_or(0);
+    let mut conns = Vec::new();
+    for _ in 0..500 {
+        let c = gpures_daemon::testing::connect(&socket).await?;
+        c.whoami(context::current(), token.clone()).await??;
+        conns.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let loaded = rss_kib(pid).unwrap_or(0);
+    drop(conns);
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    figures.push(Figure {
+        scenario: "memory",
+        name: "daemon RSS idle".into(),
+        value: idle as f64 / 1024.0,
+        unit: "MiB",
+        baseline: None,
+        ratio: None,
+        goal: "≤ 30 MiB",
+        met: Some(idle <= 30 * 1024),
+    });
+    figures.push(Figure {
+        scenario: "memory",
+        name: "daemon RSS with 500 open connections".into(),
+        value: loaded as f64 / 1024.0,
+        unit: "MiB",
+        baseline: None,
+        ratio: None,
+        goal: "≤ 100 MiB",
+        met: Some(loaded <= 100 * 1024),
+    });
+    Ok(())
+}
+
+fn synthetic_week(now: chrono::DateTime<Utc>) -> (Vec<Resource>, Vec<Reservation>) {
+    let resources: Vec<Resource> = (0..8)
+        .map(|i| Resource {
+            id: i + 1,
+            name: format!("gpu{i}"),
+            host: "bench".into(),
+            kind: ResourceKind::Gpu,
+            gpu_index: Some(i32::try_from(i).unwrap_or(0)),
+            gpu_uuid: None,
+            description: String::new(),
+            active: true,
+        })
+        .collect();
+    let names = [
+        "김민수",
+        "이서연",
+        "박지훈",
+        "최유진",
+        "Alex Morgan",
+        "Priya Natarajan",
+    ];
+    let reservations = (0..300i64)
+        .map(|i| {
+            let start = now - TimeDelta::days(1) + TimeDelta::minutes(i / 8 * 90);
+            Reservation {
+                id: uuid::Uuid::from_u128(i as u128 + 1),
+                booking_id: uuid::Uuid::from_u128(i as u128 + 1),
+                resource_id: i % 8 + 1,
+                resource_name: format!("gpu{}", i % 8),
+                user: UserRef {
+                    id: i % 6 + 1,
+                    email: format!("u{}@lab.kr", i % 6),
+                    display_name: names[usize::try_from(i % 6).unwrap_or(0)].into(),
+                },
+                period: Period {
+                    start,
+                    end: start + TimeDelta::minutes(80),
+                },
+                note: "bench".into(),
+                status: ReservationStatus::Active,
+                created_at: now,
+                updated_at: now,
+            }
+        })
+        .collect();
+    (resources, reservations)
+}
+
+async fn scenario_tui(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
+    use gpures_tui::tui::app::{App, Msg, Snapshot, Zoom};
+    let d = env.daemon(|_| {}).await?;
+    let (admin, token) = d.admin("admin@bench.kr").await?;
+    let gpus = d.gpus(&admin, &token, 8).await?;
+    for (i, gpu) in gpus.iter().enumerate() {
+        for k in 0..37 {
+            admin
+                .create_booking(
+                    context::current(),
+                    token.clone(),
+                    BookingRequest {
+                        request_id: uuid::Uuid::new_v4(),
+                        resources: vec![*gpu],
+                        period: hour_slot(1 + i64::try_from(k * 4 + i % 3)?),
+                        note: String::new(),
+                    },
+                )
+                .await??;
+        }
+    }
+    let tz: chrono_tz::Tz = "Asia/Seoul".parse().map_err(|_| anyhow::anyhow!("zone"))?;
+    // Start to first full frame with a cached token: connect, hello, load
+    // everything a refresh loads, draw 160×48.
+    let mut starts = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let (client, hello) = gpures_tui::conn::connect(&d.socket).await?;
+        let session = gpures_tui::tui::Session::new(client, Some(token.clone()), None);
+        let mut app = App::new(tz, Utc::now(), true, "admin@bench.kr");
+        app.data.host = hello.host;
+        let msg = session.execute(app.refresh()).await;
+        if !matches!(msg, Msg::Loaded(_)) {
+            bail!("refresh failed: {msg:?}");
+        }
+        app.apply(msg);
+        let screen = gpures_tui::tui::render(&mut app, 160, 48);
+        starts.push(t.elapsed());
+        assert!(screen.contains("gpu7"));
+    }
+    starts.sort();
+    let start_p50 = percentile(&starts, 0.5);
+    figures.push(Figure {
+        scenario: "tui",
+        name: "start to first full frame (cached token, 300 reservations)".into(),
+        value: start_p50.as_secs_f64() * 1000.0,
+        unit: "ms",
+        baseline: None,
+        ratio: None,
+        goal: "≤ 150 ms",
+        met: Some(start_p50 <= Duration::from_millis(150)),
+    });
+    // One frame of a week × 8 GPUs × 300 reservations.
+    let now = Utc::now();
+    let (resources, reservations) = synthetic_week(now);
+    let mut app = App::new(tz, now, true, "u0@lab.kr");
+    app.apply(Msg::Loaded(Box::new(Snapshot {
+        resources,
+        reservations,
+        window: Some(Period {
+            start: now - TimeDelta::days(2),
+            end: now + TimeDelta::days(14),
+        }),
+        ..Snapshot::default()
+    })));
+    app.zoom = Zoom::Week;
+    let backend = ratatui::backend::TestBackend::new(160, 48);
+    let mut terminal = ratatui::Terminal::new(backend)?;
+    let (_, cols) = gpures_tui::tui::draw::geometry(ratatui::layout::Rect::new(0, 0, 160, 48));
+    app.visible_cols = cols;
+    for _ in 0..50 {
+        terminal.draw(|f| gpures_tui::tui::draw::draw(&app, f))?;
+    }
+    let mut frames = Vec::new();
+    for _ in 0..500 {
+        let t = Instant::now();
+        terminal.draw(|f| gpures_tui::tui::draw::draw(&app, f))?;
+        frames.push(t.elapsed());
+    }
+    frames.sort();
+    let frame = percentile(&frames, 0.5);
+    figures.push(Figure {
+        scenario: "tui",
+        name: "one frame, week × 8 GPUs × 300 reservations, 160×48 (p50)".into(),
+        value: frame.as_secs_f64() * 1000.0,
+        unit: "ms",
+        baseline: None,
+        ratio: None,
+        goal: "≤ 2 ms",
+        met: Some(frame <= Duration::from_millis(2)),
+    });
+    d.stop().await
+}
+
+fn scenario_gpu(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
+    use gpures_daemon::gpu::{BackendChoice, Probe, probe_report};
+    // A stand-in nvidia-smi printing the H100 capture: measures our side
+    // (spawning it twice and parsing); a real nvidia-smi adds the driver's
+    // time (about 40 ms CPU per sample on an H200, see docs/BENCHMARKS.md).
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../gpures-daemon/tests/data/nvidia-smi/h100-driver580"
+    );
+    let smi = env.root.join("nvidia-smi");
+    std::fs::write(
+        &smi,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in --query-gpu=*) cat {fixtures}/query-gpu-busy-nounits.csv ;; *) cat {fixtures}/compute-apps-busy-nounits.csv ;; esac\n"
+        ),
+    )?;
+    std::fs::set_permissions(&smi, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    for (label, probe) in [
+        (
+            "nvidia-smi (stand-in script)",
+            Probe::new(BackendChoice::NvidiaSmi, &smi),
+        ),
+        (
+            "nvml",
+            Probe::new(BackendChoice::Nvml, Path::new("nvidia-smi")),
+        ),
+        (
+            "none",
+            Probe::new(BackendChoice::None, Path::new("nvidia-smi")),
+        ),
+    ] {
+        if probe.backend_name() == "none" && label != "none" {
+            figures.push(Figure {
+                scenario: "gpu",
+                name: format!("{label}: not available here"),
+                value: 0.0,
+                unit: "ms CPU",
+                baseline: None,
+                ratio: None,
+                goal: "-",
+                met: None,
+            });
+            continue;
+        }
+        let report = probe_report(&probe, 50, true)?;
+        let v: serde_json::Value = serde_json::from_str(&report)?;
+        let cpu_ms = v["cpu_ms_per_sample"].as_f64().unwrap_or(0.0);
+        let share = cpu_ms / 5000.0 * 100.0;
+        figures.push(Figure {
+            scenario: "gpu",
+            name: format!("CPU per sample, {label}; {share:.3}% of a core at 5 s"),
+            value: cpu_ms,
+            unit: "ms CPU",
+            baseline: None,
+            ratio: None,
+            goal: "≤ 1% of a core at the default interval",
+            met: Some(share <= 1.0),
+        });
+    }
+    Ok(())
+}
+
+fn print_table(figures: &[Figure]) {
+    println!(
+        "{:<9} {:<68} {:>12} {:>12} {:>8}  {:<40} MET",
+        "SCENARIO", "FIGURE", "VALUE", "BASELINE", "RATIO", "GOAL"
+    );
+    for f in figures {
+        println!(
+            "{:<9} {:<68} {:>9.1} {:<2} {:>12} {:>8}  {:<40} {}",
+            f.scenario,
+            f.name,
+            f.value,
+            f.unit,
+            f.baseline
+                .map(|b| format!("{b:.1}"))
+                .unwrap_or_else(|| "-".into()),
+            f.ratio
+                .map(|r| format!("{r:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            f.goal,
+            match f.met {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            }
+        );
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let mut json = false;
+    let mut history = 1_000_000i64;
+    let mut chosen: Vec<String> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--json" => json = true,
+            "--history" => {
+                history = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .context("--history N")?
+            }
+            "-h" | "--help" => {
+                println!(
+                    "gpures-bench [--json] [--history N] [ping book race timeline login memory tui gpu]"
+                );
+                return Ok(());
+            }
+            s => chosen.push(s.to_owned()),
+        }
+    }
+    let all = [
+        "ping", "book", "race", "timeline", "login", "memory", "tui", "gpu",
+    ];
+    if chosen.is_empty() {
+        chosen = all.iter().map(|s| (*s).to_owned()).collect();
+    }
+    if let Some(bad) = chosen.iter().find(|c| !all.contains(&c.as_str())) {
+        bail!("unknown scenario {bad}: choose from {}", all.join(" "));
+    }
+    let _ = PROTOCOL_VERSION;
+    let mut env = tokio::task::spawn_blocking(Env::start).await??;
+    let mut figures = Vec::new();
+    for s in &chosen {
+        eprintln!("running {s} …");
+        match s.as_str() {
+            "ping" => scenario_ping(&mut env, &mut figures).await?,
+            "book" => scenario_book(&mut env, &mut figures).await?,
+            "race" => scenario_race(&mut env, &mut figures).await?,
+            "timeline" => scenario_timeline(&mut env, &mut figures, history).await?,
+            "login" => scenario_login(&mut env, &mut figures).await?,
+            "memory" => scenario_memory(&mut env, &mut figures).await?,
+            "tui" => scenario_tui(&mut env, &mut figures).await?,
+            "gpu" => scenario_gpu(&mut env, &mut figures)?,
+            _ => {}
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else {
+        print_table(&figures);
+    }
+    let Env { cluster, .. } = env;
+    tokio::task::spawn_blocking(move || cluster.stop()).await?;
+    Ok(())
+}

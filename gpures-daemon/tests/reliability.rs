@@ -1,0 +1,387 @@
+//! The daemon under attack and failure: a stalled half frame is cut off;
+//! PostgreSQL going away makes calls fail fast with `Unavailable` and the
+//! daemon serves again when it returns, without a restart; SIGKILL during a
+//! booking load loses nothing a client saw succeed and leaves nothing
+//! half-stored; nothing secret reaches the log.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DurationRound, TimeDelta, Utc};
+use gpures_daemon::pg::{Cluster, ClusterOptions};
+use gpures_daemon::testing::{PASSWORD, TestDaemon, connect, fresh_database_url};
+use gpures_proto::{ApiError, BookingRequest, NewResource, Period, RegisterRequest, ResourceKind};
+use tarpc::context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gpures-daemon");
+
+fn slot(hours_ahead: i64) -> Period {
+    let start = Utc::now()
+        .duration_trunc(TimeDelta::hours(1))
+        .expect("trunc")
+        + TimeDelta::hours(hours_ahead);
+    Period {
+        start,
+        end: start + TimeDelta::hours(1),
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_sends_half_a_frame_and_waits_is_disconnected() {
+    let daemon = TestDaemon::start_with(|c| c.limits.frame_timeout_secs = 1)
+        .await
+        .expect("daemon");
+    let mut s = tokio::net::UnixStream::connect(&daemon.socket)
+        .await
+        .expect("connect");
+    s.write_all(&[0, 0, 0, 200, 1, 2, 3]).await.expect("write");
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("closed well before 10 s")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the daemon closed the connection");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not before the timeout"
+    );
+    // An idle connection between frames is not cut off.
+    let idle = daemon.client().await.expect("client");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    idle.hello(context::current(), gpures_proto::PROTOCOL_VERSION)
+        .await
+        .expect("rpc")
+        .expect("idle connections live on");
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_fails_fast_and_recovers_without_a_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .expect("chmod");
+    let root = dir.path().join("pg");
+    let cluster = tokio::task::spawn_blocking({
+        let root = root.clone();
+        move || Cluster::start(&root, ClusterOptions { unsafe_fast: true })
+    })
+    .await
+    .expect("join")
+    .expect("cluster");
+    let socket = cluster.socket_dir().display().to_string();
+    let admin_url = format!("postgres://gpures@localhost/postgres?host={socket}&port=5432");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+        .await
+        .expect("connect");
+    sqlx::query("CREATE DATABASE outage")
+        .execute(&mut conn)
+        .await
+        .expect("create");
+    drop(conn);
+    let url = format!("postgres://gpures@localhost/outage?host={socket}&port=5432");
+    let daemon = TestDaemon::start_on(url, "outage-host", |_| {})
+        .await
+        .expect("daemon");
+    let (client, login) = daemon.user("a@lab.kr", "A").await.expect("user");
+    daemon.store.close().await;
+
+    tokio::task::spawn_blocking(move || cluster.stop())
+        .await
+        .expect("stop pg");
+    for _ in 0..3 {
+        let t = Instant::now();
+        let err = client
+            .whoami(context::current(), login.token.clone())
+            .await
+            .expect("the daemon answers")
+            .expect_err("no database");
+        assert_eq!(err, ApiError::Unavailable);
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "fails fast: {:?}",
+            t.elapsed()
+        );
+    }
+    // Back again: served without a restart.
+    let cluster = tokio::task::spawn_blocking(move || {
+        Cluster::start(&root, ClusterOptions { unsafe_fast: true })
+    })
+    .await
+    .expect("join")
+    .expect("cluster again");
+    let mut ok = false;
+    for _ in 0..50 {
+        if let Ok(Ok(u)) = client.whoami(context::current(), login.token.clone()).await {
+            assert_eq!(u.email, "a@lab.kr");
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(ok, "served again after PostgreSQL returned");
+    daemon.stop().await.expect("stop");
+    tokio::task::spawn_blocking(move || cluster.stop())
+        .await
+        .expect("stop pg");
+}
+
+async fn spawn_daemon(
+    socket: &std::path::Path,
+    state: &std::path::Path,
+    url: &str,
+    log: Stdio,
+) -> tokio::process::Child {
+    tokio::process::Command::new(BIN)
+        .arg("serve")
+        .arg("--socket")
+        .arg(socket)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--database-url")
+        .arg(url)
+        .arg("--config")
+        .arg(state.join("gpures.toml"))
+        .env("GPURES_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn daemon")
+}
+
+async fn wait_up(socket: &std::path::Path) -> gpures_proto::GpuresClient {
+    for _ in 0..200 {
+        if let Ok(c) = connect(socket).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the daemon did not come up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_booking_load_loses_nothing_and_half_stores_nothing() {
+    let url = fresh_database_url().await.expect("database");
+    let dir = tempfile::tempdir().expect("dir");
+    let socket = dir.path().join("gpures.sock");
+    std::fs::write(
+        dir.path().join("gpures.toml"),
+        "[gpu]\nbackend = \"none\"\n",
+    )
+    .expect("config");
+    let mut daemon = spawn_daemon(&socket, dir.path(), &url, Stdio::null()).await;
+    let admin = wait_up(&socket).await;
+    admin
+        .register(
+            context::current(),
+            RegisterRequest {
+                email: "admin@lab.kr".into(),
+                display_name: "Admin".into(),
+                password: PASSWORD.into(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("register");
+    let store = gpures_daemon::store::Store::connect_lazy(url.parse().expect("url"), 2);
+    store
+        .change_user(
+            "admin@lab.kr",
+            gpures_daemon::store::UserChange::Role(gpures_proto::Role::Admin),
+            None,
+            "t",
+        )
+        .await
+        .expect("promote");
+    let token = admin
+        .login(context::current(), "admin@lab.kr".into(), PASSWORD.into())
+        .await
+        .expect("rpc")
+        .expect("login")
+        .token;
+    let mut gpus = Vec::new();
+    for i in 0..16 {
+        let r = admin
+            .create_resource(
+                context::current(),
+                token.clone(),
+                NewResource {
+                    name: format!("gpu{i}"),
+                    host: String::new(),
+                    kind: ResourceKind::Gpu,
+                    gpu_index: Some(i),
+                    gpu_uuid: None,
+                    description: String::new(),
+                },
+            )
+            .await
+            .expect("rpc")
+            .expect("resource");
+        gpus.push(r.id);
+    }
+    // 8 clients, each booking pairs of GPUs (all or nothing) in a loop.
+    let seen: Arc<std::sync::Mutex<Vec<uuid::Uuid>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for w in 0..8usize {
+        let c = connect(&socket).await.expect("client");
+        let (token, seen) = (token.clone(), seen.clone());
+        let pair = vec![gpus[w * 2], gpus[w * 2 + 1]];
+        tasks.push(tokio::spawn(async move {
+            for n in 0..10_000i64 {
+                let req = BookingRequest {
+                    request_id: uuid::Uuid::new_v4(),
+                    resources: pair.clone(),
+                    period: slot(2 + n),
+                    note: String::new(),
+                };
+                match c
+                    .create_booking(context::current(), token.clone(), req)
+                    .await
+                {
+                    Ok(Ok(b)) => seen.lock().expect("lock").push(b.booking_id),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    daemon.start_kill().expect("SIGKILL");
+    let _ = daemon.wait().await;
+    for t in tasks {
+        let _ = t.await;
+    }
+    let seen = seen.lock().expect("lock").clone();
+    assert!(seen.len() > 10, "the load ran: {} bookings", seen.len());
+
+    // Restart on the same database: everything a client saw is there, whole.
+    let mut daemon = spawn_daemon(&socket, dir.path(), &url, Stdio::null()).await;
+    wait_up(&socket).await;
+    let rows: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT booking_id, count(*) FROM reservations WHERE status = 'active' GROUP BY booking_id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("query");
+    let per_booking: HashMap<uuid::Uuid, i64> = rows.into_iter().collect();
+    for id in &seen {
+        assert_eq!(
+            per_booking.get(id),
+            Some(&2),
+            "booking {id} a client saw is stored whole"
+        );
+    }
+    assert!(
+        per_booking.values().all(|n| *n == 2),
+        "no booking is half-stored"
+    );
+    assert_eq!(store.overlapping_pairs().await.expect("query"), 0);
+    let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM calendar_outbox")
+        .fetch_one(store.pool())
+        .await
+        .expect("count");
+    assert_eq!(
+        outbox,
+        per_booking.len() as i64 * 2,
+        "one outbox row per stored reservation"
+    );
+    daemon.start_kill().expect("kill");
+    let _ = daemon.wait().await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_secret_reaches_the_log() {
+    let url = fresh_database_url().await.expect("database");
+    let dir = tempfile::tempdir().expect("dir");
+    let socket = dir.path().join("gpures.sock");
+    std::fs::write(
+        dir.path().join("gpures.toml"),
+        "[gpu]\nbackend = \"none\"\n",
+    )
+    .expect("config");
+    let log_path = dir.path().join("daemon.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let mut daemon = spawn_daemon(&socket, dir.path(), &url, Stdio::from(log)).await;
+    let c = wait_up(&socket).await;
+    let secret_password = "hunter2-but-much-longer";
+    c.register(
+        context::current(),
+        RegisterRequest {
+            email: "s@lab.kr".into(),
+            display_name: "S".into(),
+            password: secret_password.into(),
+        },
+    )
+    .await
+    .expect("rpc")
+    .expect("register");
+    let token = c
+        .login(
+            context::current(),
+            "s@lab.kr".into(),
+            secret_password.into(),
+        )
+        .await
+        .expect("rpc")
+        .expect("login")
+        .token;
+    let _ = c
+        .login(
+            context::current(),
+            "s@lab.kr".into(),
+            "a wrong password!".into(),
+        )
+        .await;
+    c.whoami(context::current(), token.clone())
+        .await
+        .expect("rpc")
+        .expect("whoami");
+    let pid = libc::pid_t::try_from(daemon.id().expect("pid")).expect("pid");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = daemon.wait().await;
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(
+        log.contains("gpures-daemon is serving"),
+        "the log was written at debug level:\n{log}"
+    );
+    let secret = std::fs::read(dir.path().join("jwt-secret")).expect("secret");
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    for (what, needle) in [
+        ("password", secret_password.to_owned()),
+        ("wrong password", "a wrong password!".to_owned()),
+        ("token", token.clone()),
+        (
+            "token signature",
+            token.rsplit('.').next().unwrap_or_default().to_owned(),
+        ),
+        ("JWT secret", hex),
+        (
+            "JWT secret bytes",
+            String::from_utf8_lossy(&secret).into_owned(),
+        ),
+    ] {
+        assert!(!log.contains(&needle), "the {what} is in the log");
+    }
+    // Debug output of the config redacts the database URL's password.
+    let cfg = gpures_daemon::config::Config {
+        database_url: Some(gpures_daemon::config::Secret::new(
+            "postgres://u:pw-in-url@db/x",
+        )),
+        ..Default::default()
+    };
+    assert!(!format!("{cfg:?}").contains("pw-in-url"));
+    let req = RegisterRequest {
+        email: "x@y.kr".into(),
+        display_name: "X".into(),
+        password: secret_password.into(),
+    };
+    assert!(!format!("{req:?}").contains(secret_password));
+}
