@@ -585,7 +585,7 @@ async fn scenario_timeline(env: &mut Env, figures: &mut Vec<Figure>, big: i64) -
                         resources: vec![gpu],
                         period: Period {
                             start,
-                            end: start + TimeDelta::hours(3),
+                            end: start + TimeDelta::hours(2),
                         },
                         note: String::new(),
                     },
@@ -608,7 +608,9 @@ async fn scenario_timeline(env: &mut Env, figures: &mut Vec<Figure>, big: i64) -
                 .timeline(context::current(), token.clone(), window)
                 .await??;
             lat.push(t.elapsed());
-            assert!(tl.reservations.len() >= 300);
+            if tl.reservations.len() < 250 {
+                bail!("the window holds only {} reservations", tl.reservations.len());
+            }
         }
         lat.sort();
         p50s.push(percentile(&lat, 0.5));
@@ -816,6 +818,7 @@ fn synthetic_week(now: chrono::DateTime<Utc>) -> (Vec<Resource>, Vec<Reservation
                 status: ReservationStatus::Active,
                 created_at: now,
                 updated_at: now,
+                sync: gpures_proto::SyncState::Off,
             }
         })
         .collect();

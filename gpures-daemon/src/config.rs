@@ -75,6 +75,43 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub gpu: GpuConfig,
+    pub calendar: CalendarConfig,
+}
+
+/// Google Calendar sync (one way: the daemon is the calendar's only writer).
+/// The same names as the web design it replaces, as environment variables:
+/// `GOOGLE_CALENDAR_ENABLED`, `GOOGLE_SERVICE_ACCOUNT_FILE`, `GOOGLE_CALENDAR_ID`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CalendarConfig {
+    pub enabled: bool,
+    /// The service account's JSON key; relative to the config file's folder.
+    pub service_account_file: Option<PathBuf>,
+    /// The calendar to write (Settings and sharing → Integrate calendar).
+    pub calendar_id: Option<String>,
+    /// Client-side rate limit on writes.
+    pub writes_per_sec: f64,
+    /// Seconds between reconciliations of the coming two weeks.
+    pub reconcile_interval_secs: u64,
+    /// Seconds a call to Google may take.
+    pub request_timeout_secs: u64,
+    /// Test only: where the Calendar API is (default Google's). The token
+    /// endpoint comes from the key file's `token_uri`.
+    pub api_base_url: Option<String>,
+}
+
+impl Default for CalendarConfig {
+    fn default() -> Self {
+        CalendarConfig {
+            enabled: false,
+            service_account_file: None,
+            calendar_id: None,
+            writes_per_sec: 5.0,
+            reconcile_interval_secs: 3600,
+            request_timeout_secs: 10,
+            api_base_url: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -173,6 +210,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             gpu: GpuConfig::default(),
+            calendar: CalendarConfig::default(),
         }
     }
 }
@@ -203,7 +241,16 @@ impl Config {
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
         let mut config = match std::fs::read_to_string(&path) {
-            Ok(text) => Config::parse(&text, &path)?,
+            Ok(text) => {
+                let mut c = Config::parse(&text, &path)?;
+                // A relative key path is relative to the config file's folder.
+                if let (Some(key), Some(dir)) = (&c.calendar.service_account_file, path.parent())
+                    && key.is_relative()
+                {
+                    c.calendar.service_account_file = Some(dir.join(key));
+                }
+                c
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
                 Config::default()
             }
@@ -226,6 +273,15 @@ impl Config {
         }
         if let Some(v) = env("GPURES_HOST") {
             config.host = Some(v);
+        }
+        if let Some(v) = env("GOOGLE_CALENDAR_ENABLED") {
+            config.calendar.enabled = matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
+        }
+        if let Some(v) = env("GOOGLE_SERVICE_ACCOUNT_FILE") {
+            config.calendar.service_account_file = Some(v.into());
+        }
+        if let Some(v) = env("GOOGLE_CALENDAR_ID") {
+            config.calendar.calendar_id = Some(v);
         }
         if let Some(v) = &flags.socket {
             config.socket = Some(v.clone());
@@ -270,6 +326,9 @@ impl Config {
         }
         if self.limits.max_connections == 0 || self.limits.max_connections_per_user == 0 {
             return invalid("limits", "connection limits must be at least 1");
+        }
+        if !(self.calendar.writes_per_sec > 0.0) {
+            return invalid("calendar.writes_per_sec", "must be more than 0");
         }
         if self.gpu.sample_interval_secs == 0 {
             return invalid("gpu.sample_interval_secs", "must be at least 1");

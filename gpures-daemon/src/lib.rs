@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod calendar;
 pub mod changes;
 pub mod config;
 pub mod gpu;
@@ -76,7 +77,11 @@ pub async fn open_database(config: &Config, cluster_options: ClusterOptions) -> 
             .parse()
             .context("database_url is not a valid PostgreSQL URL")?;
         return Ok(Database {
-            store: Store::connect_lazy(options.application_name("gpures-daemon"), pool_size),
+            store: Store::connect_lazy_with_calendar(
+                options.application_name("gpures-daemon"),
+                pool_size,
+                config.calendar.enabled,
+            ),
             cluster: None,
         });
     }
@@ -86,7 +91,7 @@ pub async fn open_database(config: &Config, cluster_options: ClusterOptions) -> 
         .await
         .context("the PostgreSQL start-up thread failed")??;
     create_database_if_missing(&cluster, pg::DATABASE).await?;
-    let store = Store::connect_lazy(cluster.connect_options(pg::DATABASE), pool_size);
+    let store = Store::connect_lazy_with_calendar(cluster.connect_options(pg::DATABASE), pool_size, config.calendar.enabled);
     Ok(Database {
         store,
         cluster: Some(cluster),
@@ -237,6 +242,28 @@ async fn serve_database(
         Duration::from_secs(config.gpu.sample_interval_secs),
         shutdown_rx.clone(),
     );
+    let calendar_task = if config.calendar.enabled {
+        match calendar::Calendar::connect(&config.calendar, &config.host_name()).await {
+            Ok(cal) => {
+                tracing::info!(client_email = %cal.client_email, "Google Calendar sync is on");
+                Some(calendar::Worker::spawn(
+                    std::sync::Arc::new(cal),
+                    store.clone(),
+                    changes_rx.clone(),
+                    shutdown_rx.clone(),
+                    config.calendar.writes_per_sec,
+                    Duration::from_secs(config.calendar.reconcile_interval_secs.max(60)),
+                ))
+            }
+            Err(e) => {
+                // Bookings never depend on Google: serve, and keep the outbox.
+                tracing::error!(error = %e, "Failed to start Google Calendar sync; changes wait in the outbox");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let shared = rpc::Shared {
         service,
         auth,
@@ -245,6 +272,7 @@ async fn serve_database(
         host: config.host_name(),
         idle_after: chrono::TimeDelta::minutes(i64::from(config.gpu.idle_minutes)),
         users,
+        calendar_enabled: config.calendar.enabled,
     };
     let limiter = server::Limiter::new(
         config.limits.max_connections,
@@ -285,6 +313,9 @@ async fn serve_database(
     let _ = serving.await;
     let _ = listener_task.await;
     let _ = monitor_task.await;
+    if let Some(t) = calendar_task {
+        let _ = t.await;
+    }
     if let Some(path) = bound {
         let _ = std::fs::remove_file(path);
     }

@@ -37,6 +37,8 @@ pub struct Shared {
     pub idle_after: chrono::TimeDelta,
     /// Accounts read to verify tokens, dropped on every change to them.
     pub users: std::sync::Arc<crate::store::UserCache>,
+    /// Whether this daemon mirrors into Google Calendar (for `status`).
+    pub calendar_enabled: bool,
 }
 
 /// The Unix user at the other end of a connection.
@@ -481,7 +483,7 @@ impl Gpures for Connection {
     }
 
     async fn status(self, _: Context, token: Token) -> Result<StatusReport, ApiError> {
-        self.authenticate(&token).await?;
+        let actor = self.authenticate(&token).await?;
         let store = self.shared.service.store();
         let now = Utc::now();
         let resources = store.list_resources(false).await.map_err(store_err)?;
@@ -537,6 +539,11 @@ impl Gpures for Connection {
             host: self.shared.host.clone(),
             resources,
             hosts: records.iter().map(|r| r.summary()).collect(),
+            calendar: if actor.is_admin() {
+                Some(store.calendar_status(self.shared.calendar_enabled).await.map_err(store_err)?)
+            } else {
+                None
+            },
         })
     }
 

@@ -10,6 +10,7 @@ use gpures_proto::{
     Holder, NewResource, Period, Reservation, ReservationFilter, ReservationStatus, Resource,
     ResourceKind, ResourceUpdate, Role, UserInfo, UserRef,
 };
+use gpures_proto::{CalendarStatus, SyncState};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Row};
 use thiserror::Error;
@@ -21,7 +22,13 @@ macro_rules! reservation_select {
     () => {
         "SELECT r.id, r.booking_id, r.resource_id, res.name AS resource_name,
         r.user_id, u.email, u.display_name, lower(r.period) AS start_at, upper(r.period) AS end_at,
-        r.note, r.status, r.created_at, r.updated_at
+        r.note, r.status, r.created_at, r.updated_at,
+        CASE WHEN coalesce(current_setting('gpures.calendar', true), 'off') <> 'on' THEN 'off'
+             WHEN EXISTS (SELECT 1 FROM calendar_outbox o WHERE o.reservation_id = r.id AND o.failed) THEN 'failed'
+             WHEN EXISTS (SELECT 1 FROM calendar_outbox o WHERE o.reservation_id = r.id) THEN 'pending'
+             ELSE 'synced' END AS sync_state,
+        (SELECT o.last_error FROM calendar_outbox o WHERE o.reservation_id = r.id AND o.failed
+          ORDER BY o.id DESC LIMIT 1) AS sync_error
     FROM reservations r
     JOIN resources res ON res.id = r.resource_id
     JOIN users u ON u.id = r.user_id "
@@ -175,6 +182,14 @@ impl Store {
     /// start is reported by the first query, and one that goes away later is
     /// reconnected without a restart.
     pub fn connect_lazy(options: PgConnectOptions, size: u32) -> Store {
+        Store::connect_lazy_with_calendar(options, size, false)
+    }
+
+    /// Like [`Store::connect_lazy`]; `calendar` says whether calendar sync is
+    /// on, which reservations' sync state reports (`gpures.calendar` is set on
+    /// every connection).
+    pub fn connect_lazy_with_calendar(options: PgConnectOptions, size: u32, calendar: bool) -> Store {
+        let options = options.options([("gpures.calendar", if calendar { "on" } else { "off" })]);
         let pool = PgPoolOptions::new()
             .max_connections(size)
             .min_connections(0)
@@ -559,6 +574,158 @@ impl Store {
     }
 }
 
+/// How a claimed delivery ended.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// Google holds the latest state: the rows go.
+    Done,
+    /// Try again after the delay; the reason is kept.
+    Retry(String, std::time::Duration),
+    /// Google refused for good; the rows stay, marked failed with the reason.
+    Failed(String),
+}
+
+/// One reservation's outbox rows, locked for delivery by this daemon.
+pub struct CalendarClaim {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    rows: Vec<i64>,
+    /// The most attempts any of the rows had (for the backoff).
+    pub attempts: i32,
+    /// The reservation's current state.
+    pub reservation: Option<Reservation>,
+}
+
+impl CalendarClaim {
+    /// Records the outcome and releases the rows.
+    ///
+    /// # Errors
+    /// Store failures (the rows then stay as they were).
+    pub async fn finish(mut self, delivery: Delivery) -> Result<()> {
+        match delivery {
+            Delivery::Done => {
+                sqlx::query("DELETE FROM calendar_outbox WHERE id = ANY($1)")
+                    .bind(&self.rows)
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+            Delivery::Retry(reason, after) => {
+                sqlx::query(
+                    "UPDATE calendar_outbox SET attempts = attempts + 1, last_error = $2,
+                         next_attempt_at = now() + make_interval(secs => $3)
+                     WHERE id = ANY($1)",
+                )
+                .bind(&self.rows)
+                .bind(reason)
+                .bind(after.as_secs_f64())
+                .execute(&mut *self.tx)
+                .await?;
+            }
+            Delivery::Failed(reason) => {
+                sqlx::query(
+                    "UPDATE calendar_outbox SET attempts = attempts + 1, last_error = $2, failed = true WHERE id = ANY($1)",
+                )
+                .bind(&self.rows)
+                .bind(reason)
+                .execute(&mut *self.tx)
+                .await?;
+                notify_change(&mut self.tx).await?;
+            }
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    // ---- calendar outbox ----
+
+    /// Reservations with rows due for delivery, oldest change first.
+    pub async fn calendar_due(&self, limit: i64) -> Result<Vec<Uuid>> {
+        let rows: Vec<(Uuid,)> = sqlx::query_as(
+            "SELECT reservation_id FROM calendar_outbox WHERE NOT failed AND next_attempt_at <= now()
+             GROUP BY reservation_id ORDER BY min(id) LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// When the next row is due, if any is waiting.
+    pub async fn calendar_next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(
+            sqlx::query_scalar("SELECT min(next_attempt_at) FROM calendar_outbox WHERE NOT failed")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Locks the due rows of one reservation for delivery, unless another
+    /// daemon is delivering it (advisory lock) or holds the rows.
+    pub async fn calendar_claim(&self, reservation_id: Uuid) -> Result<Option<CalendarClaim>> {
+        let mut tx = self.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1::text, 7261))")
+            .bind(reservation_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Ok(None);
+        }
+        let rows: Vec<(i64, i32)> = sqlx::query_as(
+            "SELECT id, attempts FROM calendar_outbox
+             WHERE reservation_id = $1 AND NOT failed AND next_attempt_at <= now()
+             ORDER BY id FOR UPDATE SKIP LOCKED",
+        )
+        .bind(reservation_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let reservation = match reservation(&mut tx, reservation_id).await {
+            Ok(r) => Some(r),
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Some(CalendarClaim {
+            attempts: rows.iter().map(|(_, a)| *a).max().unwrap_or(0),
+            rows: rows.into_iter().map(|(id, _)| id).collect(),
+            tx,
+            reservation,
+        }))
+    }
+
+    /// Gives every failed row another chance (after a configuration change,
+    /// or `calendar resync`).
+    pub async fn calendar_retry_failed(&self) -> Result<u64> {
+        Ok(
+            sqlx::query("UPDATE calendar_outbox SET failed = false, attempts = 0, next_attempt_at = now() WHERE failed")
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    /// The outbox as admins see it.
+    pub async fn calendar_status(&self, enabled: bool) -> Result<CalendarStatus> {
+        let (queued, failed, oldest, last_error): (i64, i64, Option<DateTime<Utc>>, Option<String>) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE NOT failed), count(*) FILTER (WHERE failed),
+                    min(created_at) FILTER (WHERE NOT failed),
+                    (SELECT last_error FROM calendar_outbox WHERE last_error IS NOT NULL ORDER BY id DESC LIMIT 1)
+             FROM calendar_outbox",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(CalendarStatus {
+            enabled,
+            queued,
+            failed,
+            oldest_pending_secs: oldest.map(|t| (Utc::now() - t).num_seconds().max(0)),
+            last_error,
+        })
+    }
+}
+
 /// One of the fixed account changes [`Store::change_user`] makes.
 #[derive(Clone, Copy, Debug)]
 pub enum UserChange<'a> {
@@ -865,6 +1032,8 @@ struct ReservationRow {
     status: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    sync_state: String,
+    sync_error: Option<String>,
 }
 
 impl From<ReservationRow> for Reservation {
@@ -891,6 +1060,12 @@ impl From<ReservationRow> for Reservation {
             },
             created_at: r.created_at,
             updated_at: r.updated_at,
+            sync: match r.sync_state.as_str() {
+                "off" => SyncState::Off,
+                "failed" => SyncState::Failed(r.sync_error.unwrap_or_default()),
+                "pending" => SyncState::Pending,
+                _ => SyncState::Synced,
+            },
         }
     }
 }

@@ -260,6 +260,46 @@ pub struct Reservation {
     pub status: ReservationStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Whether Google Calendar shows its latest state.
+    pub sync: SyncState,
+}
+
+/// A reservation's state in Google Calendar.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncState {
+    /// Calendar sync is turned off on this daemon.
+    Off,
+    /// A change waits to be written (or is being retried).
+    Pending,
+    /// The calendar shows the latest state.
+    Synced,
+    /// Google refused the change; the reason. Retried after a daemon restart
+    /// or `gpures-daemon calendar resync`.
+    Failed(String),
+}
+
+impl SyncState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SyncState::Off => "off",
+            SyncState::Pending => "pending",
+            SyncState::Synced => "synced",
+            SyncState::Failed(_) => "failed",
+        }
+    }
+}
+
+/// The calendar outbox as admins see it in `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CalendarStatus {
+    pub enabled: bool,
+    /// Changes waiting to be written.
+    pub queued: i64,
+    /// Changes Google refused for good.
+    pub failed: i64,
+    /// Age of the oldest waiting change, in seconds.
+    pub oldest_pending_secs: Option<i64>,
+    pub last_error: Option<String>,
 }
 
 /// Who holds a slot that a booking or a change wanted.
@@ -356,6 +396,8 @@ pub struct StatusReport {
     /// Per host sharing the database: how its GPUs are sampled, or why not
     /// ("no GPU telemetry").
     pub hosts: Vec<HostTelemetry>,
+    /// The calendar outbox; only for admins.
+    pub calendar: Option<CalendarStatus>,
 }
 
 /// How one host samples its GPUs.

@@ -62,6 +62,10 @@ pub struct ReservationJson {
     pub end: String,
     pub note: String,
     pub status: String,
+    /// Google Calendar: `off`, `pending`, `synced` or `failed`.
+    pub sync: String,
+    /// Why Google refused it, when `sync` is `failed`.
+    pub sync_error: Option<String>,
 }
 
 impl ReservationJson {
@@ -78,6 +82,11 @@ impl ReservationJson {
             end: rfc3339(r.period.end, tz),
             note: text::sanitize(&r.note),
             status: r.status.as_str().to_owned(),
+            sync: r.sync.as_str().to_owned(),
+            sync_error: match &r.sync {
+                gpures_proto::SyncState::Failed(e) => Some(text::sanitize(e)),
+                _ => None,
+            },
         }
     }
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use crossterm::event::{KeyCode, KeyEvent};
 use gpures_proto::{
-    GpuFlag, GpuProcess, GpuTelemetry, Holder, HostTelemetry, Period, Reservation,
+    GpuFlag, GpuProcess, GpuTelemetry, Holder, HostTelemetry, Period, SyncState, Reservation,
     ReservationStatus, Resource, ResourceKind, ResourceStatus, Role, StatusReport, UserInfo,
     UserRef,
 };
@@ -90,6 +90,11 @@ fn reservation(n: u128, u: &UserInfo, res: i64, from_h: i64, to_h: i64, note: &s
         status: ReservationStatus::Active,
         created_at: now(),
         updated_at: now(),
+        sync: match n {
+            1 => SyncState::Pending,
+            2 => SyncState::Failed("insert: 403 forbidden".into()),
+            _ => SyncState::Synced,
+        },
     }
 }
 
@@ -183,6 +188,13 @@ fn app() -> App {
             sampled_at: Some(now()),
             note: None,
         }],
+        calendar: Some(gpures_proto::CalendarStatus {
+            enabled: true,
+            queued: 3,
+            failed: 1,
+            oldest_pending_secs: Some(42),
+            last_error: Some("insert: 403 forbidden".into()),
+        }),
     };
     let effects = app.apply(Msg::Loaded(Box::new(Snapshot {
         me: Some(us[0].clone()),

@@ -219,6 +219,16 @@ fn cursor_details(app: &App) -> String {
     }
 }
 
+/// A reservation's Google Calendar state as a short mark that reads without colour.
+fn sync_mark(s: &gpures_proto::SyncState) -> &'static str {
+    match s {
+        gpures_proto::SyncState::Off => "",
+        gpures_proto::SyncState::Pending => "… pending",
+        gpures_proto::SyncState::Synced => "✓ synced",
+        gpures_proto::SyncState::Failed(_) => "! failed",
+    }
+}
+
 fn period_text(app: &App, p: &Period) -> String {
     let s = p.start.with_timezone(&app.tz);
     let e = p.end.with_timezone(&app.tz);
@@ -468,6 +478,7 @@ fn draw_mine(app: &App, frame: &mut Frame, area: Rect) {
                 Cell::from(period_text(app, &r.period)),
                 Cell::from(format_span(r.period.end - r.period.start)),
                 Cell::from(state),
+                Cell::from(sync_mark(&r.sync)),
                 Cell::from(text::sanitize(&r.note)),
             ])
             .style(st)
@@ -481,11 +492,12 @@ fn draw_mine(app: &App, frame: &mut Frame, area: Rect) {
             Constraint::Length(32),
             Constraint::Length(8),
             Constraint::Length(9),
+            Constraint::Length(10),
             Constraint::Min(10),
         ],
     )
     .header(
-        Row::new(vec!["GPU", "WHEN", "LENGTH", "STATE", "NOTE"])
+        Row::new(vec!["GPU", "WHEN", "LENGTH", "STATE", "CALENDAR", "NOTE"])
             .style(Style::default().add_modifier(Modifier::BOLD)),
     )
     .block(
@@ -642,6 +654,20 @@ fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
     )
     .block(Block::default().borders(Borders::ALL).title(title));
     frame.render_widget(table, area);
+    let mut notes = notes;
+    if let Some(c) = &report.calendar {
+        notes.push(if c.enabled {
+            format!(
+                "calendar: {} queued{}{}{}",
+                c.queued,
+                c.oldest_pending_secs.map(|s| format!(", oldest {s} s")).unwrap_or_default(),
+                if c.failed > 0 { format!(", {} failed", c.failed) } else { String::new() },
+                c.last_error.as_ref().map(|e| format!(", last error: {}", text::sanitize(e))).unwrap_or_default()
+            )
+        } else {
+            "calendar sync off".into()
+        });
+    }
     if !notes.is_empty() && area.height > 3 {
         let line = Rect {
             x: area.x + 1,
