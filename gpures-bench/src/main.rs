@@ -609,7 +609,10 @@ async fn scenario_timeline(env: &mut Env, figures: &mut Vec<Figure>, big: i64) -
                 .await??;
             lat.push(t.elapsed());
             if tl.reservations.len() < 250 {
-                bail!("the window holds only {} reservations", tl.reservations.len());
+                bail!(
+                    "the window holds only {} reservations",
+                    tl.reservations.len()
+                );
             }
         }
         lat.sort();

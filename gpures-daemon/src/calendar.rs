@@ -39,7 +39,8 @@ use crate::config::CalendarConfig;
 use crate::store::{Delivery, Store};
 
 /// The one HTTP connector the hub is built with.
-pub type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+pub type Connector =
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
 type Hub = CalendarHub<Connector>;
 
 /// Private extended property marking our events, with `1`.
@@ -49,7 +50,6 @@ pub const PROP_RESERVATION: &str = "gpures_reservation";
 /// Private extended property holding the daemon host that wrote the event.
 pub const PROP_HOST: &str = "gpures_host";
 
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Error)]
@@ -58,7 +58,9 @@ pub enum CalendarError {
         "Google Calendar sync is turned off: set GOOGLE_CALENDAR_ENABLED=true (or [calendar] enabled = true)"
     )]
     Disabled,
-    #[error("no service account key file is configured: set GOOGLE_SERVICE_ACCOUNT_FILE (or [calendar] service_account_file)")]
+    #[error(
+        "no service account key file is configured: set GOOGLE_SERVICE_ACCOUNT_FILE (or [calendar] service_account_file)"
+    )]
     NoKeyFile,
     #[error("no calendar id is configured: set GOOGLE_CALENDAR_ID (or [calendar] calendar_id)")]
     NoCalendarId,
@@ -124,8 +126,16 @@ impl std::fmt::Debug for Calendar {
 fn connector() -> Result<Connector, CalendarError> {
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()
-        .map_err(|e| CalendarError::Client(format!("no system CA certificates ({e}): apt install ca-certificates")))?;
-    Ok(builder.https_or_http().enable_http1().enable_http2().build())
+        .map_err(|e| {
+            CalendarError::Client(format!(
+                "no system CA certificates ({e}): apt install ca-certificates"
+            ))
+        })?;
+    Ok(builder
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build())
 }
 
 impl Calendar {
@@ -138,21 +148,34 @@ impl Calendar {
         if !config.enabled {
             return Err(CalendarError::Disabled);
         }
-        let path = config.service_account_file.as_ref().ok_or(CalendarError::NoKeyFile)?;
-        let calendar_id = config.calendar_id.clone().filter(|c| !c.is_empty()).ok_or(CalendarError::NoCalendarId)?;
+        let path = config
+            .service_account_file
+            .as_ref()
+            .ok_or(CalendarError::NoKeyFile)?;
+        let calendar_id = config
+            .calendar_id
+            .clone()
+            .filter(|c| !c.is_empty())
+            .ok_or(CalendarError::NoCalendarId)?;
         let key = read_key(path).await?;
         let client_email = key.client_email.clone();
         let connector = connector()?;
-        let token_http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build::<_, String>(connector.clone());
-        let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-        let auth = yup_oauth2::ServiceAccountAuthenticator::with_client(key, yup_oauth2::CustomHyperClientBuilder::from(token_http))
-            .build()
-            .await
-            .map_err(|e| CalendarError::KeyFile {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
+        let token_http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build::<_, String>(connector.clone());
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        let auth = yup_oauth2::ServiceAccountAuthenticator::with_client(
+            key,
+            yup_oauth2::CustomHyperClientBuilder::from(token_http),
+        )
+        .build()
+        .await
+        .map_err(|e| CalendarError::KeyFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         let mut hub = CalendarHub::new(http, auth);
         if let Some(base) = &config.api_base_url {
             let base = base.trim_end_matches('/');
@@ -180,17 +203,22 @@ impl Calendar {
             description.push_str(&note);
             description.push_str("\n\n");
         }
+        // The same text whichever daemon writes it, so that daemons of one
+        // lab reconciling in turn never rewrite each other's events.
         description.push_str(&format!(
-            "{} <{}>\nbooking {}\nreservation {}\nbooked with gpures on {}",
+            "{} <{}>\nbooking {}\nreservation {}\nbooked with gpures",
             text::sanitize(&r.user.display_name),
             text::sanitize(&r.user.email),
             r.booking_id,
             r.id,
-            self.host
         ));
         Event {
             id: Some(event_id(r.id)),
-            summary: Some(format!("{} · {}", text::sanitize(&r.resource_name), text::sanitize(&r.user.display_name))),
+            summary: Some(format!(
+                "{} · {}",
+                text::sanitize(&r.resource_name),
+                text::sanitize(&r.user.display_name)
+            )),
             description: Some(description),
             start: Some(EventDateTime {
                 date_time: Some(r.period.start),
@@ -211,11 +239,18 @@ impl Calendar {
         }
     }
 
-    async fn timed<T>(&self, what: &str, call: impl Future<Output = google_calendar3::Result<T>>) -> Result<T, SyncError> {
+    async fn timed<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = google_calendar3::Result<T>>,
+    ) -> Result<T, SyncError> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(classify(e, what)),
-            Err(_) => Err(SyncError::Retry(format!("{what}: no answer within {} s", self.timeout.as_secs()))),
+            Err(_) => Err(SyncError::Retry(format!(
+                "{what}: no answer within {} s",
+                self.timeout.as_secs()
+            ))),
         }
     }
 
@@ -226,14 +261,23 @@ impl Calendar {
     pub async fn upsert(&self, r: &Reservation) -> Result<Written, SyncError> {
         let event = self.event_for(r);
         let inserted = self
-            .timed("insert", self.hub.events().insert(event.clone(), &self.calendar_id).doit())
+            .timed(
+                "insert",
+                self.hub
+                    .events()
+                    .insert(event.clone(), &self.calendar_id)
+                    .doit(),
+            )
             .await;
         match inserted {
             Ok(_) => Ok(Written::Created),
             Err(SyncError::Permanent(m)) if m.contains("409") => {
                 self.timed(
                     "update",
-                    self.hub.events().update(event, &self.calendar_id, &event_id(r.id)).doit(),
+                    self.hub
+                        .events()
+                        .update(event, &self.calendar_id, &event_id(r.id))
+                        .doit(),
                 )
                 .await?;
                 Ok(Written::Updated)
@@ -248,11 +292,19 @@ impl Calendar {
     /// [`SyncError`].
     pub async fn delete(&self, id: Uuid) -> Result<Written, SyncError> {
         match self
-            .timed("delete", self.hub.events().delete(&self.calendar_id, &event_id(id)).doit())
+            .timed(
+                "delete",
+                self.hub
+                    .events()
+                    .delete(&self.calendar_id, &event_id(id))
+                    .doit(),
+            )
             .await
         {
             Ok(_) => Ok(Written::Deleted),
-            Err(SyncError::Permanent(m)) if m.contains("404") || m.contains("410") => Ok(Written::Deleted),
+            Err(SyncError::Permanent(m)) if m.contains("404") || m.contains("410") => {
+                Ok(Written::Deleted)
+            }
             Err(e) => Err(e),
         }
     }
@@ -261,7 +313,11 @@ impl Calendar {
     ///
     /// # Errors
     /// [`SyncError`].
-    pub async fn list_managed(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Event>, SyncError> {
+    pub async fn list_managed(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Event>, SyncError> {
         let mut out = Vec::new();
         let mut page: Option<String> = None;
         loop {
@@ -318,7 +374,11 @@ impl Calendar {
             }),
             ..Event::default()
         };
-        let inserted = tokio::time::timeout(self.timeout, self.hub.events().insert(probe, &self.calendar_id).doit()).await;
+        let inserted = tokio::time::timeout(
+            self.timeout,
+            self.hub.events().insert(probe, &self.calendar_id).doit(),
+        )
+        .await;
         let explain = |e: google_calendar3::Error| -> String {
             let (status, reason) = status_and_reason(&e);
             match status {
@@ -333,7 +393,9 @@ impl Calendar {
                      the calendar's Settings and sharing → Integrate calendar → Calendar ID ({reason})",
                     self.calendar_id
                 ),
-                Some(401) => format!("Google refused the service account's credentials: download a new key ({reason})"),
+                Some(401) => format!(
+                    "Google refused the service account's credentials: download a new key ({reason})"
+                ),
                 _ if matches!(e, google_calendar3::Error::MissingToken(_)) => format!(
                     "could not get a token for the service account (is the key valid, the Calendar API enabled \
                      for its project, and the network to oauth2.googleapis.com open?): {e}"
@@ -342,13 +404,29 @@ impl Calendar {
             }
         };
         match inserted {
-            Err(_) => return Err(format!("Google did not answer within {} s", self.timeout.as_secs())),
+            Err(_) => {
+                return Err(format!(
+                    "Google did not answer within {} s",
+                    self.timeout.as_secs()
+                ));
+            }
             Ok(Err(e)) => return Err(explain(e)),
             Ok(Ok(_)) => {}
         }
-        match tokio::time::timeout(self.timeout, self.hub.events().delete(&self.calendar_id, &event_id(id)).doit()).await {
+        match tokio::time::timeout(
+            self.timeout,
+            self.hub
+                .events()
+                .delete(&self.calendar_id, &event_id(id))
+                .doit(),
+        )
+        .await
+        {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("the test event was written but deleting it failed: {}", explain(e))),
+            Ok(Err(e)) => Err(format!(
+                "the test event was written but deleting it failed: {}",
+                explain(e)
+            )),
             Err(_) => Err("deleting the test event got no answer".into()),
         }
     }
@@ -359,7 +437,9 @@ async fn read_key(path: &Path) -> Result<yup_oauth2::ServiceAccountKey, Calendar
         path: path.display().to_string(),
         reason,
     };
-    let text = tokio::fs::read_to_string(path).await.map_err(|e| err(e.to_string()))?;
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| err(e.to_string()))?;
     serde_json::from_str(&text).map_err(|e| err(format!("not a service account key: {e}")))
 }
 
@@ -394,7 +474,9 @@ fn status_and_reason(e: &google_calendar3::Error) -> (Option<u16>, String) {
             }
             Err(_) => (None, v.to_string()),
         },
-        google_calendar3::Error::Failure(resp) => (Some(resp.status().as_u16()), resp.status().to_string()),
+        google_calendar3::Error::Failure(resp) => {
+            (Some(resp.status().as_u16()), resp.status().to_string())
+        }
         _ => (None, e.to_string()),
     }
 }
@@ -405,7 +487,9 @@ fn classify(e: google_calendar3::Error, what: &str) -> SyncError {
     let msg = |s: &str| format!("{what}: {s}");
     match (status, &e) {
         (Some(429), _) => SyncError::Retry(msg(&format!("429 rate limited ({reason})"))),
-        (Some(403), _) if reason.contains("rateLimitExceeded") || reason.contains("userRateLimitExceeded") => {
+        (Some(403), _)
+            if reason.contains("rateLimitExceeded") || reason.contains("userRateLimitExceeded") =>
+        {
             SyncError::Retry(msg(&format!("403 {reason}")))
         }
         (Some(s), _) if s >= 500 => SyncError::Retry(msg(&format!("{s} server error ({reason})"))),
@@ -413,16 +497,21 @@ fn classify(e: google_calendar3::Error, what: &str) -> SyncError {
         (None, google_calendar3::Error::HttpError(_) | google_calendar3::Error::Io(_)) => {
             SyncError::Retry(msg(&format!("connection error: {e}")))
         }
-        (None, google_calendar3::Error::MissingToken(_)) => SyncError::Retry(msg(&format!("no access token: {e}"))),
-        (None, google_calendar3::Error::JsonDecodeError(..)) => SyncError::Retry(msg(&format!("unreadable answer: {e}"))),
+        (None, google_calendar3::Error::MissingToken(_)) => {
+            SyncError::Retry(msg(&format!("no access token: {e}")))
+        }
+        (None, google_calendar3::Error::JsonDecodeError(..)) => {
+            SyncError::Retry(msg(&format!("unreadable answer: {e}")))
+        }
         (None, _) => SyncError::Permanent(msg(&e.to_string())),
     }
 }
 
-/// The delay before attempt `attempts + 1`: 1 s doubling to 5 min, ±25 %.
-pub fn backoff(attempts: i32) -> Duration {
+/// The delay before attempt `attempts + 1`: `first` (1 s) doubling to
+/// 5 min, ±25 %.
+pub fn backoff(first: Duration, attempts: i32) -> Duration {
     let exp = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
-    let base = BACKOFF_MIN.saturating_mul(1u32 << exp).min(BACKOFF_MAX);
+    let base = first.saturating_mul(1u32 << exp).min(BACKOFF_MAX);
     let jitter = 0.75 + rand::random::<f64>() * 0.5;
     base.mul_f64(jitter).min(BACKOFF_MAX)
 }
@@ -458,10 +547,16 @@ pub async fn reconcile(
     to: DateTime<Utc>,
 ) -> Result<Reconciled, String> {
     let active = store
-        .active_in_window(gpures_proto::Period { start: from, end: to })
+        .active_in_window(gpures_proto::Period {
+            start: from,
+            end: to,
+        })
         .await
         .map_err(|e| e.to_string())?;
-    let events = cal.list_managed(from, to).await.map_err(|e| e.to_string())?;
+    let events = cal
+        .list_managed(from, to)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut report = Reconciled::default();
     let mut seen = std::collections::HashSet::new();
     for ev in &events {
@@ -484,7 +579,13 @@ pub async fn reconcile(
             }
             _ => {
                 let Some(id) = ev.id.clone() else { continue };
-                match cal.timed("delete", cal.hub.events().delete(&cal.calendar_id, &id).doit()).await {
+                match cal
+                    .timed(
+                        "delete",
+                        cal.hub.events().delete(&cal.calendar_id, &id).doit(),
+                    )
+                    .await
+                {
                     Ok(_) => {}
                     Err(SyncError::Permanent(m)) if m.contains("404") || m.contains("410") => {}
                     Err(e) => return Err(e.to_string()),
@@ -494,11 +595,11 @@ pub async fn reconcile(
             }
         }
     }
+    // Missing from the calendar (never written, or deleted by hand: then the
+    // insert meets the deleted event's id and revives it by an update).
     for r in active.iter().filter(|r| !seen.contains(&r.id)) {
-        match cal.upsert(r).await.map_err(|e| e.to_string())? {
-            Written::Created => report.created += 1,
-            _ => report.updated += 1,
-        }
+        cal.upsert(r).await.map_err(|e| e.to_string())?;
+        report.created += 1;
         tracing::info!(event = %event_id(r.id), "Calendar event created: {}", event_id(r.id));
     }
     Ok(report)
@@ -518,6 +619,7 @@ impl Worker {
         mut shutdown: watch::Receiver<bool>,
         writes_per_sec: f64,
         reconcile_every: Duration,
+        retry_first: Duration,
     ) -> JoinHandle<()> {
         tokio::spawn(async move {
             // A restart is how configuration changes arrive: give failed rows
@@ -529,7 +631,16 @@ impl Worker {
             let mut last_write = tokio::time::Instant::now() - spacing;
             let mut next_reconcile = tokio::time::Instant::now() + reconcile_every;
             loop {
-                let wait = match deliver_due(&cal, &store, spacing, &mut last_write, &mut shutdown).await {
+                let wait = match deliver_due(
+                    &cal,
+                    &store,
+                    spacing,
+                    retry_first,
+                    &mut last_write,
+                    &mut shutdown,
+                )
+                .await
+                {
                     // Delivered something: there may be more right away.
                     Ok(Progress { delivered, .. }) if delivered > 0 => Duration::ZERO,
                     Ok(Progress { next_due, .. }) => next_due
@@ -544,7 +655,14 @@ impl Worker {
                 };
                 if tokio::time::Instant::now() >= next_reconcile {
                     let now = Utc::now();
-                    match reconcile(&cal, &store, now - TimeDelta::days(1), now + TimeDelta::days(14)).await {
+                    match reconcile(
+                        &cal,
+                        &store,
+                        now - TimeDelta::days(1),
+                        now + TimeDelta::days(14),
+                    )
+                    .await
+                    {
                         Ok(r) => tracing::info!(?r, "calendar reconciled"),
                         Err(e) => tracing::warn!(error = %e, "Failed to reconcile the calendar"),
                     }
@@ -556,7 +674,8 @@ impl Worker {
                     }
                     continue;
                 }
-                let wait = wait.min(next_reconcile.saturating_duration_since(tokio::time::Instant::now()));
+                let wait =
+                    wait.min(next_reconcile.saturating_duration_since(tokio::time::Instant::now()));
                 tokio::select! {
                     _ = crate::shutdown_requested(&mut shutdown) => return,
                     _ = changes.changed() => {}
@@ -578,6 +697,7 @@ async fn deliver_due(
     cal: &Calendar,
     store: &Store,
     spacing: Duration,
+    retry_first: Duration,
     last_write: &mut tokio::time::Instant,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Progress, crate::store::StoreError> {
@@ -608,7 +728,7 @@ async fn deliver_due(
             }
             Err(SyncError::Retry(m)) => {
                 tracing::warn!(event = %id, "Failed to sync calendar event {id}, will retry: {m}");
-                Delivery::Retry(m, backoff(claim.attempts))
+                Delivery::Retry(m, backoff(retry_first, claim.attempts))
             }
             Err(SyncError::Permanent(m)) => {
                 tracing::error!(event = %id, "Failed to sync calendar event {id}: {m}");

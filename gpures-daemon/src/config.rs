@@ -98,6 +98,9 @@ pub struct CalendarConfig {
     /// Test only: where the Calendar API is (default Google's). The token
     /// endpoint comes from the key file's `token_uri`.
     pub api_base_url: Option<String>,
+    /// Test only: the first retry's delay in milliseconds (it doubles up to
+    /// 5 minutes). Default 1000.
+    pub retry_base_ms: u64,
 }
 
 impl Default for CalendarConfig {
@@ -110,6 +113,7 @@ impl Default for CalendarConfig {
             reconcile_interval_secs: 3600,
             request_timeout_secs: 10,
             api_base_url: None,
+            retry_base_ms: 1000,
         }
     }
 }
@@ -275,7 +279,8 @@ impl Config {
             config.host = Some(v);
         }
         if let Some(v) = env("GOOGLE_CALENDAR_ENABLED") {
-            config.calendar.enabled = matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
+            config.calendar.enabled =
+                matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
         }
         if let Some(v) = env("GOOGLE_SERVICE_ACCOUNT_FILE") {
             config.calendar.service_account_file = Some(v.into());
@@ -327,7 +332,7 @@ impl Config {
         if self.limits.max_connections == 0 || self.limits.max_connections_per_user == 0 {
             return invalid("limits", "connection limits must be at least 1");
         }
-        if !(self.calendar.writes_per_sec > 0.0) {
+        if self.calendar.writes_per_sec.is_nan() || self.calendar.writes_per_sec <= 0.0 {
             return invalid("calendar.writes_per_sec", "must be more than 0");
         }
         if self.gpu.sample_interval_secs == 0 {

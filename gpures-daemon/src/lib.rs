@@ -91,7 +91,11 @@ pub async fn open_database(config: &Config, cluster_options: ClusterOptions) -> 
         .await
         .context("the PostgreSQL start-up thread failed")??;
     create_database_if_missing(&cluster, pg::DATABASE).await?;
-    let store = Store::connect_lazy_with_calendar(cluster.connect_options(pg::DATABASE), pool_size, config.calendar.enabled);
+    let store = Store::connect_lazy_with_calendar(
+        cluster.connect_options(pg::DATABASE),
+        pool_size,
+        config.calendar.enabled,
+    );
     Ok(Database {
         store,
         cluster: Some(cluster),
@@ -252,7 +256,8 @@ async fn serve_database(
                     changes_rx.clone(),
                     shutdown_rx.clone(),
                     config.calendar.writes_per_sec,
-                    Duration::from_secs(config.calendar.reconcile_interval_secs.max(60)),
+                    Duration::from_secs(config.calendar.reconcile_interval_secs.max(1)),
+                    Duration::from_millis(config.calendar.retry_base_ms.max(1)),
                 ))
             }
             Err(e) => {

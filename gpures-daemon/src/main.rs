@@ -64,11 +64,32 @@ enum Command {
     /// Backups.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Google Calendar sync.
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
     /// Write man pages (gpures-daemon.1 and one per subcommand) into DIR.
     #[command(hide = true)]
     Man { dir: PathBuf },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand, Debug)]
+enum CalendarCommand {
+    /// Make the calendar equal to the database: create missing events, update
+    /// changed ones, delete those of cancelled or unknown reservations; also
+    /// retries changes Google refused before.
+    Resync {
+        /// Start of the range (RFC 3339 or YYYY-MM-DD; default 30 days ago).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// End of the range (default 90 days ahead).
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+    },
+    /// Check the settings, the key, the token exchange and write access with a
+    /// probe event, and say how to fix what fails.
+    Check,
 }
 
 #[derive(Subcommand, Debug)]
@@ -205,6 +226,10 @@ async fn real_main(
     let admin_command = match command {
         Command::Man { .. } | Command::Completions { .. } => return Ok(()),
         Command::Db(DbCommand::Dump { file }) => return dump(&config, &file).await,
+        Command::Calendar(CalendarCommand::Check) => return calendar_check(&config).await,
+        Command::Calendar(CalendarCommand::Resync { from, to }) => {
+            return calendar_resync(&config, from.as_deref(), to.as_deref()).await;
+        }
         Command::Serve { .. } => {
             let shutdown = gpures_daemon::termination_signal()?;
             let listener = match systemd_listener {
@@ -376,4 +401,62 @@ async fn dump(config: &Config, file: &std::path::Path) -> Result<()> {
     }
     println!("dumped to {} (restore with pg_restore)", file.display());
     Ok(())
+}
+
+/// `calendar check`: each failure comes with its fix.
+async fn calendar_check(config: &Config) -> Result<()> {
+    use gpures_daemon::calendar::Calendar;
+    let cal = Calendar::connect(&config.calendar, &config.host_name()).await?;
+    println!("key: service account {}", cal.client_email);
+    match cal.check().await {
+        Ok(()) => {
+            println!(
+                "OK: wrote and deleted a test event in {}",
+                config.calendar.calendar_id.as_deref().unwrap_or("?")
+            );
+            Ok(())
+        }
+        Err(fix) => anyhow::bail!("{fix}"),
+    }
+}
+
+fn parse_when(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .with_context(|| format!("{s:?} is not RFC 3339 or YYYY-MM-DD"))?;
+    Ok(d.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
+/// `calendar resync`: the calendar made equal to the database.
+async fn calendar_resync(config: &Config, from: Option<&str>, to: Option<&str>) -> Result<()> {
+    use gpures_daemon::calendar::{Calendar, reconcile};
+    let now = chrono::Utc::now();
+    let from = from
+        .map(parse_when)
+        .transpose()?
+        .unwrap_or(now - chrono::TimeDelta::days(30));
+    let to = to
+        .map(parse_when)
+        .transpose()?
+        .unwrap_or(now + chrono::TimeDelta::days(90));
+    if to <= from {
+        anyhow::bail!("--to must be after --from");
+    }
+    let cal = Calendar::connect(&config.calendar, &config.host_name()).await?;
+    let database = open_database(config, Default::default()).await?;
+    let result = async {
+        database.store.migrate().await?;
+        let retried = database.store.calendar_retry_failed().await?;
+        let r = reconcile(&cal, &database.store, from, to).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!(
+            "calendar resynced from {from} to {to}: {} created, {} updated, {} deleted, {} already right; {retried} refused changes queued again",
+            r.created, r.updated, r.deleted, r.unchanged
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    database.close().await;
+    result
 }

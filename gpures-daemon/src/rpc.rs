@@ -540,7 +540,12 @@ impl Gpures for Connection {
             resources,
             hosts: records.iter().map(|r| r.summary()).collect(),
             calendar: if actor.is_admin() {
-                Some(store.calendar_status(self.shared.calendar_enabled).await.map_err(store_err)?)
+                Some(
+                    store
+                        .calendar_status(self.shared.calendar_enabled)
+                        .await
+                        .map_err(store_err)?,
+                )
             } else {
                 None
             },

@@ -6,11 +6,11 @@
 //! [`StoreError::Retry`], lost connections are [`StoreError::Unavailable`].
 
 use chrono::{DateTime, Utc};
+use gpures_proto::{CalendarStatus, SyncState};
 use gpures_proto::{
     Holder, NewResource, Period, Reservation, ReservationFilter, ReservationStatus, Resource,
     ResourceKind, ResourceUpdate, Role, UserInfo, UserRef,
 };
-use gpures_proto::{CalendarStatus, SyncState};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Row};
 use thiserror::Error;
@@ -188,7 +188,11 @@ impl Store {
     /// Like [`Store::connect_lazy`]; `calendar` says whether calendar sync is
     /// on, which reservations' sync state reports (`gpures.calendar` is set on
     /// every connection).
-    pub fn connect_lazy_with_calendar(options: PgConnectOptions, size: u32, calendar: bool) -> Store {
+    pub fn connect_lazy_with_calendar(
+        options: PgConnectOptions,
+        size: u32,
+        calendar: bool,
+    ) -> Store {
         let options = options.options([("gpures.calendar", if calendar { "on" } else { "off" })]);
         let pool = PgPoolOptions::new()
             .max_connections(size)
@@ -664,10 +668,12 @@ impl Store {
     /// daemon is delivering it (advisory lock) or holds the rows.
     pub async fn calendar_claim(&self, reservation_id: Uuid) -> Result<Option<CalendarClaim>> {
         let mut tx = self.begin().await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1::text, 7261))")
-            .bind(reservation_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let locked: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended($1::text, 7261))",
+        )
+        .bind(reservation_id)
+        .fetch_one(&mut *tx)
+        .await?;
         if !locked {
             return Ok(None);
         }

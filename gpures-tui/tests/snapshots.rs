@@ -7,9 +7,9 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use crossterm::event::{KeyCode, KeyEvent};
 use gpures_proto::{
-    GpuFlag, GpuProcess, GpuTelemetry, Holder, HostTelemetry, Period, SyncState, Reservation,
-    ReservationStatus, Resource, ResourceKind, ResourceStatus, Role, StatusReport, UserInfo,
-    UserRef,
+    GpuFlag, GpuProcess, GpuTelemetry, Holder, HostTelemetry, Period, Reservation,
+    ReservationStatus, Resource, ResourceKind, ResourceStatus, Role, StatusReport, SyncState,
+    UserInfo, UserRef,
 };
 use gpures_tui::tui::app::{App, BookingForm, Effect, Field, Msg, Preview, Screen, Snapshot};
 use gpures_tui::tui::render;

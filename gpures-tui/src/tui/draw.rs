@@ -660,9 +660,18 @@ fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
             format!(
                 "calendar: {} queued{}{}{}",
                 c.queued,
-                c.oldest_pending_secs.map(|s| format!(", oldest {s} s")).unwrap_or_default(),
-                if c.failed > 0 { format!(", {} failed", c.failed) } else { String::new() },
-                c.last_error.as_ref().map(|e| format!(", last error: {}", text::sanitize(e))).unwrap_or_default()
+                c.oldest_pending_secs
+                    .map(|s| format!(", oldest {s} s"))
+                    .unwrap_or_default(),
+                if c.failed > 0 {
+                    format!(", {} failed", c.failed)
+                } else {
+                    String::new()
+                },
+                c.last_error
+                    .as_ref()
+                    .map(|e| format!(", last error: {}", text::sanitize(e)))
+                    .unwrap_or_default()
             )
         } else {
             "calendar sync off".into()

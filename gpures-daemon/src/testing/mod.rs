@@ -8,6 +8,8 @@
 //! [`TestDaemon`] runs [`run`](crate::run) on a temp socket over such a
 //! database. Nothing here is used by the daemon itself.
 
+pub mod fake_google;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
