@@ -4,11 +4,11 @@
 //! because shared machines are noisy. Prints a table, or JSON with `--json`.
 //!
 //! ```text
-//! cargo run --release -p gpures-bench -- [--json] [--history N] [SCENARIO...]
+//! cargo run --release -p gpures-bench -- [--json] [--history N] [--burst N] [SCENARIO...]
 //! ```
 //!
-//! Scenarios: ping, book, race, timeline, login, memory, tui, gpu (all when
-//! none is named). `docs/BENCHMARKS.md` records the figures.
+//! Scenarios: ping, book, race, timeline, login, memory, tui, gpu, calendar
+//! (all when none is named). `docs/BENCHMARKS.md` records the figures.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -984,6 +984,123 @@ fn scenario_gpu(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     Ok(())
 }
 
+/// Commit-to-event lag on the fake Google server, and a burst drained within
+/// the rate limit with every event written exactly once.
+async fn scenario_calendar(env: &mut Env, figures: &mut Vec<Figure>, burst: i64) -> Result<()> {
+    use gpures_daemon::testing::fake_google::{CALENDAR, FakeGoogle};
+    let fake = FakeGoogle::start().await?;
+    let key = env.root.join("calendar-key.json");
+    fake.write_key(&key)?;
+    let rate = 5.0;
+    let d = env
+        .daemon(|c| {
+            c.calendar.enabled = true;
+            c.calendar.service_account_file = Some(key.clone());
+            c.calendar.calendar_id = Some(CALENDAR.into());
+            c.calendar.api_base_url = Some(fake.base_url());
+            c.calendar.writes_per_sec = rate;
+        })
+        .await?;
+    let (admin, token) = d.admin("admin@bench.kr").await?;
+    let gpus = d.gpus(&admin, &token, 8).await?;
+    // Lag: one booking at a time, well under the rate limit.
+    let mut lags = Vec::new();
+    for i in 0..40i64 {
+        let b = admin
+            .create_booking(
+                context::current(),
+                token.clone(),
+                BookingRequest {
+                    request_id: uuid::Uuid::new_v4(),
+                    resources: vec![gpus[0]],
+                    period: hour_slot(2 + i),
+                    note: String::new(),
+                },
+            )
+            .await??;
+        let committed = Instant::now();
+        let id = gpures_daemon::calendar::event_id(b.reservations[0].id);
+        loop {
+            if fake.events().contains_key(&id) {
+                break;
+            }
+            if committed.elapsed() > Duration::from_secs(30) {
+                bail!("event {id} never arrived");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        lags.push(committed.elapsed());
+        // Keep to the rate limit, so that the lag is not queueing.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    lags.sort();
+    let (p50, p99) = (percentile(&lags, 0.5), percentile(&lags, 0.99));
+    figures.push(Figure {
+        scenario: "calendar",
+        name: "commit-to-event lag p50 (fake Google)".into(),
+        value: p50.as_secs_f64() * 1000.0,
+        unit: "ms",
+        baseline: None,
+        ratio: None,
+        goal: "p50 ≤ 500 ms",
+        met: Some(p50 <= Duration::from_millis(500)),
+    });
+    figures.push(Figure {
+        scenario: "calendar",
+        name: "commit-to-event lag p99".into(),
+        value: p99.as_secs_f64() * 1000.0,
+        unit: "ms",
+        baseline: None,
+        ratio: None,
+        goal: "-",
+        met: None,
+    });
+    // A burst: bookings return at once, the outbox drains at the rate limit.
+    let before = fake.events().len();
+    let started = Instant::now();
+    for i in 0..burst {
+        admin
+            .create_booking(
+                context::current(),
+                token.clone(),
+                BookingRequest {
+                    request_id: uuid::Uuid::new_v4(),
+                    resources: vec![gpus[usize::try_from(1 + i % 7)?]],
+                    period: hour_slot(2 + i),
+                    note: String::new(),
+                },
+            )
+            .await??;
+    }
+    let booked = started.elapsed();
+    loop {
+        if fake.events().len() >= before + usize::try_from(burst)? {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(u64::try_from(burst)? / 2 + 120) {
+            bail!("the burst did not drain");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let drained = started.elapsed();
+    let once = fake.max_inserts() == 1;
+    figures.push(Figure {
+        scenario: "calendar",
+        name: format!(
+            "{burst} bookings in a burst ({:.1} s to book): drained at {:.2}/s, each event once: {once}",
+            booked.as_secs_f64(),
+            burst as f64 / drained.as_secs_f64()
+        ),
+        value: drained.as_secs_f64(),
+        unit: "s",
+        baseline: Some(burst as f64 / rate),
+        ratio: Some(drained.as_secs_f64() / (burst as f64 / rate)),
+        goal: "within the rate limit, each exactly once",
+        met: Some(once && burst as f64 / drained.as_secs_f64() <= rate * 1.05),
+    });
+    d.stop().await
+}
+
 fn print_table(figures: &[Figure]) {
     println!(
         "{:<9} {:<68} {:>12} {:>12} {:>8}  {:<40} MET",
@@ -1016,11 +1133,18 @@ fn print_table(figures: &[Figure]) {
 async fn main() -> Result<()> {
     let mut json = false;
     let mut history = 1_000_000i64;
+    let mut burst = 1000i64;
     let mut chosen: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--json" => json = true,
+            "--burst" => {
+                burst = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .context("--burst N")?
+            }
             "--history" => {
                 history = args
                     .next()
@@ -1029,7 +1153,7 @@ async fn main() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "gpures-bench [--json] [--history N] [ping book race timeline login memory tui gpu]"
+                    "gpures-bench [--json] [--history N] [--burst N] [ping book race timeline login memory tui gpu calendar]"
                 );
                 return Ok(());
             }
@@ -1037,7 +1161,7 @@ async fn main() -> Result<()> {
         }
     }
     let all = [
-        "ping", "book", "race", "timeline", "login", "memory", "tui", "gpu",
+        "ping", "book", "race", "timeline", "login", "memory", "tui", "gpu", "calendar",
     ];
     if chosen.is_empty() {
         chosen = all.iter().map(|s| (*s).to_owned()).collect();
@@ -1059,6 +1183,7 @@ async fn main() -> Result<()> {
             "memory" => scenario_memory(&mut env, &mut figures).await?,
             "tui" => scenario_tui(&mut env, &mut figures).await?,
             "gpu" => scenario_gpu(&mut env, &mut figures)?,
+            "calendar" => scenario_calendar(&mut env, &mut figures, burst).await?,
             _ => {}
         }
     }

@@ -85,6 +85,9 @@ struct Inner {
     /// unknown so that both cases cost the same.
     dummy_hash: String,
     throttle: Throttle,
+    /// Password hashes computed at once: at most half the cores, so that a
+    /// burst of logins never starves the threads serving other calls.
+    hashing: tokio::sync::Semaphore,
 }
 
 impl fmt::Debug for Auth {
@@ -122,6 +125,11 @@ impl Auth {
                 ttl: chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12)),
                 dummy_hash,
                 throttle: Throttle::default(),
+                hashing: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism()
+                        .map(|n| (n.get() / 2).max(1))
+                        .unwrap_or(1),
+                ),
             }),
         }
     }
@@ -177,9 +185,19 @@ impl Auth {
     /// # Errors
     /// The hasher failed (it cannot with valid parameters).
     pub async fn hash_password(&self, password: String) -> Result<String> {
-        tokio::task::spawn_blocking(move || hash_password_now(&password))
+        let _turn = self
+            .inner
+            .hashing
+            .acquire()
             .await
-            .map_err(|e| AuthError::Hash(e.to_string()))?
+            .map_err(|e| AuthError::Hash(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let hash = hash_password_now(&password);
+            release_freed_memory();
+            hash
+        })
+        .await
+        .map_err(|e| AuthError::Hash(e.to_string()))?
     }
 
     /// Verifies a password on a blocking thread. `hash` of `None` (an unknown
@@ -187,14 +205,19 @@ impl Auth {
     pub async fn verify_password(&self, hash: Option<String>, password: String) -> bool {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.inner.dummy_hash.clone());
+        let Ok(_turn) = self.inner.hashing.acquire().await else {
+            return false;
+        };
         let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
+            let ok = PasswordHash::new(&hash)
                 .map(|parsed| {
                     argon2()
                         .verify_password(password.as_bytes(), &parsed)
                         .is_ok()
                 })
-                .unwrap_or(false)
+                .unwrap_or(false);
+            release_freed_memory();
+            ok
         })
         .await
         .unwrap_or(false);
@@ -203,6 +226,15 @@ impl Auth {
 
     pub fn throttle(&self) -> &Throttle {
         &self.inner.throttle
+    }
+}
+
+/// argon2id allocates 19 MiB per hash; give it back to the OS afterwards,
+/// so that an idle daemon stays small.
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only returns free heap memory to the OS.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

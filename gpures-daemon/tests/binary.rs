@@ -146,3 +146,52 @@ async fn serve_on_a_fresh_state_dir_and_admin_beside_it() {
     let (ok, out) = admin(&state, &["resource", "list"]);
     assert!(ok && out.contains("H100 80GB"), "{out}");
 }
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_and_db_dump_writes_a_backup() {
+    let url = gpures_daemon::testing::fresh_database_url()
+        .await
+        .expect("database");
+    let dir = tempfile::tempdir().expect("dir");
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--database-url")
+            .arg(&url)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .output()
+            .expect("run");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = run(&["migrate"]);
+    assert!(ok && out.contains("up to date"), "{out}");
+    let dump = dir.path().join("backup.dump");
+    let (ok, out) = run(&["db", "dump", dump.to_str().expect("path")]);
+    assert!(ok, "{out}");
+    let bytes = std::fs::read(&dump).expect("dump file");
+    assert!(
+        bytes.starts_with(b"PGDMP"),
+        "a pg_dump custom-format archive"
+    );
+    // A migration from the future, as a newer daemon would leave it.
+    let store = gpures_daemon::store::Store::connect_lazy(url.parse().expect("url"), 1);
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (29991231000000, 'from the future', true, '\\x00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .expect("insert");
+    store.close().await;
+    let (ok, out) = run(&["migrate"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("migrated by a newer gpures-daemon") && out.contains("29991231000000"),
+        "{out}"
+    );
+}
