@@ -592,16 +592,101 @@ pub mod framing {
     /// A framed, bincode-encoded transport over `stream`.
     pub fn transport<S, Item, SinkItem>(
         stream: S,
-    ) -> tarpc::serde_transport::Transport<S, Item, SinkItem, Bincode<Item, SinkItem>>
+    ) -> tarpc::serde_transport::Transport<S, Item, SinkItem, Codec<Item, SinkItem>>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite,
-        Item: for<'de> serde::Deserialize<'de>,
-        SinkItem: serde::Serialize,
+        Item: for<'de> serde::Deserialize<'de> + Unpin,
+        SinkItem: serde::Serialize + Unpin,
     {
         let framed: Framed<S, LengthDelimitedCodec> = LengthDelimitedCodec::builder()
             .max_frame_length(MAX_FRAME_BYTES)
             .new_framed(stream);
-        tarpc::serde_transport::new(framed, Bincode::default())
+        tarpc::serde_transport::new(framed, Codec::default())
+    }
+
+    /// bincode, with a panic while decoding turned into an error. tarpc
+    /// decodes a request's deadline by adding a peer-chosen duration to
+    /// `Instant::now()`, which panics on overflow: found by the `frames` fuzz
+    /// target. A hostile frame must close its connection, not unwind a task.
+    pub struct Codec<Item, SinkItem> {
+        ghost: std::marker::PhantomData<fn() -> (Item, SinkItem)>,
+    }
+
+    impl<Item, SinkItem> Default for Codec<Item, SinkItem> {
+        fn default() -> Self {
+            Codec {
+                ghost: std::marker::PhantomData,
+            }
+        }
+    }
+
+    impl<Item, SinkItem> tarpc::tokio_serde::Deserializer<Item> for Codec<Item, SinkItem>
+    where
+        Item: for<'de> serde::Deserialize<'de> + Unpin,
+        SinkItem: Unpin,
+    {
+        type Error = std::io::Error;
+
+        fn deserialize(
+            self: std::pin::Pin<&mut Self>,
+            src: &bytes::BytesMut,
+        ) -> Result<Item, Self::Error> {
+            if !deadline_fits(src) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a request deadline beyond the end of time",
+                ));
+            }
+            // Any other panic in decoding closes the connection too.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut bincode = Bincode::<Item, SinkItem>::default();
+                std::pin::Pin::new(&mut bincode).deserialize(src)
+            }))
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a frame that cannot be decoded",
+                ))
+            })
+        }
+    }
+
+    /// False when `frame` is a tarpc request whose deadline, added to now,
+    /// does not fit an `Instant`. Reads only the frame's prefix, laid out as
+    /// `ClientMessage::Request(Request { context: Context { deadline, .. }, .. })`
+    /// with the bincode options tarpc's transport uses (varint, little endian).
+    fn deadline_fits(frame: &[u8]) -> bool {
+        use bincode::Options;
+        #[derive(serde::Deserialize)]
+        enum Message {
+            Request(Prefix),
+        }
+        #[derive(serde::Deserialize)]
+        struct Prefix {
+            deadline: std::time::Duration,
+        }
+        let options = bincode::DefaultOptions::new().allow_trailing_bytes();
+        match options.deserialize::<Message>(frame) {
+            Ok(Message::Request(p)) => std::time::Instant::now().checked_add(p.deadline).is_some(),
+            // Not a request (a cancel) or not decodable: tarpc decides.
+            Err(_) => true,
+        }
+    }
+
+    impl<Item, SinkItem> tarpc::tokio_serde::Serializer<SinkItem> for Codec<Item, SinkItem>
+    where
+        Item: Unpin,
+        SinkItem: serde::Serialize + Unpin,
+    {
+        type Error = std::io::Error;
+
+        fn serialize(
+            self: std::pin::Pin<&mut Self>,
+            item: &SinkItem,
+        ) -> Result<bytes::Bytes, Self::Error> {
+            let mut bincode = Bincode::<Item, SinkItem>::default();
+            std::pin::Pin::new(&mut bincode).serialize(item)
+        }
     }
 
     /// Connects to the daemon's socket and returns a client (no hello sent yet).
