@@ -838,26 +838,7 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
                 println!("no GPU telemetry yet");
             }
             if let Some(c) = &report.calendar {
-                if c.enabled {
-                    println!(
-                        "calendar: {} queued{}{}{}",
-                        c.queued,
-                        c.oldest_pending_secs
-                            .map(|s| format!(", oldest {s} s"))
-                            .unwrap_or_default(),
-                        if c.failed > 0 {
-                            format!(", {} failed", c.failed)
-                        } else {
-                            String::new()
-                        },
-                        c.last_error
-                            .as_ref()
-                            .map(|e| format!(", last error: {}", text::sanitize(e)))
-                            .unwrap_or_default()
-                    );
-                } else {
-                    println!("calendar: sync off");
-                }
+                println!("{}", output::calendar_line(c));
             }
         }
         Command::Run {

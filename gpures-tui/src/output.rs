@@ -165,6 +165,29 @@ impl From<&UserInfo> for AccountJson {
     }
 }
 
+/// The calendar queue in one line: `calendar: 3 queued, oldest 42 s, 1 failed, last error: …`.
+pub fn calendar_line(c: &gpures_proto::CalendarStatus) -> String {
+    if !c.enabled {
+        return "calendar: sync off".into();
+    }
+    format!(
+        "calendar: {} queued{}{}{}",
+        c.queued,
+        c.oldest_pending_secs
+            .map(|s| format!(", oldest {s} s"))
+            .unwrap_or_default(),
+        if c.failed > 0 {
+            format!(", {} failed", c.failed)
+        } else {
+            String::new()
+        },
+        c.last_error
+            .as_ref()
+            .map(|e| format!(", last error: {}", text::sanitize(e)))
+            .unwrap_or_default()
+    )
+}
+
 /// Reservations as a table.
 pub fn reservations_table(rs: &[Reservation], tz: Tz) -> String {
     if rs.is_empty() {

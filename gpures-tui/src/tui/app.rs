@@ -662,7 +662,8 @@ impl App {
         }
     }
 
-    fn period_text(&self, p: &Period) -> String {
+    /// `Thu 11-26 10:00–12:00` (or both dates when it spans days), in the viewer's zone.
+    pub fn period_text(&self, p: &Period) -> String {
         let start = p.start.with_timezone(&self.tz);
         let end = p.end.with_timezone(&self.tz);
         if start.date_naive() == end.date_naive() {

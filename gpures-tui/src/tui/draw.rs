@@ -7,7 +7,7 @@
 //! apart by reverse video, bold and text markers instead.
 
 use chrono::Timelike;
-use gpures_proto::{Period, Reservation, text};
+use gpures_proto::{Reservation, text};
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -203,7 +203,7 @@ fn cursor_details(app: &App) -> String {
             text::sanitize(&res.name),
             text::sanitize(&r.user.display_name),
             text::sanitize(&r.user.email),
-            period_text(app, &r.period),
+            app.period_text(&r.period),
             format_span(r.period.end - r.period.start),
             if r.note.is_empty() {
                 String::new()
@@ -226,20 +226,6 @@ fn sync_mark(s: &gpures_proto::SyncState) -> &'static str {
         gpures_proto::SyncState::Pending => "… pending",
         gpures_proto::SyncState::Synced => "✓ synced",
         gpures_proto::SyncState::Failed(_) => "! failed",
-    }
-}
-
-fn period_text(app: &App, p: &Period) -> String {
-    let s = p.start.with_timezone(&app.tz);
-    let e = p.end.with_timezone(&app.tz);
-    if s.date_naive() == e.date_naive() {
-        format!("{}–{}", s.format("%a %m-%d %H:%M"), e.format("%H:%M"))
-    } else {
-        format!(
-            "{}–{}",
-            s.format("%a %m-%d %H:%M"),
-            e.format("%a %m-%d %H:%M")
-        )
     }
 }
 
@@ -475,7 +461,7 @@ fn draw_mine(app: &App, frame: &mut Frame, area: Rect) {
             };
             Row::new(vec![
                 Cell::from(text::sanitize(&r.resource_name)),
-                Cell::from(period_text(app, &r.period)),
+                Cell::from(app.period_text(&r.period)),
                 Cell::from(format_span(r.period.end - r.period.start)),
                 Cell::from(state),
                 Cell::from(sync_mark(&r.sync)),
@@ -656,26 +642,7 @@ fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(table, area);
     let mut notes = notes;
     if let Some(c) = &report.calendar {
-        notes.push(if c.enabled {
-            format!(
-                "calendar: {} queued{}{}{}",
-                c.queued,
-                c.oldest_pending_secs
-                    .map(|s| format!(", oldest {s} s"))
-                    .unwrap_or_default(),
-                if c.failed > 0 {
-                    format!(", {} failed", c.failed)
-                } else {
-                    String::new()
-                },
-                c.last_error
-                    .as_ref()
-                    .map(|e| format!(", last error: {}", text::sanitize(e)))
-                    .unwrap_or_default()
-            )
-        } else {
-            "calendar sync off".into()
-        });
+        notes.push(crate::output::calendar_line(c));
     }
     if !notes.is_empty() && area.height > 3 {
         let line = Rect {
@@ -873,7 +840,7 @@ fn draw_form(app: &App, frame: &mut Frame, size: Rect) {
                         "{} by {} {}",
                         text::sanitize(&h.resource_name),
                         text::sanitize(&h.user.display_name),
-                        period_text(app, &h.period)
+                        app.period_text(&h.period)
                     ))
                     .collect::<Vec<_>>()
                     .join("; ")
