@@ -575,7 +575,7 @@ async fn scenario_timeline(env: &mut Env, figures: &mut Vec<Figure>, big: i64) -
         for i in 0..300i64 {
             let gpu = gpus[usize::try_from(i % 8)?];
             let start =
-                Utc::now().duration_trunc(TimeDelta::hours(1))? + TimeDelta::hours(1 + (i / 8) * 4);
+                Utc::now().duration_trunc(TimeDelta::hours(1))? + TimeDelta::hours(1 + (i / 8) * 3);
             admin
                 .create_booking(
                     context::current(),
@@ -608,9 +608,9 @@ async fn scenario_timeline(env: &mut Env, figures: &mut Vec<Figure>, big: i64) -
                 .timeline(context::current(), token.clone(), window)
                 .await??;
             lat.push(t.elapsed());
-            if tl.reservations.len() < 250 {
+            if tl.reservations.len() != 300 {
                 bail!(
-                    "the window holds only {} reservations",
+                    "the window holds {} reservations, not 300",
                     tl.reservations.len()
                 );
             }
