@@ -169,11 +169,6 @@ impl Cluster {
         self.root.join("postgres.log")
     }
 
-    /// True when this process started the server (and will stop it).
-    pub fn is_owner(&self) -> bool {
-        self.owned.is_some()
-    }
-
     /// Stops the server if this process started it (fast shutdown: open
     /// transactions roll back, committed data is safe) and waits for it.
     /// Blocking.

@@ -119,16 +119,6 @@ pub struct UserInfo {
     pub created_at: DateTime<Utc>,
 }
 
-impl UserInfo {
-    pub fn as_ref(&self) -> UserRef {
-        UserRef {
-            id: self.id,
-            email: self.email.clone(),
-            display_name: self.display_name.clone(),
-        }
-    }
-}
-
 /// Registration form.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct RegisterRequest {

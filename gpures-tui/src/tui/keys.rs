@@ -44,7 +44,6 @@ pub enum Scope {
 pub struct Binding {
     pub scope: Scope,
     pub code: KeyCode,
-    pub shift: bool,
     pub action: Action,
     pub help: &'static str,
 }
@@ -53,7 +52,6 @@ const fn b(scope: Scope, code: KeyCode, action: Action, help: &'static str) -> B
     Binding {
         scope,
         code,
-        shift: false,
         action,
         help,
     }
@@ -239,7 +237,7 @@ pub fn action_for(scope: Scope, key: &KeyEvent) -> Option<Action> {
     // Shifted characters arrive as the character itself ('?', '+').
     BINDINGS
         .iter()
-        .find(|b| b.code == key.code && (b.scope == scope || b.scope == Scope::Global) && !b.shift)
+        .find(|b| b.code == key.code && (b.scope == scope || b.scope == Scope::Global))
         .map(|b| b.action)
 }
 
