@@ -4,7 +4,9 @@
 # man pages and shell completions. Needs cargo-deb (`cargo install cargo-deb`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --workspace
+# Only the shipped crates: the dev-only testkit (hyper's server, the fake
+# Google) must not unify its features into the binaries.
+cargo build --release -p gpures-daemon -p gpures-tui
 rm -rf target/assets
 mkdir -p target/assets/man target/assets/completions
 target/release/gpures-daemon man target/assets/man

@@ -16,18 +16,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DurationRound, TimeDelta, Utc};
-use gpures_daemon::config::{Config, Secret};
-use gpures_daemon::pg::{Cluster, ClusterOptions};
+use gpures_daemon::config::Config;
+use gpures_daemon::host::pg::ClusterOptions;
 use gpures_proto::{
-    BookingRequest, GpuresClient, NewResource, PROTOCOL_VERSION, Period, RegisterRequest,
-    Reservation, ReservationStatus, Resource, ResourceKind, UserRef,
+    BookingRequest, GpuresClient, PROTOCOL_VERSION, Period, RegisterRequest, Reservation,
+    ReservationStatus, Resource, ResourceKind, UserRef,
 };
+use gpures_testkit::{TestCluster, TestDaemon};
 use serde::Serialize;
 use sqlx::Connection as _;
 use tarpc::context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const PASSWORD: &str = "benchmark password 123";
+use gpures_testkit::PASSWORD;
 
 #[derive(Serialize)]
 struct Figure {
@@ -43,165 +44,62 @@ struct Figure {
     met: Option<bool>,
 }
 
+/// The benchmark's world: a durable PostgreSQL cluster (fsync on) of its own.
 struct Env {
-    _dir: tempfile::TempDir,
-    cluster: Cluster,
+    cluster: TestCluster,
     root: PathBuf,
-    next_db: u32,
 }
 
 impl Env {
     fn start() -> Result<Env> {
-        let dir = tempfile::Builder::new().prefix("gpures-bench-").tempdir()?;
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o711),
-        )?;
-        let cluster = Cluster::start(&dir.path().join("pg"), ClusterOptions::default())?;
-        let root = dir.path().to_owned();
-        Ok(Env {
-            _dir: dir,
-            cluster,
-            root,
-            next_db: 0,
-        })
+        let cluster = TestCluster::start(ClusterOptions::default())?;
+        let root = cluster.root().to_owned();
+        Ok(Env { cluster, root })
     }
 
     /// A new database, migrated; returns its URL.
     async fn database(&mut self) -> Result<String> {
-        self.next_db += 1;
-        let name = format!("bench_{}", self.next_db);
-        let mut conn =
-            sqlx::PgConnection::connect_with(&self.cluster.connect_options("postgres")).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await?;
-        let url = format!(
-            "postgres://{}@localhost/{name}?host={}&port=5432",
-            gpures_daemon::pg::SUPERUSER,
-            self.cluster.socket_dir().display()
-        );
-        let store = gpures_daemon::store::Store::connect_lazy(url.parse()?, 2);
-        store.migrate().await?;
-        store.close().await;
-        Ok(url)
+        self.cluster.database().await
     }
 
-    /// A daemon in this process on a fresh database.
+    /// A daemon in this process on a fresh database, with the benchmark's
+    /// limits (no GPU probe, connection limits out of the way).
     async fn daemon(&mut self, adjust: impl FnOnce(&mut Config)) -> Result<Daemon> {
         let url = self.database().await?;
-        let state = self.root.join(format!("state{}", self.next_db));
-        std::fs::create_dir_all(&state)?;
-        let socket = state.join("gpures.sock");
-        let mut config = Config {
-            socket: Some(socket.clone()),
-            state_dir: Some(state),
-            database_url: Some(Secret::new(url.clone())),
-            host: Some("bench".into()),
-            ..Config::default()
-        };
-        config.gpu.backend = gpures_daemon::gpu::BackendChoice::None;
-        config.limits.max_connections_per_user = 2000;
-        config.limits.max_connections = 4000;
-        adjust(&mut config);
-        let listener = gpures_daemon::bind_socket(&config)?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(gpures_daemon::run(
-            config,
-            Some(listener),
-            async move {
-                let _ = rx.await;
-            },
-            gpures_daemon::RunOptions::default(),
-        ));
-        let daemon = Daemon {
-            socket,
-            url,
-            stop: Some(tx),
-            task: Some(task),
-        };
-        daemon.client().await?;
-        Ok(daemon)
+        TestDaemon::start_on(url, "bench", |config| {
+            config.gpu.backend = gpures_daemon::gpu::BackendChoice::None;
+            config.limits.max_connections_per_user = 2000;
+            config.limits.max_connections = 4000;
+            adjust(config);
+        })
+        .await
     }
 }
 
-struct Daemon {
-    socket: PathBuf,
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<()>>>,
+type Daemon = TestDaemon;
+
+/// The benchmark's shortcuts on a daemon: users as (client, token).
+trait BenchDaemon {
+    async fn member(&self, email: &str) -> Result<(GpuresClient, String)>;
+    async fn boss(&self, email: &str) -> Result<(GpuresClient, String)>;
+    async fn gpus(&self, n: i32) -> Result<Vec<i64>>;
 }
 
-impl Daemon {
-    async fn client(&self) -> Result<GpuresClient> {
-        gpures_daemon::testing::connect(&self.socket).await
-    }
-
-    async fn user(&self, email: &str) -> Result<(GpuresClient, String)> {
-        let c = self.client().await?;
-        c.register(
-            context::current(),
-            RegisterRequest {
-                email: email.into(),
-                display_name: email.split('@').next().unwrap_or("u").into(),
-                password: PASSWORD.into(),
-            },
-        )
-        .await??;
-        let login = c
-            .login(context::current(), email.into(), PASSWORD.into())
-            .await??;
+impl BenchDaemon for TestDaemon {
+    async fn member(&self, email: &str) -> Result<(GpuresClient, String)> {
+        let name = email.split('@').next().unwrap_or("u");
+        let (c, login) = self.user(email, name).await?;
         Ok((c, login.token))
     }
 
-    async fn admin(&self, email: &str) -> Result<(GpuresClient, String)> {
-        let (c, _) = self.user(email).await?;
-        let store = gpures_daemon::store::Store::connect_lazy(self.url.parse()?, 1);
-        store
-            .change_user(
-                email,
-                gpures_daemon::store::UserChange::Role(gpures_proto::Role::Admin),
-                None,
-                "bench",
-            )
-            .await?;
-        store.close().await;
-        let login = c
-            .login(context::current(), email.into(), PASSWORD.into())
-            .await??;
+    async fn boss(&self, email: &str) -> Result<(GpuresClient, String)> {
+        let name = email.split('@').next().unwrap_or("u");
+        let (c, login) = self.admin(email, name).await?;
         Ok((c, login.token))
     }
 
-    async fn gpus(&self, admin: &GpuresClient, token: &str, n: i32) -> Result<Vec<i64>> {
-        let mut ids = Vec::new();
-        for i in 0..n {
-            let r = admin
-                .create_resource(
-                    context::current(),
-                    token.into(),
-                    NewResource {
-                        name: format!("gpu{i}"),
-                        host: String::new(),
-                        kind: ResourceKind::Gpu,
-                        gpu_index: Some(i),
-                        gpu_uuid: None,
-                        description: String::new(),
-                    },
-                )
-                .await??;
-            ids.push(r.id);
-        }
-        Ok(ids)
-    }
-
-    async fn stop(mut self) -> Result<()> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await??;
-        }
-        Ok(())
+    async fn gpus(&self, n: i32) -> Result<Vec<i64>> {
+        self.host_admin()?.add_gpus("bench", n).await
     }
 }
 
@@ -282,7 +180,7 @@ async fn echo_latencies(dir: &Path, size: usize, n: usize) -> Result<Vec<Duratio
 
 async fn scenario_ping(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     let d = env.daemon(|_| {}).await?;
-    let (c, token) = d.user("ping@bench.kr").await?;
+    let (c, token) = d.member("ping@bench.kr").await?;
     ping_latencies(&c, &token, 300).await?;
     let lat = ping_latencies(&c, &token, 3000).await?;
     // A whoami request frame is about the token's size plus tarpc's header.
@@ -321,13 +219,10 @@ async fn scenario_book(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     const CLIENTS: usize = 8;
     let secs = Duration::from_secs(5);
     let d = env.daemon(|c| c.limits.db_pool_size = 16).await?;
-    let (admin, admin_token) = d.admin("admin@bench.kr").await?;
-    let gpus = d
-        .gpus(&admin, &admin_token, i32::try_from(CLIENTS)?)
-        .await?;
+    let gpus = d.gpus(i32::try_from(CLIENTS)?).await?;
     let mut tasks = Vec::new();
     for (i, gpu) in gpus.iter().copied().enumerate() {
-        let (c, token) = d.user(&format!("b{i}@bench.kr")).await?;
+        let (c, token) = d.member(&format!("b{i}@bench.kr")).await?;
         tasks.push(tokio::spawn(async move {
             let started = Instant::now();
             let mut n = 0i64;
@@ -353,7 +248,7 @@ async fn scenario_book(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     // The same transaction issued directly with sqlx on 8 connections.
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(CLIENTS as u32)
-        .connect_with(d.url.parse()?)
+        .connect_with(d.database_url.parse()?)
         .await?;
     let user_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'b0@bench.kr'")
         .fetch_one(&pool)
@@ -475,11 +370,10 @@ where
 
 async fn scenario_race(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     let d = env.daemon(|_| {}).await?;
-    let (admin, token) = d.admin("admin@bench.kr").await?;
-    let gpu = d.gpus(&admin, &token, 1).await?[0];
+    let gpu = d.gpus(1).await?[0];
     let mut users = Vec::new();
     for i in 0..100 {
-        users.push(d.user(&format!("r{i}@bench.kr")).await?);
+        users.push(d.member(&format!("r{i}@bench.kr")).await?);
     }
     let barrier = Arc::new(tokio::sync::Barrier::new(users.len() + 1));
     let slot = hour_slot(5);
@@ -560,13 +454,11 @@ async fn scenario_timeline(env: &mut Env, figures: &mut Vec<Figure>, big: i64) -
     let mut p50s = Vec::new();
     for history in [10_000i64, big] {
         let d = env.daemon(|_| {}).await?;
-        let (admin, token) = d.admin("admin@bench.kr").await?;
-        let gpus = d.gpus(&admin, &token, 8).await?;
-        let store = gpures_daemon::store::Store::connect_lazy(d.url.parse()?, 1);
-        let me = store.user_by_email("admin@bench.kr").await?.id;
-        store.close().await;
+        let (admin, token) = d.boss("admin@bench.kr").await?;
+        let gpus = d.gpus(8).await?;
+        let me = admin.whoami(context::current(), token.clone()).await??.id;
         let t = Instant::now();
-        fill_history(&d.url, me, &gpus, history).await?;
+        fill_history(&d.database_url, me, &gpus, history).await?;
         eprintln!(
             "  filled {history} past reservations in {:.1} s",
             t.elapsed().as_secs_f64()
@@ -635,10 +527,10 @@ async fn scenario_timeline(env: &mut Env, figures: &mut Vec<Figure>, big: i64) -
 
 async fn scenario_login(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     let d = env.daemon(|_| {}).await?;
-    let (c, token) = d.user("ping@bench.kr").await?;
+    let (c, token) = d.member("ping@bench.kr").await?;
     let mut loggers = Vec::new();
     for i in 0..20 {
-        loggers.push(d.user(&format!("l{i}@bench.kr")).await?.0);
+        loggers.push(d.member(&format!("l{i}@bench.kr")).await?.0);
     }
     ping_latencies(&c, &token, 200).await?;
     let idle = ping_latencies(&c, &token, 1000).await?;
@@ -721,7 +613,7 @@ async fn scenario_memory(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()>
     let pid = child.id().context("pid")?;
     let mut client = None;
     for _ in 0..100 {
-        if let Ok(c) = gpures_daemon::testing::connect(&socket).await {
+        if let Ok(c) = gpures_testkit::connect(&socket).await {
             client = Some(c);
             break;
         }
@@ -747,7 +639,7 @@ async fn scenario_memory(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()>
     let idle = rss_kib(pid).unwrap_or(0);
     let mut conns = Vec::new();
     for _ in 0..500 {
-        let c = gpures_daemon::testing::connect(&socket).await?;
+        let c = gpures_testkit::connect(&socket).await?;
         c.whoami(context::current(), token.clone()).await??;
         conns.push(c);
     }
@@ -831,8 +723,8 @@ fn synthetic_week(now: chrono::DateTime<Utc>) -> (Vec<Resource>, Vec<Reservation
 async fn scenario_tui(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     use gpures_tui::tui::app::{App, Msg, Snapshot, Zoom};
     let d = env.daemon(|_| {}).await?;
-    let (admin, token) = d.admin("admin@bench.kr").await?;
-    let gpus = d.gpus(&admin, &token, 8).await?;
+    let (admin, token) = d.boss("admin@bench.kr").await?;
+    let gpus = d.gpus(8).await?;
     for (i, gpu) in gpus.iter().enumerate() {
         for k in 0..37 {
             admin
@@ -929,7 +821,7 @@ fn scenario_gpu(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     // time (about 40 ms CPU per sample on an H200, see docs/BENCHMARKS.md).
     let fixtures = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../gpures-daemon/tests/data/nvidia-smi/h100-driver580"
+        "/../gpures-testkit/data/nvidia-smi/h100-driver580"
     );
     let smi = env.root.join("nvidia-smi");
     std::fs::write(
@@ -987,7 +879,7 @@ fn scenario_gpu(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
 /// Commit-to-event lag on the fake Google server, and a burst drained within
 /// the rate limit with every event written exactly once.
 async fn scenario_calendar(env: &mut Env, figures: &mut Vec<Figure>, burst: i64) -> Result<()> {
-    use gpures_daemon::testing::fake_google::{CALENDAR, FakeGoogle};
+    use gpures_testkit::fake_google::{CALENDAR, FakeGoogle};
     let fake = FakeGoogle::start().await?;
     let key = env.root.join("calendar-key.json");
     fake.write_key(&key)?;
@@ -1001,8 +893,8 @@ async fn scenario_calendar(env: &mut Env, figures: &mut Vec<Figure>, burst: i64)
             c.calendar.writes_per_sec = rate;
         })
         .await?;
-    let (admin, token) = d.admin("admin@bench.kr").await?;
-    let gpus = d.gpus(&admin, &token, 8).await?;
+    let (admin, token) = d.boss("admin@bench.kr").await?;
+    let gpus = d.gpus(8).await?;
     // Lag: one booking at a time, well under the rate limit.
     let mut lags = Vec::new();
     for i in 0..40i64 {
@@ -1019,7 +911,7 @@ async fn scenario_calendar(env: &mut Env, figures: &mut Vec<Figure>, burst: i64)
             )
             .await??;
         let committed = Instant::now();
-        let id = gpures_daemon::calendar::event_id(b.reservations[0].id);
+        let id = gpures_daemon::workers::calendar::event_id(b.reservations[0].id);
         loop {
             if fake.events().contains_key(&id) {
                 break;

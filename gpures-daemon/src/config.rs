@@ -373,7 +373,7 @@ impl Config {
         if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
             return PathBuf::from(dir);
         }
-        if is_root() {
+        if crate::host::unix::euid() == 0 {
             return PathBuf::from("/var/lib/gpures");
         }
         let base = std::env::var_os("XDG_STATE_HOME")
@@ -388,39 +388,15 @@ impl Config {
         if let Some(socket) = &self.socket {
             return socket.clone();
         }
-        default_socket_path()
+        gpures_proto::paths::daemon_socket(crate::host::unix::euid() == 0)
     }
 
     /// The host name in force.
     pub fn host_name(&self) -> String {
-        self.host.clone().unwrap_or_else(system_host_name)
+        self.host
+            .clone()
+            .unwrap_or_else(crate::host::unix::system_host_name)
     }
-}
-
-/// The socket clients use when nothing else is configured; the CLI uses the
-/// same rule.
-pub fn default_socket_path() -> PathBuf {
-    if is_root() {
-        return PathBuf::from("/run/gpures.sock");
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) => PathBuf::from(dir).join("gpures.sock"),
-        None => PathBuf::from("/run/gpures.sock"),
-    }
-}
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// The machine's host name, or "localhost" when it cannot be read.
-pub fn system_host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use gpures_daemon::testing::{PASSWORD, TestDaemon, connect};
 use gpures_proto::{ApiError, PROTOCOL_VERSION, RegisterRequest};
+use gpures_testkit::{PASSWORD, TestDaemon, connect};
 use tarpc::context;
 
 fn register(email: &str, name: &str, password: &str) -> RegisterRequest {
@@ -209,10 +209,11 @@ async fn calls_before_hello_or_with_another_protocol_are_refused() {
 async fn forged_expired_and_foreign_tokens_are_refused() {
     let daemon = TestDaemon::start().await.expect("daemon");
     let (c, login) = daemon.user("alice@lab.kr", "Alice").await.expect("user");
-    let claims = gpures_daemon::auth::Auth::with_secret(&[0u8; 32], Duration::from_secs(60));
+    let claims =
+        gpures_daemon::service::auth::Auth::with_secret(&[0u8; 32], Duration::from_secs(60));
     let (other_key, _) = claims.issue(login.user.id, "root", 1).expect("issue");
     let secret = std::fs::read(daemon.state_dir.path().join("jwt-secret")).expect("secret");
-    let real = gpures_daemon::auth::Auth::with_secret(&secret, Duration::from_secs(60));
+    let real = gpures_daemon::service::auth::Auth::with_secret(&secret, Duration::from_secs(60));
     let (old_version, _) = real.issue(login.user.id, "root", 0).expect("issue");
     let (other_user, _) = real.issue(login.user.id, "nobody", 1).expect("issue");
     let (unknown_user, _) = real.issue(424_242, "root", 1).expect("issue");
@@ -280,11 +281,13 @@ async fn helper_present_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to start a client as uid 65534; CI runs as root with --include-ignored"]
 async fn token_from_another_unix_user_is_refused() {
-    if gpures_daemon::unix::euid() != 0 {
-        eprintln!("skipped: needs root to start a client as uid 65534");
-        return;
-    }
+    assert_eq!(
+        gpures_daemon::host::unix::euid(),
+        0,
+        "run as root: this test starts a client as uid 65534"
+    );
     let daemon = TestDaemon::start().await.expect("daemon");
     let (_, login) = daemon
         .user("root-user@lab.kr", "Root User")
@@ -339,11 +342,13 @@ async fn token_from_another_unix_user_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to start a client as uid 65534; CI runs as root with --include-ignored"]
 async fn one_unix_user_at_its_connection_limit_does_not_lock_out_another() {
-    if gpures_daemon::unix::euid() != 0 {
-        eprintln!("skipped: needs root to start a client as uid 65534");
-        return;
-    }
+    assert_eq!(
+        gpures_daemon::host::unix::euid(),
+        0,
+        "run as root: this test starts a client as uid 65534"
+    );
     let daemon = TestDaemon::start_with(|c| c.limits.max_connections_per_user = 8)
         .await
         .expect("daemon");

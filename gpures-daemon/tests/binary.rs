@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gpures_daemon::testing::connect;
 use gpures_proto::RegisterRequest;
+use gpures_testkit::connect;
 use tarpc::context;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gpures-daemon");
@@ -149,7 +149,7 @@ async fn serve_on_a_fresh_state_dir_and_admin_beside_it() {
 
 #[tokio::test]
 async fn a_newer_schema_is_refused_and_db_dump_writes_a_backup() {
-    let url = gpures_daemon::testing::fresh_database_url()
+    let url = gpures_testkit::fresh_database_url()
         .await
         .expect("database");
     let dir = tempfile::tempdir().expect("dir");

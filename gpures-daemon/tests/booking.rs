@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use gpures_daemon::testing::TestDaemon;
 use gpures_proto::{
     ApiError, BookingRequest, GpuresClient, NewResource, Period, ReservationChange,
     ReservationFilter, ReservationStatus, ResourceKind,
 };
+use gpures_testkit::TestDaemon;
 use tarpc::context;
 use uuid::Uuid;
 
@@ -110,7 +110,7 @@ async fn sixty_four_clients_race_for_one_slot_and_exactly_one_wins() {
         );
         assert_eq!(holders[0].period, slot);
     }
-    assert_eq!(daemon.store.overlapping_pairs().await.expect("query"), 0);
+    assert_eq!(daemon.overlapping_pairs().await.expect("query"), 0);
     daemon.stop().await.expect("stop");
 }
 

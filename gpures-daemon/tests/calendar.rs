@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DurationRound, TimeDelta, Utc};
-use gpures_daemon::calendar::event_id;
 use gpures_daemon::config::Config;
-use gpures_daemon::testing::fake_google::{CALENDAR, CLIENT_EMAIL, FakeGoogle, UNSHARED};
-use gpures_daemon::testing::{PASSWORD, TestDaemon, connect, fresh_database_url};
+use gpures_daemon::workers::calendar::event_id;
 use gpures_proto::{
     BookingRequest, GpuresClient, NewResource, Period, RegisterRequest, ReservationChange,
-    ReservationFilter, ResourceKind, Role,
+    ReservationFilter, ResourceKind,
 };
+use gpures_testkit::fake_google::{CALENDAR, CLIENT_EMAIL, FakeGoogle, UNSHARED};
+use gpures_testkit::{PASSWORD, TestDaemon, connect, fresh_database_url};
 use tarpc::context;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gpures-daemon");
@@ -142,10 +142,11 @@ async fn assert_settled(store: &gpures_daemon::store::Store, fake: &FakeGoogle, 
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let active = store
-        .list_reservations(&ReservationFilter::default())
+    let mut conn = store.acquire().await.expect("connection");
+    let active = gpures_daemon::store::reservations::list(&mut conn, &ReservationFilter::default())
         .await
         .expect("list");
+    drop(conn);
     let events = fake.events();
     let by_id: HashMap<String, &gpures_proto::Reservation> =
         active.iter().map(|r| (event_id(r.id), r)).collect();
@@ -587,16 +588,12 @@ async fn sigkill_with_200_changes_pending_loses_and_duplicates_nothing() {
     .await
     .expect("rpc")
     .expect("register");
-    let store = gpures_daemon::store::Store::connect_lazy(url.parse().expect("url"), 2);
-    store
-        .change_user(
-            "a@lab.kr",
-            gpures_daemon::store::UserChange::Role(Role::Admin),
-            None,
-            "t",
-        )
+    gpures_testkit::HostAdmin::on(&url)
+        .expect("url")
+        .promote("a@lab.kr")
         .await
         .expect("promote");
+    let store = gpures_daemon::store::Store::connect_lazy(url.parse().expect("url"), 2);
     let token = c
         .login(context::current(), "a@lab.kr".into(), PASSWORD.into())
         .await

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use gpures_daemon::testing::TestDaemon;
+use gpures_testkit::TestDaemon;
 use tarpc::context;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;

@@ -10,10 +10,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DurationRound, TimeDelta, Utc};
-use gpures_daemon::admin::{self, AdminCommand};
+use gpures_daemon::admin::ResourceAction;
 use gpures_daemon::gpu::{BackendChoice, Probe};
-use gpures_daemon::testing::TestDaemon;
 use gpures_proto::{BookingRequest, GpuFlag, Period, StatusReport};
+use gpures_testkit::TestDaemon;
 use tarpc::context;
 
 const UUID: &str = "GPU-d823cc85-ff44-26ac-915e-cef58e038574";
@@ -22,7 +22,7 @@ const INVISIBLE_PID: u32 = 99_999_999;
 fn fake_smi(dir: &Path, pids: &[u32]) -> std::path::PathBuf {
     let fixture = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/nvidia-smi/h100-driver580/query-gpu-busy-nounits.csv"
+        "/../gpures-testkit/data/nvidia-smi/h100-driver580/query-gpu-busy-nounits.csv"
     );
     let mut apps = String::new();
     for pid in pids.iter().chain(std::iter::once(&INVISIBLE_PID)) {
@@ -55,11 +55,13 @@ async fn status_when_sampled(client: &gpures_proto::GpuresClient, token: &str) -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to run a process as uid 65534; CI runs as root with --include-ignored"]
 async fn status_shows_holder_processes_users_and_unreserved_use() {
-    if gpures_daemon::unix::euid() != 0 {
-        eprintln!("skipped: needs root to run a process as uid 65534");
-        return;
-    }
+    assert_eq!(
+        gpures_daemon::host::unix::euid(),
+        0,
+        "run as root: this test starts a process as uid 65534"
+    );
     let mut root_proc = std::process::Command::new("sleep")
         .arg("120")
         .spawn()
@@ -84,30 +86,25 @@ async fn status_shows_holder_processes_users_and_unreserved_use() {
     let probe = Probe::new(BackendChoice::NvidiaSmi, &smi);
     assert_eq!(probe.backend_name(), "nvidia-smi");
     let gpus = probe.sample().expect("sample");
-    let discover = || AdminCommand::ResourceDiscover {
+    let admin = daemon.host_admin().expect("host admin");
+    let discover = || ResourceAction::Discover {
         host: "test-host".into(),
         gpus: gpus.clone(),
     };
-    let out = admin::execute(&daemon.store, discover())
-        .await
-        .expect("discover");
+    let out = admin.resource(discover()).await.expect("discover");
     assert!(
         out.contains("added gpu0 (NVIDIA H100 80GB HBM3, GPU-d823cc85"),
         "{out}"
     );
-    let out = admin::execute(&daemon.store, discover())
-        .await
-        .expect("discover again");
+    let out = admin.resource(discover()).await.expect("discover again");
     assert!(out.contains("unchanged gpu0"), "{out}");
-    let out = admin::execute(
-        &daemon.store,
-        AdminCommand::ResourceDiscover {
+    let out = admin
+        .resource(ResourceAction::Discover {
             host: "test-host".into(),
             gpus: vec![],
-        },
-    )
-    .await
-    .expect("discover none");
+        })
+        .await
+        .expect("discover none");
     assert!(
         out.contains("missing gpu0"),
         "a vanished GPU is reported, not deleted: {out}"

@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DurationRound, TimeDelta, Utc};
-use gpures_daemon::testing::{TestDaemon, fresh_database_url};
 use gpures_proto::{ApiError, BookingRequest, NewResource, Period, ResourceKind};
+use gpures_testkit::{TestDaemon, fresh_database_url};
 use tarpc::context;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,7 +27,7 @@ async fn two_daemons_on_one_database_share_one_schedule() {
         .login(
             context::current(),
             "admin@lab.kr".into(),
-            gpures_daemon::testing::PASSWORD.into(),
+            gpures_testkit::PASSWORD.into(),
         )
         .await
         .expect("rpc")
@@ -117,7 +117,7 @@ async fn two_daemons_on_one_database_share_one_schedule() {
         }
     }
     assert_eq!((wins, conflicts), (1, 63));
-    assert_eq!(a.store.overlapping_pairs().await.expect("query"), 0);
+    assert_eq!(a.overlapping_pairs().await.expect("query"), 0);
 
     // A booking through A wakes a long poll on B.
     let watcher = b.client().await.expect("client");

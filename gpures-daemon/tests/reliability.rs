@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DurationRound, TimeDelta, Utc};
-use gpures_daemon::pg::{Cluster, ClusterOptions};
-use gpures_daemon::testing::{PASSWORD, TestDaemon, connect, fresh_database_url};
+use gpures_daemon::host::pg::{Cluster, ClusterOptions};
 use gpures_proto::{ApiError, BookingRequest, NewResource, Period, RegisterRequest, ResourceKind};
+use gpures_testkit::{PASSWORD, TestDaemon, connect, fresh_database_url};
 use tarpc::context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -190,16 +190,12 @@ async fn sigkill_under_booking_load_loses_nothing_and_half_stores_nothing() {
         .await
         .expect("rpc")
         .expect("register");
-    let store = gpures_daemon::store::Store::connect_lazy(url.parse().expect("url"), 2);
-    store
-        .change_user(
-            "admin@lab.kr",
-            gpures_daemon::store::UserChange::Role(gpures_proto::Role::Admin),
-            None,
-            "t",
-        )
+    gpures_testkit::HostAdmin::on(&url)
+        .expect("url")
+        .promote("admin@lab.kr")
         .await
         .expect("promote");
+    let store = gpures_daemon::store::Store::connect_lazy(url.parse().expect("url"), 2);
     let token = admin
         .login(context::current(), "admin@lab.kr".into(), PASSWORD.into())
         .await
@@ -281,7 +277,14 @@ async fn sigkill_under_booking_load_loses_nothing_and_half_stores_nothing() {
         per_booking.values().all(|n| *n == 2),
         "no booking is half-stored"
     );
-    assert_eq!(store.overlapping_pairs().await.expect("query"), 0);
+    let mut conn = store.acquire().await.expect("connection");
+    assert_eq!(
+        gpures_daemon::store::reservations::overlapping_pairs(&mut conn)
+            .await
+            .expect("query"),
+        0
+    );
+    drop(conn);
     let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM calendar_outbox")
         .fetch_one(store.pool())
         .await

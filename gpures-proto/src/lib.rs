@@ -572,6 +572,60 @@ pub trait Gpures {
 /// The framing both sides use: length-delimited frames of at most
 /// [`MAX_FRAME_BYTES`] carrying bincode. Defined once here so client and
 /// daemon cannot disagree.
+/// Where the daemon's socket is, one rule for the daemon and every client.
+///
+/// The system socket (`/run/gpures.sock`) is what the systemd socket unit
+/// creates and what a daemon run as root binds. A daemon run by hand as a
+/// normal user binds `$XDG_RUNTIME_DIR/gpures.sock` instead. A client uses
+/// `--socket`, then `GPURES_SOCKET`, then the system socket if it exists,
+/// then the user's one if that exists, else the system path (so the error
+/// names the usual place).
+pub mod paths {
+    use std::path::{Path, PathBuf};
+
+    /// The socket of the system daemon.
+    pub const SYSTEM_SOCKET: &str = "/run/gpures.sock";
+    /// The environment variable naming a socket for clients.
+    pub const SOCKET_ENV: &str = "GPURES_SOCKET";
+    /// The socket's file name inside `$XDG_RUNTIME_DIR`.
+    const USER_SOCKET_NAME: &str = "gpures.sock";
+
+    /// `$XDG_RUNTIME_DIR/gpures.sock`, when that variable is set.
+    pub fn user_socket() -> Option<PathBuf> {
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(&d).join(USER_SOCKET_NAME))
+    }
+
+    /// Where a daemon binds when nothing is configured: the system socket
+    /// as root, else the user's runtime dir (the system path without one).
+    pub fn daemon_socket(is_root: bool) -> PathBuf {
+        if is_root {
+            return PathBuf::from(SYSTEM_SOCKET);
+        }
+        user_socket().unwrap_or_else(|| PathBuf::from(SYSTEM_SOCKET))
+    }
+
+    /// The socket a client uses: `flag`, then [`SOCKET_ENV`], then the
+    /// system socket or the user's one, whichever exists first.
+    pub fn client_socket(flag: Option<&Path>) -> PathBuf {
+        if let Some(p) = flag {
+            return p.to_owned();
+        }
+        if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
+            return PathBuf::from(p);
+        }
+        let system = PathBuf::from(SYSTEM_SOCKET);
+        if system.exists() {
+            return system;
+        }
+        match user_socket() {
+            Some(user) if user.exists() => user,
+            _ => system,
+        }
+    }
+}
+
 pub mod framing {
     use tarpc::tokio_serde::formats::Bincode;
     use tarpc::tokio_util::codec::{Framed, LengthDelimitedCodec};

@@ -30,31 +30,10 @@ pub enum ConnError {
     Hello { path: PathBuf, reason: String },
 }
 
-/// The socket to use: the flag, then `GPURES_SOCKET`, then the default.
+/// The socket to use: the flag, then `GPURES_SOCKET`, then the default
+/// (one rule, in [`gpures_proto::paths`]).
 pub fn socket_path(flag: Option<&Path>) -> PathBuf {
-    if let Some(p) = flag {
-        return p.to_owned();
-    }
-    if let Some(p) = std::env::var_os("GPURES_SOCKET").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    default_socket_path()
-}
-
-/// The daemon's default: `/run/gpures.sock`, which the systemd socket unit
-/// creates; a daemon run by hand as a normal user uses
-/// `$XDG_RUNTIME_DIR/gpures.sock`, tried when the first is absent.
-fn default_socket_path() -> PathBuf {
-    let system = PathBuf::from("/run/gpures.sock");
-    if system.exists() {
-        return system;
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if Path::new(&dir).join("gpures.sock").exists() => {
-            Path::new(&dir).join("gpures.sock")
-        }
-        _ => system,
-    }
+    gpures_proto::paths::client_socket(flag)
 }
 
 /// Connects to `path` and says hello.

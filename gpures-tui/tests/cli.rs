@@ -4,9 +4,7 @@
 
 use std::process::Output;
 
-use gpures_daemon::store::UserChange;
-use gpures_daemon::testing::TestDaemon;
-use gpures_proto::Role;
+use gpures_testkit::TestDaemon;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gpures");
@@ -95,8 +93,9 @@ impl Cli {
 
     async fn promote(&self, email: &str) {
         self.daemon
-            .store
-            .change_user(email, UserChange::Role(Role::Admin), None, "test")
+            .host_admin()
+            .expect("host admin")
+            .promote(email)
             .await
             .expect("promote");
     }

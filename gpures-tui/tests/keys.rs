@@ -4,8 +4,8 @@
 
 use chrono::Utc;
 use crossterm::event::KeyCode;
-use gpures_daemon::testing::{PASSWORD, TestDaemon};
 use gpures_proto::{NewResource, ReservationFilter, ResourceKind};
+use gpures_testkit::{PASSWORD, TestDaemon};
 use gpures_tui::tui::app::{App, Msg, Preview, Screen};
 use gpures_tui::tui::{Driver, Session};
 use tarpc::context;
@@ -99,8 +99,7 @@ async fn log_in_book_and_cancel_by_keys() {
         d.app.message
     );
     let mine = daemon
-        .store
-        .list_reservations(&ReservationFilter {
+        .reservations(&ReservationFilter {
             user_email: Some("kim@lab.kr".into()),
             ..Default::default()
         })
@@ -135,8 +134,7 @@ async fn log_in_book_and_cancel_by_keys() {
     d.press_char('x').await;
     d.press_char('y').await;
     let active = daemon
-        .store
-        .list_reservations(&ReservationFilter {
+        .reservations(&ReservationFilter {
             user_email: Some("kim@lab.kr".into()),
             ..Default::default()
         })

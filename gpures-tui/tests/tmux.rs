@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use gpures_daemon::testing::TestDaemon;
 use gpures_proto::{NewResource, ReservationFilter, ResourceKind};
+use gpures_testkit::TestDaemon;
 use tarpc::context;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gpures");
@@ -20,11 +20,11 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn start(command: &str, width: u16, height: u16) -> Option<Tmux> {
-        if Command::new("tmux").arg("-V").output().is_err() {
-            eprintln!("skipped: tmux is not installed (CI installs it)");
-            return None;
-        }
+    fn start(command: &str, width: u16, height: u16) -> Tmux {
+        assert!(
+            Command::new("tmux").arg("-V").output().is_ok(),
+            "tmux is not installed: apt install tmux (.ci/run does)"
+        );
         let server = format!("gpures-test-{}-{}", std::process::id(), rand_suffix());
         let ok = Command::new("tmux")
             .args([
@@ -42,7 +42,7 @@ impl Tmux {
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "tmux new-session failed");
-        Some(Tmux { server })
+        Tmux { server }
     }
 
     fn capture(&self) -> String {
@@ -116,6 +116,7 @@ fn shell_quote(p: &Path) -> String {
 const AFTER: &str = "echo GPURES-EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo; sleep 600";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tmux; .ci/run installs it and runs ignored tests"]
 async fn the_real_tui_books_by_keys_in_tmux_and_restores_the_terminal() {
     let daemon = TestDaemon::start().await.expect("daemon");
     let (admin, login) = daemon.admin("admin@lab.kr", "Admin").await.expect("admin");
@@ -168,9 +169,7 @@ async fn the_real_tui_books_by_keys_in_tmux_and_restores_the_terminal() {
         shell_quote(&daemon.socket),
         shell_quote(Path::new(BIN)),
     );
-    let Some(tmux) = Tmux::start(&command, 100, 30) else {
-        return;
-    };
+    let tmux = Tmux::start(&command, 100, 30);
     let screen = tmux.wait_for("gpu1", 20).await;
     assert!(
         screen.contains("Timeline") && screen.contains("김민수"),
@@ -192,8 +191,7 @@ async fn the_real_tui_books_by_keys_in_tmux_and_restores_the_terminal() {
         "the bar is drawn as mine:\n{screen}"
     );
     let stored = daemon
-        .store
-        .list_reservations(&ReservationFilter::default())
+        .reservations(&ReservationFilter::default())
         .await
         .expect("list");
     assert_eq!(stored.len(), 1);
@@ -234,18 +232,17 @@ fn daemon_beside(bin: &str) -> Option<PathBuf> {
 }
 
 #[tokio::test]
+#[ignore = "needs tmux and the daemon binary; .ci/run runs ignored tests"]
 async fn the_demo_runs_and_cleans_up() {
-    if daemon_beside(BIN).is_none() {
-        eprintln!("skipped: build the daemon too (`cargo test --workspace` does)");
-        return;
-    }
+    assert!(
+        daemon_beside(BIN).is_some(),
+        "build the daemon too (`cargo test --workspace` does)"
+    );
     let command = format!(
         "env TZ=Asia/Seoul TERM=xterm-256color {} demo; {AFTER}",
         shell_quote(Path::new(BIN))
     );
-    let Some(tmux) = Tmux::start(&command, 120, 32) else {
-        return;
-    };
+    let tmux = Tmux::start(&command, 120, 32);
     let screen = tmux.wait_for("gpu7", 90).await;
     for name in ["김민수", "Timeline", "Admin"] {
         assert!(screen.contains(name), "{name} missing:\n{screen}");

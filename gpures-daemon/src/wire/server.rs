@@ -13,11 +13,12 @@ use futures::StreamExt;
 use gpures_proto::Gpures;
 use tarpc::server::{BaseChannel, Channel};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::rpc::{Connection, Peer, Shared};
-use crate::unix;
+use crate::host::unix;
+use crate::service::Peer;
+use crate::wire::rpc::{Connection, Shared};
+use crate::workers::Shutdown;
 
 /// How long connections get to finish their calls after shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,12 +91,12 @@ pub async fn serve(
     listener: UnixListener,
     shared: Shared,
     limiter: Arc<Limiter>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            _ = crate::shutdown_requested(&mut shutdown) => break,
+            _ = shutdown.requested() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     if let Some(task) = accept(stream, &shared, &limiter) {
@@ -158,7 +159,7 @@ fn accept(
         tokio::pin!(requests);
         tokio::select! {
             _ = &mut requests => return,
-            _ = crate::shutdown_requested(&mut shutdown) => {}
+            _ = shutdown.requested() => {}
         }
         // Shutting down: long polls return at once; give calls in flight a
         // moment to send their replies. Writes run in their own tasks and

@@ -150,3 +150,12 @@ pub fn group_by_name(name: &str) -> Option<u32> {
     }
     Some(gr.gr_gid)
 }
+
+/// The machine's host name, or "localhost" when it cannot be read.
+pub fn system_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

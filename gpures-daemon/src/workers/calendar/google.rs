@@ -1,27 +1,13 @@
-//! Google Calendar one-way sync: [`Calendar`] writes events with
-//! `google-calendar3` and a service-account authenticator (yup-oauth2);
-//! [`Worker`] delivers the `calendar_outbox`.
-//!
-//! Invariant 3: a booking never waits for Google. Every change commits an
-//! outbox row with it; the worker wakes on every committed change (NOTIFY,
-//! so any daemon on the database may deliver), claims one reservation at a
-//! time under a transaction-scoped advisory lock plus `FOR UPDATE SKIP LOCKED`
-//! on its rows (so daemons never write the same event at once), writes the
-//! reservation's *current* state (several pending changes collapse into one
-//! write), and deletes the rows only after Google accepted it. Event ids are
-//! derived from the reservation id ([`event_id`]): a retry after a crash or a
-//! lost reply updates the same event instead of adding one. Transient
-//! failures (429, rate-limit 403s, 5xx, timeouts, connection errors) back off
-//! exponentially with jitter from 1 s to 5 min; permanent ones (400, 401,
-//! other 403s, a bad key) mark the rows failed with the reason and keep them
-//! until the daemon restarts (a configuration change) or `calendar resync`.
+//! The Google Calendar client: [`Calendar`] writes events with
+//! `google-calendar3` and a service-account authenticator (yup-oauth2), and
+//! sorts Google's answers into retry-later and give-up ([`SyncError`]).
+//! Event ids are derived from the reservation id ([`event_id`]), so a retry
+//! after a crash or a lost reply updates the same event instead of adding one.
 //!
 //! The connector is one concrete type ([`Connector`], rustls, https or plain
 //! http) so the hub's generic code is compiled once.
-
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -31,12 +17,9 @@ use google_calendar3::yup_oauth2;
 use gpures_proto::{Reservation, ReservationStatus, text};
 use serde::Deserialize;
 use thiserror::Error;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::config::CalendarConfig;
-use crate::store::{Delivery, Store};
 
 /// The one HTTP connector the hub is built with.
 pub type Connector =
@@ -84,6 +67,11 @@ pub enum SyncError {
     #[error("{0}")]
     Permanent(String),
 }
+
+/// Why `calendar check` failed, with the fix in words.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("{0}")]
+pub struct CheckFailed(pub String);
 
 /// The event id of a reservation: its UUID in lowercase base32hex (digits
 /// and `a`–`v`, as Google requires), 26 characters.
@@ -291,13 +279,18 @@ impl Calendar {
     /// # Errors
     /// [`SyncError`].
     pub async fn delete(&self, id: Uuid) -> Result<Written, SyncError> {
+        self.delete_event(&event_id(id)).await
+    }
+
+    /// Deletes the event `event_id`; one already gone counts as deleted.
+    ///
+    /// # Errors
+    /// [`SyncError`].
+    pub async fn delete_event(&self, event_id: &str) -> Result<Written, SyncError> {
         match self
             .timed(
                 "delete",
-                self.hub
-                    .events()
-                    .delete(&self.calendar_id, &event_id(id))
-                    .doit(),
+                self.hub.events().delete(&self.calendar_id, event_id).doit(),
             )
             .await
         {
@@ -358,7 +351,7 @@ impl Calendar {
     ///
     /// # Errors
     /// The first step that failed, with its fix in words.
-    pub async fn check(&self) -> Result<(), String> {
+    pub async fn check(&self) -> Result<(), CheckFailed> {
         let now = Utc::now();
         let id = Uuid::new_v4();
         let probe = Event {
@@ -405,12 +398,12 @@ impl Calendar {
         };
         match inserted {
             Err(_) => {
-                return Err(format!(
+                return Err(CheckFailed(format!(
                     "Google did not answer within {} s",
                     self.timeout.as_secs()
-                ));
+                )));
             }
-            Ok(Err(e)) => return Err(explain(e)),
+            Ok(Err(e)) => return Err(CheckFailed(explain(e))),
             Ok(Ok(_)) => {}
         }
         match tokio::time::timeout(
@@ -423,11 +416,11 @@ impl Calendar {
         .await
         {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!(
+            Ok(Err(e)) => Err(CheckFailed(format!(
                 "the test event was written but deleting it failed: {}",
                 explain(e)
-            )),
-            Err(_) => Err("deleting the test event got no answer".into()),
+            ))),
+            Err(_) => Err(CheckFailed("deleting the test event got no answer".into())),
         }
     }
 }
@@ -514,232 +507,4 @@ pub fn backoff(first: Duration, attempts: i32) -> Duration {
     let base = first.saturating_mul(1u32 << exp).min(BACKOFF_MAX);
     let jitter = 0.75 + rand::random::<f64>() * 0.5;
     base.mul_f64(jitter).min(BACKOFF_MAX)
-}
-
-/// What a reconciliation changed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Reconciled {
-    pub created: usize,
-    pub updated: usize,
-    pub deleted: usize,
-    pub unchanged: usize,
-}
-
-fn same_event(have: &Event, want: &Event) -> bool {
-    let t = |e: &Option<EventDateTime>| e.as_ref().and_then(|d| d.date_time);
-    have.summary == want.summary
-        && have.description == want.description
-        && t(&have.start) == t(&want.start)
-        && t(&have.end) == t(&want.end)
-        && have.status.as_deref().unwrap_or("confirmed") == "confirmed"
-}
-
-/// Makes the calendar equal to the database over `[from, to)`: missing events
-/// created, changed ones updated, events of cancelled or unknown
-/// reservations deleted.
-///
-/// # Errors
-/// The first write or read that failed.
-pub async fn reconcile(
-    cal: &Calendar,
-    store: &Store,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Reconciled, String> {
-    let active = store
-        .active_in_window(gpures_proto::Period {
-            start: from,
-            end: to,
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let events = cal
-        .list_managed(from, to)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut report = Reconciled::default();
-    let mut seen = std::collections::HashSet::new();
-    for ev in &events {
-        let rid = ev
-            .extended_properties
-            .as_ref()
-            .and_then(|p| p.private.as_ref())
-            .and_then(|p| p.get(PROP_RESERVATION))
-            .and_then(|s| Uuid::parse_str(s).ok());
-        match rid.and_then(|id| active.iter().find(|r| r.id == id)) {
-            Some(r) if ev.id.as_deref() == Some(event_id(r.id).as_str()) => {
-                seen.insert(r.id);
-                if same_event(ev, &cal.event_for(r)) {
-                    report.unchanged += 1;
-                } else {
-                    cal.upsert(r).await.map_err(|e| e.to_string())?;
-                    tracing::info!(event = %event_id(r.id), "Calendar event updated: {}", event_id(r.id));
-                    report.updated += 1;
-                }
-            }
-            _ => {
-                let Some(id) = ev.id.clone() else { continue };
-                match cal
-                    .timed(
-                        "delete",
-                        cal.hub.events().delete(&cal.calendar_id, &id).doit(),
-                    )
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(SyncError::Permanent(m)) if m.contains("404") || m.contains("410") => {}
-                    Err(e) => return Err(e.to_string()),
-                }
-                tracing::info!(event = %id, "Calendar event deleted: {id}");
-                report.deleted += 1;
-            }
-        }
-    }
-    // Missing from the calendar (never written, or deleted by hand: then the
-    // insert meets the deleted event's id and revives it by an update).
-    for r in active.iter().filter(|r| !seen.contains(&r.id)) {
-        cal.upsert(r).await.map_err(|e| e.to_string())?;
-        report.created += 1;
-        tracing::info!(event = %event_id(r.id), "Calendar event created: {}", event_id(r.id));
-    }
-    Ok(report)
-}
-
-/// Delivers the outbox.
-pub struct Worker;
-
-impl Worker {
-    /// Starts delivering. Wakes on every change `changes` reports, when the
-    /// next retry is due, and for the periodic reconciliation; ends when
-    /// `shutdown` turns true.
-    pub fn spawn(
-        cal: Arc<Calendar>,
-        store: Store,
-        mut changes: watch::Receiver<u64>,
-        mut shutdown: watch::Receiver<bool>,
-        writes_per_sec: f64,
-        reconcile_every: Duration,
-        retry_first: Duration,
-    ) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            // A restart is how configuration changes arrive: give failed rows
-            // another chance.
-            if let Err(e) = store.calendar_retry_failed().await {
-                tracing::warn!(error = %e, "cannot reset failed calendar rows");
-            }
-            let spacing = Duration::from_secs_f64(1.0 / writes_per_sec.max(0.1));
-            let mut last_write = tokio::time::Instant::now() - spacing;
-            let mut next_reconcile = tokio::time::Instant::now() + reconcile_every;
-            loop {
-                let wait = match deliver_due(
-                    &cal,
-                    &store,
-                    spacing,
-                    retry_first,
-                    &mut last_write,
-                    &mut shutdown,
-                )
-                .await
-                {
-                    // Delivered something: there may be more right away.
-                    Ok(Progress { delivered, .. }) if delivered > 0 => Duration::ZERO,
-                    Ok(Progress { next_due, .. }) => next_due
-                        .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-                        .unwrap_or(Duration::from_secs(60))
-                        // Rows another daemon holds: look again shortly.
-                        .max(Duration::from_millis(200)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "calendar outbox unavailable");
-                        Duration::from_secs(2)
-                    }
-                };
-                if tokio::time::Instant::now() >= next_reconcile {
-                    let now = Utc::now();
-                    match reconcile(
-                        &cal,
-                        &store,
-                        now - TimeDelta::days(1),
-                        now + TimeDelta::days(14),
-                    )
-                    .await
-                    {
-                        Ok(r) => tracing::info!(?r, "calendar reconciled"),
-                        Err(e) => tracing::warn!(error = %e, "Failed to reconcile the calendar"),
-                    }
-                    next_reconcile = tokio::time::Instant::now() + reconcile_every;
-                }
-                if wait.is_zero() {
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                    continue;
-                }
-                let wait =
-                    wait.min(next_reconcile.saturating_duration_since(tokio::time::Instant::now()));
-                tokio::select! {
-                    _ = crate::shutdown_requested(&mut shutdown) => return,
-                    _ = changes.changed() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-        })
-    }
-}
-
-/// What one delivery pass did.
-struct Progress {
-    delivered: usize,
-    next_due: Option<DateTime<Utc>>,
-}
-
-/// Delivers every due reservation once.
-async fn deliver_due(
-    cal: &Calendar,
-    store: &Store,
-    spacing: Duration,
-    retry_first: Duration,
-    last_write: &mut tokio::time::Instant,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<Progress, crate::store::StoreError> {
-    let mut delivered = 0;
-    for rid in store.calendar_due(100).await? {
-        if *shutdown.borrow() {
-            break;
-        }
-        let Some(claim) = store.calendar_claim(rid).await? else {
-            continue;
-        };
-        // The client-side rate limit.
-        tokio::time::sleep_until(*last_write + spacing).await;
-        *last_write = tokio::time::Instant::now();
-        let outcome = match &claim.reservation {
-            Some(r) => cal.apply(r).await,
-            None => cal.delete(rid).await,
-        };
-        let id = event_id(rid);
-        let delivery = match outcome {
-            Ok(w) => {
-                match w {
-                    Written::Created => tracing::info!(event = %id, "Calendar event created: {id}"),
-                    Written::Updated => tracing::info!(event = %id, "Calendar event updated: {id}"),
-                    Written::Deleted => tracing::info!(event = %id, "Calendar event deleted: {id}"),
-                }
-                Delivery::Done
-            }
-            Err(SyncError::Retry(m)) => {
-                tracing::warn!(event = %id, "Failed to sync calendar event {id}, will retry: {m}");
-                Delivery::Retry(m, backoff(retry_first, claim.attempts))
-            }
-            Err(SyncError::Permanent(m)) => {
-                tracing::error!(event = %id, "Failed to sync calendar event {id}: {m}");
-                Delivery::Failed(m)
-            }
-        };
-        claim.finish(delivery).await?;
-        delivered += 1;
-    }
-    Ok(Progress {
-        delivered,
-        next_due: store.calendar_next_due().await?,
-    })
 }

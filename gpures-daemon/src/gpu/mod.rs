@@ -2,32 +2,26 @@
 //! (`nvml-wrapper`, when `libnvidia-ml.so.1` loads at run time) or
 //! `nvidia-smi` (CSV without units, parsed by [`smi`]), or not at all; a
 //! missing driver or tool is a normal state ([`Backend::None`]), never an
-//! error. [`Monitor`] samples every `sample_interval`, keeps 10 minutes of
-//! utilisation per GPU, and writes this host's latest record into
-//! `host_telemetry` so every daemon sharing the database sees every host.
-//! [`flags`] compares the cards with the schedule.
+//! error. The monitor worker
+//! (`workers::gpu_monitor`) samples on a timer; [`record`] holds what is
+//! stored per host and [`flags`] compares the cards with the schedule.
 //!
 //! Process owners come from `/proc/<pid>/status` (the real uid, resolved to
 //! a name); a pid this host cannot see (another PID namespace) keeps
 //! `unix_user: None` and is shown as unknown.
 
-use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
-use gpures_proto::{GpuFlag, GpuProcess, GpuTelemetry, HostTelemetry, Reservation};
+use chrono::{DateTime, Utc};
+use gpures_proto::GpuProcess;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use crate::store::Store;
+pub mod record;
 
-/// Samples kept for the utilisation history: 10 minutes at the default 5 s.
-const HISTORY_WINDOW: Duration = Duration::from_secs(600);
+pub use record::{HostRecord, StoredGpu, flags, telemetry_for};
 
 #[derive(Debug, Error)]
 pub enum ProbeError {
@@ -231,7 +225,7 @@ pub fn user_of_pid(pid: u32) -> Option<String> {
         .next()?
         .parse()
         .ok()?;
-    Some(crate::unix::name_of_uid(uid))
+    Some(crate::host::unix::name_of_uid(uid))
 }
 
 /// `nvidia-smi` CSV parsing, with or without units.
@@ -413,7 +407,7 @@ pub fn probe_report(probe: &Probe, repeat: u32, json: bool) -> Result<String, Pr
             gpus: &'a [GpuSample],
         }
         let r = Report {
-            host: crate::config::system_host_name(),
+            host: crate::host::unix::system_host_name(),
             backend: probe.backend_name(),
             note,
             sampled_at: Utc::now(),
@@ -460,209 +454,13 @@ pub fn probe_report(probe: &Probe, repeat: u32, json: bool) -> Result<String, Pr
     Ok(out)
 }
 
-/// One GPU as stored for its host: the telemetry clients see, and when a
-/// process was last seen on it (for `idle_reservation`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct StoredGpu {
-    pub telemetry: GpuTelemetry,
-    pub last_process_at: Option<DateTime<Utc>>,
-    /// When this daemon began watching the GPU: idleness is not claimed for
-    /// time nobody watched.
-    pub watched_since: DateTime<Utc>,
-}
-
-/// A host's latest record in `host_telemetry`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct HostRecord {
-    pub host: String,
-    pub backend: String,
-    pub sampled_at: Option<DateTime<Utc>>,
-    pub note: Option<String>,
-    pub gpus: Vec<StoredGpu>,
-}
-
-impl HostRecord {
-    pub fn summary(&self) -> HostTelemetry {
-        HostTelemetry {
-            host: self.host.clone(),
-            backend: self.backend.clone(),
-            sampled_at: self.sampled_at,
-            note: self.note.clone(),
-        }
-    }
-}
-
-/// Samples on a timer and publishes this host's record.
-pub struct Monitor;
-
-impl Monitor {
-    /// Starts sampling; the task ends when `shutdown` turns true. The latest
-    /// record is also sent on the returned channel.
-    pub fn spawn(
-        probe: Probe,
-        store: Store,
-        host: String,
-        interval: Duration,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> (watch::Receiver<Option<HostRecord>>, JoinHandle<()>) {
-        let (tx, rx) = watch::channel(None);
-        let probe = Arc::new(probe);
-        let task = tokio::spawn(async move {
-            let keep =
-                usize::try_from((HISTORY_WINDOW.as_secs() / interval.as_secs().max(1)).max(1))
-                    .unwrap_or(120);
-            let mut history: HashMap<String, VecDeque<u8>> = HashMap::new();
-            let mut last_process: HashMap<String, DateTime<Utc>> = HashMap::new();
-            let started = Utc::now();
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = crate::shutdown_requested(&mut shutdown) => return,
-                    _ = ticker.tick() => {}
-                }
-                let p = Arc::clone(&probe);
-                let sampled = tokio::task::spawn_blocking(move || p.sample()).await;
-                let now = Utc::now();
-                let (gpus, note) = match sampled {
-                    Ok(Ok(gpus)) => (gpus, probe.note()),
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "GPU probe failed");
-                        (Vec::new(), Some(format!("the GPU probe failed: {e}")))
-                    }
-                    Err(e) => (Vec::new(), Some(format!("the GPU probe failed: {e}"))),
-                };
-                let record = HostRecord {
-                    host: host.clone(),
-                    backend: probe.backend_name().to_owned(),
-                    sampled_at: Some(now),
-                    note,
-                    gpus: gpus
-                        .into_iter()
-                        .map(|g| {
-                            let h = history.entry(g.uuid.clone()).or_default();
-                            h.push_back(
-                                u8::try_from(g.utilization_pct.unwrap_or(0).min(100))
-                                    .unwrap_or(100),
-                            );
-                            while h.len() > keep {
-                                h.pop_front();
-                            }
-                            if !g.processes.is_empty() {
-                                last_process.insert(g.uuid.clone(), now);
-                            }
-                            StoredGpu {
-                                last_process_at: last_process.get(&g.uuid).copied(),
-                                watched_since: started,
-                                telemetry: GpuTelemetry {
-                                    host: host.clone(),
-                                    index: g.index,
-                                    uuid: g.uuid,
-                                    name: g.name,
-                                    sampled_at: now,
-                                    utilization_pct: g.utilization_pct,
-                                    memory_used_mib: g.memory_used_mib,
-                                    memory_total_mib: g.memory_total_mib,
-                                    temperature_c: g.temperature_c,
-                                    power_w: g.power_w,
-                                    history: h.iter().copied().collect(),
-                                    processes: g.processes,
-                                },
-                            }
-                        })
-                        .collect(),
-                };
-                if let Err(e) = store.put_host_record(&record).await {
-                    tracing::warn!(error = %e, "cannot store the GPU sample");
-                }
-                let _ = tx.send(Some(record));
-            }
-        });
-        (rx, task)
-    }
-}
-
-/// The telemetry record of a resource: by UUID, else by host and index.
-pub fn telemetry_for<'a>(
-    records: &'a [HostRecord],
-    resource: &gpures_proto::Resource,
-) -> Option<&'a StoredGpu> {
-    let all = records.iter().flat_map(|r| r.gpus.iter());
-    if let Some(uuid) = &resource.gpu_uuid {
-        return all.clone().find(|g| &g.telemetry.uuid == uuid);
-    }
-    let index = u32::try_from(resource.gpu_index?).ok()?;
-    records
-        .iter()
-        .filter(|r| r.host == resource.host)
-        .flat_map(|r| r.gpus.iter())
-        .find(|g| g.telemetry.index == index)
-}
-
-/// Compares a GPU with its schedule. `unix_user_of` maps a user id to the
-/// Unix user its account is bound to; `recent` holds this GPU's reservations
-/// that ended lately (for `overrun`).
-pub fn flags(
-    gpu: &StoredGpu,
-    current: Option<&Reservation>,
-    recent: &[&Reservation],
-    unix_user_of: &dyn Fn(i64) -> Option<String>,
-    now: DateTime<Utc>,
-    idle_after: TimeDelta,
-) -> Vec<GpuFlag> {
-    let mut out = Vec::new();
-    let holder = current.and_then(|r| unix_user_of(r.user.id));
-    for p in &gpu.telemetry.processes {
-        let Some(user) = &p.unix_user else {
-            continue;
-        };
-        if holder.as_deref() == Some(user.as_str()) {
-            continue;
-        }
-        let overran = recent.iter().any(|r| {
-            r.period.end <= now && unix_user_of(r.user.id).as_deref() == Some(user.as_str())
-        });
-        if overran {
-            out.push(GpuFlag::Overrun {
-                unix_user: user.clone(),
-                pid: p.pid,
-            });
-        } else {
-            out.push(GpuFlag::UnreservedUse {
-                unix_user: user.clone(),
-                pid: p.pid,
-            });
-        }
-    }
-    if let Some(r) = current
-        && gpu.telemetry.processes.is_empty()
-    {
-        let since = [
-            Some(r.period.start),
-            gpu.last_process_at,
-            Some(gpu.watched_since),
-        ]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(now);
-        let idle = now - since;
-        if idle >= idle_after {
-            out.push(GpuFlag::IdleReservation {
-                idle_minutes: u32::try_from(idle.num_minutes()).unwrap_or(u32::MAX),
-            });
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const FIX: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/nvidia-smi/h100-driver580"
+        "/../gpures-testkit/data/nvidia-smi/h100-driver580"
     );
 
     fn fixture(name: &str) -> String {
@@ -747,7 +545,10 @@ mod tests {
     #[test]
     fn reads_the_user_of_a_live_pid() {
         let me = user_of_pid(std::process::id()).expect("own pid");
-        assert_eq!(me, crate::unix::name_of_uid(crate::unix::euid()));
+        assert_eq!(
+            me,
+            crate::host::unix::name_of_uid(crate::host::unix::euid())
+        );
         assert_eq!(user_of_pid(u32::MAX - 1), None);
     }
 

@@ -95,7 +95,7 @@ impl FakeGoogle {
     /// # Errors
     /// The file cannot be written.
     pub fn write_key(&self, path: &Path) -> std::io::Result<()> {
-        let pem = include_str!("../../tests/data/google/test-key.pem");
+        let pem = include_str!("../data/google/test-key.pem");
         let key = json!({
             "type": "service_account",
             "project_id": "gpures-test",

@@ -1,12 +1,20 @@
-//! Test support shared by every integration test (this crate's and the
-//! TUI's): a real PostgreSQL and the real daemon on a real Unix socket.
+//! Test support for every integration test and the benchmarks: a real
+//! PostgreSQL and the real daemon on a real Unix socket. A dev-only crate:
+//! nothing here ships in the daemon or the client.
 //!
-//! [`fresh_database_url`] gives each test its own database, cloned from a
-//! migrated template, in one embedded cluster per test process started with
-//! the same [`Cluster`] code the daemon uses (in a temp dir, torn down when the
-//! process exits). `GPURES_TEST_DATABASE_URL` switches to an external server.
-//! [`TestDaemon`] runs [`run`](crate::run) on a temp socket over such a
-//! database. Nothing here is used by the daemon itself.
+//! - [`fresh_database_url`] gives each test its own database, cloned from a
+//!   migrated template, in one embedded cluster per test process started with
+//!   the same [`Cluster`] code the daemon uses (in a temp dir, torn down when
+//!   the process exits). `GPURES_TEST_DATABASE_URL` switches to an external
+//!   server.
+//! - [`TestDaemon`] runs [`gpures_daemon::run`] on a temp socket over such a
+//!   database; [`TestDaemon::builder`] adds GPUs and config changes.
+//! - [`HostAdmin`] runs host-admin commands (promote, add GPUs, discover) on
+//!   a database through the daemon's own service, as `gpures-daemon` does.
+//! - [`fake_google`]: a local server speaking Google's token and Calendar v3
+//!   protocol, driven by the real client library.
+//! - [`connect`] and [`PASSWORD`]: a client that said hello, and the
+//!   password every test user gets.
 
 pub mod fake_google;
 
@@ -23,9 +31,12 @@ use tarpc::context;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, Secret};
-use crate::pg::{Cluster, ClusterOptions};
-use crate::store::{Store, UserChange};
+use gpures_daemon::admin::{ResourceAction, UserAction, resources, users};
+use gpures_daemon::config::{Config, Secret};
+use gpures_daemon::host::pg::{self, Cluster, ClusterOptions};
+use gpures_daemon::service::{Actor, Service};
+use gpures_daemon::store::Store;
+use gpures_proto::{NewResource, ResourceKind};
 
 const TEMPLATE: &str = "gpures_test_template";
 
@@ -46,7 +57,7 @@ static CLUSTER: OnceLock<(Cluster, PathBuf)> = OnceLock::new();
 extern "C" fn stop_test_cluster() {
     if let Some((cluster, dir)) = CLUSTER.get() {
         if let Some(pid) = cluster.pid() {
-            crate::unix::kill(pid, libc::SIGQUIT);
+            gpures_daemon::host::unix::kill(pid, libc::SIGQUIT);
             for _ in 0..200 {
                 if !Path::new(&format!("/proc/{pid}")).exists()
                     || std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -92,7 +103,7 @@ fn start_server() -> std::result::Result<Server, String> {
     }
     let server = Server {
         admin,
-        url_base: format!("postgres://{}@localhost", crate::pg::SUPERUSER),
+        url_base: format!("postgres://{}@localhost", pg::SUPERUSER),
         url_query: format!("host={socket}&port=5432"),
     };
     prepare_template(&server)?;
@@ -143,6 +154,70 @@ fn prepare_template(server: &Server) -> std::result::Result<(), String> {
     .map_err(|_| "template thread panicked".to_string())?
 }
 
+/// A PostgreSQL cluster of its own, started with the daemon's [`Cluster`]
+/// code and stopped on drop: the benchmarks use a durable one (fsync on),
+/// unlike the fast shared cluster of [`fresh_database_url`].
+pub struct TestCluster {
+    cluster: Option<Cluster>,
+    dir: tempfile::TempDir,
+    next_db: AtomicU32,
+}
+
+impl TestCluster {
+    /// Starts a cluster in a new temp dir.
+    ///
+    /// # Errors
+    /// PostgreSQL could not be started.
+    pub fn start(options: ClusterOptions) -> Result<TestCluster> {
+        let dir = tempfile::Builder::new()
+            .prefix("gpures-cluster-")
+            .tempdir()?;
+        // Reachable by the cluster's own user.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+        let cluster = Cluster::start(&dir.path().join("pg"), options)?;
+        Ok(TestCluster {
+            cluster: Some(cluster),
+            dir,
+            next_db: AtomicU32::new(0),
+        })
+    }
+
+    /// A folder beside the cluster for a test's own files, removed with it.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A new, migrated, empty database; returns its URL.
+    ///
+    /// # Errors
+    /// The database could not be created or migrated.
+    pub async fn database(&self) -> Result<String> {
+        let cluster = self.cluster.as_ref().context("the cluster was stopped")?;
+        let name = format!("db_{}", self.next_db.fetch_add(1, Ordering::Relaxed));
+        let mut conn = PgConnection::connect_with(&cluster.connect_options("postgres")).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
+        let _ = conn.close().await;
+        let url = format!(
+            "postgres://{}@localhost/{name}?host={}&port=5432",
+            pg::SUPERUSER,
+            cluster.socket_dir().display()
+        );
+        let store = Store::connect_lazy(url.parse()?, 2);
+        store.migrate().await?;
+        store.close().await;
+        Ok(url)
+    }
+
+    /// Stops the cluster and waits for it.
+    pub fn stop(mut self) {
+        if let Some(c) = self.cluster.take() {
+            c.stop();
+        }
+    }
+}
+
 /// A URL of a new, migrated, empty database for one test.
 ///
 /// # Errors
@@ -185,23 +260,159 @@ pub async fn fresh_database_url() -> Result<String> {
     ))
 }
 
+/// The host admin on one database: the daemon's own service acting as
+/// [`Actor::HostAdmin`], as `gpures-daemon user …` and `resource …` do.
+#[derive(Clone, Debug)]
+pub struct HostAdmin {
+    service: Service,
+}
+
+impl HostAdmin {
+    /// The host admin of the database at `database_url`.
+    ///
+    /// # Errors
+    /// The URL is invalid.
+    pub fn on(database_url: &str) -> Result<HostAdmin> {
+        let store = Store::connect_lazy(database_url.parse()?, 2);
+        Ok(HostAdmin {
+            service: gpures_daemon::admin::host_service(store, &Config::default()),
+        })
+    }
+
+    /// Runs `gpures-daemon user …`; returns what it prints.
+    ///
+    /// # Errors
+    /// The command failed.
+    pub async fn user(&self, action: UserAction) -> Result<String> {
+        Ok(users::execute(&self.service, &Actor::host_admin(), action).await?)
+    }
+
+    /// Runs `gpures-daemon resource …`; returns what it prints.
+    ///
+    /// # Errors
+    /// The command failed.
+    pub async fn resource(&self, action: ResourceAction) -> Result<String> {
+        Ok(resources::execute(&self.service, &Actor::host_admin(), action).await?)
+    }
+
+    /// `gpures-daemon user promote EMAIL`.
+    ///
+    /// # Errors
+    /// Unknown email, store failures.
+    pub async fn promote(&self, email: &str) -> Result<()> {
+        self.user(UserAction::Role {
+            email: email.to_owned(),
+            role: Role::Admin,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Adds `gpu0` … `gpu{n-1}` on `host` (GPU indices 0 … n-1); returns their ids.
+    ///
+    /// # Errors
+    /// A name exists already, store failures.
+    pub async fn add_gpus(&self, host: &str, n: i32) -> Result<Vec<i64>> {
+        let actor = Actor::host_admin();
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let new = NewResource {
+                name: format!("gpu{i}"),
+                host: host.to_owned(),
+                kind: ResourceKind::Gpu,
+                gpu_index: Some(i),
+                gpu_uuid: None,
+                description: format!("test GPU {i}"),
+            };
+            ids.push(self.service.create_resource(&actor, new).await?.id);
+        }
+        Ok(ids)
+    }
+}
+
 /// A daemon serving a fresh database on a temp socket.
 pub struct TestDaemon {
     pub socket: PathBuf,
     pub state_dir: tempfile::TempDir,
     pub database_url: String,
+    /// A pool on the daemon's database, for tests that inspect rows.
     pub store: Store,
+    /// The ids of the GPUs [`TestDaemonBuilder::with_gpus`] added.
+    pub gpus: Vec<i64>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<()>>>,
 }
 
+/// How to start a [`TestDaemon`].
+pub struct TestDaemonBuilder {
+    gpus: i32,
+    host: String,
+    database_url: Option<String>,
+    adjust: Box<dyn FnOnce(&mut Config) + Send>,
+}
+
+impl TestDaemonBuilder {
+    /// Adds `gpu0` … `gpu{n-1}` before the daemon serves.
+    pub fn with_gpus(mut self, n: i32) -> Self {
+        self.gpus = n;
+        self
+    }
+
+    /// Changes the configuration before the daemon starts.
+    pub fn config(mut self, adjust: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        self.adjust = Box::new(adjust);
+        self
+    }
+
+    /// The daemon's host name (default `test-host`).
+    pub fn host(mut self, host: &str) -> Self {
+        host.clone_into(&mut self.host);
+        self
+    }
+
+    /// Serves an existing database (several daemons may share one).
+    pub fn database(mut self, url: String) -> Self {
+        self.database_url = Some(url);
+        self
+    }
+
+    /// Starts the daemon and waits until it answers.
+    ///
+    /// # Errors
+    /// The database or the socket could not be set up.
+    pub async fn start(self) -> Result<TestDaemon> {
+        let url = match self.database_url {
+            Some(url) => url,
+            None => fresh_database_url().await?,
+        };
+        let gpus = if self.gpus > 0 {
+            HostAdmin::on(&url)?.add_gpus(&self.host, self.gpus).await?
+        } else {
+            Vec::new()
+        };
+        let mut daemon = TestDaemon::start_on(url, &self.host, self.adjust).await?;
+        daemon.gpus = gpus;
+        Ok(daemon)
+    }
+}
+
 impl TestDaemon {
+    /// How to start one: GPUs, configuration, host, database.
+    pub fn builder() -> TestDaemonBuilder {
+        TestDaemonBuilder {
+            gpus: 0,
+            host: "test-host".to_owned(),
+            database_url: None,
+            adjust: Box::new(|_| {}),
+        }
+    }
+
     /// Starts a daemon with the default configuration.
     ///
     /// # Errors
     /// The database or the socket could not be set up.
     pub async fn start() -> Result<TestDaemon> {
-        TestDaemon::start_with(|_| {}).await
+        TestDaemon::builder().start().await
     }
 
     /// Starts a daemon on a fresh database, after `adjust` changed its config.
@@ -237,15 +448,15 @@ impl TestDaemon {
         };
         config.limits.db_pool_size = 8;
         adjust(&mut config);
-        let listener = crate::bind_socket(&config)?;
+        let listener = gpures_daemon::bind_socket(&config)?;
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(crate::run(
+        let task = tokio::spawn(gpures_daemon::run(
             config,
             Some(listener),
             async move {
                 let _ = rx.await;
             },
-            crate::RunOptions::default(),
+            gpures_daemon::RunOptions::default(),
         ));
         let store = Store::connect_lazy(database_url.parse()?, 4);
         let daemon = TestDaemon {
@@ -253,12 +464,21 @@ impl TestDaemon {
             state_dir,
             database_url,
             store,
+            gpus: Vec::new(),
             shutdown: Some(tx),
             task: Some(task),
         };
         // Wait until it answers.
         daemon.client().await?;
         Ok(daemon)
+    }
+
+    /// The host admin of this daemon's database.
+    ///
+    /// # Errors
+    /// The URL is invalid.
+    pub fn host_admin(&self) -> Result<HostAdmin> {
+        HostAdmin::on(&self.database_url)
     }
 
     /// A connected client that has said hello.
@@ -287,19 +507,40 @@ impl TestDaemon {
         Ok((client, login))
     }
 
-    /// Registers a user, makes them an admin, and logs in.
+    /// Registers a user, makes them an admin (as the host admin would), and
+    /// logs in.
     ///
     /// # Errors
     /// Registration, promotion or login failed.
     pub async fn admin(&self, email: &str, name: &str) -> Result<(GpuresClient, LoginReply)> {
         let (client, _) = self.user(email, name).await?;
-        self.store
-            .change_user(email, UserChange::Role(Role::Admin), None, "test")
-            .await?;
+        self.host_admin()?.promote(email).await?;
         let login = client
             .login(context::current(), email.to_owned(), PASSWORD.to_owned())
             .await??;
         Ok((client, login))
+    }
+
+    /// The reservations stored, read straight from the database.
+    ///
+    /// # Errors
+    /// The query failed.
+    pub async fn reservations(
+        &self,
+        filter: &gpures_proto::ReservationFilter,
+    ) -> Result<Vec<gpures_proto::Reservation>> {
+        let mut conn = self.store.acquire().await?;
+        Ok(gpures_daemon::store::reservations::list(&mut conn, filter).await?)
+    }
+
+    /// Every pair of overlapping active reservations of one resource; zero
+    /// while invariant 1 holds.
+    ///
+    /// # Errors
+    /// The query failed.
+    pub async fn overlapping_pairs(&self) -> Result<i64> {
+        let mut conn = self.store.acquire().await?;
+        Ok(gpures_daemon::store::reservations::overlapping_pairs(&mut conn).await?)
     }
 
     /// Stops the daemon the way SIGTERM does and waits for it.

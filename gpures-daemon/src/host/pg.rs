@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgConnectOptions;
 use thiserror::Error;
 
-use crate::unix;
+use crate::host::unix;
 
 /// The role the daemon connects as; created by `initdb -U`.
 pub const SUPERUSER: &str = "gpures";

@@ -1,0 +1,100 @@
+//! `gpures-daemon user list|promote|demote|disable|bind`.
+
+use std::fmt::Write as _;
+
+use gpures_proto::{Role, UserInfo};
+
+use crate::cli::UserCommand;
+use crate::service::{Actor, Error, Result, Service};
+use crate::store::users::UserChange;
+
+/// One account action of the host admin.
+#[derive(Clone, Debug)]
+pub enum UserAction {
+    List,
+    Role { email: String, role: Role },
+    Disable { email: String },
+    Bind { email: String, unix_user: String },
+}
+
+impl From<UserCommand> for UserAction {
+    fn from(cmd: UserCommand) -> Self {
+        match cmd {
+            UserCommand::List => UserAction::List,
+            UserCommand::Promote { email } => UserAction::Role {
+                email,
+                role: Role::Admin,
+            },
+            UserCommand::Demote { email } => UserAction::Role {
+                email,
+                role: Role::Member,
+            },
+            UserCommand::Disable { email } => UserAction::Disable { email },
+            UserCommand::Bind { email, unix_user } => UserAction::Bind { email, unix_user },
+        }
+    }
+}
+
+/// Runs `action` and returns what to print.
+///
+/// # Errors
+/// Unknown emails or Unix users, store failures.
+pub async fn execute(service: &Service, actor: &Actor, action: UserAction) -> Result<String> {
+    Ok(match action {
+        UserAction::List => users_table(&service.list_users(actor).await?),
+        UserAction::Role { email, role } => {
+            let u = service
+                .change_user(actor, &email, UserChange::Role(role))
+                .await?;
+            format!("{} is now {}\n", u.email, u.role)
+        }
+        UserAction::Disable { email } => {
+            let u = service
+                .change_user(actor, &email, UserChange::Disable)
+                .await?;
+            format!("{} is disabled and its tokens are revoked\n", u.email)
+        }
+        UserAction::Bind { email, unix_user } => {
+            if crate::host::unix::user_by_name(&unix_user).is_none()
+                && !unix_user.starts_with("uid:")
+            {
+                return Err(Error::invalid(
+                    "unix_user",
+                    format!("there is no Unix user {unix_user:?} on this host"),
+                ));
+            }
+            let u = service
+                .change_user(actor, &email, UserChange::Bind(unix_user))
+                .await?;
+            format!(
+                "{} is now bound to the Unix user {}; its old tokens are revoked\n",
+                u.email, u.unix_user
+            )
+        }
+    })
+}
+
+fn users_table(users: &[UserInfo]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<5} {:<32} {:<24} {:<7} {:<12} STATE",
+        "ID", "EMAIL", "NAME", "ROLE", "UNIX USER"
+    );
+    for u in users {
+        let _ = writeln!(
+            out,
+            "{:<5} {:<32} {:<24} {:<7} {:<12} {}",
+            u.id,
+            u.email,
+            u.display_name,
+            u.role,
+            u.unix_user,
+            if u.disabled { "disabled" } else { "active" }
+        );
+    }
+    if users.is_empty() {
+        out.push_str("(no users yet: lab members run `gpures register`)\n");
+    }
+    out
+}

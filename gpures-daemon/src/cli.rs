@@ -1,0 +1,257 @@
+//! The command line of `gpures-daemon`: the clap definitions ([`Cli`]), kept
+//! in the library so that `main`, the man pages and the shell completions use
+//! the same ones, and [`dispatch`], which runs a parsed command: `serve` is
+//! the daemon ([`crate::run`]); every other command is a host-admin command
+//! ([`crate::admin`]).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::config::{Config, Overrides, Secret};
+use crate::host::systemd::Notifier;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gpures-daemon",
+    version,
+    about = "Owns the GPU reservations of this host and serves them to `gpures`"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Flags every subcommand accepts.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Common {
+    /// Config file (default /etc/gpures/gpures.toml, if it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// State directory (JWT secret, embedded PostgreSQL).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Use this PostgreSQL server instead of the embedded cluster.
+    #[arg(long, global = true, value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the socket (the default command).
+    Serve {
+        /// Socket path (default /run/gpures.sock as root).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Host name stored on this host's resources.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage bookable resources.
+    #[command(subcommand)]
+    Resource(ResourceCommand),
+    /// Check the configuration and print it (secrets redacted).
+    CheckConfig,
+    /// GPU telemetry.
+    #[command(subcommand)]
+    Gpu(GpuCommand),
+    /// Backups.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Google Calendar sync.
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
+    /// Write man pages (gpures-daemon.1 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CalendarCommand {
+    /// Make the calendar equal to the database: create missing events, update
+    /// changed ones, delete those of cancelled or unknown reservations; also
+    /// retries changes Google refused before.
+    Resync {
+        /// Start of the range (RFC 3339 or YYYY-MM-DD; default 30 days ago).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// End of the range (default 90 days ahead).
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+    },
+    /// Check the settings, the key, the token exchange and write access with a
+    /// probe event, and say how to fix what fails.
+    Check,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Dump the database (embedded or external) with pg_dump, custom format;
+    /// restore with pg_restore.
+    Dump { file: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GpuCommand {
+    /// Take one sample of this host's GPUs and print it.
+    Probe {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Take this many samples and report the CPU time per sample
+        /// (this process and its children, e.g. nvidia-smi).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        repeat: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// List every account.
+    List,
+    /// Make an account an admin.
+    Promote { email: String },
+    /// Make an admin a member again.
+    Demote { email: String },
+    /// Disable an account and revoke its tokens.
+    Disable { email: String },
+    /// Bind an account to another Unix user (revokes its tokens).
+    Bind {
+        email: String,
+        #[arg(long, value_name = "NAME")]
+        unix_user: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ResourceCommand {
+    /// Add a GPU or a server.
+    Add {
+        name: String,
+        /// Host of the resource (default: this daemon's host name).
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long, value_name = "N")]
+        gpu_index: Option<i32>,
+        #[arg(long, value_name = "UUID")]
+        gpu_uuid: Option<String>,
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+    /// List resources, disabled ones too.
+    List,
+    /// Disable a resource: it can no longer be booked.
+    Disable { name: String },
+    /// Create or update one resource per GPU of this host (idempotent).
+    Discover {
+        /// Host name to store (default: this daemon's host name).
+        #[arg(long)]
+        host: Option<String>,
+    },
+}
+
+/// What systemd handed the process before any thread started.
+#[derive(Debug, Default)]
+pub struct FromSystemd {
+    /// The socket of `gpures.socket` (socket activation).
+    pub listener: Option<std::os::unix::net::UnixListener>,
+    /// Where readiness and watchdog pings go.
+    pub notifier: Notifier,
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever the command failed with, with context for the admin.
+pub async fn dispatch(cli: Cli, systemd: FromSystemd) -> Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve {
+        socket: None,
+        host: None,
+    });
+    match &command {
+        Command::Man { dir } => return write_man_pages(dir),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "gpures-daemon",
+                &mut std::io::stdout(),
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
+    if cli.common.database_url.is_some() {
+        eprintln!(
+            "gpures-daemon: warning: --database-url is visible to every user of this host \
+             (ps, /proc); put it in GPURES_DATABASE_URL or database_url in the config file"
+        );
+    }
+    let mut overrides = Overrides {
+        config: cli.common.config.clone(),
+        state_dir: cli.common.state_dir.clone(),
+        database_url: cli.common.database_url.clone().map(Secret::new),
+        ..Overrides::default()
+    };
+    if let Command::Serve { socket, host } = &command {
+        overrides.socket = socket.clone();
+        overrides.host = host.clone();
+    }
+    let config = Config::load(&overrides)?;
+    if let Command::Serve { .. } = command {
+        let shutdown = crate::termination_signal()?;
+        let listener = match systemd.listener {
+            Some(l) => {
+                l.set_nonblocking(true).context("the socket from systemd")?;
+                Some(tokio::net::UnixListener::from_std(l).context("the socket from systemd")?)
+            }
+            None => None,
+        };
+        let options = crate::RunOptions {
+            notifier: systemd.notifier,
+            ..crate::RunOptions::default()
+        };
+        return crate::run(config, listener, shutdown, options).await;
+    }
+    crate::admin::run(&config, command).await
+}
+
+/// Writes `gpures-daemon.1` and a page per subcommand into `dir`.
+///
+/// # Errors
+/// The directory or a page cannot be written.
+pub fn write_man_pages(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let cmd = Cli::command();
+    let mut pages = vec![(String::from("gpures-daemon"), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        pages.push((format!("gpures-daemon-{}", sub.get_name()), sub.clone()));
+    }
+    for (name, page) in pages {
+        let page = page.name(name.clone());
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page).render(&mut out)?;
+        std::fs::write(dir.join(format!("{name}.1")), out)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,114 @@
+//! What the daemon stores and shows of a host's GPUs: [`HostRecord`] (one
+//! per host in `host_telemetry`), [`StoredGpu`], and the comparison of a card
+//! with its schedule ([`flags`]). Plain data and pure functions: the probe
+//! writes them, the status service reads them.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use gpures_proto::{GpuFlag, GpuTelemetry, HostTelemetry, Reservation};
+use serde::{Deserialize, Serialize};
+
+/// One GPU as stored for its host: the telemetry clients see, and when a
+/// process was last seen on it (for `idle_reservation`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoredGpu {
+    pub telemetry: GpuTelemetry,
+    pub last_process_at: Option<DateTime<Utc>>,
+    /// When this daemon began watching the GPU: idleness is not claimed for
+    /// time nobody watched.
+    pub watched_since: DateTime<Utc>,
+}
+
+/// A host's latest record in `host_telemetry`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HostRecord {
+    pub host: String,
+    pub backend: String,
+    pub sampled_at: Option<DateTime<Utc>>,
+    pub note: Option<String>,
+    pub gpus: Vec<StoredGpu>,
+}
+
+impl HostRecord {
+    pub fn summary(&self) -> HostTelemetry {
+        HostTelemetry {
+            host: self.host.clone(),
+            backend: self.backend.clone(),
+            sampled_at: self.sampled_at,
+            note: self.note.clone(),
+        }
+    }
+}
+
+/// The telemetry record of a resource: by UUID, else by host and index.
+pub fn telemetry_for<'a>(
+    records: &'a [HostRecord],
+    resource: &gpures_proto::Resource,
+) -> Option<&'a StoredGpu> {
+    let all = records.iter().flat_map(|r| r.gpus.iter());
+    if let Some(uuid) = &resource.gpu_uuid {
+        return all.clone().find(|g| &g.telemetry.uuid == uuid);
+    }
+    let index = u32::try_from(resource.gpu_index?).ok()?;
+    records
+        .iter()
+        .filter(|r| r.host == resource.host)
+        .flat_map(|r| r.gpus.iter())
+        .find(|g| g.telemetry.index == index)
+}
+
+/// Compares a GPU with its schedule. `unix_user_of` maps a user id to the
+/// Unix user its account is bound to; `recent` holds this GPU's reservations
+/// that ended lately (for `overrun`).
+pub fn flags(
+    gpu: &StoredGpu,
+    current: Option<&Reservation>,
+    recent: &[&Reservation],
+    unix_user_of: &dyn Fn(i64) -> Option<String>,
+    now: DateTime<Utc>,
+    idle_after: TimeDelta,
+) -> Vec<GpuFlag> {
+    let mut out = Vec::new();
+    let holder = current.and_then(|r| unix_user_of(r.user.id));
+    for p in &gpu.telemetry.processes {
+        let Some(user) = &p.unix_user else {
+            continue;
+        };
+        if holder.as_deref() == Some(user.as_str()) {
+            continue;
+        }
+        let overran = recent.iter().any(|r| {
+            r.period.end <= now && unix_user_of(r.user.id).as_deref() == Some(user.as_str())
+        });
+        if overran {
+            out.push(GpuFlag::Overrun {
+                unix_user: user.clone(),
+                pid: p.pid,
+            });
+        } else {
+            out.push(GpuFlag::UnreservedUse {
+                unix_user: user.clone(),
+                pid: p.pid,
+            });
+        }
+    }
+    if let Some(r) = current
+        && gpu.telemetry.processes.is_empty()
+    {
+        let since = [
+            Some(r.period.start),
+            gpu.last_process_at,
+            Some(gpu.watched_since),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(now);
+        let idle = now - since;
+        if idle >= idle_after {
+            out.push(GpuFlag::IdleReservation {
+                idle_minutes: u32::try_from(idle.num_minutes()).unwrap_or(u32::MAX),
+            });
+        }
+    }
+    out
+}

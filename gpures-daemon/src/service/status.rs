@@ -1,0 +1,83 @@
+//! The status report: per resource, who holds it now and until when, who is
+//! next, live telemetry, and the flags that compare the card with its
+//! schedule (unreserved use, idle reservation, overrun).
+
+use std::collections::HashMap;
+
+use chrono::{TimeDelta, Utc};
+use gpures_proto::{Reservation, ResourceStatus, StatusReport};
+
+use super::{Actor, Result, Service};
+use crate::gpu;
+use crate::store::{outbox, reservations, resources, telemetry, users};
+
+/// How far back a reservation that ended may still explain a running process.
+const OVERRUN_LOOKBACK: TimeDelta = TimeDelta::hours(24);
+
+impl Service {
+    /// The status of every active resource; admins also see the calendar queue.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn status(&self, actor: &Actor) -> Result<StatusReport> {
+        let now = Utc::now();
+        let mut conn = self.store().acquire().await?;
+        let resources = resources::list(&mut conn, false).await?;
+        let (current, next) = reservations::current_and_next(&mut conn, now).await?;
+        let records = telemetry::all(&mut conn).await?;
+        let recent = reservations::recently_ended(&mut conn, now, OVERRUN_LOOKBACK).await?;
+        // Only the owners of what is shown, and only their Unix users.
+        let mut ids: Vec<i64> = current
+            .iter()
+            .chain(recent.iter())
+            .map(|r| r.user.id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let unix_users: HashMap<i64, String> = users::unix_users(&mut conn, &ids)
+            .await?
+            .into_iter()
+            .collect();
+        let unix_user_of = |id: i64| unix_users.get(&id).cloned();
+        let idle_after = self.settings().idle_after;
+        let resources = resources
+            .into_iter()
+            .map(|resource| {
+                let current = current
+                    .iter()
+                    .find(|r| r.resource_id == resource.id)
+                    .cloned();
+                let gpu = gpu::telemetry_for(&records, &resource);
+                let flags = match gpu {
+                    Some(g) => {
+                        let ended: Vec<&Reservation> = recent
+                            .iter()
+                            .filter(|r| r.resource_id == resource.id)
+                            .collect();
+                        gpu::flags(g, current.as_ref(), &ended, &unix_user_of, now, idle_after)
+                    }
+                    None => Vec::new(),
+                };
+                ResourceStatus {
+                    next: next.iter().find(|r| r.resource_id == resource.id).cloned(),
+                    telemetry: gpu.map(|g| g.telemetry.clone()),
+                    flags,
+                    current,
+                    resource,
+                }
+            })
+            .collect();
+        let calendar = if actor.is_admin() {
+            Some(outbox::status(&mut conn, self.settings().calendar_enabled).await?)
+        } else {
+            None
+        };
+        Ok(StatusReport {
+            generated_at: now,
+            host: self.host().to_owned(),
+            resources,
+            hosts: records.iter().map(|r| r.summary()).collect(),
+            calendar,
+        })
+    }
+}

@@ -1,0 +1,73 @@
+//! `audit_log`: who did what to which reservation, resource or user.
+//! [`AuditAction`] is the closed list of actions; [`record`] writes one row in
+//! the caller's transaction, so the row exists exactly when the change does.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::Result;
+
+/// Every action the audit log records, stored as its dotted name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text")]
+pub enum AuditAction {
+    #[sqlx(rename = "user.register")]
+    UserRegister,
+    #[sqlx(rename = "user.role")]
+    UserRole,
+    #[sqlx(rename = "user.disable")]
+    UserDisable,
+    #[sqlx(rename = "user.bind")]
+    UserBind,
+    #[sqlx(rename = "user.revoke_tokens")]
+    UserRevokeTokens,
+    #[sqlx(rename = "resource.create")]
+    ResourceCreate,
+    #[sqlx(rename = "resource.update")]
+    ResourceUpdate,
+    #[sqlx(rename = "reservation.create")]
+    ReservationCreate,
+    #[sqlx(rename = "reservation.update")]
+    ReservationUpdate,
+    #[sqlx(rename = "reservation.cancel")]
+    ReservationCancel,
+    #[sqlx(rename = "reservation.release")]
+    ReservationRelease,
+}
+
+/// Who acted: the account (absent for the host admin) and the Unix user.
+#[derive(Clone, Copy, Debug)]
+pub struct By<'a> {
+    pub user_id: Option<i64>,
+    pub unix_user: &'a str,
+}
+
+/// What was acted on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Target {
+    pub reservation: Option<Uuid>,
+    pub resource: Option<i64>,
+    pub user: Option<i64>,
+}
+
+/// Records `action` by `by` on `target`.
+pub async fn record(
+    conn: &mut PgConnection,
+    by: By<'_>,
+    action: AuditAction,
+    target: Target,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (actor_id, actor_unix_user, action, reservation_id, resource_id, target_user_id)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(by.user_id)
+    .bind(by.unix_user)
+    .bind(action)
+    .bind(target.reservation)
+    .bind(target.resource)
+    .bind(target.user)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

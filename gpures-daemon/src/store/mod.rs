@@ -1,0 +1,210 @@
+//! SQL and nothing else, one file per table: [`users`], [`resources`],
+//! [`reservations`], [`outbox`] (the calendar outbox), [`telemetry`] (GPU
+//! records per host) and [`audit`].
+//!
+//! One transaction style: the service layer owns every transaction. It takes
+//! a connection ([`Store::acquire`]) or opens a transaction ([`Store::begin`])
+//! and passes `&mut PgConnection` to the functions here; no function in this
+//! module commits, audits or notifies on its own.
+//!
+//! `sqlx::Error` is classified once, in [`StoreError::from`]: `23P01` (the
+//! exclusion constraint) is [`StoreError::Overlap`], `23505` is
+//! [`StoreError::Duplicate`], `40P01`/`40001` are [`StoreError::Retry`], lost
+//! connections are [`StoreError::Unavailable`]. Columns holding a fixed set of
+//! words are read as `sqlx::Type` enums, so an unknown value is an error, not
+//! a silent default.
+
+/// The reservation columns with resource and owner names; a macro so that
+/// queries built on it stay `&'static str` (no SQL is built at run time).
+macro_rules! reservation_select {
+    () => {
+        "SELECT r.id, r.booking_id, r.resource_id, res.name AS resource_name,
+        r.user_id, u.email, u.display_name, lower(r.period) AS start_at, upper(r.period) AS end_at,
+        r.note, r.status, r.created_at, r.updated_at,
+        CASE WHEN coalesce(current_setting('gpures.calendar', true), 'off') <> 'on' THEN 'off'
+             WHEN EXISTS (SELECT 1 FROM calendar_outbox o WHERE o.reservation_id = r.id AND o.failed) THEN 'failed'
+             WHEN EXISTS (SELECT 1 FROM calendar_outbox o WHERE o.reservation_id = r.id) THEN 'pending'
+             ELSE 'synced' END AS sync_state,
+        (SELECT o.last_error FROM calendar_outbox o WHERE o.reservation_id = r.id AND o.failed
+          ORDER BY o.id DESC LIMIT 1) AS sync_error
+    FROM reservations r
+    JOIN resources res ON res.id = r.resource_id
+    JOIN users u ON u.id = r.user_id "
+    };
+}
+
+pub mod audit;
+pub mod outbox;
+pub mod reservations;
+pub mod resources;
+pub mod telemetry;
+pub mod users;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
+use thiserror::Error;
+
+pub use audit::AuditAction;
+
+/// The migrations, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// The channel every committed change is announced on (`LISTEN/NOTIFY`).
+pub const CHANGES_CHANNEL: &str = "gpures_changes";
+/// The channel an account change is announced on, with the user id: every
+/// daemon drops that account from its account cache.
+pub const USERS_CHANNEL: &str = "gpures_users";
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("row not found")]
+    NotFound,
+    /// The exclusion constraint refused an overlapping reservation.
+    #[error("overlapping reservation")]
+    Overlap,
+    /// A unique constraint refused a duplicate; the constraint's name.
+    #[error("duplicate value ({0})")]
+    Duplicate(String),
+    /// A deadlock or serialization failure: the transaction may simply be retried.
+    #[error("transaction must be retried")]
+    Retry,
+    /// The database cannot be reached.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database holds a migration this binary does not know.
+    #[error(
+        "the database was migrated by a newer gpures-daemon (schema version {0} is unknown to this one): \
+         upgrade this daemon; it will not touch a newer schema"
+    )]
+    Newer(i64),
+    #[error(transparent)]
+    Other(sqlx::Error),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                Some("23P01") => StoreError::Overlap,
+                Some("23505") => {
+                    StoreError::Duplicate(db.constraint().unwrap_or("unique").to_owned())
+                }
+                Some("40P01" | "40001") => StoreError::Retry,
+                // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
+                Some("57P01" | "57P02" | "57P03" | "53300") => {
+                    StoreError::Unavailable(db.message().to_owned())
+                }
+                _ => StoreError::Other(e),
+            },
+            _ => StoreError::Other(e),
+        }
+    }
+}
+
+/// A pooled connection.
+pub type Conn = sqlx::pool::PoolConnection<sqlx::Postgres>;
+/// An open transaction; dropped without commit, it rolls back.
+pub type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// The connection pool. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Opens a pool. Connections are made lazily, so a database that is down at
+    /// start is reported by the first query, and one that goes away later is
+    /// reconnected without a restart.
+    pub fn connect_lazy(options: PgConnectOptions, size: u32) -> Store {
+        Store::connect_lazy_with_calendar(options, size, false)
+    }
+
+    /// Like [`Store::connect_lazy`]; `calendar` says whether calendar sync is
+    /// on, which reservations' sync state reports (`gpures.calendar` is set on
+    /// every connection).
+    pub fn connect_lazy_with_calendar(
+        options: PgConnectOptions,
+        size: u32,
+        calendar: bool,
+    ) -> Store {
+        let options = options.options([("gpures.calendar", if calendar { "on" } else { "off" })]);
+        let pool = PgPoolOptions::new()
+            .max_connections(size)
+            .min_connections(0)
+            .acquire_timeout(std::time::Duration::from_secs(3))
+            .connect_lazy_with(options);
+        Store { pool }
+    }
+
+    /// The pool, for the change listener (which needs a session of its own).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations. sqlx holds a PostgreSQL advisory lock while
+    /// it migrates, so daemons starting together take turns; a database with
+    /// migrations this binary does not know is refused.
+    ///
+    /// # Errors
+    /// The database is unreachable, a migration failed, or the database is newer.
+    pub async fn migrate(&self) -> Result<()> {
+        match MIGRATOR.run(&self.pool).await {
+            Ok(()) => Ok(()),
+            Err(sqlx::migrate::MigrateError::VersionMissing(v)) => Err(StoreError::Newer(v)),
+            Err(sqlx::migrate::MigrateError::Execute(e)) => Err(e.into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens a transaction.
+    ///
+    /// # Errors
+    /// No connection could be had.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// A connection for reads outside a transaction.
+    ///
+    /// # Errors
+    /// No connection could be had.
+    pub async fn acquire(&self) -> Result<Conn> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Announces a change to every daemon on this database when the transaction
+/// commits (PostgreSQL delivers NOTIFY only on commit, and folds duplicates).
+pub async fn notify_change(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANGES_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Announces on commit that account `user_id` changed: every daemon drops it
+/// from its account cache.
+pub async fn notify_user(conn: &mut PgConnection, user_id: i64) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(USERS_CHANNEL)
+        .bind(user_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! `calendar_outbox`: one row per change still to be mirrored into Google
+//! Calendar, written in the same transaction as the change ([`enqueue`]).
+//! The calendar worker claims a reservation's due rows inside its own
+//! transaction ([`claim`]), writes Google, and records the outcome
+//! ([`finish`]) before committing.
+
+use chrono::{DateTime, Utc};
+use gpures_proto::CalendarStatus;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::Result;
+
+/// `calendar_outbox.operation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum Operation {
+    Upsert,
+    Delete,
+}
+
+/// How a claimed delivery ended.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// Google holds the latest state: the rows go.
+    Done,
+    /// Try again after the delay; the reason is kept.
+    Retry(String, std::time::Duration),
+    /// Google refused for good; the rows stay, marked failed with the reason.
+    Failed(String),
+}
+
+/// One reservation's due rows, locked by the claiming transaction.
+#[derive(Debug)]
+pub struct Claimed {
+    pub rows: Vec<i64>,
+    /// The most attempts any of the rows had (for the backoff).
+    pub attempts: i32,
+}
+
+/// Queues a reservation's latest state for the calendar worker.
+pub async fn enqueue(conn: &mut PgConnection, reservation_id: Uuid, op: Operation) -> Result<()> {
+    sqlx::query("INSERT INTO calendar_outbox (reservation_id, operation) VALUES ($1, $2)")
+        .bind(reservation_id)
+        .bind(op)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Reservations with rows due for delivery, oldest change first.
+pub async fn due(conn: &mut PgConnection, limit: i64) -> Result<Vec<Uuid>> {
+    let rows: Vec<(Uuid,)> = sqlx::query_as(
+        "SELECT reservation_id FROM calendar_outbox WHERE NOT failed AND next_attempt_at <= now()
+         GROUP BY reservation_id ORDER BY min(id) LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// When the next row is due, if any is waiting.
+pub async fn next_due(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>> {
+    Ok(
+        sqlx::query_scalar("SELECT min(next_attempt_at) FROM calendar_outbox WHERE NOT failed")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
+/// Locks the due rows of one reservation in the caller's transaction, unless
+/// another daemon is delivering it (advisory lock) or holds the rows.
+pub async fn claim(conn: &mut PgConnection, reservation_id: Uuid) -> Result<Option<Claimed>> {
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1::text, 7261))")
+            .bind(reservation_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    if !locked {
+        return Ok(None);
+    }
+    let rows: Vec<(i64, i32)> = sqlx::query_as(
+        "SELECT id, attempts FROM calendar_outbox
+         WHERE reservation_id = $1 AND NOT failed AND next_attempt_at <= now()
+         ORDER BY id FOR UPDATE SKIP LOCKED",
+    )
+    .bind(reservation_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Claimed {
+        attempts: rows.iter().map(|(_, a)| *a).max().unwrap_or(0),
+        rows: rows.into_iter().map(|(id, _)| id).collect(),
+    }))
+}
+
+/// Records the outcome of a claimed delivery.
+pub async fn finish(conn: &mut PgConnection, claimed: &Claimed, delivery: &Delivery) -> Result<()> {
+    match delivery {
+        Delivery::Done => {
+            sqlx::query("DELETE FROM calendar_outbox WHERE id = ANY($1)")
+                .bind(&claimed.rows)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Delivery::Retry(reason, after) => {
+            sqlx::query(
+                "UPDATE calendar_outbox SET attempts = attempts + 1, last_error = $2,
+                     next_attempt_at = now() + make_interval(secs => $3)
+                 WHERE id = ANY($1)",
+            )
+            .bind(&claimed.rows)
+            .bind(reason)
+            .bind(after.as_secs_f64())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Delivery::Failed(reason) => {
+            sqlx::query(
+                "UPDATE calendar_outbox SET attempts = attempts + 1, last_error = $2, failed = true WHERE id = ANY($1)",
+            )
+            .bind(&claimed.rows)
+            .bind(reason)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives every failed row another chance (after a configuration change,
+/// or `calendar resync`).
+pub async fn retry_failed(conn: &mut PgConnection) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE calendar_outbox SET failed = false, attempts = 0, next_attempt_at = now() WHERE failed",
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
+}
+
+/// The outbox as admins see it.
+pub async fn status(conn: &mut PgConnection, enabled: bool) -> Result<CalendarStatus> {
+    let (queued, failed, oldest, last_error): (i64, i64, Option<DateTime<Utc>>, Option<String>) =
+        sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE NOT failed), count(*) FILTER (WHERE failed),
+                    min(created_at) FILTER (WHERE NOT failed),
+                    (SELECT last_error FROM calendar_outbox WHERE last_error IS NOT NULL ORDER BY id DESC LIMIT 1)
+             FROM calendar_outbox",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(CalendarStatus {
+        enabled,
+        queued,
+        failed,
+        oldest_pending_secs: oldest.map(|t| (Utc::now() - t).num_seconds().max(0)),
+        last_error,
+    })
+}

@@ -1,0 +1,312 @@
+//! `reservations`: the book. Reads for listings, the timeline and status, and
+//! the statements of a booking transaction ([`holders`], [`insert`],
+//! [`set_period_and_note`], [`set_cancelled`]); the exclusion constraint in
+//! the schema is the last word on overlaps.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use gpures_proto::{
+    Holder, Period, Reservation, ReservationFilter, ReservationStatus, SyncState, UserRef,
+};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use super::Result;
+
+/// `reservations.status`; an unknown word in the column is an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+enum DbStatus {
+    Active,
+    Cancelled,
+}
+
+/// The sync state computed by the select; an unknown word is an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+enum DbSync {
+    Off,
+    Failed,
+    Pending,
+    Synced,
+}
+
+#[derive(sqlx::FromRow)]
+struct ReservationRow {
+    id: Uuid,
+    booking_id: Uuid,
+    resource_id: i64,
+    resource_name: String,
+    user_id: i64,
+    email: String,
+    display_name: String,
+    start_at: DateTime<Utc>,
+    end_at: DateTime<Utc>,
+    note: String,
+    status: DbStatus,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    sync_state: DbSync,
+    sync_error: Option<String>,
+}
+
+impl From<ReservationRow> for Reservation {
+    fn from(r: ReservationRow) -> Self {
+        Reservation {
+            id: r.id,
+            booking_id: r.booking_id,
+            resource_id: r.resource_id,
+            resource_name: r.resource_name,
+            user: UserRef {
+                id: r.user_id,
+                email: r.email,
+                display_name: r.display_name,
+            },
+            period: Period {
+                start: r.start_at,
+                end: r.end_at,
+            },
+            note: r.note,
+            status: match r.status {
+                DbStatus::Active => ReservationStatus::Active,
+                DbStatus::Cancelled => ReservationStatus::Cancelled,
+            },
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            sync: match r.sync_state {
+                DbSync::Off => SyncState::Off,
+                DbSync::Failed => SyncState::Failed(r.sync_error.unwrap_or_default()),
+                DbSync::Pending => SyncState::Pending,
+                DbSync::Synced => SyncState::Synced,
+            },
+        }
+    }
+}
+
+fn all(rows: Vec<ReservationRow>) -> Vec<Reservation> {
+    rows.into_iter().map(Reservation::from).collect()
+}
+
+/// One reservation by id.
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Reservation> {
+    let row =
+        sqlx::query_as::<_, ReservationRow>(concat!(reservation_select!(), " WHERE r.id = $1"))
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(row.into())
+}
+
+/// Reservations matching `filter`, ordered by start then resource.
+pub async fn list(conn: &mut PgConnection, filter: &ReservationFilter) -> Result<Vec<Reservation>> {
+    let (start, end) = match filter.window {
+        Some(w) => (Some(w.start), Some(w.end)),
+        None => (None, None),
+    };
+    let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+        reservation_select!(),
+        "
+         WHERE (cardinality($1::bigint[]) = 0 OR r.resource_id = ANY($1))
+           AND ($2::text IS NULL OR lower(u.email) = lower($2))
+           AND ($3::timestamptz IS NULL OR r.period && tstzrange($3, $4, '[)'))
+           AND ($5 OR r.status = 'active')
+         ORDER BY lower(r.period), res.name
+         LIMIT 10000"
+    ))
+    .bind(&filter.resources)
+    .bind(&filter.user_email)
+    .bind(start)
+    .bind(end)
+    .bind(filter.include_cancelled)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(all(rows))
+}
+
+/// Active reservations overlapping `window`, ordered by resource and start.
+pub async fn active_in_window(conn: &mut PgConnection, window: Period) -> Result<Vec<Reservation>> {
+    let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+        reservation_select!(),
+        "
+         WHERE r.status = 'active' AND r.period && tstzrange($1, $2, '[)')
+         ORDER BY r.resource_id, lower(r.period)"
+    ))
+    .bind(window.start)
+    .bind(window.end)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(all(rows))
+}
+
+/// Per resource, the active reservation holding it at `at` and the next one
+/// to start after `at`.
+pub async fn current_and_next(
+    conn: &mut PgConnection,
+    at: DateTime<Utc>,
+) -> Result<(Vec<Reservation>, Vec<Reservation>)> {
+    let current = sqlx::query_as::<_, ReservationRow>(concat!(
+        reservation_select!(),
+        " WHERE r.status = 'active' AND r.period @> $1::timestamptz"
+    ))
+    .bind(at)
+    .fetch_all(&mut *conn)
+    .await?;
+    let next = sqlx::query_as::<_, ReservationRow>(concat!(
+        "SELECT DISTINCT ON (r.resource_id) * FROM (",
+        reservation_select!(),
+        "
+           WHERE r.status = 'active' AND lower(r.period) > $1) r
+         ORDER BY r.resource_id, r.start_at"
+    ))
+    .bind(at)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((all(current), all(next)))
+}
+
+/// Active reservations that ended within `since` before `at` (for
+/// `overrun`: whose job may still be running).
+pub async fn recently_ended(
+    conn: &mut PgConnection,
+    at: DateTime<Utc>,
+    since: TimeDelta,
+) -> Result<Vec<Reservation>> {
+    let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+        reservation_select!(),
+        " WHERE r.status = 'active' AND upper(r.period) <= $1 AND upper(r.period) > $2"
+    ))
+    .bind(at)
+    .bind(at - since)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(all(rows))
+}
+
+/// Every pair of overlapping active reservations of one resource. Always
+/// zero while the exclusion constraint exists; tests and checks use it.
+pub async fn overlapping_pairs(conn: &mut PgConnection) -> Result<i64> {
+    let row = sqlx::query(
+        "SELECT count(*) FROM reservations a JOIN reservations b
+           ON a.resource_id = b.resource_id AND a.id < b.id AND a.period && b.period
+         WHERE a.status = 'active' AND b.status = 'active'",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(row.try_get::<i64, _>(0)?)
+}
+
+/// Reservations a user already made with `request_id` (a retried booking).
+pub async fn by_request(
+    conn: &mut PgConnection,
+    user_id: i64,
+    request_id: Uuid,
+) -> Result<Vec<Reservation>> {
+    let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+        reservation_select!(),
+        " WHERE r.user_id = $1 AND r.request_id = $2 ORDER BY res.name"
+    ))
+    .bind(user_id)
+    .bind(request_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(all(rows))
+}
+
+/// Active reservations of `resources` overlapping `period`, except `ignore`.
+pub async fn holders(
+    conn: &mut PgConnection,
+    resources: &[i64],
+    period: Period,
+    ignore: Option<Uuid>,
+) -> Result<Vec<Holder>> {
+    let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+        reservation_select!(),
+        "
+         WHERE r.status = 'active' AND r.resource_id = ANY($1)
+           AND r.period && tstzrange($2, $3, '[)')
+           AND ($4::uuid IS NULL OR r.id <> $4)
+         ORDER BY res.name, lower(r.period)"
+    ))
+    .bind(resources)
+    .bind(period.start)
+    .bind(period.end)
+    .bind(ignore)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let r = Reservation::from(row);
+            Holder {
+                reservation_id: r.id,
+                resource_id: r.resource_id,
+                resource_name: r.resource_name,
+                user: r.user,
+                period: r.period,
+            }
+        })
+        .collect())
+}
+
+/// A new active reservation.
+pub struct NewReservation<'a> {
+    pub id: Uuid,
+    pub booking_id: Uuid,
+    pub request_id: Uuid,
+    pub user_id: i64,
+    pub resource_id: i64,
+    pub period: Period,
+    pub note: &'a str,
+}
+
+pub async fn insert(conn: &mut PgConnection, r: &NewReservation<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO reservations (id, booking_id, request_id, user_id, resource_id, period, note)
+         VALUES ($1, $2, $3, $4, $5, tstzrange($6, $7, '[)'), $8)",
+    )
+    .bind(r.id)
+    .bind(r.booking_id)
+    .bind(r.request_id)
+    .bind(r.user_id)
+    .bind(r.resource_id)
+    .bind(r.period.start)
+    .bind(r.period.end)
+    .bind(r.note)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks one reservation row for a change.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    sqlx::query("SELECT 1 FROM reservations WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_period_and_note(
+    conn: &mut PgConnection,
+    id: Uuid,
+    period: Period,
+    note: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE reservations SET period = tstzrange($2, $3, '[)'), note = $4, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(period.start)
+    .bind(period.end)
+    .bind(note)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_cancelled(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    sqlx::query("UPDATE reservations SET status = 'cancelled', updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! The tarpc glue: [`Connection`] implements [`Gpures`] for one client
+//! connection, whose Unix user ([`Peer`]) was read from `SO_PEERCRED` when it
+//! was accepted. Each method checks the hello, authenticates, makes one
+//! service call, and converts its error with the one
+//! `From<service::Error> for ApiError` below, which logs internal errors with
+//! an id the client is shown and never leaks their text.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gpures_proto::{
+    ApiError, Booking, BookingRequest, Gpures, HelloReply, Holder, LoginReply, NewResource,
+    PROTOCOL_VERSION, Period, RegisterRequest, Reservation, ReservationChange, ReservationFilter,
+    Resource, ResourceUpdate, Role, StatusReport, Timeline, Token, UserInfo, limits,
+};
+use tarpc::context::Context;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::service::{self, Actor, Peer, Service};
+use crate::store::users::UserChange;
+use crate::workers::Shutdown;
+
+impl From<service::Error> for ApiError {
+    fn from(e: service::Error) -> ApiError {
+        use service::Error as E;
+        match e {
+            E::NotFound(what) => ApiError::NotFound {
+                what: what.as_str().to_owned(),
+            },
+            E::Conflict(holders) => ApiError::Conflict { holders },
+            E::Invalid { field, reason } => ApiError::InvalidArgument { field, reason },
+            E::Forbidden => ApiError::PermissionDenied,
+            E::Unauthenticated => ApiError::Unauthenticated,
+            E::Throttled { retry_after } => ApiError::RateLimited {
+                retry_after_secs: retry_after.as_secs().max(1),
+            },
+            E::Unavailable(reason) => {
+                tracing::warn!(%reason, "database unavailable");
+                ApiError::Unavailable
+            }
+            E::Internal(source) => {
+                let id = format!("{:08x}", rand::random::<u32>());
+                tracing::error!(error_id = %id, error = %source, "internal error");
+                ApiError::Internal { id }
+            }
+        }
+    }
+}
+
+/// State shared by every connection. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    pub service: Service,
+    /// Bumped on every committed change any daemon announces.
+    pub changes: watch::Receiver<u64>,
+    /// Long polls return at once when the daemon shuts down.
+    pub shutdown: Shutdown,
+}
+
+/// One client connection. tarpc clones it for every request.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    shared: Shared,
+    peer: Arc<Peer>,
+    greeted: Arc<AtomicBool>,
+}
+
+type Reply<T> = Result<T, ApiError>;
+
+impl Connection {
+    pub fn new(shared: Shared, peer: Peer) -> Connection {
+        Connection {
+            shared,
+            peer: Arc::new(peer),
+            greeted: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn service(&self) -> &Service {
+        &self.shared.service
+    }
+
+    /// Refuses every call before a successful hello: a client of another
+    /// protocol version must not have its frames misread.
+    fn greeted(&self) -> Reply<()> {
+        if self.greeted.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(ApiError::ProtocolMismatch {
+                daemon: PROTOCOL_VERSION,
+                client: 0,
+            })
+        }
+    }
+
+    /// The actor behind `token` on this connection.
+    async fn actor(&self, token: &str) -> Reply<Actor> {
+        self.greeted()?;
+        Ok(self.service().authenticate(&self.peer, token).await?)
+    }
+}
+
+impl Gpures for Connection {
+    async fn hello(self, _: Context, client_protocol: u32) -> Reply<HelloReply> {
+        if client_protocol != PROTOCOL_VERSION {
+            return Err(ApiError::ProtocolMismatch {
+                daemon: PROTOCOL_VERSION,
+                client: client_protocol,
+            });
+        }
+        self.greeted.store(true, Ordering::Release);
+        Ok(HelloReply {
+            protocol_version: PROTOCOL_VERSION,
+            daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
+            host: self.service().host().to_owned(),
+            peer_unix_user: self.peer.unix_user.clone(),
+        })
+    }
+
+    async fn register(self, _: Context, req: RegisterRequest) -> Reply<UserInfo> {
+        self.greeted()?;
+        Ok(self.service().register(&self.peer, req).await?)
+    }
+
+    async fn login(self, _: Context, email: String, password: String) -> Reply<LoginReply> {
+        self.greeted()?;
+        Ok(self.service().login(&self.peer, email, password).await?)
+    }
+
+    async fn whoami(self, _: Context, token: Token) -> Reply<UserInfo> {
+        let actor = self.actor(&token).await?;
+        actor.user().cloned().ok_or(ApiError::Unauthenticated)
+    }
+
+    async fn logout_everywhere(self, _: Context, token: Token) -> Reply<()> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().logout_everywhere(&actor).await?)
+    }
+
+    async fn list_resources(
+        self,
+        _: Context,
+        token: Token,
+        include_inactive: bool,
+    ) -> Reply<Vec<Resource>> {
+        let actor = self.actor(&token).await?;
+        Ok(self
+            .service()
+            .list_resources(&actor, include_inactive)
+            .await?)
+    }
+
+    async fn create_resource(
+        self,
+        _: Context,
+        token: Token,
+        resource: NewResource,
+    ) -> Reply<Resource> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().create_resource(&actor, resource).await?)
+    }
+
+    async fn update_resource(
+        self,
+        _: Context,
+        token: Token,
+        id: i64,
+        update: ResourceUpdate,
+    ) -> Reply<Resource> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().update_resource(&actor, id, update).await?)
+    }
+
+    async fn timeline(self, _: Context, token: Token, window: Period) -> Reply<Timeline> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().timeline(&actor, window).await?)
+    }
+
+    async fn list_reservations(
+        self,
+        _: Context,
+        token: Token,
+        filter: ReservationFilter,
+    ) -> Reply<Vec<Reservation>> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().list_reservations(&actor, &filter).await?)
+    }
+
+    async fn create_booking(
+        self,
+        _: Context,
+        token: Token,
+        request: BookingRequest,
+    ) -> Reply<Booking> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().create_booking(&actor, request).await?)
+    }
+
+    async fn update_reservation(
+        self,
+        _: Context,
+        token: Token,
+        id: Uuid,
+        change: ReservationChange,
+    ) -> Reply<Reservation> {
+        let actor = self.actor(&token).await?;
+        Ok(self
+            .service()
+            .update_reservation(&actor, id, change)
+            .await?)
+    }
+
+    async fn cancel_reservation(self, _: Context, token: Token, id: Uuid) -> Reply<Reservation> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().cancel_reservation(&actor, id).await?)
+    }
+
+    async fn release_now(self, _: Context, token: Token, id: Uuid) -> Reply<Reservation> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().release_now(&actor, id).await?)
+    }
+
+    async fn check_availability(
+        self,
+        _: Context,
+        token: Token,
+        resources: Vec<i64>,
+        period: Period,
+        ignore: Option<Uuid>,
+    ) -> Reply<Vec<Holder>> {
+        let actor = self.actor(&token).await?;
+        Ok(self
+            .service()
+            .check_availability(&actor, &resources, period, ignore)
+            .await?)
+    }
+
+    async fn status(self, _: Context, token: Token) -> Reply<StatusReport> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().status(&actor).await?)
+    }
+
+    async fn wait_for_changes(self, ctx: Context, token: Token, since: u64) -> Reply<u64> {
+        self.actor(&token).await?;
+        let mut changes = self.shared.changes.clone();
+        let current = *changes.borrow_and_update();
+        if current != since {
+            return Ok(current);
+        }
+        // Answer before the client's deadline, and never hold a call longer
+        // than the documented maximum.
+        let until_deadline = ctx
+            .deadline
+            .checked_duration_since(Instant::now())
+            .unwrap_or_default()
+            .saturating_sub(Duration::from_millis(500));
+        let budget = until_deadline.min(Duration::from_secs(limits::LONG_POLL_MAX_SECS));
+        let mut shutdown = self.shared.shutdown.clone();
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(budget) => {}
+            _ = shutdown.requested() => {}
+        }
+        Ok(*changes.borrow())
+    }
+
+    async fn list_users(self, _: Context, token: Token) -> Reply<Vec<UserInfo>> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().list_users(&actor).await?)
+    }
+
+    async fn set_role(
+        self,
+        _: Context,
+        token: Token,
+        email: String,
+        role: Role,
+    ) -> Reply<UserInfo> {
+        let actor = self.actor(&token).await?;
+        Ok(self
+            .service()
+            .change_user(&actor, &email, UserChange::Role(role))
+            .await?)
+    }
+
+    async fn disable_user(self, _: Context, token: Token, email: String) -> Reply<UserInfo> {
+        let actor = self.actor(&token).await?;
+        Ok(self
+            .service()
+            .change_user(&actor, &email, UserChange::Disable)
+            .await?)
+    }
+}
