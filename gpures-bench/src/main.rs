@@ -747,10 +747,11 @@ async fn scenario_tui(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     let mut starts = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
-        let (client, hello) = gpures_tui::conn::connect(&d.socket).await?;
+        let client = gpures_tui::client::Client::connect(&d.socket).await?;
+        let host = client.hello().host.clone();
         let session = gpures_tui::tui::Session::new(client, Some(token.clone()), None);
         let mut app = App::new(tz, Utc::now(), true, "admin@bench.kr");
-        app.data.host = hello.host;
+        app.data.host = host;
         let msg = session.execute(app.refresh()).await;
         if !matches!(msg, Msg::Loaded(_)) {
             bail!("refresh failed: {msg:?}");

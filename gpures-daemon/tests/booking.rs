@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use gpures_proto::{
-    ApiError, BookingRequest, GpuresClient, NewResource, Period, ReservationChange,
-    ReservationFilter, ReservationStatus, ResourceKind,
+    ApiError, BookingRequest, GpuresClient, Period, ReservationChange, ReservationFilter,
+    ReservationStatus,
 };
 use gpures_testkit::TestDaemon;
 use tarpc::context;
@@ -36,31 +36,15 @@ fn booking(resources: Vec<i64>, p: Period) -> BookingRequest {
     }
 }
 
-/// A daemon with an admin and `n` GPUs; returns the GPU ids.
+/// A daemon with `n` GPUs; returns the GPU ids.
 async fn daemon_with_gpus(n: i32) -> (TestDaemon, Vec<i64>) {
-    let daemon = TestDaemon::start().await.expect("daemon");
-    let (admin, login) = daemon.admin("admin@lab.kr", "Admin").await.expect("admin");
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let r = admin
-            .create_resource(
-                context::current(),
-                login.token.clone(),
-                NewResource {
-                    name: format!("gpu{i}"),
-                    host: String::new(),
-                    kind: ResourceKind::Gpu,
-                    gpu_index: Some(i),
-                    gpu_uuid: None,
-                    description: String::new(),
-                },
-            )
-            .await
-            .expect("rpc")
-            .expect("create resource");
-        ids.push(r.id);
-    }
-    (daemon, ids)
+    let daemon = TestDaemon::builder()
+        .with_gpus(n)
+        .start()
+        .await
+        .expect("daemon");
+    let gpus = daemon.gpus.clone();
+    (daemon, gpus)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

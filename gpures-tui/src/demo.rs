@@ -14,12 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::client::Client;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use gpures_proto::{
-    BookingRequest, GpuresClient, NewResource, Period, RegisterRequest, ResourceKind,
-};
-use tarpc::context;
+use gpures_proto::{BookingRequest, NewResource, Period, RegisterRequest, ResourceKind};
 use uuid::Uuid;
 
 use crate::cli::exit;
@@ -59,8 +57,8 @@ async fn run_inner() -> Result<u8> {
         "gpures demo: starting a private daemon and PostgreSQL in {} …",
         dir.path().display()
     );
-    let client = daemon.wait_ready().await?;
-    let token = seed(&client, &|args| daemon.admin(args)).await?;
+    daemon.wait_ready().await?;
+    let token = seed(&daemon.socket, &|args| daemon.admin(args)).await?;
     let code = crate::run_tui(&daemon.socket, false, Some((token, USERS[0].0.to_owned()))).await;
     daemon.stop();
     drop(dir);
@@ -137,10 +135,10 @@ impl DemoDaemon {
     ///
     /// # Errors
     /// The daemon exited or did not answer within a minute.
-    pub async fn wait_ready(&mut self) -> Result<GpuresClient> {
+    pub async fn wait_ready(&mut self) -> Result<Client> {
         let started = Instant::now();
         loop {
-            if let Ok((client, _)) = crate::conn::connect(&self.socket).await {
+            if let Ok(client) = Client::connect(&self.socket).await {
                 return Ok(client);
             }
             if let Some(child) = &mut self.child
@@ -211,48 +209,38 @@ fn base_args(state: &Path, config: &Path) -> Vec<std::ffi::OsString> {
 ///
 /// # Errors
 /// Any call failed.
-pub async fn seed(client: &GpuresClient, admin: &dyn Fn(&[&str]) -> Result<()>) -> Result<String> {
-    let ctx = context::current;
+pub async fn seed(socket: &Path, admin: &dyn Fn(&[&str]) -> Result<()>) -> Result<String> {
+    // One client (one session) per seeded user.
+    let mut clients = Vec::new();
     for (email, name) in USERS {
+        let client = Client::connect(socket).await?;
         client
-            .register(
-                ctx(),
-                RegisterRequest {
-                    email: email.into(),
-                    display_name: name.into(),
-                    password: DEMO_PASSWORD.into(),
-                },
-            )
-            .await??;
+            .register(RegisterRequest {
+                email: email.into(),
+                display_name: name.into(),
+                password: DEMO_PASSWORD.into(),
+            })
+            .await?;
         // Everyone is an admin while seeding, so that past reservations (which
         // members may not book) can be made in their names.
         admin(&["user", "promote", email])?;
+        clients.push(client);
     }
-    let mut tokens = Vec::new();
-    for (email, _) in USERS {
-        tokens.push(
-            client
-                .login(ctx(), email.into(), DEMO_PASSWORD.into())
-                .await??
-                .token,
-        );
+    for (client, (email, _)) in clients.iter().zip(USERS) {
+        client.login(email.into(), DEMO_PASSWORD.into()).await?;
     }
     let mut gpus = Vec::new();
     for i in 0..8 {
-        let r = client
-            .create_resource(
-                ctx(),
-                tokens[0].clone(),
-                NewResource {
-                    name: format!("gpu{i}"),
-                    host: String::new(),
-                    kind: ResourceKind::Gpu,
-                    gpu_index: Some(i),
-                    gpu_uuid: None,
-                    description: "NVIDIA H100 80GB HBM3".into(),
-                },
-            )
-            .await??;
+        let r = clients[0]
+            .create_resource(NewResource {
+                name: format!("gpu{i}"),
+                host: String::new(),
+                kind: ResourceKind::Gpu,
+                gpu_index: Some(i),
+                gpu_uuid: None,
+                description: "NVIDIA H100 80GB HBM3".into(),
+            })
+            .await?;
         gpus.push(r.id);
     }
     let hour = Utc::now().duration_trunc(TimeDelta::hours(1))?;
@@ -281,21 +269,19 @@ pub async fn seed(client: &GpuresClient, admin: &dyn Fn(&[&str]) -> Result<()>) 
         (1, vec![5], h(100), h(110), ""),
     ];
     for (user, on, start, end, note) in plan {
-        client
-            .create_booking(
-                ctx(),
-                tokens[user].clone(),
-                BookingRequest {
-                    request_id: Uuid::new_v4(),
-                    resources: on.iter().map(|i| gpus[*i]).collect(),
-                    period: Period { start, end },
-                    note: note.into(),
-                },
-            )
-            .await??;
+        clients[user]
+            .book(BookingRequest {
+                request_id: Uuid::new_v4(),
+                resources: on.iter().map(|i| gpus[*i]).collect(),
+                period: Period { start, end },
+                note: note.into(),
+            })
+            .await?;
     }
     for (email, _) in &USERS[1..] {
         admin(&["user", "demote", email])?;
     }
-    Ok(tokens.swap_remove(0))
+    clients[0]
+        .token()
+        .context("the first demo user has no session")
 }

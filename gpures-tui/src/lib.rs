@@ -3,11 +3,14 @@
 //! `gpures demo` ([`demo`]) starts a private daemon with a seeded week.
 //!
 //! This crate depends on `gpures-proto` only: everything it knows about the
-//! daemon is the contract. [`conn`] reaches the daemon and keeps the token,
+//! daemon is the contract. [`client`] is the one way to call the daemon (used
+//! by the CLI and the TUI alike), [`conn`] finds the socket and keeps the
+//! token file,
 //! [`timefmt`] reads times in the viewer's zone, [`output`] prints tables and
 //! JSON, [`tui`] is the terminal UI.
 
 pub mod cli;
+pub mod client;
 pub mod conn;
 pub mod demo;
 pub mod output;
@@ -44,7 +47,7 @@ pub async fn run_tui(socket: &Path, use_store: bool, token: Option<(String, Stri
             return exit::USAGE;
         }
     };
-    let (client, hello) = match conn::connect(socket).await {
+    let client = match client::Client::connect(socket).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gpures: {e}");
@@ -54,8 +57,9 @@ pub async fn run_tui(socket: &Path, use_store: bool, token: Option<(String, Stri
             };
         }
     };
+    let host = client.hello().host.clone();
     let store = if use_store {
-        TokenStore::for_host(&hello.host)
+        TokenStore::for_host(&host)
     } else {
         None
     };
@@ -68,7 +72,7 @@ pub async fn run_tui(socket: &Path, use_store: bool, token: Option<(String, Stri
     };
     let email = saved.as_ref().map(|s| s.1.clone()).unwrap_or_default();
     let mut app = tui::app::App::new(tz, Utc::now(), saved.is_some(), &email);
-    app.data.host = hello.host.clone();
+    app.data.host = host;
     let initial = if saved.is_some() {
         vec![app.refresh(), tui::app::Effect::Watch]
     } else {

@@ -4,40 +4,25 @@
 
 use chrono::Utc;
 use crossterm::event::KeyCode;
-use gpures_proto::{NewResource, ReservationFilter, ResourceKind};
+use gpures_proto::ReservationFilter;
 use gpures_testkit::{PASSWORD, TestDaemon};
 use gpures_tui::tui::app::{App, Msg, Preview, Screen};
 use gpures_tui::tui::{Driver, Session};
 use tarpc::context;
 
 async fn setup() -> (TestDaemon, Driver) {
-    let daemon = TestDaemon::start().await.expect("daemon");
-    let (admin, login) = daemon.admin("admin@lab.kr", "Admin").await.expect("admin");
-    for i in 0..3 {
-        admin
-            .create_resource(
-                context::current(),
-                login.token.clone(),
-                NewResource {
-                    name: format!("gpu{i}"),
-                    host: String::new(),
-                    kind: ResourceKind::Gpu,
-                    gpu_index: Some(i),
-                    gpu_uuid: None,
-                    description: String::new(),
-                },
-            )
-            .await
-            .expect("rpc")
-            .expect("resource");
-    }
+    let daemon = TestDaemon::builder()
+        .with_gpus(3)
+        .start()
+        .await
+        .expect("daemon");
     daemon.user("kim@lab.kr", "김민수").await.expect("user");
-    let (client, hello) = gpures_tui::conn::connect(&daemon.socket)
+    let client = gpures_tui::client::Client::connect(&daemon.socket)
         .await
         .expect("connect");
     let tz = "Asia/Seoul".parse().expect("zone");
     let mut app = App::new(tz, Utc::now(), false, "");
-    app.data.host = hello.host;
+    app.data.host = client.hello().host.clone();
     app.visible_cols = 68;
     let driver = Driver {
         app,

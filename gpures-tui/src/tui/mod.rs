@@ -14,95 +14,73 @@ pub mod keys;
 pub mod term;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use crossterm::event::{Event, KeyEvent, KeyEventKind};
 use futures::{Stream, StreamExt};
-use gpures_proto::{ApiError, GpuresClient, Period, ReservationFilter, text};
+use gpures_proto::{ApiError, Period, ReservationFilter, text};
 use ratatui::Terminal;
 use ratatui::backend::Backend;
-use tarpc::client::RpcError;
-use tarpc::context;
 use tokio::sync::mpsc;
 
+use crate::client::{Client, ClientError};
 use crate::conn::{SavedSession, TokenStore};
 use app::{App, Effect, Msg, Snapshot};
 
-/// The connection and the current token, shared by the loop's tasks.
+/// The client and where a new login is kept, shared by the loop's tasks.
 #[derive(Clone)]
 pub struct Session {
-    client: GpuresClient,
-    token: Arc<Mutex<Option<String>>>,
+    client: Client,
     store: Option<TokenStore>,
 }
 
-/// Flattens a call's two layers of failure.
-fn call<T>(r: Result<Result<T, ApiError>, RpcError>) -> Result<T, Result<ApiError, RpcError>> {
-    match r {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Ok(e)),
-        Err(e) => Err(Err(e)),
-    }
-}
-
-fn lost(e: RpcError) -> Msg {
+fn lost(e: &ClientError) -> Msg {
     Msg::Disconnected(format!(
-        "lost the connection to the daemon ({e}); restart gpures, or check `systemctl status gpures-daemon`"
+        "{e}; restart gpures, or check `systemctl status gpures-daemon`"
     ))
 }
 
 impl Session {
-    /// A session; `store` is where a new login is saved (`None` keeps it in memory).
-    pub fn new(client: GpuresClient, token: Option<String>, store: Option<TokenStore>) -> Session {
-        Session {
-            client,
-            token: Arc::new(Mutex::new(token)),
-            store,
-        }
-    }
-
-    fn token(&self) -> Option<String> {
-        self.token.lock().ok().and_then(|t| t.clone())
+    /// A session on `client` signed in with `token`; `store` is where a new
+    /// login is saved (`None` keeps it in memory).
+    pub fn new(client: Client, token: Option<String>, store: Option<TokenStore>) -> Session {
+        client.set_token(token);
+        Session { client, store }
     }
 
     /// Performs one effect and returns what came of it.
     pub async fn execute(&self, effect: Effect) -> Msg {
         match self.try_execute(effect).await {
             Ok(msg) => msg,
-            Err(Ok(api)) => Msg::Failed(api),
-            Err(Err(rpc)) => lost(rpc),
+            Err(ClientError::Api(api)) => Msg::Failed(api),
+            Err(ClientError::NotLoggedIn) => Msg::Failed(ApiError::Unauthenticated),
+            Err(e) => lost(&e),
         }
     }
 
-    async fn try_execute(&self, effect: Effect) -> Result<Msg, Result<ApiError, RpcError>> {
+    async fn try_execute(&self, effect: Effect) -> Result<Msg, ClientError> {
         let c = &self.client;
-        let ctx = context::current;
-        if let Effect::Login { email, password } = &effect {
-            let login = call(c.login(ctx(), email.clone(), password.clone()).await)?;
-            if let Ok(mut t) = self.token.lock() {
-                *t = Some(login.token.clone());
-            }
-            if let Some(store) = &self.store {
-                let _ = store.save(&SavedSession {
-                    token: login.token.clone(),
-                    email: login.user.email.clone(),
-                    expires_at: login.expires_at,
-                });
-            }
-            return Ok(Msg::LoggedIn(Box::new(login)));
-        }
-        if let Effect::Register(req) = &effect {
-            let (email, password) = (req.email.clone(), req.password.clone());
-            call(c.register(ctx(), req.clone()).await)?;
-            return Ok(Msg::Registered { email, password });
-        }
-        let token = self.token().ok_or(Ok(ApiError::Unauthenticated))?;
         Ok(match effect {
-            Effect::Login { .. } | Effect::Register(_) | Effect::Watch => Msg::Tick(Utc::now()),
+            Effect::Watch => Msg::Tick(Utc::now()),
+            Effect::Login { email, password } => {
+                let login = c.login(email, password).await?;
+                if let Some(store) = &self.store {
+                    let _ = store.save(&SavedSession {
+                        token: login.token.clone(),
+                        email: login.user.email.clone(),
+                        expires_at: login.expires_at,
+                    });
+                }
+                Msg::LoggedIn(Box::new(login))
+            }
+            Effect::Register(req) => {
+                let (email, password) = (req.email.clone(), req.password.clone());
+                c.register(req).await?;
+                Msg::Registered { email, password }
+            }
             Effect::Refresh { window } => {
-                let me = call(c.whoami(ctx(), token.clone()).await)?;
+                let me = c.whoami().await?;
                 let now = Utc::now();
                 let mine_filter = ReservationFilter {
                     user_email: Some(me.email.clone()),
@@ -114,20 +92,14 @@ impl Session {
                 };
                 let admin = me.role == gpures_proto::Role::Admin;
                 let (timeline, mine, status, users) = futures::join!(
-                    c.timeline(ctx(), token.clone(), window),
-                    c.list_reservations(ctx(), token.clone(), mine_filter),
-                    c.status(ctx(), token.clone()),
-                    async {
-                        if admin {
-                            Some(c.list_users(ctx(), token.clone()).await)
-                        } else {
-                            None
-                        }
-                    }
+                    c.timeline(window),
+                    c.reservations(mine_filter),
+                    c.status(),
+                    async { if admin { Some(c.users().await) } else { None } }
                 );
-                let timeline = call(timeline)?;
+                let timeline = timeline?;
                 let users = match users {
-                    Some(u) => call(u)?,
+                    Some(u) => u?,
                     None => Vec::new(),
                 };
                 Msg::Loaded(Box::new(Snapshot {
@@ -135,13 +107,13 @@ impl Session {
                     resources: timeline.resources,
                     reservations: timeline.reservations,
                     window: Some(timeline.window),
-                    mine: call(mine)?,
-                    status: Some(call(status)?),
+                    mine: mine?,
+                    status: Some(status?),
                     users,
                 }))
             }
             Effect::Book(req) => {
-                let b = call(c.create_booking(ctx(), token, req).await)?;
+                let b = c.book(req).await?;
                 let names: Vec<String> = b
                     .reservations
                     .iter()
@@ -150,15 +122,15 @@ impl Session {
                 Msg::Done(format!("booked {}", names.join(", ")))
             }
             Effect::Update(id, change) => {
-                let r = call(c.update_reservation(ctx(), token, id, change).await)?;
+                let r = c.update(id, change).await?;
                 Msg::Done(format!("changed {}", text::sanitize(&r.resource_name)))
             }
             Effect::Cancel(id) => {
-                let r = call(c.cancel_reservation(ctx(), token, id).await)?;
+                let r = c.cancel(id).await?;
                 Msg::Done(format!("cancelled {}", text::sanitize(&r.resource_name)))
             }
             Effect::Release(id) => {
-                let r = call(c.release_now(ctx(), token, id).await)?;
+                let r = c.release(id).await?;
                 Msg::Done(format!("released {}", text::sanitize(&r.resource_name)))
             }
             Effect::Check {
@@ -168,17 +140,14 @@ impl Session {
                 ignore,
             } => Msg::Checked {
                 seq,
-                holders: call(
-                    c.check_availability(ctx(), token, resources, period, ignore)
-                        .await,
-                )?,
+                holders: c.availability(resources, period, ignore).await?,
             },
             Effect::SetRole(email, role) => {
-                let u = call(c.set_role(ctx(), token, email, role).await)?;
+                let u = c.set_role(email, role).await?;
                 Msg::Done(format!("{} is now {}", text::sanitize(&u.email), u.role))
             }
             Effect::DisableUser(email) => {
-                let u = call(c.disable_user(ctx(), token, email).await)?;
+                let u = c.disable_user(email).await?;
                 Msg::Done(format!("{} is disabled", text::sanitize(&u.email)))
             }
         })
@@ -187,19 +156,12 @@ impl Session {
     /// Follows `wait_for_changes` until the connection ends, sending
     /// [`Msg::RemoteChange`] for each change.
     fn spawn_watch(&self, tx: mpsc::UnboundedSender<Msg>) {
-        let session = self.clone();
+        let client = self.client.clone();
         tokio::spawn(async move {
             let mut since = 0u64;
             loop {
-                let Some(token) = session.token() else {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                };
-                let mut ctx = context::current();
-                ctx.deadline = Instant::now()
-                    + Duration::from_secs(gpures_proto::limits::LONG_POLL_MAX_SECS + 10);
-                match session.client.wait_for_changes(ctx, token, since).await {
-                    Ok(Ok(value)) => {
+                match client.wait_for_changes(since).await {
+                    Ok(value) => {
                         if value != since {
                             let first = since == 0;
                             since = value;
@@ -208,13 +170,16 @@ impl Session {
                             }
                         }
                     }
-                    Ok(Err(ApiError::Unauthenticated)) => {
+                    Err(ClientError::NotLoggedIn) => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(ClientError::Api(ApiError::Unauthenticated)) => {
                         let _ = tx.send(Msg::Failed(ApiError::Unauthenticated));
                         tokio::time::sleep(Duration::from_secs(2)).await;
                     }
-                    Ok(Err(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
+                    Err(ClientError::Api(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
                     Err(e) => {
-                        let _ = tx.send(lost(e));
+                        let _ = tx.send(lost(&e));
                         return;
                     }
                 }

@@ -1,0 +1,85 @@
+//! `gpures admin resource … | user …`.
+
+use gpures_proto::{NewResource, ResourceKind, Role, text};
+
+use super::{AdminCommand, AdminResource, AdminUser, CliResult, Ctx};
+use crate::output::{AccountJson, ResourceJson, table};
+
+/// Runs an admin subcommand (the daemon checks the role).
+pub(super) async fn admin(ctx: &Ctx, cmd: AdminCommand) -> CliResult<()> {
+    match cmd {
+        AdminCommand::Resource(AdminResource::Add {
+            name,
+            gpu_index,
+            gpu_uuid,
+            description,
+        }) => {
+            let kind = if gpu_index.is_some() || gpu_uuid.is_some() {
+                ResourceKind::Gpu
+            } else {
+                ResourceKind::Server
+            };
+            let r = ctx.api(
+                ctx.client
+                    .create_resource(NewResource {
+                        name,
+                        host: String::new(),
+                        kind,
+                        gpu_index,
+                        gpu_uuid,
+                        description,
+                    })
+                    .await,
+            )?;
+            if ctx.json {
+                return ctx.print_json(&ResourceJson::from(&r));
+            }
+            println!("added {}", text::sanitize(&r.name));
+        }
+        AdminCommand::User(AdminUser::List) => {
+            let users = ctx.api(ctx.client.users().await)?;
+            if ctx.json {
+                return ctx.print_json(&users.iter().map(AccountJson::from).collect::<Vec<_>>());
+            }
+            let rows: Vec<Vec<String>> = users
+                .iter()
+                .map(|u| {
+                    vec![
+                        u.email.clone(),
+                        u.display_name.clone(),
+                        u.role.to_string(),
+                        u.unix_user.clone(),
+                        if u.disabled {
+                            "disabled".into()
+                        } else {
+                            "active".into()
+                        },
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(&["EMAIL", "NAME", "ROLE", "UNIX USER", "STATE"], &rows)
+            );
+        }
+        AdminCommand::User(change) => {
+            let u = match change {
+                AdminUser::Promote { email } => ctx.client.set_role(email, Role::Admin).await,
+                AdminUser::Demote { email } => ctx.client.set_role(email, Role::Member).await,
+                AdminUser::Disable { email } => ctx.client.disable_user(email).await,
+                AdminUser::List => return Ok(()),
+            };
+            let u = ctx.api(u)?;
+            if ctx.json {
+                return ctx.print_json(&AccountJson::from(&u));
+            }
+            println!(
+                "{}: {}{}",
+                text::sanitize(&u.email),
+                u.role,
+                if u.disabled { ", disabled" } else { "" }
+            );
+        }
+    }
+    Ok(())
+}

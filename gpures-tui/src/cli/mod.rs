@@ -1,0 +1,521 @@
+//! The scriptable CLI: [`Cli`] (clap) and [`run`], which executes one
+//! subcommand and returns its exit code (the values of [`exit`] are
+//! documented in `docs/CLI.md`). Human output goes to stdout as aligned
+//! tables, `--json` prints the stable shapes of [`crate::output`], errors go
+//! to stderr. One file per command group: [`account`], [`booking`],
+//! [`status`], [`run`](mod@run), [`admin`]; every call goes through
+//! [`Client`].
+
+mod account;
+mod admin;
+mod booking;
+mod run;
+mod status;
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use gpures_proto::{ApiError, Reservation, ReservationFilter, Resource, text};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::client::{self, Client, ClientError};
+use crate::conn::{self, TokenStore};
+use crate::output::{self, HolderJson, ReservationJson};
+use crate::timefmt;
+
+pub use status::sparkline;
+
+/// Exit codes (documented in docs/CLI.md).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const ERROR: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const CONFLICT: u8 = 3;
+    pub const AUTH: u8 = 4;
+    pub const UNREACHABLE: u8 = 5;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gpures",
+    version,
+    about = "Book shared GPUs: a terminal UI with no arguments, a CLI with a subcommand"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct Global {
+    /// Daemon socket (default: GPURES_SOCKET, else /run/gpures.sock).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print machine-readable JSON (see docs/CLI.md).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create an account bound to your Unix user.
+    Register {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Log in and remember the session (mode 0600 in your config dir).
+    Login {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Forget the session; --everywhere revokes every token of your account.
+    Logout {
+        #[arg(long)]
+        everywhere: bool,
+    },
+    /// Show who you are logged in as.
+    Whoami,
+    /// List the bookable resources.
+    Resources,
+    /// List reservations (default: everyone's, from now for 14 days).
+    Ls {
+        #[arg(long = "resource", value_name = "NAME")]
+        resources: Vec<String>,
+        /// Only yours.
+        #[arg(long, conflicts_with = "user")]
+        mine: bool,
+        /// Only this user's.
+        #[arg(long, value_name = "EMAIL")]
+        user: Option<String>,
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// Include past and cancelled reservations, over all time.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Book one or more resources, all or nothing.
+    Book {
+        #[arg(required = true, value_name = "NAME")]
+        resources: Vec<String>,
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        #[arg(
+            long,
+            value_name = "TIME",
+            conflicts_with = "for",
+            required_unless_present = "for"
+        )]
+        to: Option<String>,
+        /// Length instead of --to: 90m, 3h, 1d2h.
+        #[arg(long = "for", value_name = "DURATION")]
+        r#for: Option<String>,
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        note: String,
+    },
+    /// Move, shorten, extend or re-note a reservation (ID or a unique prefix of 6+).
+    Edit {
+        id: String,
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+    },
+    /// Cancel a reservation.
+    Cancel { id: String },
+    /// End a running reservation now.
+    Release { id: String },
+    /// Extend a reservation's end.
+    Extend {
+        id: String,
+        #[arg(long, value_name = "DURATION")]
+        by: String,
+    },
+    /// Who holds each GPU now, who is next, live load, and who really uses it.
+    Status,
+    /// Run a command on the GPUs you hold on this host now
+    /// (CUDA_VISIBLE_DEVICES set to them).
+    Run {
+        /// Wait for your next reservation on this host instead of exiting 3.
+        #[arg(long)]
+        wait: bool,
+        /// Use GPU indices instead of UUIDs (also GPURES_CUDA_DEVICES=index).
+        #[arg(long)]
+        index: bool,
+        /// The command and its arguments (after --).
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<String>,
+    },
+    /// Print `export CUDA_VISIBLE_DEVICES=...` for the GPUs you hold here now.
+    Env {
+        #[arg(long)]
+        index: bool,
+    },
+    /// Admin commands.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Start a private daemon with a seeded week and open the TUI on it.
+    Demo,
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages (gpures.1 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Manage resources.
+    #[command(subcommand)]
+    Resource(AdminResource),
+    /// Manage users.
+    #[command(subcommand)]
+    User(AdminUser),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminResource {
+    /// Add a GPU (with --gpu-index/--gpu-uuid) or a server.
+    Add {
+        name: String,
+        #[arg(long, value_name = "N")]
+        gpu_index: Option<i32>,
+        #[arg(long, value_name = "UUID")]
+        gpu_uuid: Option<String>,
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        description: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminUser {
+    List,
+    Promote { email: String },
+    Demote { email: String },
+    Disable { email: String },
+}
+
+/// A failure with its exit code and the sentence for stderr.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+    /// With `--json`, printed to stdout too (the holders of a conflict).
+    pub json: Option<serde_json::Value>,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+            json: None,
+        }
+    }
+
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure::new(exit::USAGE, message)
+    }
+}
+
+impl From<conn::ConnError> for Failure {
+    fn from(e: conn::ConnError) -> Self {
+        let code = match e {
+            conn::ConnError::Mismatch { .. } => exit::ERROR,
+            _ => exit::UNREACHABLE,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+impl From<timefmt::TimeError> for Failure {
+    fn from(e: timefmt::TimeError) -> Self {
+        Failure::usage(e.to_string())
+    }
+}
+
+/// Maps a failed call; conflicts print their holders in the caller's zone.
+fn client_failure(e: ClientError, tz: Tz) -> Failure {
+    match e {
+        ClientError::Connect(e) => {
+            let code = match e {
+                conn::ConnError::Mismatch { .. } => exit::ERROR,
+                _ => exit::UNREACHABLE,
+            };
+            Failure::new(code, e.to_string())
+        }
+        ClientError::Lost(_) => Failure::new(exit::UNREACHABLE, e.to_string()),
+        ClientError::NotLoggedIn => Failure::new(exit::AUTH, e.to_string()),
+        ClientError::Api(ApiError::Unauthenticated) => Failure::new(
+            exit::AUTH,
+            "not logged in or the session expired: run: gpures login",
+        ),
+        ClientError::Api(ApiError::PermissionDenied) => {
+            Failure::new(exit::AUTH, "permission denied")
+        }
+        ClientError::Api(ApiError::Conflict { holders }) => {
+            let json: Vec<HolderJson> = holders.iter().map(|h| HolderJson::new(h, tz)).collect();
+            Failure {
+                code: exit::CONFLICT,
+                message: format!(
+                    "the slot is taken:\n{}",
+                    output::holders_lines(&holders, tz).trim_end()
+                ),
+                json: serde_json::to_value(
+                    serde_json::json!({ "error": "conflict", "holders": json }),
+                )
+                .ok(),
+            }
+        }
+        ClientError::Api(e @ ApiError::Unavailable) => {
+            Failure::new(exit::UNREACHABLE, e.to_string())
+        }
+        ClientError::Api(e) => Failure::new(exit::ERROR, e.to_string()),
+    }
+}
+
+type CliResult<T> = Result<T, Failure>;
+
+/// A connection plus what every command needs.
+struct Ctx {
+    client: Client,
+    json: bool,
+    tz: Tz,
+    now: DateTime<Utc>,
+    store: Option<TokenStore>,
+}
+
+impl Ctx {
+    fn failure(&self, e: ClientError) -> Failure {
+        client_failure(e, self.tz)
+    }
+
+    fn api<T>(&self, r: client::Result<T>) -> CliResult<T> {
+        r.map_err(|e| self.failure(e))
+    }
+
+    fn print_json<T: Serialize>(&self, value: &T) -> CliResult<()> {
+        let s = serde_json::to_string_pretty(value)
+            .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+        println!("{s}");
+        Ok(())
+    }
+
+    async fn resources(&self) -> CliResult<Vec<Resource>> {
+        self.api(self.client.resources(false).await)
+    }
+
+    async fn resolve_resources(&self, names: &[String]) -> CliResult<Vec<i64>> {
+        let all = self.resources().await?;
+        names
+            .iter()
+            .map(|n| {
+                all.iter()
+                    .find(|r| r.name == *n)
+                    .map(|r| r.id)
+                    .ok_or_else(|| {
+                        Failure::new(
+                            exit::ERROR,
+                            format!(
+                                "no resource named {:?}: see `gpures resources`",
+                                text::sanitize(n)
+                            ),
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    /// A reservation by full id or a unique prefix of at least 6 characters.
+    async fn find_reservation(&self, id: &str) -> CliResult<Reservation> {
+        let id = id.trim().to_lowercase();
+        let all_time = ReservationFilter {
+            include_cancelled: true,
+            ..Default::default()
+        };
+        if let Ok(uuid) = Uuid::parse_str(&id) {
+            let all = self.list(all_time).await?;
+            return all
+                .into_iter()
+                .find(|r| r.id == uuid)
+                .ok_or_else(|| Failure::new(exit::ERROR, format!("no reservation {id}")));
+        }
+        if id.chars().count() < 6 {
+            return Err(Failure::usage(
+                "give at least 6 characters of the reservation id",
+            ));
+        }
+        let matches: Vec<Reservation> = self
+            .list(all_time)
+            .await?
+            .into_iter()
+            .filter(|r| r.id.to_string().starts_with(&id))
+            .collect();
+        match matches.len() {
+            0 => Err(Failure::new(
+                exit::ERROR,
+                format!("no reservation starts with {id}"),
+            )),
+            1 => matches
+                .into_iter()
+                .next()
+                .ok_or_else(|| Failure::new(exit::ERROR, "vanished")),
+            n => Err(Failure::usage(format!(
+                "{n} reservations start with {id}: give more characters"
+            ))),
+        }
+    }
+
+    async fn list(&self, filter: ReservationFilter) -> CliResult<Vec<Reservation>> {
+        self.api(self.client.reservations(filter).await)
+    }
+
+    fn print_reservations(&self, rs: &[Reservation]) -> CliResult<()> {
+        if self.json {
+            let v: Vec<ReservationJson> = rs
+                .iter()
+                .map(|r| ReservationJson::new(r, self.tz))
+                .collect();
+            return self.print_json(&v);
+        }
+        print!("{}", output::reservations_table(rs, self.tz));
+        Ok(())
+    }
+}
+
+/// Runs one subcommand (not `demo`, not the TUI) and returns its exit code.
+pub async fn run(global: Global, command: Command) -> u8 {
+    let tz = match timefmt::local_zone() {
+        Ok(tz) => tz,
+        Err(e) => {
+            eprintln!("gpures: {e}");
+            return exit::USAGE;
+        }
+    };
+    let json = global.json;
+    match execute(global, command, tz).await {
+        Ok(()) => exit::OK,
+        Err(f) => {
+            if let (true, Some(v)) = (json, &f.json) {
+                println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+            }
+            eprintln!("gpures: {}", f.message);
+            f.code
+        }
+    }
+}
+
+async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
+    if let Command::Completions { shell } = command {
+        let mut cmd = Cli::command();
+        clap_complete::generate(shell, &mut cmd, "gpures", &mut std::io::stdout());
+        return Ok(());
+    }
+    if let Command::Man { dir } = &command {
+        return write_man_pages(dir)
+            .map_err(|e| Failure::new(exit::ERROR, format!("cannot write man pages: {e}")));
+    }
+    let socket = conn::socket_path(global.socket.as_deref());
+    let client = Client::connect(&socket)
+        .await
+        .map_err(|e| client_failure(e.into(), tz))?;
+    let store = TokenStore::for_host(&client.hello().host);
+    client.set_token(store.as_ref().and_then(TokenStore::load).map(|s| s.token));
+    let ctx = &Ctx {
+        client,
+        json: global.json,
+        tz,
+        now: Utc::now(),
+        store,
+    };
+    match command {
+        Command::Register {
+            email,
+            name,
+            password_stdin,
+        } => account::register(ctx, email, name, password_stdin).await,
+        Command::Login {
+            email,
+            password_stdin,
+        } => account::login(ctx, email, password_stdin).await,
+        Command::Logout { everywhere } => account::logout(ctx, everywhere).await,
+        Command::Whoami => account::whoami(ctx).await,
+        Command::Resources => booking::resources(ctx).await,
+        Command::Ls {
+            resources,
+            mine,
+            user,
+            from,
+            to,
+            all,
+        } => booking::ls(ctx, resources, mine, user, from, to, all).await,
+        Command::Book {
+            resources,
+            from,
+            to,
+            r#for,
+            note,
+        } => booking::book(ctx, resources, from, to, r#for, note).await,
+        Command::Edit { id, from, to, note } => booking::edit(ctx, id, from, to, note).await,
+        Command::Extend { id, by } => booking::extend(ctx, id, by).await,
+        Command::Cancel { id } => booking::cancel(ctx, id).await,
+        Command::Release { id } => booking::release(ctx, id).await,
+        Command::Status => status::status(ctx).await,
+        Command::Run {
+            wait,
+            index,
+            command,
+        } => run::run(ctx, wait, index, command).await,
+        Command::Env { index } => run::env(ctx, index).await,
+        Command::Admin(cmd) => admin::admin(ctx, cmd).await,
+        Command::Demo | Command::Completions { .. } | Command::Man { .. } => {
+            Err(Failure::usage("handled elsewhere"))
+        }
+    }
+}
+
+/// Writes `gpures.1` and a page per subcommand.
+fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let cmd = Cli::command();
+    let mut pages = vec![(String::from("gpures"), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        pages.push((format!("gpures-{}", sub.get_name()), sub.clone()));
+    }
+    for (name, page) in pages {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page.name(name.clone())).render(&mut out)?;
+        std::fs::write(dir.join(format!("{name}.1")), out)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

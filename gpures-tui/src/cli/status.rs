@@ -1,0 +1,151 @@
+//! `gpures status`: who holds each GPU, who is next, live load, who runs.
+
+use gpures_proto::text;
+use serde::Serialize;
+
+use super::{CliResult, Ctx};
+use crate::output::{self, ReservationJson, ResourceJson, table};
+use crate::timefmt::format_local;
+
+/// The status table (or JSON).
+pub(super) async fn status(ctx: &Ctx) -> CliResult<()> {
+    let (tz, now) = (ctx.tz, ctx.now);
+    let _ = (tz, now);
+    let report = ctx.api(ctx.client.status().await)?;
+    if ctx.json {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            resource: ResourceJson,
+            current: Option<ReservationJson>,
+            next: Option<ReservationJson>,
+            telemetry: Option<&'a gpures_proto::GpuTelemetry>,
+            flags: Vec<String>,
+        }
+        let rows: Vec<Row> = report
+            .resources
+            .iter()
+            .map(|s| Row {
+                resource: ResourceJson::from(&s.resource),
+                current: s.current.as_ref().map(|r| ReservationJson::new(r, tz)),
+                next: s.next.as_ref().map(|r| ReservationJson::new(r, tz)),
+                telemetry: s.telemetry.as_ref(),
+                flags: s.flags.iter().map(flag_name).collect(),
+            })
+            .collect();
+        return ctx.print_json(&rows);
+    }
+    let rows: Vec<Vec<String>> = report
+        .resources
+        .iter()
+        .map(|s| {
+            let (now_holder, until) = match &s.current {
+                Some(r) => (r.user.display_name.clone(), format_local(r.period.end, tz)),
+                None => ("free".into(), "-".into()),
+            };
+            let (next, from) = match &s.next {
+                Some(r) => (
+                    r.user.display_name.clone(),
+                    format_local(r.period.start, tz),
+                ),
+                None => ("-".into(), "-".into()),
+            };
+            let (load, procs) = match &s.telemetry {
+                Some(t) => (load_text(t), processes_text(t)),
+                None => ("no GPU telemetry".into(), "-".into()),
+            };
+            let flags: Vec<String> = s.flags.iter().map(|f| f.marker()).collect();
+            vec![
+                s.resource.name.clone(),
+                s.resource.host.clone(),
+                now_holder,
+                until,
+                next,
+                from,
+                load,
+                procs,
+                if flags.is_empty() {
+                    "-".into()
+                } else {
+                    flags.join(" ")
+                },
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &[
+                "RESOURCE",
+                "HOST",
+                "NOW",
+                "UNTIL",
+                "NEXT",
+                "FROM",
+                "LOAD",
+                "PROCESSES",
+                "FLAGS"
+            ],
+            &rows
+        )
+    );
+    for h in &report.hosts {
+        if let Some(note) = &h.note {
+            println!("{}: {}", text::sanitize(&h.host), text::sanitize(note));
+        }
+    }
+    if report.hosts.is_empty() {
+        println!("no GPU telemetry yet");
+    }
+    if let Some(c) = &report.calendar {
+        println!("{}", output::calendar_line(c));
+    }
+    Ok(())
+}
+
+/// A flag's stable name in `--json`, with its detail.
+fn flag_name(f: &gpures_proto::GpuFlag) -> String {
+    match f {
+        gpures_proto::GpuFlag::UnreservedUse { unix_user, pid } => {
+            format!("unreserved_use:{unix_user}:{pid}")
+        }
+        gpures_proto::GpuFlag::IdleReservation { idle_minutes } => {
+            format!("idle_reservation:{idle_minutes}")
+        }
+        gpures_proto::GpuFlag::Overrun { unix_user, pid } => format!("overrun:{unix_user}:{pid}"),
+    }
+}
+
+/// `97% · 2787/81559 MiB · ▁▃▇`.
+fn load_text(t: &gpures_proto::GpuTelemetry) -> String {
+    let util = t
+        .utilization_pct
+        .map(|u| format!("{u}%"))
+        .unwrap_or_else(|| "?%".into());
+    let mem = match (t.memory_used_mib, t.memory_total_mib) {
+        (Some(u), Some(m)) => format!("{u}/{m} MiB"),
+        _ => "? MiB".into(),
+    };
+    format!("{util} {mem} {}", sparkline(&t.history, 10))
+}
+
+/// `root:634 labuser1:638`, unknown users as `?`.
+fn processes_text(t: &gpures_proto::GpuTelemetry) -> String {
+    if t.processes.is_empty() {
+        return "-".into();
+    }
+    t.processes
+        .iter()
+        .map(|p| format!("{}:{}", p.unix_user.as_deref().unwrap_or("?"), p.pid))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The last `width` values of `history` (0–100) as block characters.
+pub fn sparkline(history: &[u8], width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let start = history.len().saturating_sub(width);
+    history[start..]
+        .iter()
+        .map(|v| BARS[usize::from((*v).min(100)) * 7 / 100])
+        .collect()
+}

@@ -1,0 +1,319 @@
+//! The one way the CLI and the TUI talk to the daemon: [`Client`] holds the
+//! connection (hello done) and the session token, has one typed method per
+//! call, and fails with one error type ([`ClientError`]). Booking has the one
+//! retry policy ([`Client::book`]): a lost reply is retried with the same
+//! request id, which the daemon answers with the booking it already made.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gpures_proto::{
+    ApiError, Booking, BookingRequest, GpuresClient, HelloReply, Holder, LoginReply, NewResource,
+    Period, RegisterRequest, Reservation, ReservationChange, ReservationFilter, Resource, Role,
+    StatusReport, Timeline, UserInfo,
+};
+use tarpc::client::RpcError;
+use tarpc::context;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::conn::{self, ConnError};
+
+/// How often a booking whose reply was lost is sent again.
+const BOOK_ATTEMPTS: u32 = 3;
+/// The pause before sending a booking again.
+const BOOK_RETRY_PAUSE: Duration = Duration::from_millis(300);
+
+/// Why a call failed.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The daemon could not be reached, or speaks another protocol.
+    #[error(transparent)]
+    Connect(#[from] ConnError),
+    /// The connection broke during the call.
+    #[error("lost the connection to the daemon ({0})")]
+    Lost(String),
+    /// The daemon refused.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// No session token: nobody is logged in here.
+    #[error("not logged in: run: gpures login")]
+    NotLoggedIn,
+}
+
+impl From<RpcError> for ClientError {
+    fn from(e: RpcError) -> Self {
+        ClientError::Lost(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// A connection to the daemon and the token of whoever uses it. Cheap to
+/// clone; clones share the token.
+#[derive(Clone)]
+pub struct Client {
+    rpc: GpuresClient,
+    hello: HelloReply,
+    token: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("host", &self.hello.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Flattens a call's two layers of failure.
+fn flat<T>(r: std::result::Result<std::result::Result<T, ApiError>, RpcError>) -> Result<T> {
+    Ok(r??)
+}
+
+impl Client {
+    /// Connects to `path` and says hello.
+    ///
+    /// # Errors
+    /// [`ConnError`] with the reason in words.
+    pub async fn connect(path: &Path) -> std::result::Result<Client, ConnError> {
+        let (rpc, hello) = conn::connect(path).await?;
+        Ok(Client {
+            rpc,
+            hello,
+            token: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// What the daemon said on hello (its host, our Unix user).
+    pub fn hello(&self) -> &HelloReply {
+        &self.hello
+    }
+
+    /// Uses `token` for the calls that need one (`None` forgets it).
+    pub fn set_token(&self, token: Option<String>) {
+        if let Ok(mut t) = self.token.lock() {
+            *t = token;
+        }
+    }
+
+    /// The token in use, if any.
+    pub fn token(&self) -> Option<String> {
+        self.token.lock().ok().and_then(|t| t.clone())
+    }
+
+    fn need_token(&self) -> Result<String> {
+        self.token().ok_or(ClientError::NotLoggedIn)
+    }
+
+    /// Creates an account bound to this Unix user.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn register(&self, req: RegisterRequest) -> Result<UserInfo> {
+        flat(self.rpc.register(context::current(), req).await)
+    }
+
+    /// Logs in; the token is used from now on.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn login(&self, email: String, password: String) -> Result<LoginReply> {
+        let login = flat(self.rpc.login(context::current(), email, password).await)?;
+        self.set_token(Some(login.token.clone()));
+        Ok(login)
+    }
+
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn whoami(&self) -> Result<UserInfo> {
+        let token = self.need_token()?;
+        flat(self.rpc.whoami(context::current(), token).await)
+    }
+
+    /// Revokes every token of the account, this one included.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn logout_everywhere(&self) -> Result<()> {
+        let token = self.need_token()?;
+        flat(self.rpc.logout_everywhere(context::current(), token).await)?;
+        self.set_token(None);
+        Ok(())
+    }
+
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn resources(&self, include_inactive: bool) -> Result<Vec<Resource>> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc
+                .list_resources(context::current(), token, include_inactive)
+                .await,
+        )
+    }
+
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn create_resource(&self, new: NewResource) -> Result<Resource> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc
+                .create_resource(context::current(), token, new)
+                .await,
+        )
+    }
+
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn update_resource(
+        &self,
+        id: i64,
+        update: gpures_proto::ResourceUpdate,
+    ) -> Result<Resource> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc
+                .update_resource(context::current(), token, id, update)
+                .await,
+        )
+    }
+
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn timeline(&self, window: Period) -> Result<Timeline> {
+        let token = self.need_token()?;
+        flat(self.rpc.timeline(context::current(), token, window).await)
+    }
+
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn reservations(&self, filter: ReservationFilter) -> Result<Vec<Reservation>> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc
+                .list_reservations(context::current(), token, filter)
+                .await,
+        )
+    }
+
+    /// Books, all or nothing. A reply lost on the way is asked for again
+    /// with the same request id (up to [`BOOK_ATTEMPTS`] times): the daemon
+    /// returns the booking it made rather than a conflict with it.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `Lost` only after every attempt.
+    pub async fn book(&self, req: BookingRequest) -> Result<Booking> {
+        let token = self.need_token()?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .rpc
+                .create_booking(context::current(), token.clone(), req.clone())
+                .await
+            {
+                Ok(reply) => return Ok(reply?),
+                Err(_) if attempt < BOOK_ATTEMPTS => tokio::time::sleep(BOOK_RETRY_PAUSE).await,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn update(&self, id: Uuid, change: ReservationChange) -> Result<Reservation> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc
+                .update_reservation(context::current(), token, id, change)
+                .await,
+        )
+    }
+
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn cancel(&self, id: Uuid) -> Result<Reservation> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc
+                .cancel_reservation(context::current(), token, id)
+                .await,
+        )
+    }
+
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn release(&self, id: Uuid) -> Result<Reservation> {
+        let token = self.need_token()?;
+        flat(self.rpc.release_now(context::current(), token, id).await)
+    }
+
+    /// Who holds any of `resources` during `period` (besides `ignore`).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn availability(
+        &self,
+        resources: Vec<i64>,
+        period: Period,
+        ignore: Option<Uuid>,
+    ) -> Result<Vec<Holder>> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc
+                .check_availability(context::current(), token, resources, period, ignore)
+                .await,
+        )
+    }
+
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn status(&self) -> Result<StatusReport> {
+        let token = self.need_token()?;
+        flat(self.rpc.status(context::current(), token).await)
+    }
+
+    /// Waits (up to the daemon's long-poll limit) for a change after `since`;
+    /// returns the current change counter.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn wait_for_changes(&self, since: u64) -> Result<u64> {
+        let token = self.need_token()?;
+        let mut ctx = context::current();
+        ctx.deadline =
+            Instant::now() + Duration::from_secs(gpures_proto::limits::LONG_POLL_MAX_SECS + 10);
+        flat(self.rpc.wait_for_changes(ctx, token, since).await)
+    }
+
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn users(&self) -> Result<Vec<UserInfo>> {
+        let token = self.need_token()?;
+        flat(self.rpc.list_users(context::current(), token).await)
+    }
+
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn set_role(&self, email: String, role: Role) -> Result<UserInfo> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc
+                .set_role(context::current(), token, email, role)
+                .await,
+        )
+    }
+
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn disable_user(&self, email: String) -> Result<UserInfo> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc
+                .disable_user(context::current(), token, email)
+                .await,
+        )
+    }
+}
