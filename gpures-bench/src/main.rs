@@ -750,8 +750,7 @@ async fn scenario_tui(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
         let client = gpures_tui::client::Client::connect(&d.socket).await?;
         let host = client.hello().host.clone();
         let session = gpures_tui::tui::Session::new(client, Some(token.clone()), None);
-        let mut app = App::new(tz, Utc::now(), true, "admin@bench.kr");
-        app.data.host = host;
+        let mut app = App::new(tz, Utc::now(), true, "admin@bench.kr").with_host(&host);
         let msg = session.execute(app.refresh()).await;
         if !matches!(msg, Msg::Loaded(_)) {
             bail!("refresh failed: {msg:?}");
@@ -786,11 +785,17 @@ async fn scenario_tui(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
         }),
         ..Snapshot::default()
     })));
-    app.zoom = Zoom::Week;
+    // Zoom out to the week view, as `-` twice does.
+    for _ in 0..2 {
+        app.key(crossterm::event::KeyEvent::from(
+            crossterm::event::KeyCode::Char('-'),
+        ));
+    }
+    assert_eq!(app.timeline().zoom, Zoom::Week);
     let backend = ratatui::backend::TestBackend::new(160, 48);
     let mut terminal = ratatui::Terminal::new(backend)?;
     let (_, cols) = gpures_tui::tui::draw::geometry(ratatui::layout::Rect::new(0, 0, 160, 48));
-    app.visible_cols = cols;
+    app.apply(Msg::Resized { cols });
     for _ in 0..50 {
         terminal.draw(|f| gpures_tui::tui::draw::draw(&app, f))?;
     }

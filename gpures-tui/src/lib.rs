@@ -71,8 +71,7 @@ pub async fn run_tui(socket: &Path, use_store: bool, token: Option<(String, Stri
             .map(|s| (s.token, s.email)),
     };
     let email = saved.as_ref().map(|s| s.1.clone()).unwrap_or_default();
-    let mut app = tui::app::App::new(tz, Utc::now(), saved.is_some(), &email);
-    app.data.host = host;
+    let app = tui::app::App::new(tz, Utc::now(), saved.is_some(), &email).with_host(&host);
     let initial = if saved.is_some() {
         vec![app.refresh(), tui::app::Effect::Watch]
     } else {

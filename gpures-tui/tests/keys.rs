@@ -21,9 +21,8 @@ async fn setup() -> (TestDaemon, Driver) {
         .await
         .expect("connect");
     let tz = "Asia/Seoul".parse().expect("zone");
-    let mut app = App::new(tz, Utc::now(), false, "");
-    app.data.host = client.hello().host.clone();
-    app.visible_cols = 68;
+    let mut app = App::new(tz, Utc::now(), false, "").with_host(&client.hello().host);
+    app.apply(Msg::Resized { cols: 68 });
     let driver = Driver {
         app,
         session: Session::new(client, None, None),
@@ -34,25 +33,25 @@ async fn setup() -> (TestDaemon, Driver) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_in_book_and_cancel_by_keys() {
     let (daemon, mut d) = setup().await;
-    assert_eq!(d.app.screen, Screen::Login);
+    assert_eq!(d.app.screen(), Screen::Login);
     d.type_text("kim@lab.kr").await;
     d.press_code(KeyCode::Enter).await;
     d.type_text("wrong password").await;
     d.press_code(KeyCode::Enter).await;
     assert_eq!(
-        d.app.screen,
+        d.app.screen(),
         Screen::Login,
         "a wrong password keeps the login screen"
     );
     assert!(d.render(80, 24).contains("wrong email or password"));
     assert!(
-        d.app.login.fields[1].value.is_empty(),
+        d.app.login().fields()[1].value.is_empty(),
         "the password is cleared, the email kept"
     );
     d.type_text(PASSWORD).await;
     d.press_code(KeyCode::Enter).await;
-    assert_eq!(d.app.screen, Screen::Timeline);
-    assert_eq!(d.app.data.resources.len(), 3);
+    assert_eq!(d.app.screen(), Screen::Timeline);
+    assert_eq!(d.app.data().resources.len(), 3);
 
     // Mark gpu1 and gpu2, move two hours ahead, and book for 90 minutes.
     d.press_char('j').await;
@@ -63,8 +62,8 @@ async fn log_in_book_and_cancel_by_keys() {
         d.press_char('l').await;
     }
     d.press_code(KeyCode::Enter).await;
-    let form = d.app.form.as_ref().expect("the booking form is open");
-    assert_eq!(form.fields[0].value, "gpu1 gpu2");
+    let form = d.app.booking_form().expect("the booking form is open");
+    assert_eq!(form.fields()[0].value, "gpu1 gpu2");
     assert!(
         matches!(form.preview, Preview::Free),
         "the live preview says free: {:?}",
@@ -79,9 +78,9 @@ async fn log_in_book_and_cancel_by_keys() {
     d.type_text("키보드로 예약").await;
     d.press_code(KeyCode::Enter).await;
     assert!(
-        d.app.form.is_none(),
+        d.app.booking_form().is_none(),
         "the form closes after booking: {:?}",
-        d.app.message
+        d.app.message()
     );
     let mine = daemon
         .reservations(&ReservationFilter {
@@ -104,7 +103,7 @@ async fn log_in_book_and_cancel_by_keys() {
 
     // The same slot again shows who holds it before Enter is pressed.
     d.press_char('n').await;
-    let form = d.app.form.as_ref().expect("form");
+    let form = d.app.booking_form().expect("form");
     assert!(
         matches!(&form.preview, Preview::Taken(h) if h[0].user.display_name == "김민수"),
         "{:?}",
@@ -114,7 +113,7 @@ async fn log_in_book_and_cancel_by_keys() {
 
     // Cancel the reservation under the cursor: x asks, n keeps it, y cancels.
     d.press_char('x').await;
-    assert!(d.app.confirm.is_some());
+    assert!(d.app.confirm().is_some());
     d.press_char('n').await;
     d.press_char('x').await;
     d.press_char('y').await;
@@ -129,13 +128,13 @@ async fn log_in_book_and_cancel_by_keys() {
         active.len(),
         1,
         "one of the two is cancelled: {:?}",
-        d.app.message
+        d.app.message()
     );
 
     // Another user's booking arrives through the live path.
     let (other, login) = daemon.user("lee@lab.kr", "이서연").await.expect("user");
-    let gpu0 = d.app.data.resources[0].id;
-    let start = d.app.cell_start(d.app.cursor_col + 2);
+    let gpu0 = d.app.data().resources[0].id;
+    let start = d.app.timeline().cell_start(d.app.timeline().cursor_col + 2);
     let start =
         chrono::DurationRound::duration_trunc(start, chrono::TimeDelta::minutes(1)).expect("trunc");
     other
@@ -159,7 +158,7 @@ async fn log_in_book_and_cancel_by_keys() {
     d.settle(effects).await;
     assert!(
         d.app
-            .data
+            .data()
             .reservations
             .iter()
             .any(|r| r.user.display_name == "이서연")
@@ -176,8 +175,8 @@ async fn members_cannot_touch_others_reservations_from_the_tui() {
     d.type_text(PASSWORD).await;
     d.press_code(KeyCode::Enter).await;
     let (other, login) = daemon.user("lee@lab.kr", "이서연").await.expect("user");
-    let gpu0 = d.app.data.resources[0].id;
-    let start = d.app.cell_start(d.app.cursor_col + 1);
+    let gpu0 = d.app.data().resources[0].id;
+    let start = d.app.timeline().cell_start(d.app.timeline().cursor_col + 1);
     let start =
         chrono::DurationRound::duration_trunc(start, chrono::TimeDelta::minutes(1)).expect("trunc");
     other
@@ -201,9 +200,9 @@ async fn members_cannot_touch_others_reservations_from_the_tui() {
     d.press_char('l').await;
     assert!(d.app.reservation_at_cursor().is_some());
     d.press_char('x').await;
-    assert!(d.app.confirm.is_none());
+    assert!(d.app.confirm().is_none());
     assert!(d.render(80, 24).contains("not your reservation"));
     d.press_char('e').await;
-    assert!(d.app.form.is_none());
+    assert!(d.app.booking_form().is_none());
     daemon.stop().await.expect("stop");
 }

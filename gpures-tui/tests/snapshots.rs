@@ -11,7 +11,7 @@ use gpures_proto::{
     ReservationStatus, Resource, ResourceKind, ResourceStatus, Role, StatusReport, SyncState,
     UserInfo, UserRef,
 };
-use gpures_tui::tui::app::{App, BookingForm, Effect, Field, Msg, Preview, Screen, Snapshot};
+use gpures_tui::tui::app::{App, Effect, Msg, Preview, Screen, Snapshot};
 use gpures_tui::tui::render;
 use uuid::Uuid;
 
@@ -144,8 +144,9 @@ fn telemetry(id: i64) -> GpuTelemetry {
 }
 
 fn app() -> App {
-    let mut app = App::new(tz(), now(), true, "minsu.kim@lab.example");
-    app.no_color = true;
+    let mut app = App::new(tz(), now(), true, "minsu.kim@lab.example")
+        .with_host("gpu01")
+        .with_no_color(true);
     let us = users();
     let rs = vec![
         reservation(1, &us[0], 1, -2, 3, "LLM fine-tuning"),
@@ -209,8 +210,28 @@ fn app() -> App {
         users: us,
     })));
     assert!(matches!(effects.as_slice(), [Effect::Watch]));
-    app.data.host = "gpu01".into();
     app
+}
+
+fn press(a: &mut App, code: KeyCode) -> Vec<Effect> {
+    a.key(KeyEvent::from(code))
+}
+
+fn type_text(a: &mut App, text: &str) {
+    for c in text.chars() {
+        press(a, KeyCode::Char(c));
+    }
+}
+
+/// The sequence number of the availability check among `effects`.
+fn check_seq(effects: &[Effect]) -> u64 {
+    effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Check { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .expect("the form checks availability")
 }
 
 fn both(name: &str, app: &mut App) {
@@ -239,17 +260,20 @@ fn timeline_week_zoom_with_marks_and_filter() {
     let mut a = app();
     a.key(KeyEvent::from(KeyCode::Char('-')));
     a.key(KeyEvent::from(KeyCode::Char('-')));
+    // Applying a filter puts the cursor on the first row: filter first.
+    press(&mut a, KeyCode::Char('/'));
+    type_text(&mut a, "alex");
+    press(&mut a, KeyCode::Enter);
     a.key(KeyEvent::from(KeyCode::Char(' ')));
     a.key(KeyEvent::from(KeyCode::Down));
     a.key(KeyEvent::from(KeyCode::Char(' ')));
-    a.filter = Some("alex".into());
     both("timeline_week", &mut a);
 }
 
 #[test]
 fn booking_form_with_a_conflict() {
     let mut a = app();
-    a.key(KeyEvent::from(KeyCode::Char('n')));
+    let seq = check_seq(&press(&mut a, KeyCode::Char('n')));
     let holder = Holder {
         reservation_id: Uuid::from_u128(2),
         resource_id: 1,
@@ -264,63 +288,58 @@ fn booking_form_with_a_conflict() {
             end: now() + TimeDelta::hours(8),
         },
     };
-    if let Some(form) = &mut a.form {
-        form.preview = Preview::Taken(vec![holder]);
-    }
+    a.apply(Msg::Checked {
+        seq,
+        holders: vec![holder],
+    });
+    assert!(matches!(
+        a.booking_form().map(|f| &f.preview),
+        Some(Preview::Taken(_))
+    ));
     both("booking_form", &mut a);
 }
 
 #[test]
 fn edit_form_and_confirm() {
     let mut a = app();
-    a.form = Some(BookingForm {
-        editing: Some(a.data.mine[0].clone()),
-        fields: vec![
-            Field {
-                label: "GPUs",
-                value: "gpu0".into(),
-                secret: false,
-                read_only: true,
-            },
-            Field {
-                label: "Start",
-                value: "2026-11-26 08:00".into(),
-                ..Field::default()
-            },
-            Field {
-                label: "End or length",
-                value: "2026-11-26 13:00".into(),
-                ..Field::default()
-            },
-            Field {
-                label: "Note",
-                value: "LLM fine-tuning".into(),
-                ..Field::default()
-            },
-        ],
-        focus: 2,
-        preview: Preview::Free,
-        check_seq: 0,
-        request_id: Uuid::nil(),
+    // The cursor starts on gpu0 now, inside 김민수's own reservation.
+    let seq = check_seq(&press(&mut a, KeyCode::Char('e')));
+    a.apply(Msg::Checked {
+        seq,
+        holders: vec![],
     });
+    let form = a.booking_form().expect("the edit form is open");
+    let values: Vec<&str> = form.fields().iter().map(|f| f.value.as_str()).collect();
+    assert_eq!(
+        values,
+        [
+            "gpu0",
+            "2026-11-26 08:00",
+            "2026-11-26 13:00",
+            "LLM fine-tuning"
+        ]
+    );
     both("edit_form", &mut a);
-    a.form = None;
+    press(&mut a, KeyCode::Esc);
     a.key(KeyEvent::from(KeyCode::Char('x')));
-    assert!(a.confirm.is_some(), "x asks first");
+    assert!(a.confirm().is_some(), "x asks first");
     both("confirm_cancel", &mut a);
 }
 
 #[test]
 fn my_reservations() {
     let mut a = app();
-    a.screen = Screen::Mine;
+    press(&mut a, KeyCode::Tab);
+    assert_eq!(a.screen(), Screen::Mine);
     both("mine", &mut a);
 }
 
 #[test]
 fn status() {
     let mut a = app();
-    a.screen = Screen::Status;
+    press(&mut a, KeyCode::Tab);
+    press(&mut a, KeyCode::Tab);
+    assert_eq!(a.screen(), Screen::Status);
     let screen = render(&mut a, 160, 48);
     assert!(
         screen.contains("!UNRESERVED labuser1 (pid 638)"),
@@ -340,7 +359,8 @@ fn status() {
 #[test]
 fn admin() {
     let mut a = app();
-    a.screen = Screen::Admin;
+    press(&mut a, KeyCode::BackTab);
+    assert_eq!(a.screen(), Screen::Admin);
     both("admin", &mut a);
 }
 
@@ -348,14 +368,25 @@ fn admin() {
 fn help_overlay() {
     let mut a = app();
     a.key(KeyEvent::from(KeyCode::Char('?')));
-    assert!(a.help);
+    assert!(a.help_open());
     both("help", &mut a);
+    // Every key is listed: scrolling reaches the form, the prompt and the
+    // questions; a key that does not scroll closes the help.
+    let mut seen = render(&mut a, 80, 24);
+    for _ in 0..10 {
+        press(&mut a, KeyCode::PageDown);
+        seen.push_str(&render(&mut a, 80, 24));
+    }
+    for listed in ["Booking form", "Filter prompt", "Questions", "C-r", "Bksp"] {
+        assert!(seen.contains(listed), "{listed} is in the help");
+    }
+    press(&mut a, KeyCode::Char('z'));
+    assert!(!a.help_open());
 }
 
 #[test]
 fn login_and_register() {
-    let mut a = App::new(tz(), now(), false, "");
-    a.no_color = true;
+    let mut a = App::new(tz(), now(), false, "").with_no_color(true);
     for c in "kim@lab.example".chars() {
         a.key(KeyEvent::from(KeyCode::Char(c)));
     }
@@ -367,12 +398,11 @@ fn login_and_register() {
     assert!(screen.contains("••••••"), "the password is masked");
     assert!(!screen.contains("secret"));
     both("login", &mut a);
-    let mut r = App::new(tz(), now(), false, "");
-    r.no_color = true;
+    let mut r = App::new(tz(), now(), false, "").with_no_color(true);
     r.key(KeyEvent::new(
         KeyCode::Char('r'),
         crossterm::event::KeyModifiers::CONTROL,
     ));
-    assert!(r.login.register);
+    assert!(r.login().register);
     both("register", &mut r);
 }

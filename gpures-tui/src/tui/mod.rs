@@ -1,6 +1,7 @@
-//! The terminal UI. [`app`] holds state and rules, [`keys`] the key table,
-//! [`draw`] the rendering, [`term`] the real terminal. This module connects
-//! them: [`Session`] performs an app's [`Effect`]s against the daemon and
+//! The terminal UI. [`app`] routes keys and results to the components
+//! ([`screens`] and [`popups`], each owning its state and drawing itself),
+//! [`keys`] is the key table, [`form`] the text fields, [`draw`] composes the
+//! frame, [`term`] the real terminal. This module connects them: [`Session`] performs an app's [`Effect`]s against the daemon and
 //! turns the answers into [`Msg`]s; [`run`] is the event loop, generic over
 //! the ratatui backend; [`Driver`] runs the same pieces step by step for tests.
 //!
@@ -10,7 +11,10 @@
 
 pub mod app;
 pub mod draw;
+pub mod form;
 pub mod keys;
+pub mod popups;
+pub mod screens;
 pub mod term;
 
 use std::collections::VecDeque;
@@ -220,10 +224,11 @@ where
         let size = terminal.size()?;
         let (origin, cols) =
             draw::geometry(ratatui::layout::Rect::new(0, 0, size.width, size.height));
-        app.visible_cols = cols.max(1);
-        app.cursor_col = app.cursor_col.min(app.visible_cols - 1);
+        if cols != app.timeline().visible_cols {
+            pending.extend(app.apply(Msg::Resized { cols }));
+        }
         terminal.draw(|f| draw::draw(&app, f))?;
-        if app.quit {
+        if app.should_quit() {
             return Ok(());
         }
         let effects = tokio::select! {
@@ -293,7 +298,7 @@ pub fn render(app: &mut App, width: u16, height: u16) -> String {
     let backend = ratatui::backend::TestBackend::new(width, height);
     let mut terminal = Terminal::new(backend).unwrap_or_else(|never| match never {});
     let (_, cols) = draw::geometry(ratatui::layout::Rect::new(0, 0, width, height));
-    app.visible_cols = cols.max(1);
+    app.apply(Msg::Resized { cols });
     let _ = terminal.draw(|f| draw::draw(app, f));
     let buf = terminal.backend().buffer();
     let mut out = String::new();

@@ -1,0 +1,300 @@
+//! The booking form (and the edit form): GPUs, start, end or length, note,
+//! with a live availability check after every change ([`Preview`]).
+
+use gpures_proto::{BookingRequest, Holder, Period, Reservation, ReservationChange, text};
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use uuid::Uuid;
+
+use crate::timefmt::{format_local, parse_duration, parse_time};
+use crate::tui::app::{Ctx, Effect, Event};
+use crate::tui::draw::{centered, style};
+use crate::tui::form::{Edit, Field, Fields};
+use crate::tui::keys::{Action, Scope};
+use crate::tui::screens::Component;
+
+const F_RESOURCES: usize = 0;
+const F_START: usize = 1;
+const F_END: usize = 2;
+const F_NOTE: usize = 3;
+
+/// What the form's live preview says.
+#[derive(Clone, Debug)]
+pub enum Preview {
+    Idle,
+    Checking,
+    Free,
+    Taken(Vec<Holder>),
+    Invalid(String),
+}
+
+/// The booking (or edit) form.
+#[derive(Clone, Debug)]
+pub struct BookingForm {
+    /// `Some` when editing that reservation.
+    pub editing: Option<Reservation>,
+    pub form: Fields,
+    pub preview: Preview,
+    /// Sequence number of the availability check whose answer we await.
+    pub check_seq: u64,
+    /// One request id per booking the user means to make: a retry after a
+    /// lost reply gets the same booking back.
+    pub request_id: Uuid,
+}
+
+impl BookingForm {
+    /// A new booking of `gpus` (names, space-separated) from `start`, 2 h long.
+    pub fn new_booking(gpus: &str, start: &str) -> BookingForm {
+        BookingForm {
+            editing: None,
+            form: Fields {
+                fields: vec![
+                    Field::new("GPUs", gpus),
+                    Field::new("Start", start),
+                    Field::new("End or length", "2h"),
+                    Field::new("Note", ""),
+                ],
+                focus: F_START,
+            },
+            preview: Preview::Idle,
+            check_seq: first_seq(),
+            request_id: Uuid::new_v4(),
+        }
+    }
+
+    /// The form that edits `r`.
+    pub fn edit(r: &Reservation, ctx: &Ctx) -> BookingForm {
+        BookingForm {
+            editing: Some(r.clone()),
+            form: Fields {
+                fields: vec![
+                    Field {
+                        read_only: true,
+                        ..Field::new("GPUs", r.resource_name.clone())
+                    },
+                    Field::new("Start", format_local(r.period.start, ctx.tz)),
+                    Field::new("End or length", format_local(r.period.end, ctx.tz)),
+                    Field::new("Note", text::sanitize(&r.note)),
+                ],
+                focus: F_END,
+            },
+            preview: Preview::Idle,
+            check_seq: first_seq(),
+            request_id: Uuid::new_v4(),
+        }
+    }
+
+    pub fn fields(&self) -> &[Field] {
+        &self.form.fields
+    }
+
+    /// The form's resources and period, or why they cannot be read.
+    fn request(&self, ctx: &Ctx) -> Result<(Vec<i64>, Period), String> {
+        let fields = &self.form.fields;
+        let mut ids = Vec::new();
+        match &self.editing {
+            Some(r) => ids.push(r.resource_id),
+            None => {
+                for name in fields[F_RESOURCES]
+                    .value
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|s| !s.is_empty())
+                {
+                    let r = ctx
+                        .data
+                        .resources
+                        .iter()
+                        .find(|r| r.name == name)
+                        .ok_or_else(|| format!("no GPU named {}", text::sanitize(name)))?;
+                    ids.push(r.id);
+                }
+            }
+        }
+        if ids.is_empty() {
+            return Err("name at least one GPU".into());
+        }
+        let start =
+            parse_time(&fields[F_START].value, ctx.now, ctx.tz).map_err(|e| e.to_string())?;
+        let end_text = fields[F_END].value.trim();
+        let end = match parse_duration(end_text) {
+            Ok(span) => span.add_to(start, ctx.tz).map_err(|e| e.to_string())?,
+            Err(_) => parse_time(end_text, ctx.now, ctx.tz).map_err(|_| {
+                format!("cannot read {end_text:?} as an end or a length (2h, 14:00)")
+            })?,
+        };
+        if end <= start {
+            return Err("the end must be after the start".into());
+        }
+        Ok((ids, Period { start, end }))
+    }
+
+    /// Starts an availability check of what the form says now (or says why
+    /// it cannot be checked).
+    pub fn check(&mut self, ctx: &Ctx) -> Option<Effect> {
+        match self.request(ctx) {
+            Ok((resources, period)) => {
+                self.check_seq = self.check_seq.wrapping_add(1);
+                self.preview = Preview::Checking;
+                Some(Effect::Check {
+                    seq: self.check_seq,
+                    resources,
+                    period,
+                    ignore: self.editing.as_ref().map(|r| r.id),
+                })
+            }
+            Err(why) => {
+                self.preview = Preview::Invalid(why);
+                None
+            }
+        }
+    }
+
+    /// The answer to check `seq`; answers to older checks are dropped.
+    pub fn checked(&mut self, seq: u64, holders: Vec<Holder>) {
+        if self.check_seq == seq {
+            self.preview = if holders.is_empty() {
+                Preview::Free
+            } else {
+                Preview::Taken(holders)
+            };
+        }
+    }
+
+    /// The daemon refused the save: the slot is taken by `holders`.
+    pub fn taken(&mut self, holders: Vec<Holder>) {
+        self.preview = Preview::Taken(holders);
+    }
+
+    fn submit(&self, ctx: &Ctx) -> Vec<Event> {
+        let (resources, period) = match self.request(ctx) {
+            Ok(r) => r,
+            Err(why) => return vec![Event::Fail(why)],
+        };
+        let note = self.form.fields[F_NOTE].value.clone();
+        let effect = match &self.editing {
+            Some(r) => Effect::Update(
+                r.id,
+                ReservationChange {
+                    start: (period.start != r.period.start).then_some(period.start),
+                    end: (period.end != r.period.end).then_some(period.end),
+                    note: (note != r.note).then_some(note),
+                },
+            ),
+            None => Effect::Book(BookingRequest {
+                request_id: self.request_id,
+                resources,
+                period,
+                note,
+            }),
+        };
+        vec![Event::Say("saving…".into()), Event::Call(effect)]
+    }
+}
+
+/// Where a form's check numbers start: different for every form, so that a
+/// late answer meant for a closed form never matches a new one.
+fn first_seq() -> u64 {
+    Uuid::new_v4().as_u64_pair().0
+}
+
+impl Component for BookingForm {
+    fn scope(&self) -> Scope {
+        Scope::Form
+    }
+
+    fn update(&mut self, action: Action, ctx: &Ctx) -> Vec<Event> {
+        match action {
+            Action::Close => vec![Event::Close, Event::Say("not booked".into())],
+            Action::Submit => self.submit(ctx),
+            Action::Quit => vec![Event::Quit],
+            other => match self.form.edit(other) {
+                Edit::Changed => self.check(ctx).map(Event::Call).into_iter().collect(),
+                Edit::Moved | Edit::Ignored => vec![],
+            },
+        }
+    }
+
+    fn hints(&self) -> &'static str {
+        "Tab/↑↓ field · Enter save · Esc cancel"
+    }
+
+    fn draw(&self, ctx: &Ctx, frame: &mut Frame, size: Rect) {
+        let area = centered(size, 70.min(size.width), 12.min(size.height));
+        frame.render_widget(Clear, area);
+        let title = if self.editing.is_some() {
+            " Edit reservation "
+        } else {
+            " New booking "
+        };
+        let block = Block::default().borders(Borders::ALL).title(title);
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        let mut lines = Vec::new();
+        for (i, f) in self.form.fields.iter().enumerate() {
+            let focused = i == self.form.focus;
+            let cursor = if focused { "▏" } else { "" };
+            let st = if focused {
+                Style::default().add_modifier(Modifier::BOLD)
+            } else {
+                Style::default()
+            };
+            let ro = if f.read_only { " (fixed)" } else { "" };
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {:<14}", f.label), st),
+                Span::raw(format!("{}{cursor}{ro}", text::sanitize(&f.value))),
+            ]));
+        }
+        lines.push(Line::from(""));
+        let (msg, st) = match &self.preview {
+            Preview::Idle => (String::new(), Style::default()),
+            Preview::Checking => (
+                "checking…".into(),
+                Style::default().add_modifier(Modifier::DIM),
+            ),
+            Preview::Free => (
+                "✓ free".into(),
+                style(
+                    ctx,
+                    Style::default()
+                        .fg(Color::Green)
+                        .add_modifier(Modifier::BOLD),
+                    Style::default().add_modifier(Modifier::BOLD),
+                ),
+            ),
+            Preview::Taken(holders) => (
+                format!(
+                    "✗ taken: {}",
+                    holders
+                        .iter()
+                        .map(|h| format!(
+                            "{} by {} {}",
+                            text::sanitize(&h.resource_name),
+                            text::sanitize(&h.user.display_name),
+                            ctx.period_text(&h.period)
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                style(
+                    ctx,
+                    Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+                    Style::default().add_modifier(Modifier::BOLD),
+                ),
+            ),
+            Preview::Invalid(why) => (
+                format!("? {why}"),
+                style(ctx, Style::default().fg(Color::Yellow), Style::default()),
+            ),
+        };
+        lines.push(Line::from(Span::styled(format!(" {msg}"), st)));
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(
+            " Tab/↑↓ field · Enter save · Esc cancel · end: 14:00 or 2h, 1d",
+            Style::default().add_modifier(Modifier::DIM),
+        )));
+        frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+    }
+}

@@ -1,0 +1,117 @@
+//! The key help, drawn from the binding table: every key of every scope.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+
+use crate::tui::app::{Ctx, Event};
+use crate::tui::draw::centered;
+use crate::tui::keys::{Action, BINDINGS, Scope, key_name};
+use crate::tui::screens::Component;
+
+/// The help overlay, scrolled by `scroll` lines.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Help {
+    pub scroll: u16,
+}
+
+/// The help's lines: every binding of every scope the viewer can use.
+fn lines(ctx: &Ctx) -> Vec<Line<'static>> {
+    let mut lines: Vec<Line> = Vec::new();
+    for scope in SCOPES {
+        if scope == Scope::Admin && !ctx.is_admin() {
+            continue;
+        }
+        lines.push(Line::from(Span::styled(
+            scope.title(),
+            Style::default().add_modifier(Modifier::BOLD),
+        )));
+        let mut seen: Vec<(&str, Vec<String>)> = Vec::new();
+        for b in BINDINGS.iter().filter(|b| b.scope == scope) {
+            let key = key_name(b.code, b.mods);
+            match seen.iter_mut().find(|(h, _)| *h == b.help) {
+                Some((_, keys)) => keys.push(key),
+                None => seen.push((b.help, vec![key])),
+            }
+        }
+        for (help, keys) in seen {
+            lines.push(Line::from(format!("  {:<12} {help}", keys.join(" "))));
+        }
+    }
+    lines.push(Line::from("  In forms and prompts, other keys type."));
+    lines.push(Line::from(
+        "  Mouse: a click selects a timeline cell, the wheel scrolls time.",
+    ));
+    lines
+}
+
+/// The scopes in the order the help lists them.
+const SCOPES: [Scope; 9] = [
+    Scope::Global,
+    Scope::Timeline,
+    Scope::List,
+    Scope::Admin,
+    Scope::Form,
+    Scope::Filter,
+    Scope::Confirm,
+    Scope::Login,
+    Scope::Help,
+];
+
+impl Component for Help {
+    fn scope(&self) -> Scope {
+        Scope::Help
+    }
+
+    fn update(&mut self, action: Action, ctx: &Ctx) -> Vec<Event> {
+        let last = u16::try_from(lines(ctx).len()).unwrap_or(u16::MAX);
+        let events = match action {
+            Action::Quit => vec![Event::Quit],
+            Action::Down => {
+                self.scroll = self.scroll.saturating_add(1);
+                vec![]
+            }
+            Action::Up => {
+                self.scroll = self.scroll.saturating_sub(1);
+                vec![]
+            }
+            Action::PageRight => {
+                self.scroll = self.scroll.saturating_add(10);
+                vec![]
+            }
+            Action::PageLeft => {
+                self.scroll = self.scroll.saturating_sub(10);
+                vec![]
+            }
+            _ => vec![Event::Close],
+        };
+        self.scroll = self.scroll.min(last);
+        events
+    }
+
+    fn hints(&self) -> &'static str {
+        "↑↓ PgUp PgDn scroll · any other key closes"
+    }
+
+    fn draw(&self, ctx: &Ctx, frame: &mut Frame, size: Rect) {
+        let area = centered(size, 76.min(size.width), size.height.saturating_sub(2));
+        frame.render_widget(Clear, area);
+        let lines = lines(ctx);
+        let inner_height = usize::from(area.height.saturating_sub(2));
+        let max_scroll = lines.len().saturating_sub(inner_height);
+        let scroll = usize::from(self.scroll).min(max_scroll);
+        let title = if max_scroll > 0 {
+            " Keys · any key closes (↑↓ PgUp PgDn scroll) "
+        } else {
+            " Keys · any key closes "
+        };
+        frame.render_widget(
+            Paragraph::new(lines)
+                .scroll((u16::try_from(scroll).unwrap_or(u16::MAX), 0))
+                .block(Block::default().borders(Borders::ALL).title(title)),
+            area,
+        );
+    }
+}

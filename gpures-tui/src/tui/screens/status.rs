@@ -1,0 +1,187 @@
+//! The Status screen: per GPU, who holds it now and until when, who is next,
+//! live load, who really runs on it, and the flags.
+
+use gpures_proto::text;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
+
+use super::Component;
+use crate::tui::app::{Ctx, Event};
+use crate::tui::draw::style;
+use crate::tui::keys::{Action, Scope};
+
+/// The Status screen (it keeps no state of its own).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Status;
+
+impl Component for Status {
+    fn scope(&self) -> Scope {
+        Scope::Global
+    }
+
+    fn update(&mut self, _action: Action, _ctx: &Ctx) -> Vec<Event> {
+        vec![]
+    }
+
+    fn hints(&self) -> &'static str {
+        "Tab screens · F5 reload · ? help · q quit"
+    }
+
+    fn draw(&self, ctx: &Ctx, frame: &mut Frame, area: Rect) {
+        let Some(report) = &ctx.data.status else {
+            frame.render_widget(
+                Paragraph::new("loading…")
+                    .block(Block::default().borders(Borders::ALL).title(" Status ")),
+                area,
+            );
+            return;
+        };
+        let flag_style = style(
+            ctx,
+            Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+            Style::default().add_modifier(Modifier::BOLD),
+        );
+        let rows: Vec<Row> = report
+            .resources
+            .iter()
+            .map(|s| {
+                let now = match &s.current {
+                    Some(r) => format!(
+                        "{} →{}",
+                        text::sanitize(&r.user.display_name),
+                        r.period.end.with_timezone(&ctx.tz).format("%a %H:%M")
+                    ),
+                    None => "free".into(),
+                };
+                let next = match &s.next {
+                    Some(r) => format!(
+                        "{} {}",
+                        text::sanitize(&r.user.display_name),
+                        r.period.start.with_timezone(&ctx.tz).format("%a %H:%M")
+                    ),
+                    None => "-".into(),
+                };
+                let (load, procs) = match &s.telemetry {
+                    Some(t) => {
+                        let util = t
+                            .utilization_pct
+                            .map(|u| format!("{u:>3}%"))
+                            .unwrap_or_else(|| "  ?%".into());
+                        let mem = match (t.memory_used_mib, t.memory_total_mib) {
+                            (Some(u), Some(m)) => {
+                                format!("{:.1}/{:.0}G", u as f64 / 1024.0, m as f64 / 1024.0)
+                            }
+                            _ => "?".into(),
+                        };
+                        let procs: Vec<String> = t
+                            .processes
+                            .iter()
+                            .map(|p| {
+                                format!(
+                                    "{}:{}",
+                                    text::sanitize(p.unix_user.as_deref().unwrap_or("unknown")),
+                                    p.pid
+                                )
+                            })
+                            .collect();
+                        (
+                            format!("{util} {mem} {}", crate::cli::sparkline(&t.history, 12)),
+                            if procs.is_empty() {
+                                "no processes".to_owned()
+                            } else {
+                                procs.join(" ")
+                            },
+                        )
+                    }
+                    None => ("no GPU telemetry".to_owned(), String::new()),
+                };
+                let flags: Vec<String> = s
+                    .flags
+                    .iter()
+                    .map(|f| text::sanitize(&f.marker()))
+                    .collect();
+                let free = s.current.is_none();
+                let now_style = if free {
+                    style(ctx, Style::default().fg(Color::Green), Style::default())
+                } else {
+                    Style::default()
+                };
+                // Flags first, so that a narrow terminal still shows them.
+                let second = if flags.is_empty() {
+                    Line::from(Span::styled(
+                        procs,
+                        Style::default().add_modifier(Modifier::DIM),
+                    ))
+                } else {
+                    Line::from(vec![
+                        Span::styled(flags.join(" "), flag_style),
+                        Span::raw(" "),
+                        Span::styled(procs, Style::default().add_modifier(Modifier::DIM)),
+                    ])
+                };
+                Row::new(vec![
+                    Cell::from(text::sanitize(&s.resource.name)),
+                    Cell::from(Line::from(Span::styled(now, now_style))),
+                    Cell::from(next),
+                    Cell::from(ratatui::text::Text::from(vec![Line::from(load), second])),
+                ])
+                .height(2)
+            })
+            .collect();
+        let notes: Vec<String> = report
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                h.note
+                    .as_ref()
+                    .map(|n| format!("{}: {}", text::sanitize(&h.host), text::sanitize(n)))
+            })
+            .collect();
+        let title = format!(
+            " Status · {}{} ",
+            report.generated_at.with_timezone(&ctx.tz).format("%H:%M"),
+            if report.hosts.is_empty() {
+                " · no GPU telemetry".to_owned()
+            } else {
+                String::new()
+            }
+        );
+        let table = Table::new(
+            rows,
+            [
+                Constraint::Length(7),
+                Constraint::Length(20),
+                Constraint::Length(17),
+                Constraint::Min(20),
+            ],
+        )
+        .header(
+            Row::new(vec!["GPU", "NOW", "NEXT", "LOAD · WHO RUNS WHAT"])
+                .style(Style::default().add_modifier(Modifier::BOLD)),
+        )
+        .block(Block::default().borders(Borders::ALL).title(title));
+        frame.render_widget(table, area);
+        let mut notes = notes;
+        if let Some(c) = &report.calendar {
+            notes.push(crate::output::calendar_line(c));
+        }
+        if !notes.is_empty() && area.height > 3 {
+            let line = Rect {
+                x: area.x + 1,
+                y: area.y + area.height - 2,
+                width: area.width.saturating_sub(2),
+                height: 1,
+            };
+            frame.render_widget(
+                Paragraph::new(Span::styled(
+                    notes.join(" · "),
+                    Style::default().add_modifier(Modifier::DIM),
+                )),
+                line,
+            );
+        }
+    }
+}

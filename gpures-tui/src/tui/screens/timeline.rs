@@ -1,0 +1,596 @@
+//! The Timeline screen: every resource a row, time across, reservations as
+//! bars in their owner's colour. The cursor picks a cell; Enter books it (or
+//! the marked GPUs), `e`/`x`/`r` act on the reservation under it; the view
+//! scrolls in time and zooms from a day to a week. [`Timeline`] holds the
+//! view; the data it draws is the app's.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Timelike, Utc};
+use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+use gpures_proto::{Period, Reservation, Resource, text};
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+
+use super::Component;
+use crate::timefmt::{format_local, format_span};
+use crate::tui::app::{Ctx, Effect, Event};
+use crate::tui::draw::{TIMELINE_HEADER, style, user_color};
+use crate::tui::keys::{Action, Scope};
+use crate::tui::popups::booking::BookingForm;
+use crate::tui::popups::filter::FilterPrompt;
+use crate::tui::popups::{self, Popup};
+
+/// Width of the resource-name column of the timeline.
+pub const NAME_COL: u16 = 12;
+/// How far before the view the timeline loads.
+const FETCH_BEHIND: TimeDelta = TimeDelta::days(1);
+/// How far after the view's start the timeline loads.
+const FETCH_AHEAD: TimeDelta = TimeDelta::days(14);
+
+/// Timeline zoom: the length of one cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Zoom {
+    Day,
+    ThreeDays,
+    Week,
+}
+
+impl Zoom {
+    /// One cell: 48 cells span the zoom's period.
+    pub fn cell(self) -> TimeDelta {
+        match self {
+            Zoom::Day => TimeDelta::minutes(30),
+            Zoom::ThreeDays => TimeDelta::minutes(90),
+            Zoom::Week => TimeDelta::minutes(210),
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Zoom::Day => "day · 30 min cells",
+            Zoom::ThreeDays => "3 days · 90 min cells",
+            Zoom::Week => "week · 3½ h cells",
+        }
+    }
+
+    /// Hours between hour labels.
+    fn label_step_hours(self) -> u32 {
+        match self {
+            Zoom::Day => 2,
+            Zoom::ThreeDays => 6,
+            Zoom::Week => 12,
+        }
+    }
+}
+
+/// The timeline's view: where it starts, its zoom, the cursor, the marks and
+/// the filter.
+#[derive(Clone, Debug)]
+pub struct Timeline {
+    pub view_start: DateTime<Utc>,
+    pub zoom: Zoom,
+    pub cursor_row: usize,
+    pub cursor_col: usize,
+    /// Cells visible at the last draw's width.
+    pub visible_cols: usize,
+    pub marked: BTreeSet<i64>,
+    /// A user filter, or `@host`.
+    pub filter: Option<String>,
+}
+
+impl Timeline {
+    pub fn new(now: DateTime<Utc>) -> Timeline {
+        let mut t = Timeline {
+            view_start: now,
+            zoom: Zoom::Day,
+            cursor_row: 0,
+            cursor_col: 0,
+            visible_cols: 48,
+            marked: BTreeSet::new(),
+            filter: None,
+        };
+        t.jump_to(now);
+        t
+    }
+
+    /// The window the timeline loads: a day before the view to two weeks after.
+    pub fn fetch_window(&self) -> Period {
+        Period {
+            start: self.view_start - FETCH_BEHIND,
+            end: self.view_start + FETCH_AHEAD,
+        }
+    }
+
+    /// The start of cell `col`.
+    pub fn cell_start(&self, col: usize) -> DateTime<Utc> {
+        self.view_start + self.zoom.cell() * i32::try_from(col).unwrap_or(i32::MAX)
+    }
+
+    /// The resources shown as rows: all, or those of one host when the
+    /// filter is `@host`.
+    pub fn visible_resources<'a>(&self, ctx: &'a Ctx) -> Vec<&'a Resource> {
+        match self.filter.as_deref().and_then(|f| f.strip_prefix('@')) {
+            Some(host) => ctx
+                .data
+                .resources
+                .iter()
+                .filter(|r| r.host.contains(host))
+                .collect(),
+            None => ctx.data.resources.iter().collect(),
+        }
+    }
+
+    /// The resource under the cursor row.
+    pub fn cursor_resource<'a>(&self, ctx: &'a Ctx) -> Option<&'a Resource> {
+        self.visible_resources(ctx).get(self.cursor_row).copied()
+    }
+
+    /// Reservations shown (a user filter applied).
+    pub fn shown<'a>(&self, ctx: &'a Ctx) -> impl Iterator<Item = &'a Reservation> + use<'a> {
+        let filter = self
+            .filter
+            .as_deref()
+            .filter(|f| !f.starts_with('@'))
+            .map(str::to_lowercase);
+        ctx.data.reservations.iter().filter(move |r| match &filter {
+            None => true,
+            Some(f) => {
+                r.user.display_name.to_lowercase().contains(f)
+                    || r.user.email.to_lowercase().contains(f)
+            }
+        })
+    }
+
+    /// The reservation covering the cursor cell, if any.
+    pub fn reservation_at_cursor<'a>(&self, ctx: &'a Ctx) -> Option<&'a Reservation> {
+        let res = self.cursor_resource(ctx)?;
+        let t0 = self.cell_start(self.cursor_col);
+        let cell = Period {
+            start: t0,
+            end: t0 + self.zoom.cell(),
+        };
+        self.shown(ctx)
+            .find(|r| r.resource_id == res.id && r.period.overlaps(&cell))
+    }
+
+    fn jump_to(&mut self, now: DateTime<Utc>) {
+        let cell = self.zoom.cell();
+        // Start the view an hour before now, on a cell boundary.
+        let start = (now - TimeDelta::hours(1))
+            .duration_trunc(TimeDelta::minutes(30))
+            .unwrap_or(now);
+        self.view_start = start;
+        let offset = (now - start).num_minutes() / cell.num_minutes().max(1);
+        self.cursor_col = usize::try_from(offset).unwrap_or(0);
+    }
+
+    /// A reload when the view left the loaded window.
+    fn maybe_refetch(&self, ctx: &Ctx) -> Vec<Event> {
+        let span = self.zoom.cell() * i32::try_from(self.visible_cols.max(1)).unwrap_or(48);
+        let visible = Period {
+            start: self.view_start,
+            end: self.view_start + span,
+        };
+        match ctx.data.fetched {
+            Some(f) if f.start <= visible.start && visible.end <= f.end => vec![],
+            _ => vec![Event::Call(Effect::Refresh {
+                window: self.fetch_window(),
+            })],
+        }
+    }
+
+    /// Keeps the cursor on a row and the marks on live resources after new data.
+    pub fn loaded(&mut self, ctx: &Ctx) {
+        self.cursor_row = self
+            .cursor_row
+            .min(ctx.data.resources.len().saturating_sub(1));
+        let live: BTreeSet<i64> = ctx.data.resources.iter().map(|r| r.id).collect();
+        self.marked.retain(|id| live.contains(id));
+    }
+
+    /// The terminal now shows `cols` cells.
+    pub fn resize(&mut self, cols: usize) {
+        self.visible_cols = cols.max(1);
+        self.cursor_col = self.cursor_col.min(self.visible_cols - 1);
+    }
+
+    pub fn set_filter(&mut self, filter: Option<String>) {
+        if filter.is_some() {
+            self.cursor_row = 0;
+        }
+        self.filter = filter;
+    }
+
+    pub fn clear_marks(&mut self) {
+        self.marked.clear();
+    }
+
+    /// A click selects a cell, the wheel scrolls time.
+    pub fn mouse(&mut self, ev: MouseEvent, origin: (u16, u16), ctx: &Ctx) -> Vec<Event> {
+        match ev.kind {
+            MouseEventKind::ScrollDown => self.update(Action::Right, ctx),
+            MouseEventKind::ScrollUp => self.update(Action::Left, ctx),
+            MouseEventKind::Down(MouseButton::Left) => {
+                let (x0, y0) = origin;
+                if ev.column >= x0 && ev.row >= y0 {
+                    let col = usize::from(ev.column - x0);
+                    let row = usize::from(ev.row - y0);
+                    if col < self.visible_cols && row < self.visible_resources(ctx).len() {
+                        self.cursor_col = col;
+                        self.cursor_row = row;
+                    }
+                }
+                vec![]
+            }
+            _ => vec![],
+        }
+    }
+
+    /// The booking form for the cursor cell (or the marked GPUs).
+    fn new_booking(&self, ctx: &Ctx) -> Vec<Event> {
+        let Some(cursor_res) = self.cursor_resource(ctx) else {
+            return vec![Event::Fail(
+                "no resources yet: an admin adds them with `gpures-daemon resource add`".into(),
+            )];
+        };
+        let mut names: Vec<String> = ctx
+            .data
+            .resources
+            .iter()
+            .filter(|r| self.marked.contains(&r.id))
+            .map(|r| r.name.clone())
+            .collect();
+        if names.is_empty() {
+            names.push(cursor_res.name.clone());
+        }
+        let start = self.cell_start(self.cursor_col).max(
+            ctx.now
+                .duration_trunc(TimeDelta::minutes(1))
+                .unwrap_or(ctx.now),
+        );
+        let mut form = BookingForm::new_booking(&names.join(" "), &format_local(start, ctx.tz));
+        let check = form.check(ctx);
+        let mut events = vec![Event::open(Popup::Booking(form))];
+        events.extend(check.map(Event::Call));
+        events
+    }
+
+    fn zoom_to(&mut self, zoom: Zoom) {
+        let at = self.cell_start(self.cursor_col);
+        self.zoom = zoom;
+        // Keep the cursor's time in view, a few cells from the left.
+        let cell = self.zoom.cell();
+        let back = cell * i32::try_from(self.cursor_col.min(4)).unwrap_or(0);
+        self.view_start = (at - back)
+            .duration_trunc(TimeDelta::minutes(30))
+            .unwrap_or(at);
+        self.cursor_col =
+            usize::try_from((at - self.view_start).num_minutes() / cell.num_minutes()).unwrap_or(0);
+    }
+}
+
+impl Component for Timeline {
+    fn scope(&self) -> Scope {
+        Scope::Timeline
+    }
+
+    fn update(&mut self, action: Action, ctx: &Ctx) -> Vec<Event> {
+        match action {
+            Action::Left => {
+                if self.cursor_col > 0 {
+                    self.cursor_col -= 1;
+                } else {
+                    self.view_start -= self.zoom.cell();
+                    return self.maybe_refetch(ctx);
+                }
+            }
+            Action::Right => {
+                if self.cursor_col + 1 < self.visible_cols {
+                    self.cursor_col += 1;
+                } else {
+                    self.view_start += self.zoom.cell();
+                    return self.maybe_refetch(ctx);
+                }
+            }
+            Action::PageLeft | Action::PageRight => {
+                let step = self.zoom.cell() * i32::try_from(self.visible_cols.max(1)).unwrap_or(48);
+                if action == Action::PageLeft {
+                    self.view_start -= step;
+                } else {
+                    self.view_start += step;
+                }
+                return self.maybe_refetch(ctx);
+            }
+            Action::Up => self.cursor_row = self.cursor_row.saturating_sub(1),
+            Action::Down if self.cursor_row + 1 < ctx.data.resources.len() => {
+                self.cursor_row += 1;
+            }
+            Action::JumpNow => {
+                self.jump_to(ctx.now);
+                return self.maybe_refetch(ctx);
+            }
+            Action::ZoomIn | Action::ZoomOut => {
+                let zoom = match (self.zoom, action) {
+                    (Zoom::Week, Action::ZoomIn) => Zoom::ThreeDays,
+                    (Zoom::ThreeDays, Action::ZoomIn) => Zoom::Day,
+                    (Zoom::Day, Action::ZoomOut) => Zoom::ThreeDays,
+                    (Zoom::ThreeDays, Action::ZoomOut) => Zoom::Week,
+                    (z, _) => z,
+                };
+                self.zoom_to(zoom);
+                return self.maybe_refetch(ctx);
+            }
+            Action::ToggleMark => {
+                if let Some(id) = self.cursor_resource(ctx).map(|r| r.id)
+                    && !self.marked.remove(&id)
+                {
+                    self.marked.insert(id);
+                }
+            }
+            Action::NewBooking => return self.new_booking(ctx),
+            Action::Edit => return popups::edit(self.reservation_at_cursor(ctx), ctx),
+            Action::Cancel => return popups::cancel(self.reservation_at_cursor(ctx), ctx),
+            Action::Release => return popups::release(self.reservation_at_cursor(ctx), ctx),
+            Action::Filter => {
+                return vec![Event::open(Popup::Filter(FilterPrompt::new(
+                    self.filter.clone().unwrap_or_default(),
+                )))];
+            }
+            _ => {}
+        }
+        vec![]
+    }
+
+    fn hints(&self) -> &'static str {
+        "←→↑↓ move · Enter/n book · Space mark · e edit · x cancel · r release · +/- zoom · t now · / filter · Tab · ? help · q quit"
+    }
+
+    /// What the footer says about the cell under the cursor.
+    fn status_line(&self, ctx: &Ctx) -> String {
+        let Some(res) = self.cursor_resource(ctx) else {
+            return "no resources yet: an admin adds them with `gpures-daemon resource add`".into();
+        };
+        let t = self.cell_start(self.cursor_col).with_timezone(&ctx.tz);
+        match self.reservation_at_cursor(ctx) {
+            Some(r) => format!(
+                "{} · {} <{}> · {} ({}){}",
+                text::sanitize(&res.name),
+                text::sanitize(&r.user.display_name),
+                text::sanitize(&r.user.email),
+                ctx.period_text(&r.period),
+                format_span(r.period.end - r.period.start),
+                if r.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · {}", text::sanitize(&r.note))
+                }
+            ),
+            None => format!(
+                "{} · free · {}",
+                text::sanitize(&res.name),
+                t.format("%a %m-%d %H:%M")
+            ),
+        }
+    }
+
+    fn draw(&self, ctx: &Ctx, frame: &mut Frame, area: Rect) {
+        self.draw_buf(ctx, frame.buffer_mut(), area);
+    }
+}
+
+impl Timeline {
+    fn draw_buf(&self, ctx: &Ctx, buf: &mut Buffer, area: Rect) {
+        let cell = self.zoom.cell();
+        let cols = usize::from(area.width.saturating_sub(NAME_COL));
+        let x0 = area.x + NAME_COL;
+        let dim = Style::default().add_modifier(Modifier::DIM);
+        let filter = self
+            .filter
+            .as_ref()
+            .map(|f| format!(" · filter: {}", text::sanitize(f)))
+            .unwrap_or_default();
+        let marked = if self.marked.is_empty() {
+            String::new()
+        } else {
+            format!(" · {} marked", self.marked.len())
+        };
+        let title = format!("Timeline · {}{}{}", self.zoom.label(), filter, marked);
+        buf.set_stringn(
+            area.x,
+            area.y,
+            title,
+            usize::from(area.width),
+            Style::default().add_modifier(Modifier::BOLD),
+        );
+
+        // Day labels where a local day starts; hour labels at every `step` hours.
+        let step_hours = self.zoom.label_step_hours();
+        let mut last_day = None;
+        let mut day_label_end = 0usize;
+        let mut hour_label_end = 0usize;
+        for c in 0..cols {
+            let t0 = self.cell_start(c).with_timezone(&ctx.tz);
+            let t1 = self.cell_start(c + 1).with_timezone(&ctx.tz);
+            let x = x0 + u16::try_from(c).unwrap_or(u16::MAX);
+            // A day label at the first cell, and at each cell where a day begins.
+            let starts_day = last_day != Some(t0.date_naive());
+            if starts_day && c >= day_label_end {
+                let day = t0.date_naive();
+                let room = cols - c;
+                buf.set_stringn(
+                    x,
+                    area.y + 1,
+                    day.format("%a %m-%d").to_string(),
+                    room.min(10),
+                    Style::default().add_modifier(Modifier::BOLD),
+                );
+                day_label_end = c + 10;
+            }
+            last_day = Some(t0.date_naive());
+            // An hour label where a multiple of `step_hours` falls in this cell.
+            let mut h = if t0.minute() == 0 {
+                t0
+            } else {
+                t0 + chrono::TimeDelta::minutes(i64::from(60 - t0.minute()))
+            };
+            while h < t1 {
+                if h.hour() % step_hours == 0 && c >= hour_label_end {
+                    buf.set_stringn(
+                        x,
+                        area.y + 2,
+                        format!("{:02}", h.hour()),
+                        2.min(cols - c),
+                        dim,
+                    );
+                    hour_label_end = c + 3;
+                    break;
+                }
+                h += chrono::TimeDelta::hours(1);
+            }
+        }
+
+        let now_col = {
+            let offset = (ctx.now - self.view_start).num_minutes();
+            (offset >= 0)
+                .then(|| usize::try_from(offset / cell.num_minutes()).unwrap_or(usize::MAX))
+        };
+        let rows = usize::from(area.height.saturating_sub(TIMELINE_HEADER));
+        let me = ctx.data.me.as_ref().map(|m| m.id);
+        for (i, res) in self
+            .visible_resources(ctx)
+            .into_iter()
+            .enumerate()
+            .take(rows)
+        {
+            let y = area.y + TIMELINE_HEADER + u16::try_from(i).unwrap_or(0);
+            let mark = if self.marked.contains(&res.id) {
+                "+"
+            } else {
+                " "
+            };
+            let name_style = if i == self.cursor_row {
+                Style::default().add_modifier(Modifier::BOLD)
+            } else {
+                Style::default()
+            };
+            buf.set_stringn(
+                area.x,
+                y,
+                mark,
+                1,
+                Style::default().add_modifier(Modifier::BOLD),
+            );
+            let name = if res.host.is_empty() || res.host == ctx.data.host {
+                text::sanitize(&res.name)
+            } else {
+                format!(
+                    "{}@{}",
+                    text::sanitize(&res.name),
+                    text::sanitize(&res.host)
+                )
+            };
+            buf.set_stringn(area.x + 1, y, name, usize::from(NAME_COL - 2), name_style);
+            // Free cells.
+            for c in 0..cols {
+                let x = x0 + u16::try_from(c).unwrap_or(u16::MAX);
+                let t1 = self.cell_start(c + 1);
+                let mut st = Style::default();
+                let mut sym = if c % 2 == 0 { "·" } else { " " };
+                if t1 <= ctx.now {
+                    st = st.add_modifier(Modifier::DIM);
+                }
+                if Some(c) == now_col {
+                    sym = "│";
+                    st = style(ctx, st.fg(Color::Red), st.add_modifier(Modifier::BOLD));
+                }
+                buf.set_string(x, y, sym, st);
+            }
+            // Bars.
+            for r in self.shown(ctx).filter(|r| r.resource_id == res.id) {
+                self.draw_bar(ctx, buf, r, x0, y, cols, me == Some(r.user.id));
+            }
+            // Cursor.
+            if i == self.cursor_row && self.cursor_col < cols {
+                let x = x0 + u16::try_from(self.cursor_col).unwrap_or(0);
+                if let Some(c) = buf.cell_mut((x, y)) {
+                    let st = style(
+                        ctx,
+                        Style::default()
+                            .fg(Color::Black)
+                            .bg(Color::White)
+                            .add_modifier(Modifier::BOLD),
+                        Style::default().add_modifier(
+                            Modifier::REVERSED | Modifier::BOLD | Modifier::UNDERLINED,
+                        ),
+                    );
+                    c.set_style(st);
+                    if c.symbol() == " " || c.symbol() == "·" {
+                        c.set_symbol("▒");
+                    }
+                }
+            }
+        }
+        if ctx.data.resources.is_empty() {
+            buf.set_stringn(
+                area.x + 1,
+                area.y + TIMELINE_HEADER,
+                "No resources yet. A host admin adds them: gpures-daemon resource add gpu0 --gpu-index 0",
+                usize::from(area.width.saturating_sub(2)),
+                dim,
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn draw_bar(
+        &self,
+        ctx: &Ctx,
+        buf: &mut Buffer,
+        r: &Reservation,
+        x0: u16,
+        y: u16,
+        cols: usize,
+        mine: bool,
+    ) {
+        let cell_min = self.zoom.cell().num_minutes().max(1);
+        let from = (r.period.start - self.view_start).num_minutes();
+        let to = (r.period.end - self.view_start).num_minutes();
+        if to <= 0 {
+            return;
+        }
+        let c0 = usize::try_from(from.max(0) / cell_min).unwrap_or(0);
+        let c1 = usize::try_from((to + cell_min - 1) / cell_min)
+            .unwrap_or(usize::MAX)
+            .min(cols);
+        if c0 >= c1 {
+            return;
+        }
+        let mut st = style(
+            ctx,
+            Style::default().fg(Color::Black).bg(user_color(r.user.id)),
+            Style::default().add_modifier(Modifier::REVERSED),
+        );
+        if mine {
+            st = st.add_modifier(Modifier::BOLD | Modifier::UNDERLINED);
+        }
+        let past = r.period.end <= ctx.now;
+        if past {
+            st = st.add_modifier(Modifier::DIM);
+        }
+        for c in c0..c1 {
+            let x = x0 + u16::try_from(c).unwrap_or(0);
+            buf.set_string(x, y, " ", st);
+        }
+        // The name at the bar's first visible cell; `*` marks your own.
+        let label = format!(
+            "{}{}",
+            if mine { "*" } else { "" },
+            text::sanitize(&r.user.display_name)
+        );
+        let x = x0 + u16::try_from(c0).unwrap_or(0);
+        buf.set_stringn(x, y, label, c1 - c0, st);
+    }
+}
