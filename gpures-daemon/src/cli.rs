@@ -1,16 +1,11 @@
 //! The command line of `gpures-daemon`: the clap definitions ([`Cli`]), kept
 //! in the library so that `main`, the man pages and the shell completions use
-//! the same ones, and [`dispatch`], which runs a parsed command: `serve` is
-//! the daemon ([`crate::run`]); every other command is a host-admin command
-//! ([`crate::admin`]).
+//! the same ones. [`crate::dispatch`] runs a parsed command.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-
-use crate::config::{Config, Overrides, Secret};
-use crate::host::systemd::Notifier;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -158,72 +153,6 @@ pub enum ResourceCommand {
         #[arg(long)]
         host: Option<String>,
     },
-}
-
-/// What systemd handed the process before any thread started.
-#[derive(Debug, Default)]
-pub struct FromSystemd {
-    /// The socket of `gpures.socket` (socket activation).
-    pub listener: Option<std::os::unix::net::UnixListener>,
-    /// Where readiness and watchdog pings go.
-    pub notifier: Notifier,
-}
-
-/// Runs a parsed command line.
-///
-/// # Errors
-/// Whatever the command failed with, with context for the admin.
-pub async fn dispatch(cli: Cli, systemd: FromSystemd) -> Result<()> {
-    let command = cli.command.unwrap_or(Command::Serve {
-        socket: None,
-        host: None,
-    });
-    match &command {
-        Command::Man { dir } => return write_man_pages(dir),
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "gpures-daemon",
-                &mut std::io::stdout(),
-            );
-            return Ok(());
-        }
-        _ => {}
-    }
-    if cli.common.database_url.is_some() {
-        eprintln!(
-            "gpures-daemon: warning: --database-url is visible to every user of this host \
-             (ps, /proc); put it in GPURES_DATABASE_URL or database_url in the config file"
-        );
-    }
-    let mut overrides = Overrides {
-        config: cli.common.config.clone(),
-        state_dir: cli.common.state_dir.clone(),
-        database_url: cli.common.database_url.clone().map(Secret::new),
-        ..Overrides::default()
-    };
-    if let Command::Serve { socket, host } = &command {
-        overrides.socket = socket.clone();
-        overrides.host = host.clone();
-    }
-    let config = Config::load(&overrides)?;
-    if let Command::Serve { .. } = command {
-        let shutdown = crate::termination_signal()?;
-        let listener = match systemd.listener {
-            Some(l) => {
-                l.set_nonblocking(true).context("the socket from systemd")?;
-                Some(tokio::net::UnixListener::from_std(l).context("the socket from systemd")?)
-            }
-            None => None,
-        };
-        let options = crate::RunOptions {
-            notifier: systemd.notifier,
-            ..crate::RunOptions::default()
-        };
-        return crate::run(config, listener, shutdown, options).await;
-    }
-    crate::admin::run(&config, command).await
 }
 
 /// Writes `gpures-daemon.1` and a page per subcommand into `dir`.

@@ -5,7 +5,8 @@
 //! ([`host::database`]: the embedded cluster or an external server), migrates
 //! it, builds the [`service::Service`], starts the workers, and serves the
 //! socket until the shutdown future resolves. The binary's `main` only parses
-//! flags ([`cli`]); tests call [`run`] with their own listener and shutdown.
+//! flags ([`cli`]) and calls [`dispatch`]; tests call [`run`] with their own
+//! listener and shutdown.
 //!
 //! The layers, outside in:
 //! - [`wire`]: the socket, frames and tarpc; each RPC is one service call.
@@ -36,7 +37,8 @@ use tokio::net::UnixListener;
 pub use host::database::{Database, open_database, prepare_state_dir};
 pub use host::socket::bind_socket;
 
-use crate::config::Config;
+use crate::cli::{Cli, Command};
+use crate::config::{Config, Overrides, Secret};
 use crate::host::pg::ClusterOptions;
 use crate::host::systemd;
 use crate::service::{Auth, Service, Settings};
@@ -203,6 +205,72 @@ async fn serve(
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// What systemd handed the process before any thread started.
+#[derive(Debug, Default)]
+pub struct FromSystemd {
+    /// The socket of `gpures.socket` (socket activation).
+    pub listener: Option<std::os::unix::net::UnixListener>,
+    /// Where readiness and watchdog pings go.
+    pub notifier: systemd::Notifier,
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever the command failed with, with context for the admin.
+pub async fn dispatch(cli: Cli, systemd: FromSystemd) -> Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve {
+        socket: None,
+        host: None,
+    });
+    match &command {
+        Command::Man { dir } => return cli::write_man_pages(dir),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "gpures-daemon",
+                &mut std::io::stdout(),
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
+    if cli.common.database_url.is_some() {
+        eprintln!(
+            "gpures-daemon: warning: --database-url is visible to every user of this host \
+             (ps, /proc); put it in GPURES_DATABASE_URL or database_url in the config file"
+        );
+    }
+    let mut overrides = Overrides {
+        config: cli.common.config.clone(),
+        state_dir: cli.common.state_dir.clone(),
+        database_url: cli.common.database_url.clone().map(Secret::new),
+        ..Overrides::default()
+    };
+    if let Command::Serve { socket, host } = &command {
+        overrides.socket = socket.clone();
+        overrides.host = host.clone();
+    }
+    let config = Config::load(&overrides)?;
+    if let Command::Serve { .. } = command {
+        let shutdown = termination_signal()?;
+        let listener = match systemd.listener {
+            Some(l) => {
+                l.set_nonblocking(true).context("the socket from systemd")?;
+                Some(tokio::net::UnixListener::from_std(l).context("the socket from systemd")?)
+            }
+            None => None,
+        };
+        let options = RunOptions {
+            notifier: systemd.notifier,
+            ..RunOptions::default()
+        };
+        return run(config, listener, shutdown, options).await;
+    }
+    admin::run(&config, command).await
 }
 
 /// Connects to our own socket and says hello, so that readiness is only

@@ -1,10 +1,11 @@
-//! `gpures-daemon`: parses flags and calls the library ([`gpures_daemon::cli`]).
+//! `gpures-daemon`: parses flags and calls the library ([`gpures_daemon::dispatch`]).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use gpures_daemon::cli::{Cli, FromSystemd, dispatch};
+use gpures_daemon::cli::Cli;
 use gpures_daemon::host::systemd;
+use gpures_daemon::{FromSystemd, dispatch};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

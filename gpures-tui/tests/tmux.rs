@@ -185,7 +185,9 @@ async fn the_real_tui_books_by_keys_in_tmux_and_restores_the_terminal() {
     tmux.wait_for("New booking", 10).await;
     tmux.wait_for("✓ free", 10).await;
     tmux.keys(&["Tab", "Tab", "e2e run", "Enter"]);
-    let screen = tmux.wait_for("booked gpu1", 10).await;
+    tmux.wait_for("booked gpu1", 10).await;
+    // The bar arrives with the refresh that follows the booking.
+    let screen = tmux.wait_for("*김", 10).await;
     assert!(
         screen.contains("*김"),
         "the bar is drawn as mine:\n{screen}"

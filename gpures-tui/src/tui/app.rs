@@ -13,18 +13,13 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use crossterm::event::{KeyEvent, MouseEvent};
-use gpures_proto::{
-    ApiError, BookingRequest, Holder, LoginReply, Period, RegisterRequest, Reservation,
-    ReservationChange, Resource, Role, StatusReport, UserInfo, text,
-};
-use uuid::Uuid;
+use gpures_proto::{ApiError, Reservation, text};
 
+use super::component::{Component, Event, Popup};
 use super::keys::{Action, action_for};
-use super::popups::Popup;
 use super::popups::booking::BookingForm;
 use super::popups::confirm::Confirm;
 use super::popups::help::Help;
-use super::screens::Component;
 use super::screens::admin::Admin;
 use super::screens::login::Login;
 use super::screens::mine::Mine;
@@ -32,172 +27,10 @@ use super::screens::status::Status;
 use super::screens::timeline::Timeline;
 
 pub use super::form::Field;
+pub use super::model::{Ctx, Data, Effect, Message, Msg, Screen, Snapshot};
 pub use super::popups::booking::Preview;
-pub use super::screens::timeline::{NAME_COL, Zoom};
-
-/// The screens, in Tab order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Screen {
-    Login,
-    Timeline,
-    Mine,
-    Status,
-    Admin,
-}
-
-impl Screen {
-    pub fn title(self) -> &'static str {
-        match self {
-            Screen::Login => "Login",
-            Screen::Timeline => "Timeline",
-            Screen::Mine => "My reservations",
-            Screen::Status => "Status",
-            Screen::Admin => "Admin",
-        }
-    }
-}
-
-/// What the daemon told us last.
-#[derive(Clone, Debug, Default)]
-pub struct Data {
-    pub me: Option<UserInfo>,
-    pub host: String,
-    pub resources: Vec<Resource>,
-    /// Active reservations in `fetched`.
-    pub reservations: Vec<Reservation>,
-    pub fetched: Option<Period>,
-    pub mine: Vec<Reservation>,
-    pub status: Option<StatusReport>,
-    pub users: Vec<UserInfo>,
-}
-
-/// A line in the footer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message {
-    pub text: String,
-    pub error: bool,
-}
-
-/// What every component reads: the clock, the zone, the data, the footer.
-#[derive(Clone, Debug)]
-pub struct Ctx {
-    pub tz: Tz,
-    pub now: DateTime<Utc>,
-    pub data: Data,
-    pub message: Option<Message>,
-    /// `NO_COLOR`: tell things apart by reverse video, bold and markers.
-    pub no_color: bool,
-}
-
-impl Ctx {
-    pub fn is_admin(&self) -> bool {
-        self.data.me.as_ref().is_some_and(|m| m.role == Role::Admin)
-    }
-
-    /// Whether the viewer may change `r` (their own, or any as an admin).
-    pub fn may_change(&self, r: &Reservation) -> bool {
-        self.is_admin() || self.data.me.as_ref().is_some_and(|m| m.id == r.user.id)
-    }
-
-    /// `Thu 11-26 10:00–12:00` (or both dates when it spans days), in the viewer's zone.
-    pub fn period_text(&self, p: &Period) -> String {
-        let start = p.start.with_timezone(&self.tz);
-        let end = p.end.with_timezone(&self.tz);
-        if start.date_naive() == end.date_naive() {
-            format!("{}–{}", start.format("%a %m-%d %H:%M"), end.format("%H:%M"))
-        } else {
-            format!(
-                "{}–{}",
-                start.format("%a %m-%d %H:%M"),
-                end.format("%a %m-%d %H:%M")
-            )
-        }
-    }
-}
-
-/// A call the app wants made.
-#[derive(Clone, Debug)]
-pub enum Effect {
-    Login {
-        email: String,
-        password: String,
-    },
-    Register(RegisterRequest),
-    /// Reload everything shown, with the timeline window to fetch.
-    Refresh {
-        window: Period,
-    },
-    Book(BookingRequest),
-    Update(Uuid, ReservationChange),
-    Cancel(Uuid),
-    Release(Uuid),
-    Check {
-        seq: u64,
-        resources: Vec<i64>,
-        period: Period,
-        ignore: Option<Uuid>,
-    },
-    SetRole(String, Role),
-    DisableUser(String),
-    /// Start following `wait_for_changes`.
-    Watch,
-}
-
-/// A result of an effect, or something that happened.
-#[derive(Clone, Debug)]
-pub enum Msg {
-    LoggedIn(Box<LoginReply>),
-    Registered {
-        email: String,
-        password: String,
-    },
-    Loaded(Box<Snapshot>),
-    Done(String),
-    Checked {
-        seq: u64,
-        holders: Vec<Holder>,
-    },
-    Failed(ApiError),
-    /// The connection is gone; the sentence says why.
-    Disconnected(String),
-    /// Another client changed the schedule.
-    RemoteChange,
-    Tick(DateTime<Utc>),
-    /// The terminal now shows `cols` timeline cells.
-    Resized {
-        cols: usize,
-    },
-}
-
-/// Everything a refresh loads.
-#[derive(Clone, Debug, Default)]
-pub struct Snapshot {
-    pub me: Option<UserInfo>,
-    pub resources: Vec<Resource>,
-    pub reservations: Vec<Reservation>,
-    pub window: Option<Period>,
-    pub mine: Vec<Reservation>,
-    pub status: Option<StatusReport>,
-    pub users: Vec<UserInfo>,
-}
-
-/// What a component asks of the app: the queue panels talk through.
-#[derive(Clone, Debug)]
-pub enum Event {
-    /// Make a call to the daemon.
-    Call(Effect),
-    /// Open a popup over the screen.
-    Open(Box<Popup>),
-    /// Close the open popup.
-    Close,
-    /// Show a line in the footer.
-    Say(String),
-    /// Show an error in the footer.
-    Fail(String),
-    /// Filter the timeline (`None`: no filter).
-    SetFilter(Option<String>),
-    Quit,
-}
+pub use super::screens::timeline::Zoom;
+pub use super::style::NAME_COL;
 
 /// One component per screen.
 #[derive(Clone, Debug)]
@@ -231,21 +64,14 @@ impl Screens {
     }
 }
 
-impl Event {
-    /// Opens `popup`.
-    pub fn open(popup: Popup) -> Event {
-        Event::Open(Box::new(popup))
-    }
-}
-
 /// The whole TUI: the shared context, one component per screen, and the
 /// popup open over them.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct App {
     ctx: Ctx,
     screen: Screen,
     screens: Screens,
-    popup: Option<Popup>,
+    popup: Option<Box<dyn Popup>>,
     quit: bool,
     watching: bool,
 }
@@ -320,28 +146,28 @@ impl App {
         &self.screens.timeline
     }
 
-    pub fn popup(&self) -> Option<&Popup> {
-        self.popup.as_ref()
+    /// The popup open over the screen, if any.
+    pub fn popup(&self) -> Option<&dyn Popup> {
+        self.popup.as_deref()
+    }
+
+    /// The open popup, if it is a `T`.
+    fn popup_as<T: 'static>(&self) -> Option<&T> {
+        self.popup.as_deref()?.as_any().downcast_ref::<T>()
     }
 
     /// The booking or edit form, when it is open.
     pub fn booking_form(&self) -> Option<&BookingForm> {
-        match &self.popup {
-            Some(Popup::Booking(form)) => Some(form),
-            _ => None,
-        }
+        self.popup_as()
     }
 
     /// The question waiting for y/n, if any.
     pub fn confirm(&self) -> Option<&Confirm> {
-        match &self.popup {
-            Some(Popup::Confirm(c)) => Some(c),
-            _ => None,
-        }
+        self.popup_as()
     }
 
     pub fn help_open(&self) -> bool {
-        matches!(self.popup, Some(Popup::Help(_)))
+        self.popup_as::<Help>().is_some()
     }
 
     /// The reservation covering the timeline's cursor cell, if any.
@@ -408,7 +234,7 @@ impl App {
         }
         let events = match action {
             Action::Quit => vec![Event::Quit],
-            Action::Help => vec![Event::open(Popup::Help(Help::default()))],
+            Action::Help => vec![Event::open(Help::default())],
             Action::Refresh => vec![Event::Call(self.refresh())],
             Action::NextScreen | Action::PrevScreen => {
                 let order = self.tabs();
@@ -433,7 +259,7 @@ impl App {
         for event in events {
             match event {
                 Event::Call(effect) => effects.push(effect),
-                Event::Open(popup) => self.popup = Some(*popup),
+                Event::Open(popup) => self.popup = Some(popup),
                 Event::Close => self.popup = None,
                 Event::Say(text) => self.say(text),
                 Event::Fail(text) => self.fail(text),
@@ -509,11 +335,12 @@ impl App {
                 self.say(what);
                 vec![self.refresh()]
             }
-            Msg::Checked { seq, holders } => {
-                if let Some(Popup::Booking(form)) = &mut self.popup {
-                    form.checked(seq, holders);
-                }
-                vec![]
+            Msg::Checked { .. } => {
+                let events = match &mut self.popup {
+                    Some(popup) => popup.apply(&msg),
+                    None => vec![],
+                };
+                self.handle(events)
             }
             Msg::Failed(ApiError::Unauthenticated) => {
                 if self.screen == Screen::Login {
@@ -534,7 +361,7 @@ impl App {
                 self.fail("your session ended: log in again");
                 vec![]
             }
-            Msg::Failed(ApiError::Conflict { holders }) => {
+            Msg::Failed(ApiError::Conflict { ref holders }) => {
                 let who: Vec<String> = holders
                     .iter()
                     .map(|h| {
@@ -546,11 +373,12 @@ impl App {
                         )
                     })
                     .collect();
-                if let Some(Popup::Booking(form)) = &mut self.popup {
-                    form.taken(holders);
-                }
+                let events = match &mut self.popup {
+                    Some(popup) => popup.apply(&msg),
+                    None => vec![],
+                };
                 self.fail(format!("taken: {}", who.join("; ")));
-                vec![]
+                self.handle(events)
             }
             Msg::Failed(e) => {
                 self.fail(e.to_string());

@@ -1,7 +1,8 @@
 //! The terminal UI. [`app`] routes keys and results to the components
-//! ([`screens`] and [`popups`], each owning its state and drawing itself),
-//! [`keys`] is the key table, [`form`] the text fields, [`draw`] composes the
-//! frame, [`term`] the real terminal. This module connects them: [`Session`] performs an app's [`Effect`]s against the daemon and
+//! ([`screens`] and [`popups`], each owning its state and drawing itself;
+//! [`component`] is how they talk), [`model`] is the data they share,
+//! [`keys`] the key table, [`form`] the text fields, [`style`] what they
+//! draw with, [`draw`] composes the frame, [`term`] the real terminal. This module connects them: [`Session`] performs an app's [`Effect`]s against the daemon and
 //! turns the answers into [`Msg`]s; [`run`] is the event loop, generic over
 //! the ratatui backend; [`Driver`] runs the same pieces step by step for tests.
 //!
@@ -10,11 +11,14 @@
 //! redraws only then: no busy loop.
 
 pub mod app;
+pub mod component;
 pub mod draw;
 pub mod form;
 pub mod keys;
+pub mod model;
 pub mod popups;
 pub mod screens;
+pub mod style;
 pub mod term;
 
 use std::collections::VecDeque;

@@ -1,7 +1,9 @@
 //! The booking form (and the edit form): GPUs, start, end or length, note,
 //! with a live availability check after every change ([`Preview`]).
 
-use gpures_proto::{BookingRequest, Holder, Period, Reservation, ReservationChange, text};
+use gpures_proto::{
+    ApiError, BookingRequest, Holder, Period, Reservation, ReservationChange, text,
+};
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -10,11 +12,11 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use uuid::Uuid;
 
 use crate::timefmt::{format_local, parse_duration, parse_time};
-use crate::tui::app::{Ctx, Effect, Event};
-use crate::tui::draw::{centered, style};
+use crate::tui::component::{Component, Event, Popup};
 use crate::tui::form::{Edit, Field, Fields};
 use crate::tui::keys::{Action, Scope};
-use crate::tui::screens::Component;
+use crate::tui::model::{Ctx, Effect, Msg};
+use crate::tui::style::{centered, style};
 
 const F_RESOURCES: usize = 0;
 const F_START: usize = 1;
@@ -217,6 +219,15 @@ impl Component for BookingForm {
         }
     }
 
+    fn apply(&mut self, msg: &Msg) -> Vec<Event> {
+        match msg {
+            Msg::Checked { seq, holders } => self.checked(*seq, holders.clone()),
+            Msg::Failed(ApiError::Conflict { holders }) => self.taken(holders.clone()),
+            _ => {}
+        }
+        vec![]
+    }
+
     fn hints(&self) -> &'static str {
         "Tab/↑↓ field · Enter save · Esc cancel"
     }
@@ -296,5 +307,11 @@ impl Component for BookingForm {
             Style::default().add_modifier(Modifier::DIM),
         )));
         frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+    }
+}
+
+impl Popup for BookingForm {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

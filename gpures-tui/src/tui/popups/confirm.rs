@@ -4,10 +4,10 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
-use crate::tui::app::{Ctx, Effect, Event};
-use crate::tui::draw::centered;
+use crate::tui::component::{Component, Event, Popup};
 use crate::tui::keys::{Action, Scope};
-use crate::tui::screens::Component;
+use crate::tui::model::{Ctx, Effect};
+use crate::tui::style::centered;
 
 /// A question waiting for y/n.
 #[derive(Clone, Debug)]
@@ -43,5 +43,11 @@ impl Component for Confirm {
                 .wrap(Wrap { trim: true }),
             area,
         );
+    }
+}
+
+impl Popup for Confirm {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

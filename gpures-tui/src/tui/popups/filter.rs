@@ -7,10 +7,10 @@ use ratatui::layout::Rect;
 use ratatui::text::Line;
 use ratatui::widgets::Paragraph;
 
-use crate::tui::app::{Ctx, Event};
-use crate::tui::draw::footer_area;
+use crate::tui::component::{Component, Event, Popup};
 use crate::tui::keys::{Action, Scope};
-use crate::tui::screens::Component;
+use crate::tui::model::Ctx;
+use crate::tui::style::footer_area;
 
 /// The prompt and what has been typed.
 #[derive(Clone, Debug)]
@@ -64,5 +64,11 @@ impl Component for FilterPrompt {
             ..footer_area(size)
         };
         frame.render_widget(Paragraph::new(line), top);
+    }
+}
+
+impl Popup for FilterPrompt {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

@@ -6,10 +6,10 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
-use crate::tui::app::{Ctx, Event};
-use crate::tui::draw::centered;
+use crate::tui::component::{Component, Event, Popup};
 use crate::tui::keys::{Action, BINDINGS, Scope, key_name};
-use crate::tui::screens::Component;
+use crate::tui::model::Ctx;
+use crate::tui::style::centered;
 
 /// The help overlay, scrolled by `scroll` lines.
 #[derive(Clone, Copy, Debug, Default)]
@@ -113,5 +113,11 @@ impl Component for Help {
                 .block(Block::default().borders(Borders::ALL).title(title)),
             area,
         );
+    }
+}
+
+impl Popup for Help {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

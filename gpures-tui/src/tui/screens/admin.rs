@@ -7,12 +7,11 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Block, Borders, Row, Table};
 
-use super::Component;
-use crate::tui::app::{Ctx, Effect, Event};
-use crate::tui::draw::style;
+use crate::tui::component::{Component, Event};
 use crate::tui::keys::{Action, Scope};
-use crate::tui::popups::Popup;
+use crate::tui::model::{Ctx, Effect};
 use crate::tui::popups::confirm::Confirm;
+use crate::tui::style::style;
 
 /// The Admin screen: which user row is selected.
 #[derive(Clone, Debug, Default)]
@@ -48,13 +47,13 @@ impl Component for Admin {
             }
             Action::DisableUser => {
                 if let Some(u) = ctx.data.users.get(self.selected) {
-                    return vec![Event::open(Popup::Confirm(Confirm {
+                    return vec![Event::open(Confirm {
                         question: format!(
                             "Disable {} and revoke their sessions? (y/n)",
                             text::sanitize(&u.email)
                         ),
                         effect: Effect::DisableUser(u.email.clone()),
-                    }))];
+                    })];
                 }
             }
             _ => {}

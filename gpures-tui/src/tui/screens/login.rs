@@ -7,11 +7,11 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
-use super::Component;
-use crate::tui::app::{Ctx, Effect, Event};
-use crate::tui::draw::centered;
+use crate::tui::component::{Component, Event};
 use crate::tui::form::{Field, Fields};
 use crate::tui::keys::{Action, Scope};
+use crate::tui::model::{Ctx, Effect};
+use crate::tui::style::centered;
 
 /// The login or registration form.
 #[derive(Clone, Debug)]

@@ -7,12 +7,12 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
-use super::Component;
 use crate::timefmt::format_span;
-use crate::tui::app::{Ctx, Event};
-use crate::tui::draw::{style, sync_mark};
+use crate::tui::component::{Component, Event};
 use crate::tui::keys::{Action, Scope};
+use crate::tui::model::Ctx;
 use crate::tui::popups;
+use crate::tui::style::{style, sync_mark};
 
 /// The list screen: which row is selected.
 #[derive(Clone, Debug, Default)]

@@ -8,10 +8,10 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
-use super::Component;
-use crate::tui::app::{Ctx, Event};
-use crate::tui::draw::style;
+use crate::tui::component::{Component, Event};
 use crate::tui::keys::{Action, Scope};
+use crate::tui::model::Ctx;
+use crate::tui::style::style;
 
 /// The Status screen (it keeps no state of its own).
 #[derive(Clone, Copy, Debug, Default)]

@@ -14,17 +14,15 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 
-use super::Component;
 use crate::timefmt::{format_local, format_span};
-use crate::tui::app::{Ctx, Effect, Event};
-use crate::tui::draw::{TIMELINE_HEADER, style, user_color};
+use crate::tui::component::{Component, Event};
 use crate::tui::keys::{Action, Scope};
+use crate::tui::model::{Ctx, Effect};
+use crate::tui::popups;
 use crate::tui::popups::booking::BookingForm;
 use crate::tui::popups::filter::FilterPrompt;
-use crate::tui::popups::{self, Popup};
+use crate::tui::style::{NAME_COL, TIMELINE_HEADER, style, user_color};
 
-/// Width of the resource-name column of the timeline.
-pub const NAME_COL: u16 = 12;
 /// How far before the view the timeline loads.
 const FETCH_BEHIND: TimeDelta = TimeDelta::days(1);
 /// How far after the view's start the timeline loads.
@@ -253,7 +251,7 @@ impl Timeline {
         );
         let mut form = BookingForm::new_booking(&names.join(" "), &format_local(start, ctx.tz));
         let check = form.check(ctx);
-        let mut events = vec![Event::open(Popup::Booking(form))];
+        let mut events = vec![Event::open(form)];
         events.extend(check.map(Event::Call));
         events
     }
@@ -335,9 +333,9 @@ impl Component for Timeline {
             Action::Cancel => return popups::cancel(self.reservation_at_cursor(ctx), ctx),
             Action::Release => return popups::release(self.reservation_at_cursor(ctx), ctx),
             Action::Filter => {
-                return vec![Event::open(Popup::Filter(FilterPrompt::new(
+                return vec![Event::open(FilterPrompt::new(
                     self.filter.clone().unwrap_or_default(),
-                )))];
+                ))];
             }
             _ => {}
         }

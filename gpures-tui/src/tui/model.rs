@@ -1,0 +1,157 @@
+//! The TUI's data, with no behaviour of its own: what the daemon told us
+//! ([`Data`]), what every component may read ([`Ctx`]), the calls the app
+//! makes ([`Effect`]) and what comes back ([`Msg`]).
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use gpures_proto::{
+    ApiError, BookingRequest, Holder, LoginReply, Period, RegisterRequest, Reservation,
+    ReservationChange, Resource, Role, StatusReport, UserInfo,
+};
+use uuid::Uuid;
+
+/// The screens, in Tab order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Screen {
+    Login,
+    Timeline,
+    Mine,
+    Status,
+    Admin,
+}
+
+impl Screen {
+    pub fn title(self) -> &'static str {
+        match self {
+            Screen::Login => "Login",
+            Screen::Timeline => "Timeline",
+            Screen::Mine => "My reservations",
+            Screen::Status => "Status",
+            Screen::Admin => "Admin",
+        }
+    }
+}
+
+/// What the daemon told us last.
+#[derive(Clone, Debug, Default)]
+pub struct Data {
+    pub me: Option<UserInfo>,
+    pub host: String,
+    pub resources: Vec<Resource>,
+    /// Active reservations in `fetched`.
+    pub reservations: Vec<Reservation>,
+    pub fetched: Option<Period>,
+    pub mine: Vec<Reservation>,
+    pub status: Option<StatusReport>,
+    pub users: Vec<UserInfo>,
+}
+
+/// A line in the footer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub text: String,
+    pub error: bool,
+}
+
+/// What every component reads: the clock, the zone, the data, the footer.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub tz: Tz,
+    pub now: DateTime<Utc>,
+    pub data: Data,
+    pub message: Option<Message>,
+    /// `NO_COLOR`: tell things apart by reverse video, bold and markers.
+    pub no_color: bool,
+}
+
+impl Ctx {
+    pub fn is_admin(&self) -> bool {
+        self.data.me.as_ref().is_some_and(|m| m.role == Role::Admin)
+    }
+
+    /// Whether the viewer may change `r` (their own, or any as an admin).
+    pub fn may_change(&self, r: &Reservation) -> bool {
+        self.is_admin() || self.data.me.as_ref().is_some_and(|m| m.id == r.user.id)
+    }
+
+    /// `Thu 11-26 10:00–12:00` (or both dates when it spans days), in the viewer's zone.
+    pub fn period_text(&self, p: &Period) -> String {
+        let start = p.start.with_timezone(&self.tz);
+        let end = p.end.with_timezone(&self.tz);
+        if start.date_naive() == end.date_naive() {
+            format!("{}–{}", start.format("%a %m-%d %H:%M"), end.format("%H:%M"))
+        } else {
+            format!(
+                "{}–{}",
+                start.format("%a %m-%d %H:%M"),
+                end.format("%a %m-%d %H:%M")
+            )
+        }
+    }
+}
+
+/// A call the app wants made.
+#[derive(Clone, Debug)]
+pub enum Effect {
+    Login {
+        email: String,
+        password: String,
+    },
+    Register(RegisterRequest),
+    /// Reload everything shown, with the timeline window to fetch.
+    Refresh {
+        window: Period,
+    },
+    Book(BookingRequest),
+    Update(Uuid, ReservationChange),
+    Cancel(Uuid),
+    Release(Uuid),
+    Check {
+        seq: u64,
+        resources: Vec<i64>,
+        period: Period,
+        ignore: Option<Uuid>,
+    },
+    SetRole(String, Role),
+    DisableUser(String),
+    /// Start following `wait_for_changes`.
+    Watch,
+}
+
+/// A result of an effect, or something that happened.
+#[derive(Clone, Debug)]
+pub enum Msg {
+    LoggedIn(Box<LoginReply>),
+    Registered {
+        email: String,
+        password: String,
+    },
+    Loaded(Box<Snapshot>),
+    Done(String),
+    Checked {
+        seq: u64,
+        holders: Vec<Holder>,
+    },
+    Failed(ApiError),
+    /// The connection is gone; the sentence says why.
+    Disconnected(String),
+    /// Another client changed the schedule.
+    RemoteChange,
+    Tick(DateTime<Utc>),
+    /// The terminal now shows `cols` timeline cells.
+    Resized {
+        cols: usize,
+    },
+}
+
+/// Everything a refresh loads.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub me: Option<UserInfo>,
+    pub resources: Vec<Resource>,
+    pub reservations: Vec<Reservation>,
+    pub window: Option<Period>,
+    pub mine: Vec<Reservation>,
+    pub status: Option<StatusReport>,
+    pub users: Vec<UserInfo>,
+}
