@@ -11,26 +11,13 @@ use tokio::net::UnixStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_oversized_and_truncated_frames_disturb_no_one() {
-    let daemon = TestDaemon::start().await.expect("daemon");
-    let (good, login) = daemon.user("steady@lab.kr", "Steady").await.expect("user");
-    let (admin, admin_login) = daemon.admin("admin@lab.kr", "Admin").await.expect("admin");
-    let gpu = admin
-        .create_resource(
-            context::current(),
-            admin_login.token.clone(),
-            gpures_proto::NewResource {
-                name: "gpu0".into(),
-                host: String::new(),
-                kind: gpures_proto::ResourceKind::Gpu,
-                gpu_index: Some(0),
-                gpu_uuid: None,
-                description: String::new(),
-            },
-        )
+    let daemon = TestDaemon::builder()
+        .with_gpus(1)
+        .start()
         .await
-        .expect("rpc")
-        .expect("resource")
-        .id;
+        .expect("daemon");
+    let (good, login) = daemon.user("steady@lab.kr", "Steady").await.expect("user");
+    let gpu = daemon.gpus[0];
     // A well-behaved client keeps booking through the whole attack.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let booker = {

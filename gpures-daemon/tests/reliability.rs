@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DurationRound, TimeDelta, Utc};
 use gpures_daemon::host::pg::{Cluster, ClusterOptions};
-use gpures_proto::{ApiError, BookingRequest, NewResource, Period, RegisterRequest, ResourceKind};
+use gpures_proto::{ApiError, BookingRequest, Period, RegisterRequest};
 use gpures_testkit::{PASSWORD, TestDaemon, connect, fresh_database_url};
 use tarpc::context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -202,26 +202,11 @@ async fn sigkill_under_booking_load_loses_nothing_and_half_stores_nothing() {
         .expect("rpc")
         .expect("login")
         .token;
-    let mut gpus = Vec::new();
-    for i in 0..16 {
-        let r = admin
-            .create_resource(
-                context::current(),
-                token.clone(),
-                NewResource {
-                    name: format!("gpu{i}"),
-                    host: String::new(),
-                    kind: ResourceKind::Gpu,
-                    gpu_index: Some(i),
-                    gpu_uuid: None,
-                    description: String::new(),
-                },
-            )
-            .await
-            .expect("rpc")
-            .expect("resource");
-        gpus.push(r.id);
-    }
+    let gpus = gpures_testkit::HostAdmin::on(&url)
+        .expect("url")
+        .add_gpus("test-host", 16)
+        .await
+        .expect("gpus");
     // 8 clients, each booking pairs of GPUs (all or nothing) in a loop.
     let seen: Arc<std::sync::Mutex<Vec<uuid::Uuid>>> = Arc::default();
     let mut tasks = Vec::new();

@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use gpures_proto::{NewResource, ReservationFilter, ResourceKind};
+use gpures_proto::ReservationFilter;
 use gpures_testkit::TestDaemon;
-use tarpc::context;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gpures");
 
@@ -118,26 +117,11 @@ const AFTER: &str = "echo GPURES-EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e ic
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs tmux; .ci/run installs it and runs ignored tests"]
 async fn the_real_tui_books_by_keys_in_tmux_and_restores_the_terminal() {
-    let daemon = TestDaemon::start().await.expect("daemon");
-    let (admin, login) = daemon.admin("admin@lab.kr", "Admin").await.expect("admin");
-    for i in 0..2 {
-        admin
-            .create_resource(
-                context::current(),
-                login.token.clone(),
-                NewResource {
-                    name: format!("gpu{i}"),
-                    host: String::new(),
-                    kind: ResourceKind::Gpu,
-                    gpu_index: Some(i),
-                    gpu_uuid: None,
-                    description: String::new(),
-                },
-            )
-            .await
-            .expect("rpc")
-            .expect("resource");
-    }
+    let daemon = TestDaemon::builder()
+        .with_gpus(2)
+        .start()
+        .await
+        .expect("daemon");
     let home = tempfile::tempdir().expect("home");
     let reg = tokio::process::Command::new(BIN)
         .args([
