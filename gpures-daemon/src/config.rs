@@ -150,6 +150,8 @@ pub struct BookingConfig {
     /// How far in the past a member's booking may start, in minutes: covers the
     /// time between filling in "now" and pressing Enter.
     pub past_grace_minutes: u32,
+    /// How far ahead a member may book, in days (admins may go further).
+    pub horizon_days: u32,
 }
 
 impl Default for BookingConfig {
@@ -157,6 +159,7 @@ impl Default for BookingConfig {
         BookingConfig {
             max_days: 14,
             past_grace_minutes: 5,
+            horizon_days: 90,
         }
     }
 }
@@ -188,6 +191,14 @@ pub struct LimitsConfig {
     /// Seconds a frame may take once its first byte arrived; a peer that
     /// sends half a frame and waits is disconnected after this.
     pub frame_timeout_secs: u64,
+    /// Calls one connection may have in flight; further frames wait unread.
+    pub max_calls_per_connection: usize,
+    /// Calls one Unix user may have in flight over all their connections, so
+    /// that one user never holds more than this many database connections.
+    pub max_calls_per_user: usize,
+    /// Password checks of one Unix user that may wait for a hashing thread;
+    /// more are answered `RateLimited` at once.
+    pub hash_queue_per_user: usize,
 }
 
 impl Default for LimitsConfig {
@@ -197,6 +208,9 @@ impl Default for LimitsConfig {
             max_connections_per_user: 64,
             db_pool_size: 16,
             frame_timeout_secs: 10,
+            max_calls_per_connection: 32,
+            max_calls_per_user: 8,
+            hash_queue_per_user: 4,
         }
     }
 }
@@ -326,6 +340,18 @@ impl Config {
         if self.booking.max_days == 0 {
             return invalid("booking.max_days", "must be at least 1");
         }
+        if self.booking.horizon_days == 0 {
+            return invalid("booking.horizon_days", "must be at least 1");
+        }
+        if self.limits.max_calls_per_connection == 0
+            || self.limits.max_calls_per_user == 0
+            || self.limits.hash_queue_per_user == 0
+        {
+            return invalid(
+                "limits",
+                "max_calls_per_connection, max_calls_per_user and hash_queue_per_user must be at least 1",
+            );
+        }
         if self.auth.token_ttl_hours == 0 {
             return invalid("auth.token_ttl_hours", "must be at least 1");
         }
@@ -367,7 +393,8 @@ impl Config {
     /// The state directory in force.
     pub fn state_dir(&self) -> PathBuf {
         if let Some(dir) = &self.state_dir {
-            return dir.clone();
+            // A relative dir is relative to where the command was started.
+            return std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
         }
         // Set by systemd's StateDirectory= (the unit runs as user gpures).
         if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {

@@ -61,10 +61,12 @@ pub fn settings(config: &Config) -> Settings {
         rules: service::Rules {
             max_length: chrono::TimeDelta::days(i64::from(config.booking.max_days)),
             past_grace: chrono::TimeDelta::minutes(i64::from(config.booking.past_grace_minutes)),
+            horizon: chrono::TimeDelta::days(i64::from(config.booking.horizon_days)),
         },
         host: config.host_name(),
         idle_after: chrono::TimeDelta::minutes(i64::from(config.gpu.idle_minutes)),
         calendar_enabled: config.calendar.enabled,
+        hash_queue_per_user: config.limits.hash_queue_per_user,
     }
 }
 
@@ -162,11 +164,13 @@ async fn serve(
         changes,
         shutdown: down.clone(),
     };
-    let limiter = wire::server::Limiter::new(
-        config.limits.max_connections,
-        config.limits.max_connections_per_user,
-        Duration::from_secs(config.limits.frame_timeout_secs.max(1)),
-    );
+    let limiter = wire::server::Limiter::new(wire::server::Limits {
+        max_connections: config.limits.max_connections,
+        max_connections_per_user: config.limits.max_connections_per_user,
+        max_calls_per_connection: config.limits.max_calls_per_connection,
+        max_calls_per_user: config.limits.max_calls_per_user,
+        frame_timeout: Duration::from_secs(config.limits.frame_timeout_secs.max(1)),
+    });
     let local = listener
         .local_addr()
         .ok()

@@ -321,6 +321,21 @@ async fn token_from_another_unix_user_is_refused() {
                 + &String::from_utf8_lossy(&out.stderr)
         })
     };
+    // Four wrong passwords from root first: the right password from another
+    // Unix user is then the fifth failure, not a reset.
+    let root = daemon.client().await.expect("client");
+    for _ in 0..4 {
+        let e = root
+            .login(
+                context::current(),
+                "root-user@lab.kr".into(),
+                "wrong password!".into(),
+            )
+            .await
+            .expect("rpc")
+            .expect_err("wrong");
+        assert_eq!(e, ApiError::Unauthenticated);
+    }
     let as_nobody = run_helper(65534, Some("root-user@lab.kr"))
         .await
         .expect("helper");
@@ -328,16 +343,72 @@ async fn token_from_another_unix_user_is_refused() {
         as_nobody.contains("HELPER-RESULT refused Unauthenticated"),
         "{as_nobody}"
     );
-    // Logging in from another Unix user is refused too, with the reason.
+    // Logging in from another Unix user is refused with the same answer as a
+    // wrong password: it does not tell that the password was right.
     assert!(
-        as_nobody.contains("HELPER-LOGIN refused InvalidArgument"),
+        as_nobody.contains("HELPER-LOGIN refused Unauthenticated"),
         "{as_nobody}"
     );
+    let locked = root
+        .login(
+            context::current(),
+            "root-user@lab.kr".into(),
+            PASSWORD.into(),
+        )
+        .await
+        .expect("rpc")
+        .expect_err("five failures lock the email, the other user's one included");
+    assert!(matches!(locked, ApiError::RateLimited { .. }), "{locked:?}");
     let as_root = run_helper(0, None).await.expect("helper");
     assert!(
         as_root.contains("HELPER-RESULT accepted root-user@lab.kr"),
         "{as_root}"
     );
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_guesses_hashes_only_the_free_allowance() {
+    let daemon = TestDaemon::start_with(|c| c.limits.hash_queue_per_user = 1000)
+        .await
+        .expect("daemon");
+    daemon.user("target@lab.kr", "Target").await.expect("user");
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(daemon.client().await.expect("client"));
+    }
+    let mut tasks = Vec::new();
+    for i in 0..200usize {
+        let c = clients[i % clients.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            c.login(
+                context::current(),
+                "target@lab.kr".into(),
+                format!("wrong guess {i}"),
+            )
+            .await
+        }));
+    }
+    let (mut checked, mut limited) = (0, 0);
+    for t in tasks {
+        match t.await.expect("join").expect("rpc") {
+            Err(ApiError::Unauthenticated) => checked += 1,
+            Err(ApiError::RateLimited { .. }) => limited += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        checked <= 5,
+        "only the free allowance is checked (hashed): {checked} checked, {limited} refused"
+    );
+    assert_eq!(checked + limited, 200);
+    // The right password during the lockout is refused too.
+    let e = clients[0]
+        .login(context::current(), "target@lab.kr".into(), PASSWORD.into())
+        .await
+        .expect("rpc")
+        .expect_err("locked");
+    assert!(matches!(e, ApiError::RateLimited { .. }), "{e:?}");
     daemon.stop().await.expect("stop");
 }
 

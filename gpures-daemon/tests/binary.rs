@@ -195,3 +195,81 @@ async fn a_newer_schema_is_refused_and_db_dump_writes_a_backup() {
         "{out}"
     );
 }
+
+/// Starts `serve` in `dir` with the relative state dir `state`; returns the
+/// child once a client is answered.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is returned to the caller, which waits for it"
+)]
+async fn serve_relative(dir: &Path, socket: &Path) -> (std::process::Child, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .current_dir(dir)
+        .args(["serve", "--state-dir", "state", "--socket"])
+        .arg(socket)
+        .env_remove("GPURES_DATABASE_URL")
+        .env("GPURES_CONFIG", "")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    loop {
+        if connect(socket).await.is_ok() {
+            return (child, started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the daemon did not come up");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_restart_right_after_a_crash_comes_up_within_seconds_on_a_relative_state_dir() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("gpures.sock");
+    let (mut first, _) = serve_relative(dir.path(), &socket).await;
+    let client = connect(&socket).await.expect("client");
+    client
+        .register(
+            context::current(),
+            RegisterRequest {
+                email: "crash@lab.kr".into(),
+                display_name: "Crash".into(),
+                password: "a long enough password".into(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("register");
+    assert!(
+        dir.path().join("state/pg/data/PG_VERSION").exists(),
+        "the relative state dir is under the working directory"
+    );
+    // SIGKILL: the embedded PostgreSQL is told to stop (PDEATHSIG) and takes
+    // a few seconds; the next daemon starts while it is still stopping.
+    first.kill().expect("kill");
+    first.wait().expect("reap");
+    let (mut second, took) = serve_relative(dir.path(), &socket).await;
+    assert!(took < Duration::from_secs(15), "the restart took {took:?}");
+    let client = connect(&socket).await.expect("client");
+    let login = client
+        .login(
+            context::current(),
+            "crash@lab.kr".into(),
+            "a long enough password".into(),
+        )
+        .await
+        .expect("rpc")
+        .expect("the account survived the crash");
+    assert_eq!(login.user.email, "crash@lab.kr");
+    // SIGTERM stops it cleanly.
+    let pid = libc::pid_t::try_from(second.id()).expect("pid");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = second.wait().expect("wait");
+    assert!(status.success(), "{status}");
+}

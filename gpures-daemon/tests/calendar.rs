@@ -453,7 +453,7 @@ async fn calendar_check_names_the_fix() {
     // The key path is relative to the config file's folder.
     let (ok, out) = run("key.json", CALENDAR).await.expect("join");
     assert!(
-        ok && out.contains("OK: wrote and deleted a test event"),
+        ok && out.contains("OK: wrote, read back, listed and deleted a test event"),
         "{out}"
     );
     let (ok, out) = run("missing.json", CALENDAR).await.expect("join");
@@ -463,7 +463,7 @@ async fn calendar_check_names_the_fix() {
     );
     let (ok, out) = run("key.json", UNSHARED).await.expect("join");
     assert!(
-        !ok && out.contains("is not shared with the service account"),
+        !ok && out.contains("the calendar is not shared with it"),
         "{out}"
     );
     assert!(
@@ -474,8 +474,9 @@ async fn calendar_check_names_the_fix() {
         .await
         .expect("join");
     assert!(
-        !ok && out.contains("calendar id nope@group.calendar.google.com is wrong")
-            && out.contains("Calendar ID"),
+        !ok && out.contains("does not know the calendar nope@group.calendar.google.com")
+            && out.contains("Calendar ID")
+            && out.contains("not shared with the account at all"),
         "{out}"
     );
     // The flag off.

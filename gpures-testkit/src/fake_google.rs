@@ -46,6 +46,53 @@ struct State {
     /// Every Calendar call answers 503 (Google unreachable).
     down: bool,
     calls: u64,
+    /// Access token → the scope it was issued for.
+    tokens: HashMap<String, String>,
+}
+
+/// The scopes that may read and write the events of a calendar shared with
+/// the service account as a writer ("Make changes to events"); the
+/// `*.owned*` scopes cover only calendars the account owns, so real Google
+/// answers 403 for them on a shared calendar, and so does the fake.
+const WRITER_SCOPES: [&str; 2] = [
+    "https://www.googleapis.com/auth/calendar",
+    "https://www.googleapis.com/auth/calendar.events",
+];
+
+/// The `scope` claim of a JWT bearer assertion (`grant_type=…&assertion=…`).
+fn assertion_scope(form: &[u8]) -> Option<String> {
+    let form = std::str::from_utf8(form).ok()?;
+    let assertion = percent_decode(
+        form.split('&')
+            .find_map(|kv| kv.strip_prefix("assertion="))?,
+    );
+    let payload = assertion.split('.').nth(1)?;
+    let claims: Value = serde_json::from_slice(&base64url_decode(payload)?).ok()?;
+    claims.get("scope")?.as_str().map(str::to_owned)
+}
+
+fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            b'=' => break,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(v);
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push(u8::try_from((bits >> n) & 0xff).ok()?);
+        }
+    }
+    Some(out)
 }
 
 /// The running fake. Cheap to clone; the server stops with the runtime.
@@ -280,6 +327,12 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let bearer = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
     let query = req.uri().query().unwrap_or("").to_owned();
     let body = req
         .into_body()
@@ -296,11 +349,29 @@ async fn handle(
                 Some(json!({"error": "temporarily_unavailable"})),
             ));
         }
+        let scope = assertion_scope(&body).unwrap_or_default();
+        let token = {
+            let mut s = lock();
+            let token = format!("fake-access-token-{}", s.tokens.len());
+            s.tokens.insert(token.clone(), scope);
+            token
+        };
         return Ok(respond(
             200,
-            Some(
-                json!({"access_token": "fake-access-token", "token_type": "Bearer", "expires_in": 3600}),
-            ),
+            Some(json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600})),
+        ));
+    }
+    // The calendar is shared with the account as a writer: a token for a
+    // scope that covers only owned calendars is refused, as Google does.
+    let scope = bearer.and_then(|t| lock().tokens.get(&t).cloned());
+    let Some(scope) = scope else {
+        return Ok(google_error(401, "authError", "Invalid Credentials"));
+    };
+    if !scope.split(' ').any(|s| WRITER_SCOPES.contains(&s)) {
+        return Ok(google_error(
+            403,
+            "insufficientPermissions",
+            "Request had insufficient authentication scopes.",
         ));
     }
     let Some(rest) = path.strip_prefix("/calendar/v3/calendars/") else {

@@ -26,7 +26,7 @@ async fn check(config: &Config) -> Result<()> {
     println!("key: service account {}", cal.client_email);
     cal.check().await?;
     println!(
-        "OK: wrote and deleted a test event in {}",
+        "OK: wrote, read back, listed and deleted a test event in {}",
         config.calendar.calendar_id.as_deref().unwrap_or("?")
     );
     Ok(())

@@ -128,9 +128,20 @@ impl Cluster {
         }
         let pid_file = data.join("postmaster.pid");
         if let Some(pid) = running_postmaster(&pid_file) {
-            tracing::info!(pid, dir = %root.display(), "attaching to the embedded PostgreSQL already running");
-            wait_ready(&pid_file, None, &cluster.log_path())?;
-            return Ok(cluster);
+            if postmaster_state(&pid_file).as_deref() == Some("stopping") {
+                // The cluster of a daemon that just died (PDEATHSIG stopped
+                // it): attaching would find it gone in a moment. Wait for it
+                // to exit, then start our own.
+                tracing::info!(
+                    pid,
+                    "the previous embedded PostgreSQL is shutting down; waiting for it"
+                );
+                wait_exit(pid, STOP_TIMEOUT + STOP_TIMEOUT)?;
+            } else {
+                tracing::info!(pid, dir = %root.display(), "attaching to the embedded PostgreSQL already running");
+                wait_ready(&pid_file, None, &cluster.log_path())?;
+                return Ok(cluster);
+            }
         }
         // A crash left these behind: the server would refuse to start.
         let _ = fs::remove_file(&pid_file);
@@ -304,6 +315,40 @@ fn running_postmaster(pid_file: &Path) -> Option<u32> {
     let pid: u32 = text.lines().next()?.trim().parse().ok()?;
     let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     (comm.trim() == "postgres" && unix::kill(pid, 0)).then_some(pid)
+}
+
+/// The server's state from `postmaster.pid` (its 8th line: `starting`,
+/// `ready`, `stopping`, `standby`).
+fn postmaster_state(pid_file: &Path) -> Option<String> {
+    let text = fs::read_to_string(pid_file).ok()?;
+    text.lines().nth(7).map(|l| l.trim().to_owned())
+}
+
+/// Waits until process `pid` is gone (or a zombie nobody reaps: the
+/// container may have no init).
+fn wait_exit(pid: u32, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let gone = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| {
+                stat.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        if gone {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            return Err(PgError::Io {
+                what: format!("waiting for the previous PostgreSQL (pid {pid}) to stop"),
+                source: io::Error::other(format!(
+                    "it is still running after {} s; stop it (kill {pid}) and start again",
+                    timeout.as_secs()
+                )),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn spawn_postgres(

@@ -140,6 +140,11 @@ impl Service {
         let email = validate::email(&req.email)?;
         let name = validate::display_name(&req.display_name)?;
         validate::new_password(&req.password)?;
+        let _queued = self
+            .inner
+            .auth
+            .queues()
+            .enter(peer.uid, self.settings().hash_queue_per_user)?;
         let hash = self.inner.auth.hash_password(req.password).await?;
         let svc = self.clone();
         let unix_user = peer.unix_user.clone();
@@ -169,45 +174,46 @@ impl Service {
     /// Checks a password and issues a token usable from the bound Unix user.
     ///
     /// # Errors
-    /// `Unauthenticated` for a wrong email or password, `Throttled` while the
-    /// email is locked out, `Forbidden` for a disabled account, `Invalid`
-    /// (`unix_user`) from another Unix user.
+    /// `Unauthenticated` for a wrong email or password or another Unix user
+    /// (one answer for all three), `Throttled` while the email is locked out
+    /// or the caller's hashing queue is full, `Forbidden` for a disabled
+    /// account.
     pub async fn login(&self, peer: &Peer, email: String, password: String) -> Result<LoginReply> {
         let auth = &self.inner.auth;
         if !validate::login_fits(&email, &password) {
             return Err(Error::Unauthenticated);
         }
         let email = email.trim().to_owned();
-        auth.throttle().check(&email)?;
-        let row = {
-            let mut conn = self.store().acquire().await?;
-            match users::by_email(&mut conn, &email).await {
-                Ok(row) => Some(row),
-                Err(StoreError::NotFound) => None,
-                Err(e) => return Err(e.into()),
+        let _queued = auth
+            .queues()
+            .enter(peer.uid, self.settings().hash_queue_per_user)?;
+        let attempt = auth.throttle().begin(&email)?;
+        // An email that cannot exist is checked like an unknown one, so the
+        // answer and its timing are the same.
+        let row = match validate::email(&email) {
+            Err(_) => None,
+            Ok(_) => {
+                let mut conn = self.store().acquire().await?;
+                match users::by_email(&mut conn, &email).await {
+                    Ok(row) => Some(row),
+                    Err(StoreError::NotFound) => None,
+                    Err(e) => return Err(e.into()),
+                }
             }
         };
         let ok = auth
             .verify_password(row.as_ref().map(|r| r.password_hash.clone()), password)
             .await;
-        let Some(row) = row.filter(|_| ok) else {
-            auth.throttle().failure(&email);
+        // The right password from another Unix user is a failed login like any
+        // other: same answer, and it does not reset the throttle.
+        let Some(row) = row.filter(|r| ok && r.unix_user == peer.unix_user) else {
+            attempt.finish(false);
             tracing::info!(unix_user = %peer.unix_user, "failed login");
             return Err(Error::Unauthenticated);
         };
-        auth.throttle().success(&email);
+        attempt.finish(true);
         if row.disabled {
             return Err(Error::Forbidden);
-        }
-        if row.unix_user != peer.unix_user {
-            return Err(Error::invalid(
-                "unix_user",
-                format!(
-                    "this account is bound to the Unix user {}: log in from that account, \
-                     or ask the host admin to run `gpures-daemon user bind`",
-                    row.unix_user
-                ),
-            ));
         }
         let (token, expires_at) = auth.issue(row.id, &row.unix_user, row.token_version)?;
         Ok(LoginReply {
@@ -253,6 +259,10 @@ impl Service {
         change: UserChange,
     ) -> Result<UserInfo> {
         actor.require_admin()?;
+        validate::lookup_text("email", email)?;
+        if let UserChange::Bind(unix_user) = &change {
+            validate::lookup_text("unix_user", unix_user)?;
+        }
         self.change_user_as(actor, email, change).await
     }
 

@@ -8,7 +8,9 @@
 //! and the Unix user against the database and the connection ([`Claims`]).
 //!
 //! Failed logins are throttled per email ([`Throttle`]), known or not, so the
-//! answer never tells whether an account exists.
+//! answer never tells whether an account exists; attempts being checked count
+//! too. Each Unix user has a bounded queue in front of the hashing threads
+//! ([`HashQueues`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -85,6 +87,8 @@ struct Inner {
     /// unknown so that both cases cost the same.
     dummy_hash: String,
     throttle: Throttle,
+    /// Password checks waiting, per Unix user.
+    queues: HashQueues,
     /// Password hashes computed at once: at most half the cores, so that a
     /// burst of logins never starves the threads serving other calls.
     hashing: tokio::sync::Semaphore,
@@ -125,6 +129,7 @@ impl Auth {
                 ttl: chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12)),
                 dummy_hash,
                 throttle: Throttle::default(),
+                queues: HashQueues::default(),
                 hashing: tokio::sync::Semaphore::new(
                     std::thread::available_parallelism()
                         .map(|n| (n.get() / 2).max(1))
@@ -227,6 +232,11 @@ impl Auth {
     pub fn throttle(&self) -> &Throttle {
         &self.inner.throttle
     }
+
+    /// The per-user queues in front of the hashing threads.
+    pub fn queues(&self) -> &HashQueues {
+        &self.inner.queues
+    }
 }
 
 /// argon2id allocates 19 MiB per hash; give it back to the OS afterwards,
@@ -293,55 +303,114 @@ fn load_or_create_secret(state_dir: &Path) -> Result<Vec<u8>> {
 }
 
 /// Per-email count of failed logins and the time before which the next
-/// attempt is refused. In memory: a restart forgives, which is fine for a
-/// delay whose purpose is to make guessing slow.
+/// attempt is refused. Attempts still being checked count against the free
+/// allowance ([`Throttle::begin`]), so a burst of concurrent guesses hashes at
+/// most [`FREE_FAILURES`] of them. In memory: a restart forgives, which is
+/// fine for a delay whose purpose is to make guessing slow.
 #[derive(Default)]
 pub struct Throttle {
     entries: Mutex<HashMap<String, Attempts>>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Attempts {
     failures: u32,
+    /// Attempts begun and not yet finished.
+    in_flight: u32,
     locked_until: Option<Instant>,
 }
 
+/// One login attempt being checked; [`Attempt::finish`] records how it
+/// ended. Dropped unfinished (the check itself failed, say the database was
+/// down), it only leaves the count of attempts in flight.
+#[must_use = "finish the attempt"]
+pub struct Attempt<'a> {
+    throttle: &'a Throttle,
+    key: String,
+    finished: bool,
+}
+
+impl Attempt<'_> {
+    /// Records the outcome: see [`Throttle::record`].
+    pub fn finish(mut self, success: bool) {
+        self.finished = true;
+        self.throttle.record(&self.key, Some(success));
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.throttle.record(&self.key, None);
+        }
+    }
+}
+
 impl Throttle {
-    /// Refuses an attempt while the email is locked out.
+    /// Starts an attempt for `email`, unless the email is locked out or as
+    /// many attempts are in flight as failures are still free.
     ///
     /// # Errors
     /// [`AuthError::Throttled`] with the time left.
-    pub fn check(&self, email: &str) -> Result<()> {
-        let Ok(entries) = self.entries.lock() else {
-            return Ok(());
+    pub fn begin(&self, email: &str) -> Result<Attempt<'_>> {
+        let key = email.to_lowercase();
+        let Ok(mut entries) = self.entries.lock() else {
+            return Err(AuthError::Throttled(Duration::from_secs(1)));
         };
-        if let Some(Attempts {
-            locked_until: Some(until),
-            ..
-        }) = entries.get(&email.to_lowercase())
-        {
-            let now = Instant::now();
-            if *until > now {
-                return Err(AuthError::Throttled(*until - now));
-            }
+        let now = Instant::now();
+        if entries.len() >= THROTTLE_MAX_ENTRIES {
+            entries.retain(|_, a| a.in_flight > 0 || a.locked_until.is_some_and(|u| u > now));
         }
-        Ok(())
+        let a = entries.entry(key.clone()).or_default();
+        if let Some(until) = a.locked_until
+            && until > now
+        {
+            return Err(AuthError::Throttled(until - now));
+        }
+        // Before the lockout, attempts being checked use up the free
+        // failures; after it, one attempt at a time as each delay ends.
+        let room = if a.failures < FREE_FAILURES {
+            a.failures + a.in_flight < FREE_FAILURES
+        } else {
+            a.in_flight == 0
+        };
+        if !room {
+            return Err(AuthError::Throttled(Duration::from_secs(1)));
+        }
+        a.in_flight += 1;
+        Ok(Attempt {
+            throttle: self,
+            key,
+            finished: false,
+        })
     }
 
-    /// Counts a failure: after [`FREE_FAILURES`] the delay starts at 1 s and
-    /// doubles each time, up to 15 minutes.
-    pub fn failure(&self, email: &str) {
+    /// Ends an attempt on `key`: a success forgets the failures, a failure
+    /// counts (after [`FREE_FAILURES`] the delay starts at 1 s and doubles,
+    /// up to 15 minutes), `None` (abandoned) only ends it.
+    fn record(&self, key: &str, success: Option<bool>) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
-        if entries.len() >= THROTTLE_MAX_ENTRIES {
-            let now = Instant::now();
-            entries.retain(|_, a| a.locked_until.is_some_and(|u| u > now));
+        let Some(a) = entries.get_mut(key) else {
+            return;
+        };
+        a.in_flight = a.in_flight.saturating_sub(1);
+        let Some(success) = success else {
+            if a.in_flight == 0 && a.failures == 0 {
+                entries.remove(key);
+            }
+            return;
+        };
+        if success {
+            if a.in_flight == 0 {
+                entries.remove(key);
+            } else {
+                a.failures = 0;
+                a.locked_until = None;
+            }
+            return;
         }
-        let a = entries.entry(email.to_lowercase()).or_insert(Attempts {
-            failures: 0,
-            locked_until: None,
-        });
         a.failures = a.failures.saturating_add(1);
         if a.failures >= FREE_FAILURES {
             let exp = (a.failures - FREE_FAILURES).min(20);
@@ -349,11 +418,48 @@ impl Throttle {
             a.locked_until = Some(Instant::now() + delay);
         }
     }
+}
 
-    /// Forgets the failures of an email after a successful login.
-    pub fn success(&self, email: &str) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(&email.to_lowercase());
+/// Password checks waiting per Unix user, bounded: one user's burst of
+/// logins is refused at once instead of queueing before everyone else's.
+#[derive(Debug, Default)]
+pub struct HashQueues {
+    waiting: Mutex<HashMap<u32, usize>>,
+}
+
+/// A place in a user's hashing queue, given back on drop.
+pub struct QueueSlot<'a> {
+    queues: &'a HashQueues,
+    uid: u32,
+}
+
+impl HashQueues {
+    /// Takes a place for `uid` if fewer than `max` of theirs wait.
+    ///
+    /// # Errors
+    /// [`AuthError::Throttled`] when the user's queue is full.
+    pub fn enter(&self, uid: u32, max: usize) -> Result<QueueSlot<'_>> {
+        let Ok(mut waiting) = self.waiting.lock() else {
+            return Err(AuthError::Throttled(Duration::from_secs(1)));
+        };
+        let n = waiting.entry(uid).or_default();
+        if *n >= max {
+            return Err(AuthError::Throttled(Duration::from_secs(1)));
+        }
+        *n += 1;
+        Ok(QueueSlot { queues: self, uid })
+    }
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut waiting) = self.queues.waiting.lock()
+            && let Some(n) = waiting.get_mut(&self.uid)
+        {
+            *n -= 1;
+            if *n == 0 {
+                waiting.remove(&self.uid);
+            }
         }
     }
 }
@@ -448,27 +554,66 @@ mod tests {
         out
     }
 
+    fn fail(t: &Throttle, email: &str) {
+        t.begin(email).expect("allowed").finish(false);
+    }
+
     #[test]
     fn throttle_starts_after_five_failures_and_grows() {
         let t = Throttle::default();
         for _ in 0..4 {
-            t.failure("A@x.org");
-            assert!(t.check("a@x.org").is_ok());
+            fail(&t, "A@x.org");
         }
-        t.failure("a@x.org");
-        let Err(AuthError::Throttled(d)) = t.check("a@X.org") else {
+        fail(&t, "a@x.org");
+        let Err(AuthError::Throttled(d)) = t.begin("a@X.org") else {
             panic!("throttled after 5 failures");
         };
         assert!(d <= Duration::from_secs(1));
+        // Fast-forward: keep failing as the lock lifts.
         for _ in 0..30 {
-            t.failure("a@x.org");
+            if let Some(a) = t.entries.lock().expect("lock").get_mut("a@x.org") {
+                a.locked_until = None;
+            }
+            fail(&t, "a@x.org");
         }
-        let Err(AuthError::Throttled(d)) = t.check("a@x.org") else {
+        let Err(AuthError::Throttled(d)) = t.begin("a@x.org") else {
             panic!("still throttled");
         };
         assert!(d > Duration::from_secs(600) && d <= MAX_DELAY, "{d:?}");
-        t.success("a@x.org");
-        assert!(t.check("a@x.org").is_ok());
+    }
+
+    #[test]
+    fn attempts_in_flight_use_up_the_allowance() {
+        let t = Throttle::default();
+        let running: Vec<Attempt> = (0..FREE_FAILURES)
+            .map(|_| t.begin("b@x.org").expect("free"))
+            .collect();
+        assert!(
+            t.begin("b@x.org").is_err(),
+            "a sixth attempt while five are checked waits"
+        );
+        for a in running {
+            a.finish(false);
+        }
+        assert!(t.begin("b@x.org").is_err(), "locked after five failures");
+        let ok = Throttle::default();
+        ok.begin("c@x.org").expect("free").finish(true);
+        assert!(ok.entries.lock().expect("lock").is_empty());
+        drop(ok.begin("d@x.org").expect("free"));
+        assert!(
+            ok.entries.lock().expect("lock").is_empty(),
+            "an abandoned attempt leaves nothing behind"
+        );
+    }
+
+    #[test]
+    fn one_users_hashing_queue_is_bounded() {
+        let q = HashQueues::default();
+        let held: Vec<QueueSlot> = (0..4).map(|_| q.enter(1000, 4).expect("room")).collect();
+        assert!(q.enter(1000, 4).is_err());
+        assert!(q.enter(1001, 4).is_ok(), "another user has their own queue");
+        drop(held);
+        assert!(q.enter(1000, 4).is_ok());
     }
 
     #[tokio::test]

@@ -305,6 +305,10 @@ impl Service {
         if let Some(window) = &filter.window {
             validate::window(window)?;
         }
+        if let Some(email) = &filter.user_email {
+            validate::lookup_text("user_email", email)?;
+        }
+        validate::filter_resources(&filter.resources)?;
         let mut conn = self.store().acquire().await?;
         Ok(reservations::list(&mut conn, filter).await?)
     }

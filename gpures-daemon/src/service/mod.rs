@@ -223,6 +223,8 @@ impl Actor {
 pub struct Rules {
     pub max_length: TimeDelta,
     pub past_grace: TimeDelta,
+    /// How far ahead members may book.
+    pub horizon: TimeDelta,
 }
 
 impl Default for Rules {
@@ -230,6 +232,7 @@ impl Default for Rules {
         Rules {
             max_length: TimeDelta::days(14),
             past_grace: TimeDelta::minutes(5),
+            horizon: TimeDelta::days(90),
         }
     }
 }
@@ -244,6 +247,8 @@ pub struct Settings {
     pub idle_after: TimeDelta,
     /// Whether this daemon mirrors into Google Calendar (for `status`).
     pub calendar_enabled: bool,
+    /// Password checks of one Unix user that may wait for hashing.
+    pub hash_queue_per_user: usize,
 }
 
 impl Default for Settings {
@@ -253,6 +258,7 @@ impl Default for Settings {
             host: crate::host::unix::system_host_name(),
             idle_after: TimeDelta::minutes(30),
             calendar_enabled: false,
+            hash_queue_per_user: 4,
         }
     }
 }

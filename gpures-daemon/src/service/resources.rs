@@ -63,7 +63,8 @@ impl Service {
     /// `Forbidden`, invalid fields, a duplicate name.
     pub async fn create_resource(&self, actor: &Actor, new: NewResource) -> Result<Resource> {
         actor.require_admin()?;
-        let host = validate::plain(&new.host);
+        let host = validate::host(&new.host)?;
+        validate::gpu_index(new.gpu_index)?;
         let new = NewResource {
             name: validate::resource_name(&new.name)?,
             host: if host.is_empty() {
@@ -72,12 +73,9 @@ impl Service {
                 host
             },
             description: validate::description(&new.description)?,
-            gpu_uuid: new.gpu_uuid.map(|u| validate::plain(&u)),
+            gpu_uuid: new.gpu_uuid.map(|u| validate::gpu_uuid(&u)).transpose()?,
             ..new
         };
-        if new.gpu_index.is_some_and(|i| i < 0) {
-            return Err(Error::invalid("gpu_index", "must be 0 or more"));
-        }
         let (svc, actor) = (self.clone(), actor.clone());
         self.transaction(async move {
             let mut tx = svc.store().begin().await?;
@@ -121,7 +119,13 @@ impl Service {
             update.description = Some(validate::description(d)?);
         }
         if let Some(h) = &update.host {
-            update.host = Some(validate::plain(h));
+            update.host = Some(validate::host(h)?);
+        }
+        if let Some(index) = update.gpu_index {
+            validate::gpu_index(index)?;
+        }
+        if let Some(Some(uuid)) = &update.gpu_uuid {
+            update.gpu_uuid = Some(Some(validate::gpu_uuid(uuid)?));
         }
         let (svc, actor) = (self.clone(), actor.clone());
         self.transaction(async move {

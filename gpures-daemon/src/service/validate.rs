@@ -2,10 +2,46 @@
 //! notes, descriptions, periods, windows and resource lists. Each returns the
 //! cleaned value or [`Error::Invalid`] naming the field.
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
 use gpures_proto::{Period, limits, text};
 
 use super::{Error, Result, Rules};
+
+/// The first year gpures accepts in any time a client sends.
+const FIRST_YEAR: i32 = 2000;
+/// The first year it no longer accepts (far below chrono's and PostgreSQL's
+/// limits, so no arithmetic on a time can overflow).
+const END_YEAR: i32 = 2200;
+
+fn year_start(year: i32) -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(year, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// A time inside the range gpures handles at all.
+fn in_range(field: &str, t: DateTime<Utc>) -> Result<()> {
+    if t < year_start(FIRST_YEAR) || t >= year_start(END_YEAR) {
+        return Err(Error::invalid(
+            field,
+            format!("out of range: times must lie between {FIRST_YEAR} and {END_YEAR}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Text that will be compared in SQL (a filter, an email to look up): no
+/// NUL or other control characters, and not absurdly long.
+pub fn lookup_text(field: &str, value: &str) -> Result<()> {
+    if value.chars().count() > limits::EMAIL_MAX_CHARS.max(limits::RESOURCE_NAME_MAX_CHARS) {
+        return Err(Error::invalid(field, "too long"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
 
 /// A plausible email: one `@`, a non-empty local part, a dotted domain, no
 /// spaces or control characters. Deliverability is not our business.
@@ -69,6 +105,8 @@ pub fn login_fits(email: &str, password: &str) -> bool {
 
 /// A query window: ends after it starts, at most [`limits::WINDOW_MAX_DAYS`].
 pub fn window(window: &Period) -> Result<()> {
+    in_range("window", window.start)?;
+    in_range("window", window.end)?;
     if window.end <= window.start {
         return Err(Error::invalid("window", "the end must be after the start"));
     }
@@ -94,6 +132,20 @@ pub fn booking_resources(resources: &[i64]) -> Result<Vec<i64>> {
     Ok(ids)
 }
 
+/// The most resources a listing filter may name.
+const FILTER_MAX_RESOURCES: usize = 1024;
+
+/// The resources a listing is filtered by.
+pub fn filter_resources(ids: &[i64]) -> Result<()> {
+    if ids.len() > FILTER_MAX_RESOURCES {
+        return Err(Error::invalid(
+            "resources",
+            format!("filter by at most {FILTER_MAX_RESOURCES} resources"),
+        ));
+    }
+    Ok(())
+}
+
 /// At most [`limits::BOOKING_MAX_RESOURCES`] resources in one call.
 pub fn resource_count(n: usize) -> Result<()> {
     if n > limits::BOOKING_MAX_RESOURCES {
@@ -110,14 +162,18 @@ pub fn resource_count(n: usize) -> Result<()> {
 
 /// A period that merely has to be non-empty (availability checks).
 pub fn nonempty_period(period: &Period) -> Result<()> {
+    in_range("start", period.start)?;
+    in_range("end", period.end)?;
     if period.end <= period.start {
         return Err(Error::invalid("period", "the end must be after the start"));
     }
     Ok(())
 }
 
-/// A period to book or move to. `start_set` says whether the start is being
-/// set (and so must not lie in the past unless `admin`).
+/// A period to book or move to: inside the range of sane times, whole
+/// minutes, at most the longest booking, and for members not further ahead
+/// than the horizon. `start_set` says whether the start is being set (and so
+/// must not lie in the past unless `admin`).
 pub fn booking_period(
     rules: &Rules,
     period: Period,
@@ -142,6 +198,15 @@ pub fn booking_period(
     }
     if start_set && !admin && period.start < now - rules.past_grace {
         return Err(Error::invalid("start", "must not be in the past"));
+    }
+    if !admin && period.end > now + rules.horizon {
+        return Err(Error::invalid(
+            "end",
+            format!(
+                "members may book at most {} days ahead (an admin may book further)",
+                rules.horizon.num_days()
+            ),
+        ));
     }
     Ok(())
 }
@@ -168,9 +233,27 @@ pub fn resource_name(name: &str) -> Result<String> {
     Ok(clean)
 }
 
-/// Free text of one line (host names, GPU UUIDs): sanitized and trimmed.
-pub fn plain(s: &str) -> String {
-    text::sanitize_trimmed(s)
+/// The longest host name (DNS allows 253 characters).
+const HOST_MAX_CHARS: usize = 253;
+/// The longest GPU UUID kept (NVIDIA's are 40).
+const GPU_UUID_MAX_CHARS: usize = 128;
+
+/// A host name: sanitized, trimmed, at most 253 characters.
+pub fn host(s: &str) -> Result<String> {
+    limited(s, "host", HOST_MAX_CHARS)
+}
+
+/// A GPU UUID: sanitized, trimmed, at most 128 characters.
+pub fn gpu_uuid(s: &str) -> Result<String> {
+    limited(s, "gpu_uuid", GPU_UUID_MAX_CHARS)
+}
+
+/// A GPU index: 0 or more.
+pub fn gpu_index(i: Option<i32>) -> Result<()> {
+    if i.is_some_and(|i| i < 0) {
+        return Err(Error::invalid("gpu_index", "must be 0 or more"));
+    }
+    Ok(())
 }
 
 fn limited(s: &str, field: &str, max: usize) -> Result<String> {
@@ -204,6 +287,41 @@ mod tests {
         ] {
             assert!(email(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn times_are_bounded_with_a_reason() {
+        let rules = Rules::default();
+        let now = year_start(2026);
+        let at = |y: i32| year_start(y);
+        let far = Period {
+            start: at(2261),
+            end: at(2261) + TimeDelta::hours(1),
+        };
+        let e = booking_period(&rules, far, now, true, true).expect_err("2261");
+        assert!(e.to_string().contains("out of range"), "{e}");
+        let overflow = Period {
+            start: DateTime::<Utc>::MAX_UTC - TimeDelta::hours(1),
+            end: DateTime::<Utc>::MAX_UTC,
+        };
+        assert!(booking_period(&rules, overflow, now, true, true).is_err());
+        let ancient = Period {
+            start: DateTime::<Utc>::MIN_UTC,
+            end: now,
+        };
+        assert!(window(&ancient).is_err());
+        let next_year = Period {
+            start: now + TimeDelta::days(200),
+            end: now + TimeDelta::days(200) + TimeDelta::hours(2),
+        };
+        let e = booking_period(&rules, next_year, now, true, false).expect_err("horizon");
+        assert!(e.to_string().contains("90 days ahead"), "{e}");
+        assert!(
+            booking_period(&rules, next_year, now, true, true).is_ok(),
+            "admins may book past the horizon"
+        );
+        assert!(lookup_text("user_email", "a\0b").is_err());
+        assert!(lookup_text("user_email", "kim@lab.kr").is_ok());
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub enum Delivery {
 /// One reservation's due rows, locked by the claiming transaction.
 #[derive(Debug)]
 pub struct Claimed {
+    pub reservation_id: Uuid,
     pub rows: Vec<i64>,
     /// The most attempts any of the rows had (for the backoff).
     pub attempts: i32,
@@ -92,19 +93,34 @@ pub async fn claim(conn: &mut PgConnection, reservation_id: Uuid) -> Result<Opti
         return Ok(None);
     }
     Ok(Some(Claimed {
+        reservation_id,
         attempts: rows.iter().map(|(_, a)| *a).max().unwrap_or(0),
         rows: rows.into_iter().map(|(id, _)| id).collect(),
     }))
 }
 
-/// Records the outcome of a claimed delivery.
+/// Records the outcome of a claimed delivery. A success wrote the
+/// reservation's current state, so it also clears the reservation's earlier
+/// failures (the sync state is the latest delivery's), and it pulls forward
+/// the rows waiting out a backoff: Google answers again, so the backlog goes
+/// now rather than at the end of each row's delay.
 pub async fn finish(conn: &mut PgConnection, claimed: &Claimed, delivery: &Delivery) -> Result<()> {
     match delivery {
         Delivery::Done => {
-            sqlx::query("DELETE FROM calendar_outbox WHERE id = ANY($1)")
-                .bind(&claimed.rows)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "DELETE FROM calendar_outbox
+                 WHERE id = ANY($1) OR (reservation_id = $2 AND failed AND id < (SELECT max(x) FROM unnest($1::bigint[]) x))",
+            )
+            .bind(&claimed.rows)
+            .bind(claimed.reservation_id)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "UPDATE calendar_outbox SET next_attempt_at = now()
+                 WHERE NOT failed AND attempts > 0 AND next_attempt_at > now()",
+            )
+            .execute(&mut *conn)
+            .await?;
         }
         Delivery::Retry(reason, after) => {
             sqlx::query(

@@ -4,15 +4,23 @@
 //! task with length-delimited bincode frames of at most
 //! [`MAX_FRAME_BYTES`](gpures_proto::MAX_FRAME_BYTES). A broken or hostile
 //! frame ends only its own connection.
+//!
+//! Calls are shared fairly: one connection has at most
+//! `max_calls_per_connection` calls in flight (further frames stay unread in
+//! the socket), and one Unix user at most `max_calls_per_user` over all their
+//! connections, so that one user never holds more than that many database
+//! connections. Long polls (`wait_for_changes`) hold no database connection
+//! and do not count against the user's calls.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use gpures_proto::Gpures;
+use gpures_proto::{Gpures, GpuresRequest};
 use tarpc::server::{BaseChannel, Channel};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::host::unix;
@@ -25,15 +33,36 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection keeps serving once shutdown begins.
 const CALL_GRACE: Duration = Duration::from_secs(2);
 
-/// Counts open connections, in total and per Unix uid, and holds the frame
-/// timeout every connection gets.
-#[derive(Debug)]
-pub struct Limiter {
-    max_total: usize,
-    max_per_user: usize,
+/// The limits every connection is held to.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Open connections across all users.
+    pub max_connections: usize,
+    /// Open connections of one Unix user.
+    pub max_connections_per_user: usize,
+    /// Calls in flight on one connection. Must stay below tarpc's response
+    /// buffer (100): a connection at its limit is not read until one of its
+    /// calls has put its reply in that buffer.
+    pub max_calls_per_connection: usize,
+    /// Calls in flight of one Unix user over all their connections.
+    pub max_calls_per_user: usize,
     /// How long a frame may take once its first byte arrived.
     pub frame_timeout: Duration,
-    open: Mutex<(usize, HashMap<u32, usize>)>,
+}
+
+/// Counts open connections, in total and per Unix uid, and holds each uid's
+/// share of calls.
+#[derive(Debug)]
+pub struct Limiter {
+    limits: Limits,
+    open: Mutex<Open>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    /// Per uid: open connections, and the calls they may make at once.
+    per_user: HashMap<u32, (usize, Arc<Semaphore>)>,
 }
 
 /// One open connection's place; released on drop.
@@ -41,24 +70,30 @@ pub struct Limiter {
 pub struct Permit {
     limiter: Arc<Limiter>,
     uid: u32,
+    /// The user's calls, shared by all their connections.
+    calls: Arc<Semaphore>,
 }
 
 impl Limiter {
-    pub fn new(max_total: usize, max_per_user: usize, frame_timeout: Duration) -> Arc<Limiter> {
+    pub fn new(limits: Limits) -> Arc<Limiter> {
         Arc::new(Limiter {
-            max_total,
-            max_per_user,
-            frame_timeout,
-            open: Mutex::new((0, HashMap::new())),
+            limits: Limits {
+                max_calls_per_connection: limits.max_calls_per_connection.clamp(1, 64),
+                ..limits
+            },
+            open: Mutex::new(Open::default()),
         })
     }
 
     /// A place for one more connection of `uid`, if the limits allow it.
     pub fn try_acquire(self: &Arc<Self>, uid: u32) -> Option<Permit> {
         let mut open = self.open.lock().ok()?;
-        let (total, per_user) = &mut *open;
-        let mine = per_user.entry(uid).or_insert(0);
-        if *total >= self.max_total || *mine >= self.max_per_user {
+        let Open { total, per_user } = &mut *open;
+        let max_calls = self.limits.max_calls_per_user.max(1);
+        let (mine, calls) = per_user
+            .entry(uid)
+            .or_insert_with(|| (0, Arc::new(Semaphore::new(max_calls))));
+        if *total >= self.limits.max_connections || *mine >= self.limits.max_connections_per_user {
             return None;
         }
         *total += 1;
@@ -66,6 +101,7 @@ impl Limiter {
         Some(Permit {
             limiter: Arc::clone(self),
             uid,
+            calls: Arc::clone(calls),
         })
     }
 }
@@ -73,9 +109,9 @@ impl Limiter {
 impl Drop for Permit {
     fn drop(&mut self) {
         if let Ok(mut open) = self.limiter.open.lock() {
-            let (total, per_user) = &mut *open;
+            let Open { total, per_user } = &mut *open;
             *total = total.saturating_sub(1);
-            if let Some(mine) = per_user.get_mut(&self.uid) {
+            if let Some((mine, _)) = per_user.get_mut(&self.uid) {
                 *mine = mine.saturating_sub(1);
                 if *mine == 0 {
                     per_user.remove(&self.uid);
@@ -148,14 +184,39 @@ fn accept(
     };
     tracing::debug!(uid, user = %peer.unix_user, "connection accepted");
     let connection = Connection::new(shared.clone(), peer);
-    let frame_timeout = limiter.frame_timeout;
+    let limits = limiter.limits;
     let mut shutdown = shared.shutdown.clone();
     Some(async move {
+        let user_calls = Arc::clone(&permit.calls);
         let _permit = permit;
-        let transport = gpures_proto::framing::transport(FrameDeadline::new(stream, frame_timeout));
+        let transport =
+            gpures_proto::framing::transport(FrameDeadline::new(stream, limits.frame_timeout));
         let requests = BaseChannel::with_defaults(transport)
-            .execute(connection.serve())
-            .for_each_concurrent(None, |call| call);
+            .requests()
+            .take_while(|r| {
+                if let Err(e) = r {
+                    tracing::debug!(error = ?e, "connection ended");
+                }
+                std::future::ready(r.is_ok())
+            })
+            .filter_map(|r| std::future::ready(r.ok()))
+            .for_each_concurrent(limits.max_calls_per_connection, move |request| {
+                let long_poll =
+                    matches!(request.get().message, GpuresRequest::WaitForChanges { .. });
+                let (serve, user_calls) = (connection.clone().serve(), Arc::clone(&user_calls));
+                async move {
+                    // A long poll waits for a change, not for the database.
+                    let _turn = if long_poll {
+                        None
+                    } else {
+                        match user_calls.acquire_owned().await {
+                            Ok(turn) => Some(turn),
+                            Err(_) => return,
+                        }
+                    };
+                    request.execute(serve).await;
+                }
+            });
         tokio::pin!(requests);
         tokio::select! {
             _ = &mut requests => return,

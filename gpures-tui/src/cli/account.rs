@@ -52,7 +52,10 @@ pub(super) async fn login(ctx: &Ctx, email: String, password_stdin: bool) -> Cli
     let login = match ctx.client.login(email, password).await {
         Ok(l) => l,
         Err(ClientError::Api(ApiError::Unauthenticated)) => {
-            return Err(Failure::new(exit::AUTH, "wrong email or password"));
+            return Err(Failure::new(
+                exit::AUTH,
+                "wrong email or password (or the account belongs to another Unix user)",
+            ));
         }
         Err(e) => return Err(ctx.failure(e)),
     };

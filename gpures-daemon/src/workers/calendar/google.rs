@@ -35,6 +35,12 @@ pub const PROP_HOST: &str = "gpures_host";
 
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
+/// The scope every call asks for: read and write the events of calendars the
+/// service account can access, shared ones included. The client's defaults
+/// for list and get (`calendar.events.owned.readonly`) cover only calendars
+/// the account owns, and real Google refuses them on a shared calendar.
+const SCOPE: google_calendar3::api::Scope = google_calendar3::api::Scope::Event;
+
 #[derive(Debug, Error)]
 pub enum CalendarError {
     #[error(
@@ -254,6 +260,7 @@ impl Calendar {
                 self.hub
                     .events()
                     .insert(event.clone(), &self.calendar_id)
+                    .add_scope(SCOPE)
                     .doit(),
             )
             .await;
@@ -265,6 +272,7 @@ impl Calendar {
                     self.hub
                         .events()
                         .update(event, &self.calendar_id, &event_id(r.id))
+                        .add_scope(SCOPE)
                         .doit(),
                 )
                 .await?;
@@ -290,7 +298,11 @@ impl Calendar {
         match self
             .timed(
                 "delete",
-                self.hub.events().delete(&self.calendar_id, event_id).doit(),
+                self.hub
+                    .events()
+                    .delete(&self.calendar_id, event_id)
+                    .add_scope(SCOPE)
+                    .doit(),
             )
             .await
         {
@@ -318,6 +330,7 @@ impl Calendar {
                 .hub
                 .events()
                 .list(&self.calendar_id)
+                .add_scope(SCOPE)
                 .add_private_extended_property(&format!("{MARK}=1"))
                 .time_min(from)
                 .time_max(to)
@@ -346,16 +359,21 @@ impl Calendar {
         }
     }
 
-    /// Inserts and deletes a probe event: proves the key, the token exchange,
-    /// the calendar id and the write permission, with the fix for each failure.
+    /// Inserts, reads back, lists and deletes a probe event, with the scope
+    /// every call of the worker uses: proves the key, the token exchange, the
+    /// calendar id and the read and write permissions, with the fix for each
+    /// failure.
     ///
     /// # Errors
     /// The first step that failed, with its fix in words.
     pub async fn check(&self) -> Result<(), CheckFailed> {
         let now = Utc::now();
         let id = Uuid::new_v4();
+        let eid = event_id(id);
+        let mut private = HashMap::new();
+        private.insert(MARK.to_owned(), "1".to_owned());
         let probe = Event {
-            id: Some(event_id(id)),
+            id: Some(eid.clone()),
             summary: Some("gpures calendar check (deleted at once)".into()),
             start: Some(EventDateTime {
                 date_time: Some(now),
@@ -365,63 +383,103 @@ impl Calendar {
                 date_time: Some(now + TimeDelta::minutes(1)),
                 ..EventDateTime::default()
             }),
+            extended_properties: Some(EventExtendedProperties {
+                private: Some(private),
+                shared: None,
+            }),
             ..Event::default()
         };
-        let inserted = tokio::time::timeout(
-            self.timeout,
-            self.hub.events().insert(probe, &self.calendar_id).doit(),
+        let events = self.hub.events();
+        self.check_step(
+            "writing a test event",
+            events
+                .insert(probe, &self.calendar_id)
+                .add_scope(SCOPE)
+                .doit(),
         )
-        .await;
-        let explain = |e: google_calendar3::Error| -> String {
-            let (status, reason) = status_and_reason(&e);
-            match status {
-                Some(403) => format!(
-                    "the calendar {} is not shared with the service account: in Google Calendar open the \
-                     calendar's Settings and sharing → Share with specific people → add {} with \
-                     \"Make changes to events\" ({reason})",
-                    self.calendar_id, self.client_email
-                ),
-                Some(404) => format!(
-                    "the calendar id {} is wrong or the calendar does not exist: find it in Google Calendar → \
-                     the calendar's Settings and sharing → Integrate calendar → Calendar ID ({reason})",
-                    self.calendar_id
-                ),
-                Some(401) => format!(
-                    "Google refused the service account's credentials: download a new key ({reason})"
-                ),
-                _ if matches!(e, google_calendar3::Error::MissingToken(_)) => format!(
-                    "could not get a token for the service account (is the key valid, the Calendar API enabled \
-                     for its project, and the network to oauth2.googleapis.com open?): {e}"
-                ),
-                _ => format!("writing a test event failed: {e}"),
+        .await?;
+        let read = self
+            .check_step(
+                "reading the test event back",
+                events.get(&self.calendar_id, &eid).add_scope(SCOPE).doit(),
+            )
+            .await;
+        let listed = match read {
+            Ok(()) => {
+                self.check_step(
+                    "listing gpures' events",
+                    events
+                        .list(&self.calendar_id)
+                        .add_scope(SCOPE)
+                        .add_private_extended_property(&format!("{MARK}=1"))
+                        .time_min(now - TimeDelta::minutes(1))
+                        .time_max(now + TimeDelta::minutes(2))
+                        .max_results(10)
+                        .doit(),
+                )
+                .await
             }
+            Err(e) => Err(e),
         };
-        match inserted {
+        // Always try to remove the probe, then report the first failure.
+        let deleted = self
+            .check_step(
+                "deleting the test event",
+                events
+                    .delete(&self.calendar_id, &eid)
+                    .add_scope(SCOPE)
+                    .doit(),
+            )
+            .await;
+        listed.and(deleted)
+    }
+
+    /// One step of [`Self::check`]: its failure explained with the fix.
+    async fn check_step<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = google_calendar3::Result<T>>,
+    ) -> Result<(), CheckFailed> {
+        let e = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e,
             Err(_) => {
                 return Err(CheckFailed(format!(
-                    "Google did not answer within {} s",
+                    "{what}: Google did not answer within {} s",
                     self.timeout.as_secs()
                 )));
             }
-            Ok(Err(e)) => return Err(CheckFailed(explain(e))),
-            Ok(Ok(_)) => {}
-        }
-        match tokio::time::timeout(
-            self.timeout,
-            self.hub
-                .events()
-                .delete(&self.calendar_id, &event_id(id))
-                .doit(),
-        )
-        .await
-        {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(CheckFailed(format!(
-                "the test event was written but deleting it failed: {}",
-                explain(e)
-            ))),
-            Err(_) => Err(CheckFailed("deleting the test event got no answer".into())),
-        }
+        };
+        let (status, reason) = status_and_reason(&e);
+        let share = format!(
+            "in Google Calendar open the calendar's Settings and sharing → Share with specific people → \
+             add {} with \"Make changes to events\"",
+            self.client_email
+        );
+        Err(CheckFailed(match (status, reason.as_str()) {
+            (Some(403 | 429), "rateLimitExceeded" | "userRateLimitExceeded" | "quotaExceeded") => {
+                format!("{what}: Google rate-limited the request ({reason}); try again in a minute")
+            }
+            (Some(403), _) => format!(
+                "{what}: the service account may not do this on {} ({reason}): the calendar is not \
+                 shared with it, or only to see events; {share}",
+                self.calendar_id
+            ),
+            (Some(404), _) => format!(
+                "{what}: Google does not know the calendar {} for this service account ({reason}): \
+                 the id is wrong (Settings and sharing → Integrate calendar → Calendar ID) or the \
+                 calendar is not shared with the account at all; {share}",
+                self.calendar_id
+            ),
+            (Some(401), _) => format!(
+                "{what}: Google refused the service account's credentials: download a new key ({reason})"
+            ),
+            _ if matches!(e, google_calendar3::Error::MissingToken(_)) => format!(
+                "{what}: could not get a token for the service account (is the key valid, the Calendar \
+                 API enabled for its project, and the network to oauth2.googleapis.com open?): {e}"
+            ),
+            _ => format!("{what} failed: {e}"),
+        }))
     }
 }
 
@@ -491,7 +549,25 @@ fn classify(e: google_calendar3::Error, what: &str) -> SyncError {
             SyncError::Retry(msg(&format!("connection error: {e}")))
         }
         (None, google_calendar3::Error::MissingToken(_)) => {
-            SyncError::Retry(msg(&format!("no access token: {e}")))
+            let text = e.to_string();
+            // OAuth errors that a retry cannot fix: the key was deleted or
+            // disabled, or the account may not use it.
+            if [
+                "invalid_grant",
+                "invalid_client",
+                "unauthorized_client",
+                "access_denied",
+            ]
+            .iter()
+            .any(|code| text.contains(code))
+            {
+                SyncError::Permanent(msg(&format!(
+                    "Google refused the service account's key ({text}): the key was deleted or \
+                     disabled; create a new JSON key and point GOOGLE_SERVICE_ACCOUNT_FILE at it"
+                )))
+            } else {
+                SyncError::Retry(msg(&format!("no access token: {text}")))
+            }
         }
         (None, google_calendar3::Error::JsonDecodeError(..)) => {
             SyncError::Retry(msg(&format!("unreadable answer: {e}")))
