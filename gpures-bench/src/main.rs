@@ -490,14 +490,24 @@ async fn scenario_timeline(env: &mut Env, figures: &mut Vec<Figure>, big: i64) -
         };
         for _ in 0..30 {
             admin
-                .timeline(context::current(), token.clone(), window)
+                .timeline(
+                    context::current(),
+                    token.clone(),
+                    window,
+                    gpures_proto::PageRequest::default(),
+                )
                 .await??;
         }
         let mut lat = Vec::new();
         for _ in 0..300 {
             let t = Instant::now();
             let tl = admin
-                .timeline(context::current(), token.clone(), window)
+                .timeline(
+                    context::current(),
+                    token.clone(),
+                    window,
+                    gpures_proto::PageRequest::default(),
+                )
                 .await??;
             lat.push(t.elapsed());
             if tl.reservations.len() != 300 {

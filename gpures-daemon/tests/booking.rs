@@ -170,10 +170,12 @@ async fn a_multi_gpu_booking_is_all_or_nothing() {
                 include_cancelled: true,
                 ..ReservationFilter::default()
             },
+            gpures_proto::PageRequest::default(),
         )
         .await
         .expect("rpc")
-        .expect("list");
+        .expect("list")
+        .reservations;
     assert!(
         bobs.is_empty(),
         "nothing of the failed booking is left: {bobs:?}"
@@ -261,10 +263,12 @@ async fn booking_rules_refuse_bad_periods_and_notes_and_change_nothing() {
                 include_cancelled: true,
                 ..Default::default()
             },
+            gpures_proto::PageRequest::default(),
         )
         .await
         .expect("rpc")
-        .expect("list");
+        .expect("list")
+        .reservations;
     assert!(all.is_empty(), "nothing stored: {all:?}");
 
     // Escape sequences, NUL bytes and bidi overrides are stripped; SQL is just text.
@@ -351,7 +355,7 @@ async fn owners_and_admins_change_reservations_and_others_cannot() {
     }
     assert_eq!(
         mallory
-            .list_users(context::current(), m.token.clone())
+            .list_users(context::current(), m.token.clone(), None, 0)
             .await
             .expect("rpc")
             .expect_err("admin only"),
@@ -580,7 +584,12 @@ async fn timeline_and_status_show_holders() {
         end: now_min + TimeDelta::days(6),
     };
     let tl = c
-        .timeline(context::current(), login.token.clone(), window)
+        .timeline(
+            context::current(),
+            login.token.clone(),
+            window,
+            gpures_proto::PageRequest::default(),
+        )
         .await
         .expect("rpc")
         .expect("timeline");
@@ -606,6 +615,7 @@ async fn timeline_and_status_show_holders() {
                 start: now_min,
                 end: now_min - TimeDelta::hours(1),
             },
+            gpures_proto::PageRequest::default(),
         )
         .await
         .expect("rpc")

@@ -142,11 +142,9 @@ async fn assert_settled(store: &gpures_daemon::store::Store, fake: &FakeGoogle, 
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut conn = store.acquire().await.expect("connection");
-    let active = gpures_daemon::store::reservations::list(&mut conn, &ReservationFilter::default())
+    let active = gpures_testkit::all_reservations(store, &ReservationFilter::default())
         .await
         .expect("list");
-    drop(conn);
     let events = fake.events();
     let by_id: HashMap<String, &gpures_proto::Reservation> =
         active.iter().map(|r| (event_id(r.id), r)).collect();
@@ -250,10 +248,16 @@ async fn every_change_leaves_the_calendar_equal_to_the_database() {
     );
     // Sync state is visible per reservation, and the queue in status.
     let listed = c
-        .list_reservations(context::current(), t.into(), ReservationFilter::default())
+        .list_reservations(
+            context::current(),
+            t.into(),
+            ReservationFilter::default(),
+            gpures_proto::PageRequest::default(),
+        )
         .await
         .expect("rpc")
-        .expect("list");
+        .expect("list")
+        .reservations;
     assert!(
         listed
             .iter()

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use gpures_proto::{
-    ApiError, BookingRequest, GpuresClient, NewResource, Period, RegisterRequest,
-    ReservationChange, ReservationFilter, ResourceKind, ResourceUpdate, Role,
+    ApiError, BookingRequest, Cursor, GpuresClient, Lookup, NewResource, PageRequest, Period,
+    RegisterRequest, ReservationChange, ReservationFilter, ResourceKind, ResourceUpdate, Role,
 };
 use gpures_testkit::TestDaemon;
 use tarpc::context;
@@ -120,6 +120,19 @@ fn period(g: &mut Gen) -> Period {
     }
 }
 
+fn page(g: &mut Gen, known: &[Uuid]) -> PageRequest {
+    let s = strings();
+    let t = times();
+    PageRequest {
+        after: g.opt(|g| Cursor {
+            start: g.pick(&t),
+            resource_name: g.pick(&s),
+            id: g.pick(&uuids(known)),
+        }),
+        limit: g.pick(&[0, 1, 200, 201, u32::MAX]),
+    }
+}
+
 fn ctx() -> context::Context {
     let mut c = context::current();
     c.deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -190,7 +203,11 @@ async fn round(g: &mut Gen, c: &GpuresClient, token: &str, known: &[Uuid], resou
         )
         .await,
     );
-    check("timeline", c.timeline(ctx(), t.clone(), period(g)).await);
+    check(
+        "timeline",
+        c.timeline(ctx(), t.clone(), period(g), page(g, known))
+            .await,
+    );
     check(
         "list_reservations",
         c.list_reservations(
@@ -202,6 +219,30 @@ async fn round(g: &mut Gen, c: &GpuresClient, token: &str, known: &[Uuid], resou
                 window: g.opt(period),
                 include_cancelled: g.flip(),
             },
+            page(g, known),
+        )
+        .await,
+    );
+    let lookup = match g.next() % 3 {
+        0 => Lookup::Id(g.pick(&uuids(known))),
+        1 => Lookup::Booking(g.pick(&uuids(known))),
+        _ => Lookup::Prefix(g.pick(&s)),
+    };
+    check(
+        "find_reservations",
+        c.find_reservations(ctx(), t.clone(), lookup).await,
+    );
+    check(
+        "find_reservations (hex)",
+        c.find_reservations(
+            ctx(),
+            t.clone(),
+            Lookup::Prefix(g.pick(&[
+                "000000".to_owned(),
+                "ffffffff-ffff".to_owned(),
+                known[0].to_string()[..7].to_owned(),
+                "0123456789abcdef0123456789abcdef0".to_owned(),
+            ])),
         )
         .await,
     );
@@ -234,6 +275,31 @@ async fn round(g: &mut Gen, c: &GpuresClient, token: &str, known: &[Uuid], resou
         )
         .await,
     );
+    let tm2 = times();
+    check(
+        "update_booking",
+        c.update_booking(
+            ctx(),
+            t.clone(),
+            g.pick(&uuids(known)),
+            ReservationChange {
+                start: g.opt(|g| g.pick(&tm2)),
+                end: g.opt(|g| g.pick(&tm2)),
+                note: g.opt(|g| g.pick(&s)),
+            },
+        )
+        .await,
+    );
+    check(
+        "cancel_booking",
+        c.cancel_booking(ctx(), t.clone(), g.pick(&uuids(known)))
+            .await,
+    );
+    check(
+        "release_booking",
+        c.release_booking(ctx(), t.clone(), g.pick(&uuids(known)))
+            .await,
+    );
     check(
         "cancel_reservation",
         c.cancel_reservation(ctx(), t.clone(), g.pick(&uuids(known)))
@@ -255,7 +321,16 @@ async fn round(g: &mut Gen, c: &GpuresClient, token: &str, known: &[Uuid], resou
         .await,
     );
     check("status", c.status(ctx(), t.clone()).await);
-    check("list_users", c.list_users(ctx(), t.clone()).await);
+    check(
+        "list_users",
+        c.list_users(
+            ctx(),
+            t.clone(),
+            g.pick(&[None, Some(i64::MIN), Some(-1), Some(i64::MAX)]),
+            g.pick(&[0, 1, u32::MAX]),
+        )
+        .await,
+    );
     check(
         "set_role",
         c.set_role(

@@ -21,10 +21,13 @@ use uuid::Uuid;
 /// own. Bump it on any change to a call's arguments, a reply type or an enum's
 /// variants: bincode encodes by position, so an old peer would misread the frame.
 /// `hello` itself (request variant 0, a `u32` argument) never changes shape.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
-/// Largest frame either side accepts. A year of timeline for 64 GPUs is about
-/// 200 KiB; a larger length prefix is hostile or broken and closes the connection.
+/// Largest frame either side accepts; a larger length prefix is hostile or
+/// broken and closes the connection. Every reply fits: listings come in pages
+/// of at most [`limits::PAGE_MAX`] reservations (about 1.6 KiB each at most,
+/// a 500-character Korean note included), windows are bounded, and lookups
+/// return a bounded number of matches.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 
 /// Limits the daemon enforces on input; clients use them to validate early.
@@ -50,6 +53,14 @@ pub mod limits {
     /// A `wait_for_changes` call returns after at most this many seconds even
     /// when nothing changed, so a client can tell a live daemon from a dead one.
     pub const LONG_POLL_MAX_SECS: u64 = 25;
+    /// Most reservations (or users) in one page of a listing.
+    pub const PAGE_MAX: u32 = 200;
+    /// The page size when a client asks for 0.
+    pub const PAGE_DEFAULT: u32 = 100;
+    /// Shortest id prefix a lookup accepts, in hex digits.
+    pub const ID_PREFIX_MIN: usize = 6;
+    /// Most reservations a prefix lookup returns; more means "give more digits".
+    pub const LOOKUP_MAX: usize = 64;
 }
 
 /// A session token as returned by [`Gpures::login`]. Opaque to clients.
@@ -354,13 +365,63 @@ pub struct ReservationFilter {
     pub include_cancelled: bool,
 }
 
+/// Where the next page of a reservation listing starts: after this
+/// reservation, in the listing's order (start, resource name, id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub start: DateTime<Utc>,
+    pub resource_name: String,
+    pub id: Uuid,
+}
+
+/// Which page of a listing to return.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PageRequest {
+    /// `None`: the first page.
+    pub after: Option<Cursor>,
+    /// Most items; 0 means [`limits::PAGE_DEFAULT`], more than
+    /// [`limits::PAGE_MAX`] means that.
+    pub limit: u32,
+}
+
+/// One page of reservations; `next` is where the following page starts,
+/// `None` on the last.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReservationPage {
+    pub reservations: Vec<Reservation>,
+    pub next: Option<Cursor>,
+}
+
+/// One page of accounts, by id; `next` is the id to continue after.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UserPage {
+    pub users: Vec<UserInfo>,
+    pub next: Option<i64>,
+}
+
+/// How to find reservations without listing history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Lookup {
+    /// One reservation by its full id.
+    Id(Uuid),
+    /// Reservations whose id, or whose booking's id, starts with these hex
+    /// digits (at least [`limits::ID_PREFIX_MIN`]).
+    Prefix(String),
+    /// Every reservation of one booking.
+    Booking(Uuid),
+}
+
 /// Everything a schedule view draws for one window.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Timeline {
     pub window: Period,
+    /// The active resources (on the first page only; empty on later ones).
     pub resources: Vec<Resource>,
-    /// Active reservations overlapping the window, ordered by resource and start.
+    /// Active reservations overlapping the window, ordered by start,
+    /// resource name and id; one page of them.
     pub reservations: Vec<Reservation>,
+    /// Where the next page starts; `None` on the last.
+    pub next: Option<Cursor>,
 }
 
 /// One resource in the status report.
@@ -527,13 +588,23 @@ pub trait Gpures {
         id: i64,
         update: ResourceUpdate,
     ) -> Result<Resource, ApiError>;
-    /// Any user: active resources and active reservations overlapping `window`.
-    async fn timeline(token: Token, window: Period) -> Result<Timeline, ApiError>;
-    /// Any user: reservations matching the filter, ordered by start.
+    /// Any user: active resources and one page of the active reservations
+    /// overlapping `window` (at most [`limits::WINDOW_MAX_DAYS`] wide).
+    async fn timeline(
+        token: Token,
+        window: Period,
+        page: PageRequest,
+    ) -> Result<Timeline, ApiError>;
+    /// Any user: one page of the reservations matching the filter, ordered by
+    /// start, resource name and id.
     async fn list_reservations(
         token: Token,
         filter: ReservationFilter,
-    ) -> Result<Vec<Reservation>, ApiError>;
+        page: PageRequest,
+    ) -> Result<ReservationPage, ApiError>;
+    /// Any user: reservations by full id, id prefix or booking id, without
+    /// listing history (an index range scan); at most [`limits::LOOKUP_MAX`].
+    async fn find_reservations(token: Token, lookup: Lookup) -> Result<Vec<Reservation>, ApiError>;
     /// Any user: books every resource named for the period, or none of them.
     async fn create_booking(token: Token, request: BookingRequest) -> Result<Booking, ApiError>;
     /// Owner or admin: moves, shortens, extends or re-notes a reservation.
@@ -546,6 +617,17 @@ pub trait Gpures {
     async fn cancel_reservation(token: Token, id: Uuid) -> Result<Reservation, ApiError>;
     /// Owner or admin: ends a running reservation now.
     async fn release_now(token: Token, id: Uuid) -> Result<Reservation, ApiError>;
+    /// Owner or admin: moves, extends or re-notes every active reservation
+    /// of a booking as one unit (all or nothing).
+    async fn update_booking(
+        token: Token,
+        booking_id: Uuid,
+        change: ReservationChange,
+    ) -> Result<Vec<Reservation>, ApiError>;
+    /// Owner or admin: cancels every active reservation of a booking.
+    async fn cancel_booking(token: Token, booking_id: Uuid) -> Result<Vec<Reservation>, ApiError>;
+    /// Owner or admin: ends every running reservation of a booking now.
+    async fn release_booking(token: Token, booking_id: Uuid) -> Result<Vec<Reservation>, ApiError>;
     /// Any user: who holds any of `resources` during `period`; empty when all
     /// are free. `ignore` leaves one reservation out (the one being edited).
     async fn check_availability(
@@ -561,17 +643,15 @@ pub trait Gpures {
     /// [`limits::LONG_POLL_MAX_SECS`]. A different value than `since` means
     /// "refetch".
     async fn wait_for_changes(token: Token, since: u64) -> Result<u64, ApiError>;
-    /// Admin: every account.
-    async fn list_users(token: Token) -> Result<Vec<UserInfo>, ApiError>;
+    /// Admin: one page of the accounts, by id (`after`: the last id seen).
+    async fn list_users(token: Token, after: Option<i64>, limit: u32)
+    -> Result<UserPage, ApiError>;
     /// Admin: makes the account with `email` a member or an admin.
     async fn set_role(token: Token, email: String, role: Role) -> Result<UserInfo, ApiError>;
     /// Admin: disables the account with `email` and revokes its tokens.
     async fn disable_user(token: Token, email: String) -> Result<UserInfo, ApiError>;
 }
 
-/// The framing both sides use: length-delimited frames of at most
-/// [`MAX_FRAME_BYTES`] carrying bincode. Defined once here so client and
-/// daemon cannot disagree.
 /// Where the daemon's socket is, one rule for the daemon and every client.
 ///
 /// The system socket (`/run/gpures.sock`) is what the systemd socket unit
@@ -626,6 +706,9 @@ pub mod paths {
     }
 }
 
+/// The framing both sides use: length-delimited frames of at most
+/// [`MAX_FRAME_BYTES`] carrying bincode. Defined once here so client and
+/// daemon cannot disagree.
 pub mod framing {
     use tarpc::tokio_serde::formats::Bincode;
     use tarpc::tokio_util::codec::{Framed, LengthDelimitedCodec};

@@ -529,8 +529,7 @@ impl TestDaemon {
         &self,
         filter: &gpures_proto::ReservationFilter,
     ) -> Result<Vec<gpures_proto::Reservation>> {
-        let mut conn = self.store.acquire().await?;
-        Ok(gpures_daemon::store::reservations::list(&mut conn, filter).await?)
+        all_reservations(&self.store, filter).await
     }
 
     /// Every pair of overlapping active reservations of one resource; zero
@@ -567,6 +566,35 @@ impl Drop for TestDaemon {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+    }
+}
+
+/// Every reservation matching `filter`, read straight from the database a
+/// page at a time.
+///
+/// # Errors
+/// The query failed.
+pub async fn all_reservations(
+    store: &Store,
+    filter: &gpures_proto::ReservationFilter,
+) -> Result<Vec<gpures_proto::Reservation>> {
+    let mut conn = store.acquire().await?;
+    let mut all = Vec::new();
+    let mut after: Option<gpures_proto::Cursor> = None;
+    loop {
+        let page =
+            gpures_daemon::store::reservations::page(&mut conn, filter, after.as_ref(), 1000)
+                .await?;
+        let done = page.len() < 1000;
+        after = page.last().map(|r| gpures_proto::Cursor {
+            start: r.period.start,
+            resource_name: r.resource_name.clone(),
+            id: r.id,
+        });
+        all.extend(page);
+        if done {
+            return Ok(all);
         }
     }
 }

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gpures_proto::{
-    ApiError, Booking, BookingRequest, GpuresClient, HelloReply, Holder, LoginReply, NewResource,
-    Period, RegisterRequest, Reservation, ReservationChange, ReservationFilter, Resource, Role,
-    StatusReport, Timeline, UserInfo,
+    ApiError, Booking, BookingRequest, GpuresClient, HelloReply, Holder, LoginReply, Lookup,
+    NewResource, PageRequest, Period, RegisterRequest, Reservation, ReservationChange,
+    ReservationFilter, ReservationPage, Resource, Role, StatusReport, Timeline, UserInfo, limits,
 };
 use tarpc::client::RpcError;
 use tarpc::context;
@@ -180,20 +180,123 @@ impl Client {
         )
     }
 
+    /// The timeline of `window`, every page of it.
+    ///
     /// # Errors
     /// [`ClientError`].
     pub async fn timeline(&self, window: Period) -> Result<Timeline> {
         let token = self.need_token()?;
-        flat(self.rpc.timeline(context::current(), token, window).await)
+        let mut page = PageRequest {
+            after: None,
+            limit: limits::PAGE_MAX,
+        };
+        let mut timeline = flat(
+            self.rpc
+                .timeline(context::current(), token.clone(), window, page.clone())
+                .await,
+        )?;
+        while let Some(after) = timeline.next.take() {
+            page.after = Some(after);
+            let more = flat(
+                self.rpc
+                    .timeline(context::current(), token.clone(), window, page.clone())
+                    .await,
+            )?;
+            timeline.reservations.extend(more.reservations);
+            timeline.next = more.next;
+        }
+        Ok(timeline)
     }
 
+    /// One page of the reservations matching `filter`.
+    ///
     /// # Errors
     /// [`ClientError`].
-    pub async fn reservations(&self, filter: ReservationFilter) -> Result<Vec<Reservation>> {
+    pub async fn reservations_page(
+        &self,
+        filter: ReservationFilter,
+        page: PageRequest,
+    ) -> Result<ReservationPage> {
         let token = self.need_token()?;
         flat(
             self.rpc
-                .list_reservations(context::current(), token, filter)
+                .list_reservations(context::current(), token, filter, page)
+                .await,
+        )
+    }
+
+    /// Every reservation matching `filter`, a page at a time.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn reservations(&self, filter: ReservationFilter) -> Result<Vec<Reservation>> {
+        let mut all = Vec::new();
+        let mut page = PageRequest {
+            after: None,
+            limit: limits::PAGE_MAX,
+        };
+        loop {
+            let got = self.reservations_page(filter.clone(), page.clone()).await?;
+            all.extend(got.reservations);
+            match got.next {
+                Some(next) => page.after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Reservations by id, id prefix or booking id, without listing history.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn find(&self, lookup: Lookup) -> Result<Vec<Reservation>> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc
+                .find_reservations(context::current(), token, lookup)
+                .await,
+        )
+    }
+
+    /// Moves, extends or re-notes a whole booking.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn update_booking(
+        &self,
+        booking_id: Uuid,
+        change: ReservationChange,
+    ) -> Result<Vec<Reservation>> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc
+                .update_booking(context::current(), token, booking_id, change)
+                .await,
+        )
+    }
+
+    /// Cancels a whole booking.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn cancel_booking(&self, booking_id: Uuid) -> Result<Vec<Reservation>> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc
+                .cancel_booking(context::current(), token, booking_id)
+                .await,
+        )
+    }
+
+    /// Releases a whole booking now.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn release_booking(&self, booking_id: Uuid) -> Result<Vec<Reservation>> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc
+                .release_booking(context::current(), token, booking_id)
                 .await,
         )
     }
@@ -288,11 +391,26 @@ impl Client {
         flat(self.rpc.wait_for_changes(ctx, token, since).await)
     }
 
+    /// Every account (admins), a page at a time.
+    ///
     /// # Errors
     /// [`ClientError`].
     pub async fn users(&self) -> Result<Vec<UserInfo>> {
         let token = self.need_token()?;
-        flat(self.rpc.list_users(context::current(), token).await)
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = flat(
+                self.rpc
+                    .list_users(context::current(), token.clone(), after, limits::PAGE_MAX)
+                    .await,
+            )?;
+            all.extend(page.users);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
     }
 
     /// # Errors

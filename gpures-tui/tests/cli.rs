@@ -676,3 +676,192 @@ async fn run_puts_the_command_on_the_gpus_held_now() {
     assert_eq!(kims.code, 3);
     cli.daemon.stop().await.expect("stop");
 }
+
+/// Fills `history` with `past` one-hour reservations of `email` in the past
+/// and `future` one-minute ones in the coming days carrying 500-character
+/// Korean notes (about 1.5 KB each), spread over `gpus`: one member's
+/// 3 seconds of work, as the review reproduced it.
+async fn fill(daemon: &TestDaemon, email: &str, past: i64, future: i64) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(&daemon.database_url)
+        .await
+        .expect("db");
+    let user: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(email)
+        .fetch_one(&mut conn)
+        .await
+        .expect("user");
+    let per_gpu = |n: i64| n / i64::try_from(daemon.gpus.len()).expect("gpus");
+    for gpu in &daemon.gpus {
+        sqlx::query(
+            "INSERT INTO reservations (id, booking_id, user_id, resource_id, period)
+             SELECT gen_random_uuid(), gen_random_uuid(), $1, $2,
+                    tstzrange(date_trunc('minute', now()) - make_interval(hours => (g + 48)::int),
+                              date_trunc('minute', now()) - make_interval(hours => (g + 47)::int), '[)')
+             FROM generate_series(1, $3) g",
+        )
+        .bind(user)
+        .bind(gpu)
+        .bind(per_gpu(past))
+        .execute(&mut conn)
+        .await
+        .expect("past");
+        sqlx::query(
+            "INSERT INTO reservations (id, booking_id, user_id, resource_id, period, note)
+             SELECT gen_random_uuid(), gen_random_uuid(), $1, $2,
+                    tstzrange(date_trunc('minute', now()) + make_interval(mins => (10 * g + 60)::int),
+                              date_trunc('minute', now()) + make_interval(mins => (10 * g + 61)::int), '[)'),
+                    repeat('가', 500)
+             FROM generate_series(1, $3) g",
+        )
+        .bind(user)
+        .bind(gpu)
+        .bind(per_gpu(future))
+        .execute(&mut conn)
+        .await
+        .expect("future");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_history_with_big_notes_breaks_no_listing_and_no_lookup() {
+    let cli = Cli {
+        daemon: TestDaemon::builder()
+            .with_gpus(4)
+            .start()
+            .await
+            .expect("daemon"),
+        home: tempfile::tempdir().expect("home"),
+    };
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    // 20,000 reservations: 19,400 past, 600 ahead with 500-character notes
+    // (together about 1 MB, the size of a whole frame).
+    fill(&cli.daemon, "kim@lab.kr", 19_400, 600).await;
+
+    let ahead = cli.ok("kim", &["ls", "--json"]).await.json();
+    let ahead = ahead.as_array().expect("array");
+    assert_eq!(ahead.len(), 600, "every reservation of the next 14 days");
+    assert!(
+        ahead
+            .iter()
+            .all(|r| r["note"].as_str().is_some_and(|n| n.chars().count() == 500))
+    );
+    let table = cli.ok("kim", &["ls"]).await;
+    assert!(table.out.lines().count() > 600, "the table lists them all");
+    let everything = cli.ok("kim", &["ls", "--all", "--json"]).await.json();
+    assert_eq!(
+        everything.as_array().map(Vec::len),
+        Some(20_000),
+        "all of history, page by page"
+    );
+
+    // The TUI loads its timeline and the viewer's list page by page.
+    let client = gpures_tui::client::Client::connect(&cli.daemon.socket)
+        .await
+        .expect("connect");
+    let login = client
+        .login("kim@lab.kr".into(), PW.into())
+        .await
+        .expect("login");
+    let session = gpures_tui::tui::Session::new(client, Some(login.token), None);
+    let app = gpures_tui::tui::app::App::new(
+        "Asia/Seoul".parse().expect("zone"),
+        chrono::Utc::now(),
+        true,
+        "kim@lab.kr",
+    );
+    match session.execute(app.refresh()).await {
+        gpures_tui::tui::app::Msg::Loaded(snapshot) => {
+            assert!(
+                snapshot.reservations.len() >= 600,
+                "{}",
+                snapshot.reservations.len()
+            );
+            assert_eq!(snapshot.mine.len(), 600);
+        }
+        other => panic!("the refresh failed: {other:?}"),
+    }
+
+    // Edit and cancel by a prefix of the id: a lookup, not a listing.
+    let id = ahead[0]["id"].as_str().expect("id").to_owned();
+    cli.ok("kim", &["edit", &id[..8], "--note", "shorter"])
+        .await;
+    let cancelled = cli.ok("kim", &["cancel", &id[..8], "--json"]).await.json();
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["note"], "shorter");
+    let gone = cli.run(&["cancel", "0000000"]).await;
+    assert_eq!(gone.code, 1, "{}{}", gone.out, gone.err);
+    assert!(
+        gone.err.contains("no reservation or booking starts with"),
+        "{}",
+        gone.err
+    );
+
+    // A two-GPU booking as one unit, by its booking id: extend, move, cancel.
+    let booked = cli
+        .ok(
+            "kim",
+            &[
+                "book", "gpu2", "gpu3", "--from", "+20d", "--for", "2h", "--json",
+            ],
+        )
+        .await
+        .json();
+    let booking = booked[0]["booking_id"]
+        .as_str()
+        .expect("booking")
+        .to_owned();
+    let extended = cli
+        .ok("kim", &["extend", &booking[..8], "--by", "1h", "--json"])
+        .await
+        .json();
+    let extended = extended.as_array().expect("both");
+    assert_eq!(extended.len(), 2);
+    assert!(extended.iter().all(|r| r["end"] == extended[0]["end"]));
+    let moved = cli
+        .ok(
+            "kim",
+            &[
+                "edit", &booking, "--from", "+21d", "--to", "+21d2h", "--json",
+            ],
+        )
+        .await;
+    assert_eq!(
+        moved.json().as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        moved.out
+    );
+    let cancelled = cli
+        .ok("kim", &["cancel", &booking[..8], "--json"])
+        .await
+        .json();
+    assert!(
+        cancelled
+            .as_array()
+            .expect("both")
+            .iter()
+            .all(|r| r["status"] == "cancelled")
+    );
+    // A running one: released as a unit.
+    let running = cli
+        .ok(
+            "kim",
+            &[
+                "book", "gpu2", "gpu3", "--from", "now", "--for", "1h", "--json",
+            ],
+        )
+        .await
+        .json();
+    let booking = running[0]["booking_id"]
+        .as_str()
+        .expect("booking")
+        .to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let released = cli
+        .ok("kim", &["release", &booking[..8], "--json"])
+        .await
+        .json();
+    assert_eq!(released.as_array().map(Vec::len), Some(2));
+    cli.daemon.stop().await.expect("stop");
+}

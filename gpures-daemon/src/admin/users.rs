@@ -41,7 +41,19 @@ impl From<UserCommand> for UserAction {
 /// Unknown emails or Unix users, store failures.
 pub async fn execute(service: &Service, actor: &Actor, action: UserAction) -> Result<String> {
     Ok(match action {
-        UserAction::List => users_table(&service.list_users(actor).await?),
+        UserAction::List => {
+            let mut users = Vec::new();
+            let mut after = None;
+            loop {
+                let page = service.list_users(actor, after, 0).await?;
+                users.extend(page.users);
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            users_table(&users)
+        }
         UserAction::Role { email, role } => {
             let u = service
                 .change_user(actor, &email, UserChange::Role(role))

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use gpures_proto::{LoginReply, RegisterRequest, UserInfo};
+use gpures_proto::{LoginReply, RegisterRequest, UserInfo, UserPage};
 
 use super::{Actor, Entity, Error, Result, Service, audit_by, validate};
 use crate::store::audit::{self, AuditAction, Target};
@@ -234,18 +234,30 @@ impl Service {
             .map(|_| ())
     }
 
-    /// Every account (admins and the host admin).
+    /// One page of the accounts after id `after` (admins and the host admin).
     ///
     /// # Errors
     /// `Forbidden` for members; store failures.
-    pub async fn list_users(&self, actor: &Actor) -> Result<Vec<UserInfo>> {
+    pub async fn list_users(
+        &self,
+        actor: &Actor,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<UserPage> {
         actor.require_admin()?;
+        let limit = validate::page_limit(limit);
         let mut conn = self.store().acquire().await?;
-        Ok(users::list(&mut conn)
-            .await?
-            .iter()
-            .map(UserRow::info)
-            .collect())
+        let mut rows = users::page(&mut conn, after, limit + 1).await?;
+        let next = if rows.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+            rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            rows.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok(UserPage {
+            users: rows.iter().map(UserRow::info).collect(),
+            next,
+        })
     }
 
     /// Changes an account (admins and the host admin).

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use gpures_proto::{
-    Booking, BookingRequest, Holder, Period, Reservation, ReservationChange, ReservationFilter,
-    ReservationStatus, Timeline,
+    Booking, BookingRequest, Cursor, Holder, Lookup, PageRequest, Period, Reservation,
+    ReservationChange, ReservationFilter, ReservationPage, ReservationStatus, Timeline, limits,
 };
 use uuid::Uuid;
 
@@ -26,6 +26,38 @@ use crate::store::{self, StoreError, resources};
 /// How often a transaction that hit a deadlock, a serialization failure or a
 /// late overlap is tried again before the caller is told.
 const MAX_ATTEMPTS: u32 = 8;
+
+/// What a change applies to.
+#[derive(Clone, Copy, Debug)]
+enum Which {
+    One(Uuid),
+    Booking(Uuid),
+}
+
+/// The one reservation a single-reservation change returns.
+fn one(mut changed: Vec<Reservation>) -> Result<Reservation> {
+    changed.pop().ok_or(Error::NotFound(Entity::Reservation))
+}
+
+/// The first `limit` of `rows` (fetched with one extra) and where the next
+/// page starts.
+fn paged(mut rows: Vec<Reservation>, limit: i64) -> ReservationPage {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|r| Cursor {
+            start: r.period.start,
+            resource_name: r.resource_name.clone(),
+            id: r.id,
+        })
+    } else {
+        None
+    };
+    ReservationPage {
+        reservations: rows,
+        next,
+    }
+}
 
 /// One change of an existing reservation.
 #[derive(Clone, Debug)]
@@ -56,7 +88,7 @@ impl Service {
         let svc = self.clone();
         let name = actor.audit_name();
         self.transaction(async move {
-            svc.retrying(&resources, req.period, None, || {
+            svc.retrying(&resources, req.period, &[], || {
                 svc.book_once(&user, &name, req.request_id, &resources, req.period, &note)
             })
             .await
@@ -91,7 +123,7 @@ impl Service {
                 Error::invalid("resources", format!("{} is disabled", inactive.name)).into(),
             );
         }
-        let holders = reservations::holders(&mut tx, resource_ids, period, None).await?;
+        let holders = reservations::holders(&mut tx, resource_ids, period, &[]).await?;
         if !holders.is_empty() {
             return Err(Error::Conflict(holders).into());
         }
@@ -144,7 +176,9 @@ impl Service {
         id: Uuid,
         change: ReservationChange,
     ) -> Result<Reservation> {
-        self.change(actor, id, Change::Edit(change)).await
+        one(self
+            .change(actor, Which::One(id), Change::Edit(change))
+            .await?)
     }
 
     /// Cancels a reservation (owner or admin); it stays in history.
@@ -152,7 +186,7 @@ impl Service {
     /// # Errors
     /// Not found, not allowed, already over or cancelled.
     pub async fn cancel_reservation(&self, actor: &Actor, id: Uuid) -> Result<Reservation> {
-        self.change(actor, id, Change::Cancel).await
+        one(self.change(actor, Which::One(id), Change::Cancel).await?)
     }
 
     /// Ends a running reservation now (owner or admin).
@@ -160,120 +194,204 @@ impl Service {
     /// # Errors
     /// Not found, not allowed, not running.
     pub async fn release_now(&self, actor: &Actor, id: Uuid) -> Result<Reservation> {
-        self.change(actor, id, Change::Release).await
+        one(self.change(actor, Which::One(id), Change::Release).await?)
     }
 
-    async fn change(&self, actor: &Actor, id: Uuid, change: Change) -> Result<Reservation> {
+    /// Moves, extends or re-notes every active reservation of a booking that
+    /// is not over yet, as one unit (owner or admin).
+    ///
+    /// # Errors
+    /// Not found, not allowed, nothing left to change, rule violations,
+    /// `Conflict` (with holders outside the booking).
+    pub async fn update_booking(
+        &self,
+        actor: &Actor,
+        booking_id: Uuid,
+        change: ReservationChange,
+    ) -> Result<Vec<Reservation>> {
+        self.change(actor, Which::Booking(booking_id), Change::Edit(change))
+            .await
+    }
+
+    /// Cancels every active reservation of a booking that is not over yet.
+    ///
+    /// # Errors
+    /// Not found, not allowed, nothing left to cancel.
+    pub async fn cancel_booking(
+        &self,
+        actor: &Actor,
+        booking_id: Uuid,
+    ) -> Result<Vec<Reservation>> {
+        self.change(actor, Which::Booking(booking_id), Change::Cancel)
+            .await
+    }
+
+    /// Ends every running reservation of a booking now.
+    ///
+    /// # Errors
+    /// Not found, not allowed, nothing running.
+    pub async fn release_booking(
+        &self,
+        actor: &Actor,
+        booking_id: Uuid,
+    ) -> Result<Vec<Reservation>> {
+        self.change(actor, Which::Booking(booking_id), Change::Release)
+            .await
+    }
+
+    async fn change(
+        &self,
+        actor: &Actor,
+        which: Which,
+        change: Change,
+    ) -> Result<Vec<Reservation>> {
         let before = {
             let mut conn = self.store().acquire().await?;
-            reservations::get(&mut conn, id)
-                .await
-                .map_err(Error::not_found(Entity::Reservation))?
+            match which {
+                Which::One(id) => vec![
+                    reservations::get(&mut conn, id)
+                        .await
+                        .map_err(Error::not_found(Entity::Reservation))?,
+                ],
+                Which::Booking(id) => {
+                    let all = reservations::by_booking(&mut conn, id).await?;
+                    if all.is_empty() {
+                        return Err(Error::NotFound(Entity::Booking));
+                    }
+                    all
+                }
+            }
         };
-        if !actor.owns_or_admin(before.user.id) {
+        if before.iter().any(|r| !actor.owns_or_admin(r.user.id)) {
             return Err(Error::Forbidden);
         }
-        let (svc, actor) = (self.clone(), actor.clone());
+        let mut resource_ids: Vec<i64> = before.iter().map(|r| r.resource_id).collect();
+        resource_ids.sort_unstable();
+        resource_ids.dedup();
+        let ids: Vec<Uuid> = before.iter().map(|r| r.id).collect();
         let period = match &change {
             Change::Edit(e) => Period {
-                start: e.start.unwrap_or(before.period.start),
-                end: e.end.unwrap_or(before.period.end),
+                start: e.start.unwrap_or(before[0].period.start),
+                end: e.end.unwrap_or(before[0].period.end),
             },
-            _ => before.period,
+            _ => before[0].period,
         };
+        let whole_booking = matches!(which, Which::Booking(_));
+        let (svc, actor) = (self.clone(), actor.clone());
         self.transaction(async move {
-            svc.retrying(&[before.resource_id], period, Some(id), || {
-                svc.change_once(&actor, &before, change.clone())
+            svc.retrying(&resource_ids, period, &ids, || {
+                svc.change_once(&actor, &resource_ids, &ids, whole_booking, change.clone())
             })
             .await
         })
         .await
     }
 
+    /// One attempt at changing the reservations `ids` (on `resource_ids`).
+    /// For a whole booking, reservations already cancelled or over are left
+    /// alone (and for a release, those not started); for one reservation
+    /// they are an error.
     async fn change_once(
         &self,
         actor: &Actor,
-        before: &Reservation,
+        resource_ids: &[i64],
+        ids: &[Uuid],
+        whole_booking: bool,
         change: Change,
-    ) -> Attempt<Reservation> {
+    ) -> Attempt<Vec<Reservation>> {
         let now = Utc::now();
-        let id = before.id;
         let mut tx = self.store().begin().await?;
-        resources::lock(&mut tx, &[before.resource_id]).await?;
-        reservations::lock(&mut tx, id).await?;
-        let current = reservations::get(&mut tx, id).await?;
-        if current.status != ReservationStatus::Active {
-            return Err(Error::invalid("reservation", "it is cancelled").into());
+        resources::lock(&mut tx, resource_ids).await?;
+        let mut targets = Vec::with_capacity(ids.len());
+        for id in ids {
+            reservations::lock(&mut tx, *id).await?;
+            let current = reservations::get(&mut tx, *id).await?;
+            let refusal = if current.status != ReservationStatus::Active {
+                Some("it is cancelled")
+            } else if current.period.end <= now {
+                Some("it is already over and cannot be changed")
+            } else if matches!(change, Change::Release) && current.period.start >= now {
+                Some("it has not started yet: cancel it instead")
+            } else {
+                None
+            };
+            match refusal {
+                Some(_) if whole_booking => {}
+                Some(reason) => return Err(Error::invalid("reservation", reason).into()),
+                None => targets.push(current),
+            }
         }
-        if current.period.end <= now {
-            return Err(
-                Error::invalid("reservation", "it is already over and cannot be changed").into(),
-            );
+        if targets.is_empty() {
+            let reason = match change {
+                Change::Release => "nothing of this booking is running: cancel it instead",
+                _ => "every reservation of this booking is cancelled or over",
+            };
+            return Err(Error::invalid("booking", reason).into());
         }
-        let action = match &change {
-            Change::Edit(edit) => {
-                let period = Period {
-                    start: edit.start.unwrap_or(current.period.start),
-                    end: edit.end.unwrap_or(current.period.end),
-                };
-                let start_moved = period.start != current.period.start;
-                validate::booking_period(
-                    &self.settings().rules,
-                    period,
-                    now,
-                    start_moved,
-                    actor.is_admin(),
-                )?;
-                if period.end <= now {
-                    return Err(Error::invalid("end", "must be in the future").into());
-                }
-                let note = match &edit.note {
-                    Some(n) => validate::note(n)?,
-                    None => current.note.clone(),
-                };
-                let holders =
-                    reservations::holders(&mut tx, &[current.resource_id], period, Some(id))
-                        .await?;
-                if !holders.is_empty() {
-                    return Err(Error::Conflict(holders).into());
-                }
-                reservations::set_period_and_note(&mut tx, id, period, &note).await?;
-                outbox::enqueue(&mut tx, id, Operation::Upsert).await?;
-                AuditAction::ReservationUpdate
-            }
-            Change::Cancel => {
-                reservations::set_cancelled(&mut tx, id).await?;
-                outbox::enqueue(&mut tx, id, Operation::Delete).await?;
-                AuditAction::ReservationCancel
-            }
-            Change::Release => {
-                if current.period.start >= now {
-                    return Err(Error::invalid(
-                        "reservation",
-                        "it has not started yet: cancel it instead",
-                    )
-                    .into());
-                }
-                let period = Period {
-                    start: current.period.start,
-                    end: now,
-                };
-                reservations::set_period_and_note(&mut tx, id, period, &current.note).await?;
-                outbox::enqueue(&mut tx, id, Operation::Upsert).await?;
-                AuditAction::ReservationRelease
-            }
-        };
         let name = actor.audit_name();
-        let target = Target {
-            reservation: Some(id),
-            resource: Some(current.resource_id),
-            user: None,
-        };
-        audit::record(&mut tx, audit_by(actor, &name), action, target).await?;
+        let mut after = Vec::with_capacity(targets.len());
+        for current in &targets {
+            let id = current.id;
+            let action = match &change {
+                Change::Edit(edit) => {
+                    let period = Period {
+                        start: edit.start.unwrap_or(current.period.start),
+                        end: edit.end.unwrap_or(current.period.end),
+                    };
+                    let start_moved = period.start != current.period.start;
+                    validate::booking_period(
+                        &self.settings().rules,
+                        period,
+                        now,
+                        start_moved,
+                        actor.is_admin(),
+                    )?;
+                    if period.end <= now {
+                        return Err(Error::invalid("end", "must be in the future").into());
+                    }
+                    let note = match &edit.note {
+                        Some(n) => validate::note(n)?,
+                        None => current.note.clone(),
+                    };
+                    let holders =
+                        reservations::holders(&mut tx, &[current.resource_id], period, ids).await?;
+                    if !holders.is_empty() {
+                        return Err(Error::Conflict(holders).into());
+                    }
+                    reservations::set_period_and_note(&mut tx, id, period, &note).await?;
+                    outbox::enqueue(&mut tx, id, Operation::Upsert).await?;
+                    AuditAction::ReservationUpdate
+                }
+                Change::Cancel => {
+                    reservations::set_cancelled(&mut tx, id).await?;
+                    outbox::enqueue(&mut tx, id, Operation::Delete).await?;
+                    AuditAction::ReservationCancel
+                }
+                Change::Release => {
+                    let period = Period {
+                        start: current.period.start,
+                        end: now,
+                    };
+                    reservations::set_period_and_note(&mut tx, id, period, &current.note).await?;
+                    outbox::enqueue(&mut tx, id, Operation::Upsert).await?;
+                    AuditAction::ReservationRelease
+                }
+            };
+            let target = Target {
+                reservation: Some(id),
+                resource: Some(current.resource_id),
+                user: None,
+            };
+            audit::record(&mut tx, audit_by(actor, &name), action, target).await?;
+            after.push(id);
+        }
         store::notify_change(&mut tx).await?;
-        let after = reservations::get(&mut tx, id).await?;
+        let mut changed = Vec::with_capacity(after.len());
+        for id in after {
+            changed.push(reservations::get(&mut tx, id).await?);
+        }
         tx.commit().await?;
-        Ok(after)
+        Ok(changed)
     }
 
     /// Who holds any of `resources` during `period` (besides `ignore`).
@@ -290,18 +408,20 @@ impl Service {
         validate::resource_count(resource_ids.len())?;
         validate::nonempty_period(&period)?;
         let mut conn = self.store().acquire().await?;
-        Ok(reservations::holders(&mut conn, resource_ids, period, ignore).await?)
+        let ignore: Vec<Uuid> = ignore.into_iter().collect();
+        Ok(reservations::holders(&mut conn, resource_ids, period, &ignore).await?)
     }
 
-    /// Reservations matching `filter`.
+    /// One page of the reservations matching `filter`.
     ///
     /// # Errors
-    /// An invalid window, store failures.
+    /// An invalid filter or window, store failures.
     pub async fn list_reservations(
         &self,
         _actor: &Actor,
         filter: &ReservationFilter,
-    ) -> Result<Vec<Reservation>> {
+        page: &PageRequest,
+    ) -> Result<ReservationPage> {
         if let Some(window) = &filter.window {
             validate::window(window)?;
         }
@@ -309,24 +429,81 @@ impl Service {
             validate::lookup_text("user_email", email)?;
         }
         validate::filter_resources(&filter.resources)?;
+        validate::cursor(page.after.as_ref())?;
+        let limit = validate::page_limit(page.limit);
         let mut conn = self.store().acquire().await?;
-        Ok(reservations::list(&mut conn, filter).await?)
+        let rows = reservations::page(&mut conn, filter, page.after.as_ref(), limit + 1).await?;
+        Ok(paged(rows, limit))
     }
 
-    /// The active resources and the active reservations in `window`.
+    /// The active resources (first page only) and one page of the active
+    /// reservations in `window`.
     ///
     /// # Errors
     /// An invalid window, store failures.
-    pub async fn timeline(&self, _actor: &Actor, window: Period) -> Result<Timeline> {
+    pub async fn timeline(
+        &self,
+        _actor: &Actor,
+        window: Period,
+        page: &PageRequest,
+    ) -> Result<Timeline> {
         validate::window(&window)?;
+        validate::cursor(page.after.as_ref())?;
+        let limit = validate::page_limit(page.limit);
         let mut conn = self.store().acquire().await?;
-        let resources = resources::list(&mut conn, false).await?;
-        let reservations = reservations::active_in_window(&mut conn, window).await?;
+        let resources = if page.after.is_none() {
+            resources::list(&mut conn, false).await?
+        } else {
+            Vec::new()
+        };
+        let rows =
+            reservations::active_page(&mut conn, window, page.after.as_ref(), limit + 1).await?;
+        let ReservationPage { reservations, next } = paged(rows, limit);
         Ok(Timeline {
             window,
             resources,
             reservations,
+            next,
         })
+    }
+
+    /// Reservations by full id, id (or booking id) prefix, or booking id:
+    /// index lookups, never a scan of history.
+    ///
+    /// # Errors
+    /// A prefix that is too short or not hex, too many matches, store failures.
+    pub async fn find_reservations(
+        &self,
+        _actor: &Actor,
+        lookup: &Lookup,
+    ) -> Result<Vec<Reservation>> {
+        let mut conn = self.store().acquire().await?;
+        match lookup {
+            Lookup::Id(id) => match reservations::get(&mut conn, *id).await {
+                Ok(r) => Ok(vec![r]),
+                Err(StoreError::NotFound) => Ok(vec![]),
+                Err(e) => Err(e.into()),
+            },
+            Lookup::Booking(id) => Ok(reservations::by_booking(&mut conn, *id).await?),
+            Lookup::Prefix(prefix) => {
+                let (lo, hi) = validate::id_prefix(prefix)?;
+                let max = limits::LOOKUP_MAX;
+                let found = reservations::by_id_range(
+                    &mut conn,
+                    lo,
+                    hi,
+                    i64::try_from(max + 1).unwrap_or(i64::MAX),
+                )
+                .await?;
+                if found.len() > max {
+                    return Err(Error::invalid(
+                        "prefix",
+                        format!("more than {max} reservations match: give more digits"),
+                    ));
+                }
+                Ok(found)
+            }
+        }
     }
 
     /// Runs `attempt` until it does not fail with a retryable abort. When an
@@ -337,7 +514,7 @@ impl Service {
         &self,
         resource_ids: &[i64],
         period: Period,
-        ignore: Option<Uuid>,
+        ignore: &[Uuid],
         attempt: F,
     ) -> Result<T>
     where

@@ -41,6 +41,7 @@ use crate::store::{Store, StoreError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Entity {
     Reservation,
+    Booking,
     Resource,
     User,
 }
@@ -49,6 +50,7 @@ impl Entity {
     pub fn as_str(self) -> &'static str {
         match self {
             Entity::Reservation => "reservation",
+            Entity::Booking => "booking",
             Entity::Resource => "resource",
             Entity::User => "user",
         }

@@ -132,6 +132,65 @@ pub fn booking_resources(resources: &[i64]) -> Result<Vec<i64>> {
     Ok(ids)
 }
 
+/// Where a page starts, as a client sent it back: a sane time and a name
+/// that could be a resource's.
+pub fn cursor(cursor: Option<&gpures_proto::Cursor>) -> Result<()> {
+    if let Some(c) = cursor {
+        in_range("cursor", c.start)?;
+        if c.resource_name.chars().count() > limits::RESOURCE_NAME_MAX_CHARS
+            || c.resource_name.contains('\0')
+        {
+            return Err(Error::invalid(
+                "cursor",
+                "not a cursor this daemon gave out",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A page size: 0 means the default, more than the maximum means that.
+pub fn page_limit(limit: u32) -> i64 {
+    let limit = if limit == 0 {
+        limits::PAGE_DEFAULT
+    } else {
+        limit.min(limits::PAGE_MAX)
+    };
+    i64::from(limit)
+}
+
+/// An id prefix as the range of UUIDs it covers: at least
+/// [`limits::ID_PREFIX_MIN`] hex digits (dashes ignored), at most 32.
+pub fn id_prefix(prefix: &str) -> Result<(uuid::Uuid, uuid::Uuid)> {
+    let hex: String = prefix
+        .trim()
+        .chars()
+        .filter(|c| *c != '-')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if hex.len() < limits::ID_PREFIX_MIN
+        || hex.len() > 32
+        || !hex.chars().all(|c| c.is_ascii_hexdigit())
+    {
+        return Err(Error::invalid(
+            "prefix",
+            format!("give {} to 32 hex digits of the id", limits::ID_PREFIX_MIN),
+        ));
+    }
+    let bound = |fill: char| {
+        let full: String = hex
+            .chars()
+            .chain(std::iter::repeat(fill))
+            .take(32)
+            .collect();
+        u128::from_str_radix(&full, 16).map(uuid::Uuid::from_u128)
+    };
+    match (bound('0'), bound('f')) {
+        (Ok(lo), Ok(hi)) => Ok((lo, hi)),
+        _ => Err(Error::invalid("prefix", "not hex digits")),
+    }
+}
+
 /// The most resources a listing filter may name.
 const FILTER_MAX_RESOURCES: usize = 1024;
 
@@ -321,6 +380,19 @@ mod tests {
             "admins may book past the horizon"
         );
         assert!(lookup_text("user_email", "a\0b").is_err());
+        let (lo, hi) = id_prefix("1A2b3C").expect("prefix");
+        assert_eq!(lo.to_string(), "1a2b3c00-0000-0000-0000-000000000000");
+        assert_eq!(hi.to_string(), "1a2b3cff-ffff-ffff-ffff-ffffffffffff");
+        for bad in [
+            "12345",
+            "xyzxyz",
+            "",
+            "1a2b3c4d-1a2b-1a2b-1a2b-1a2b3c4d5e6f7",
+        ] {
+            assert!(id_prefix(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(page_limit(0), 100);
+        assert_eq!(page_limit(100_000), 200);
         assert!(lookup_text("user_email", "kim@lab.kr").is_ok());
     }
 

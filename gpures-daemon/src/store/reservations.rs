@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use gpures_proto::{
-    Holder, Period, Reservation, ReservationFilter, ReservationStatus, SyncState, UserRef,
+    Cursor, Holder, Period, Reservation, ReservationFilter, ReservationStatus, SyncState, UserRef,
 };
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -96,8 +96,14 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Reservation> {
     Ok(row.into())
 }
 
-/// Reservations matching `filter`, ordered by start then resource.
-pub async fn list(conn: &mut PgConnection, filter: &ReservationFilter) -> Result<Vec<Reservation>> {
+/// Up to `limit` reservations matching `filter` after `after`, in the order
+/// (start, resource name, id): one page of a keyset listing.
+pub async fn page(
+    conn: &mut PgConnection,
+    filter: &ReservationFilter,
+    after: Option<&Cursor>,
+    limit: i64,
+) -> Result<Vec<Reservation>> {
     let (start, end) = match filter.window {
         Some(w) => (Some(w.start), Some(w.end)),
         None => (None, None),
@@ -109,29 +115,81 @@ pub async fn list(conn: &mut PgConnection, filter: &ReservationFilter) -> Result
            AND ($2::text IS NULL OR lower(u.email) = lower($2))
            AND ($3::timestamptz IS NULL OR r.period && tstzrange($3, $4, '[)'))
            AND ($5 OR r.status = 'active')
-         ORDER BY lower(r.period), res.name
-         LIMIT 10000"
+           AND ($6::timestamptz IS NULL OR (lower(r.period), res.name, r.id) > ($6, $7::text, $8::uuid))
+         ORDER BY lower(r.period), res.name, r.id
+         LIMIT $9"
     ))
     .bind(&filter.resources)
     .bind(&filter.user_email)
     .bind(start)
     .bind(end)
     .bind(filter.include_cancelled)
+    .bind(after.map(|c| c.start))
+    .bind(after.map(|c| c.resource_name.as_str()))
+    .bind(after.map(|c| c.id))
+    .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
     Ok(all(rows))
 }
 
-/// Active reservations overlapping `window`, ordered by resource and start.
-pub async fn active_in_window(conn: &mut PgConnection, window: Period) -> Result<Vec<Reservation>> {
+/// Up to `limit` active reservations overlapping `window` after `after`, in
+/// the order (start, resource name, id): one page of the timeline.
+pub async fn active_page(
+    conn: &mut PgConnection,
+    window: Period,
+    after: Option<&Cursor>,
+    limit: i64,
+) -> Result<Vec<Reservation>> {
     let rows = sqlx::query_as::<_, ReservationRow>(concat!(
         reservation_select!(),
         "
          WHERE r.status = 'active' AND r.period && tstzrange($1, $2, '[)')
-         ORDER BY r.resource_id, lower(r.period)"
+           AND ($3::timestamptz IS NULL OR (lower(r.period), res.name, r.id) > ($3, $4::text, $5::uuid))
+         ORDER BY lower(r.period), res.name, r.id
+         LIMIT $6"
     ))
     .bind(window.start)
     .bind(window.end)
+    .bind(after.map(|c| c.start))
+    .bind(after.map(|c| c.resource_name.as_str()))
+    .bind(after.map(|c| c.id))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(all(rows))
+}
+
+/// Reservations whose id or booking id lies in `[lo, hi]` (an id prefix as a
+/// range: two index range scans, never a table scan), at most `limit`.
+pub async fn by_id_range(
+    conn: &mut PgConnection,
+    lo: Uuid,
+    hi: Uuid,
+    limit: i64,
+) -> Result<Vec<Reservation>> {
+    let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+        reservation_select!(),
+        "
+         WHERE (r.id BETWEEN $1 AND $2) OR (r.booking_id BETWEEN $1 AND $2)
+         ORDER BY lower(r.period), res.name, r.id
+         LIMIT $3"
+    ))
+    .bind(lo)
+    .bind(hi)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(all(rows))
+}
+
+/// Every reservation of one booking, by resource name.
+pub async fn by_booking(conn: &mut PgConnection, booking_id: Uuid) -> Result<Vec<Reservation>> {
+    let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+        reservation_select!(),
+        " WHERE r.booking_id = $1 ORDER BY res.name"
+    ))
+    .bind(booking_id)
     .fetch_all(&mut *conn)
     .await?;
     Ok(all(rows))
@@ -211,19 +269,20 @@ pub async fn by_request(
     Ok(all(rows))
 }
 
-/// Active reservations of `resources` overlapping `period`, except `ignore`.
+/// Active reservations of `resources` overlapping `period`, except those in
+/// `ignore` (the ones being changed).
 pub async fn holders(
     conn: &mut PgConnection,
     resources: &[i64],
     period: Period,
-    ignore: Option<Uuid>,
+    ignore: &[Uuid],
 ) -> Result<Vec<Holder>> {
     let rows = sqlx::query_as::<_, ReservationRow>(concat!(
         reservation_select!(),
         "
          WHERE r.status = 'active' AND r.resource_id = ANY($1)
            AND r.period && tstzrange($2, $3, '[)')
-           AND ($4::uuid IS NULL OR r.id <> $4)
+           AND r.id <> ALL($4)
          ORDER BY res.name, lower(r.period)"
     ))
     .bind(resources)

@@ -118,12 +118,15 @@ pub async fn by_id(conn: &mut PgConnection, id: i64) -> Result<UserRow> {
     )
 }
 
-pub async fn list(conn: &mut PgConnection) -> Result<Vec<UserRow>> {
-    Ok(
-        sqlx::query_as::<_, UserRow>("SELECT * FROM users ORDER BY id")
-            .fetch_all(&mut *conn)
-            .await?,
+/// Up to `limit` accounts with an id above `after`, by id.
+pub async fn page(conn: &mut PgConnection, after: Option<i64>, limit: i64) -> Result<Vec<UserRow>> {
+    Ok(sqlx::query_as::<_, UserRow>(
+        "SELECT * FROM users WHERE id > coalesce($1, 0) ORDER BY id LIMIT $2",
     )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?)
 }
 
 /// The Unix user each of `ids` is bound to (for the status flags), without

@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gpures_proto::{
-    ApiError, Booking, BookingRequest, Gpures, HelloReply, Holder, LoginReply, NewResource,
-    PROTOCOL_VERSION, Period, RegisterRequest, Reservation, ReservationChange, ReservationFilter,
-    Resource, ResourceUpdate, Role, StatusReport, Timeline, Token, UserInfo, limits,
+    ApiError, Booking, BookingRequest, Gpures, HelloReply, Holder, LoginReply, Lookup, NewResource,
+    PROTOCOL_VERSION, PageRequest, Period, RegisterRequest, Reservation, ReservationChange,
+    ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role, StatusReport, Timeline,
+    Token, UserInfo, UserPage, limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -173,9 +174,15 @@ impl Gpures for Connection {
         Ok(self.service().update_resource(&actor, id, update).await?)
     }
 
-    async fn timeline(self, _: Context, token: Token, window: Period) -> Reply<Timeline> {
+    async fn timeline(
+        self,
+        _: Context,
+        token: Token,
+        window: Period,
+        page: PageRequest,
+    ) -> Reply<Timeline> {
         let actor = self.actor(&token).await?;
-        Ok(self.service().timeline(&actor, window).await?)
+        Ok(self.service().timeline(&actor, window, &page).await?)
     }
 
     async fn list_reservations(
@@ -183,9 +190,23 @@ impl Gpures for Connection {
         _: Context,
         token: Token,
         filter: ReservationFilter,
+        page: PageRequest,
+    ) -> Reply<ReservationPage> {
+        let actor = self.actor(&token).await?;
+        Ok(self
+            .service()
+            .list_reservations(&actor, &filter, &page)
+            .await?)
+    }
+
+    async fn find_reservations(
+        self,
+        _: Context,
+        token: Token,
+        lookup: Lookup,
     ) -> Reply<Vec<Reservation>> {
         let actor = self.actor(&token).await?;
-        Ok(self.service().list_reservations(&actor, &filter).await?)
+        Ok(self.service().find_reservations(&actor, &lookup).await?)
     }
 
     async fn create_booking(
@@ -220,6 +241,40 @@ impl Gpures for Connection {
     async fn release_now(self, _: Context, token: Token, id: Uuid) -> Reply<Reservation> {
         let actor = self.actor(&token).await?;
         Ok(self.service().release_now(&actor, id).await?)
+    }
+
+    async fn update_booking(
+        self,
+        _: Context,
+        token: Token,
+        booking_id: Uuid,
+        change: ReservationChange,
+    ) -> Reply<Vec<Reservation>> {
+        let actor = self.actor(&token).await?;
+        Ok(self
+            .service()
+            .update_booking(&actor, booking_id, change)
+            .await?)
+    }
+
+    async fn cancel_booking(
+        self,
+        _: Context,
+        token: Token,
+        booking_id: Uuid,
+    ) -> Reply<Vec<Reservation>> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().cancel_booking(&actor, booking_id).await?)
+    }
+
+    async fn release_booking(
+        self,
+        _: Context,
+        token: Token,
+        booking_id: Uuid,
+    ) -> Reply<Vec<Reservation>> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().release_booking(&actor, booking_id).await?)
     }
 
     async fn check_availability(
@@ -266,9 +321,15 @@ impl Gpures for Connection {
         Ok(*changes.borrow())
     }
 
-    async fn list_users(self, _: Context, token: Token) -> Reply<Vec<UserInfo>> {
+    async fn list_users(
+        self,
+        _: Context,
+        token: Token,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Reply<UserPage> {
         let actor = self.actor(&token).await?;
-        Ok(self.service().list_users(&actor).await?)
+        Ok(self.service().list_users(&actor, after, limit).await?)
     }
 
     async fn set_role(

@@ -17,8 +17,6 @@ pub(super) async fn register(
     name: String,
     password_stdin: bool,
 ) -> CliResult<()> {
-    let (tz, now) = (ctx.tz, ctx.now);
-    let _ = (tz, now);
     let password = read_password(password_stdin, true)?;
     let user = ctx.api(
         ctx.client
@@ -46,8 +44,7 @@ pub(super) async fn register(
 
 /// Logs in and saves the session.
 pub(super) async fn login(ctx: &Ctx, email: String, password_stdin: bool) -> CliResult<()> {
-    let (tz, now) = (ctx.tz, ctx.now);
-    let _ = (tz, now);
+    let tz = ctx.tz;
     let password = read_password(password_stdin, false)?;
     let login = match ctx.client.login(email, password).await {
         Ok(l) => l,
@@ -74,8 +71,6 @@ pub(super) async fn login(ctx: &Ctx, email: String, password_stdin: bool) -> Cli
 
 /// Forgets the session; `everywhere` revokes every token.
 pub(super) async fn logout(ctx: &Ctx, everywhere: bool) -> CliResult<()> {
-    let (tz, now) = (ctx.tz, ctx.now);
-    let _ = (tz, now);
     if everywhere {
         ctx.api(ctx.client.logout_everywhere().await)?;
     }
@@ -97,8 +92,6 @@ pub(super) async fn logout(ctx: &Ctx, everywhere: bool) -> CliResult<()> {
 
 /// Who the session belongs to.
 pub(super) async fn whoami(ctx: &Ctx) -> CliResult<()> {
-    let (tz, now) = (ctx.tz, ctx.now);
-    let _ = (tz, now);
     let me = ctx.api(ctx.client.whoami().await)?;
     if ctx.json {
         return ctx.print_json(&AccountJson::from(&me));

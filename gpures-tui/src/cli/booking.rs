@@ -5,14 +5,12 @@ use gpures_proto::{
 };
 use uuid::Uuid;
 
-use super::{CliResult, Ctx, Failure};
+use super::{CliResult, Ctx, Failure, Target};
 use crate::output::{self, ReservationJson, ResourceJson, table};
 use crate::timefmt::{parse_duration, parse_time};
 
 /// The bookable resources.
 pub(super) async fn resources(ctx: &Ctx) -> CliResult<()> {
-    let (tz, now) = (ctx.tz, ctx.now);
-    let _ = (tz, now);
     let rs = ctx.resources().await?;
     if ctx.json {
         return ctx.print_json(&rs.iter().map(ResourceJson::from).collect::<Vec<_>>());
@@ -49,7 +47,6 @@ pub(super) async fn ls(
     all: bool,
 ) -> CliResult<()> {
     let (tz, now) = (ctx.tz, ctx.now);
-    let _ = (tz, now);
     let resource_ids = ctx.resolve_resources(&resources).await?;
     let user_email = if mine {
         Some(ctx.api(ctx.client.whoami().await)?.email)
@@ -95,7 +92,6 @@ pub(super) async fn book(
     note: String,
 ) -> CliResult<()> {
     let (tz, now) = (ctx.tz, ctx.now);
-    let _ = (tz, now);
     let start = parse_time(&from, now, tz)?;
     let end = match (to, r#for) {
         (Some(t), _) => parse_time(&t, now, tz)?,
@@ -133,7 +129,8 @@ pub(super) async fn book(
     Ok(())
 }
 
-/// Moves, shortens, extends or re-notes a reservation.
+/// Moves, shortens, extends or re-notes a reservation, or a whole booking
+/// given by its id.
 pub(super) async fn edit(
     ctx: &Ctx,
     id: String,
@@ -142,8 +139,6 @@ pub(super) async fn edit(
     note: Option<String>,
 ) -> CliResult<()> {
     let (tz, now) = (ctx.tz, ctx.now);
-    let _ = (tz, now);
-    let r = ctx.find_reservation(&id).await?;
     let change = ReservationChange {
         start: from.map(|f| parse_time(&f, now, tz)).transpose()?,
         end: to.map(|t| parse_time(&t, now, tz)).transpose()?,
@@ -154,54 +149,68 @@ pub(super) async fn edit(
             "nothing to change: give --from, --to or --note",
         ));
     }
-    let r = ctx.api(ctx.client.update(r.id, change).await)?;
-    done(ctx, "changed", &r)?;
-    Ok(())
-}
-
-/// Extends a reservation's end.
-pub(super) async fn extend(ctx: &Ctx, id: String, by: String) -> CliResult<()> {
-    let (tz, now) = (ctx.tz, ctx.now);
-    let _ = (tz, now);
-    let span = parse_duration(&by)?;
-    let r = ctx.find_reservation(&id).await?;
-    let change = ReservationChange {
-        end: Some(span.add_to(r.period.end, tz)?),
-        ..Default::default()
+    let changed = match ctx.find_target(&id).await? {
+        Target::One(r) => vec![ctx.api(ctx.client.update(r.id, change).await)?],
+        Target::Booking(b, _) => ctx.api(ctx.client.update_booking(b, change).await)?,
     };
-    let r = ctx.api(ctx.client.update(r.id, change).await)?;
-    done(ctx, "extended", &r)?;
-    Ok(())
+    done(ctx, "changed", &changed)
 }
 
-/// Cancels a reservation.
+/// Extends a reservation's end, or a whole booking's.
+pub(super) async fn extend(ctx: &Ctx, id: String, by: String) -> CliResult<()> {
+    let span = parse_duration(&by)?;
+    let changed = match ctx.find_target(&id).await? {
+        Target::One(r) => {
+            let change = ReservationChange {
+                end: Some(span.add_to(r.period.end, ctx.tz)?),
+                ..Default::default()
+            };
+            vec![ctx.api(ctx.client.update(r.id, change).await)?]
+        }
+        Target::Booking(b, rs) => {
+            let end = rs.iter().map(|r| r.period.end).max().unwrap_or(ctx.now);
+            let change = ReservationChange {
+                end: Some(span.add_to(end, ctx.tz)?),
+                ..Default::default()
+            };
+            ctx.api(ctx.client.update_booking(b, change).await)?
+        }
+    };
+    done(ctx, "extended", &changed)
+}
+
+/// Cancels a reservation, or a whole booking.
 pub(super) async fn cancel(ctx: &Ctx, id: String) -> CliResult<()> {
-    let (tz, now) = (ctx.tz, ctx.now);
-    let _ = (tz, now);
-    let r = ctx.find_reservation(&id).await?;
-    let r = ctx.api(ctx.client.cancel(r.id).await)?;
-    done(ctx, "cancelled", &r)?;
-    Ok(())
+    let changed = match ctx.find_target(&id).await? {
+        Target::One(r) => vec![ctx.api(ctx.client.cancel(r.id).await)?],
+        Target::Booking(b, _) => ctx.api(ctx.client.cancel_booking(b).await)?,
+    };
+    done(ctx, "cancelled", &changed)
 }
 
-/// Ends a running reservation now.
+/// Ends a running reservation now, or every running one of a booking.
 pub(super) async fn release(ctx: &Ctx, id: String) -> CliResult<()> {
-    let (tz, now) = (ctx.tz, ctx.now);
-    let _ = (tz, now);
-    let r = ctx.find_reservation(&id).await?;
-    let r = ctx.api(ctx.client.release(r.id).await)?;
-    done(ctx, "released", &r)?;
-    Ok(())
+    let changed = match ctx.find_target(&id).await? {
+        Target::One(r) => vec![ctx.api(ctx.client.release(r.id).await)?],
+        Target::Booking(b, _) => ctx.api(ctx.client.release_booking(b).await)?,
+    };
+    done(ctx, "released", &changed)
 }
 
-fn done(ctx: &Ctx, what: &str, r: &Reservation) -> CliResult<()> {
+/// Prints what a change did: one reservation as a JSON object (as before),
+/// several (a booking) as an array.
+fn done(ctx: &Ctx, what: &str, rs: &[Reservation]) -> CliResult<()> {
     if ctx.json {
-        return ctx.print_json(&ReservationJson::new(r, ctx.tz));
+        return match rs {
+            [r] => ctx.print_json(&ReservationJson::new(r, ctx.tz)),
+            rs => ctx.print_json(
+                &rs.iter()
+                    .map(|r| ReservationJson::new(r, ctx.tz))
+                    .collect::<Vec<_>>(),
+            ),
+        };
     }
     println!("{what}:");
-    print!(
-        "{}",
-        output::reservations_table(std::slice::from_ref(r), ctx.tz)
-    );
+    print!("{}", output::reservations_table(rs, ctx.tz));
     Ok(())
 }

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use gpures_proto::{ApiError, Reservation, ReservationFilter, Resource, text};
+use gpures_proto::{ApiError, Lookup, Reservation, ReservationFilter, Resource, limits, text};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -296,6 +296,13 @@ fn client_failure(e: ClientError, tz: Tz) -> Failure {
 
 type CliResult<T> = Result<T, Failure>;
 
+/// What an id on the command line names.
+enum Target {
+    One(Reservation),
+    /// A booking's id, and its reservations.
+    Booking(Uuid, Vec<Reservation>),
+}
+
 /// A connection plus what every command needs.
 struct Ctx {
     client: Client,
@@ -346,42 +353,64 @@ impl Ctx {
             .collect()
     }
 
-    /// A reservation by full id or a unique prefix of at least 6 characters.
-    async fn find_reservation(&self, id: &str) -> CliResult<Reservation> {
+    /// What an id on the command line names: a reservation by its full id or
+    /// a unique prefix of 6+ hex digits, else a booking by its id or prefix.
+    /// Found by index lookups on the daemon, never by listing history.
+    async fn find_target(&self, id: &str) -> CliResult<Target> {
         let id = id.trim().to_lowercase();
-        let all_time = ReservationFilter {
-            include_cancelled: true,
-            ..Default::default()
-        };
         if let Ok(uuid) = Uuid::parse_str(&id) {
-            let all = self.list(all_time).await?;
-            return all
-                .into_iter()
-                .find(|r| r.id == uuid)
-                .ok_or_else(|| Failure::new(exit::ERROR, format!("no reservation {id}")));
+            if let Some(r) = self.api(self.client.find(Lookup::Id(uuid)).await)?.pop() {
+                return Ok(Target::One(r));
+            }
+            let booking = self.api(self.client.find(Lookup::Booking(uuid)).await)?;
+            if booking.is_empty() {
+                return Err(Failure::new(
+                    exit::ERROR,
+                    format!("no reservation or booking {id}"),
+                ));
+            }
+            return Ok(Target::Booking(uuid, booking));
         }
-        if id.chars().count() < 6 {
-            return Err(Failure::usage(
-                "give at least 6 characters of the reservation id",
-            ));
+        if id.chars().filter(|c| *c != '-').count() < limits::ID_PREFIX_MIN {
+            return Err(Failure::usage(format!(
+                "give at least {} characters of the reservation or booking id",
+                limits::ID_PREFIX_MIN
+            )));
         }
-        let matches: Vec<Reservation> = self
-            .list(all_time)
-            .await?
-            .into_iter()
+        let found = self.api(self.client.find(Lookup::Prefix(id.clone())).await)?;
+        let mut own: Vec<Reservation> = found
+            .iter()
             .filter(|r| r.id.to_string().starts_with(&id))
+            .cloned()
             .collect();
-        match matches.len() {
-            0 => Err(Failure::new(
+        match own.len() {
+            1 => return Ok(Target::One(own.remove(0))),
+            0 => {}
+            n => {
+                return Err(Failure::usage(format!(
+                    "{n} reservations start with {id}: give more characters"
+                )));
+            }
+        }
+        let mut bookings: Vec<Uuid> = found
+            .iter()
+            .map(|r| r.booking_id)
+            .filter(|b| b.to_string().starts_with(&id))
+            .collect();
+        bookings.sort_unstable();
+        bookings.dedup();
+        match bookings.as_slice() {
+            [] => Err(Failure::new(
                 exit::ERROR,
-                format!("no reservation starts with {id}"),
+                format!("no reservation or booking starts with {id}"),
             )),
-            1 => matches
-                .into_iter()
-                .next()
-                .ok_or_else(|| Failure::new(exit::ERROR, "vanished")),
-            n => Err(Failure::usage(format!(
-                "{n} reservations start with {id}: give more characters"
+            [b] => {
+                let rs = found.into_iter().filter(|r| r.booking_id == *b).collect();
+                Ok(Target::Booking(*b, rs))
+            }
+            many => Err(Failure::usage(format!(
+                "{} bookings start with {id}: give more characters",
+                many.len()
             ))),
         }
     }

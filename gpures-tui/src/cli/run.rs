@@ -11,8 +11,6 @@ use crate::timefmt::format_local;
 
 /// Runs a command on the GPUs held now (replaces this process).
 pub(super) async fn run(ctx: &Ctx, wait: bool, index: bool, command: Vec<String>) -> CliResult<()> {
-    let (tz, now) = (ctx.tz, ctx.now);
-    let _ = (tz, now);
     let devices = loop {
         match held_devices(ctx, index, &ctx.client.hello().host).await? {
             Held::Now(devices) => break devices,
@@ -40,8 +38,6 @@ pub(super) async fn run(ctx: &Ctx, wait: bool, index: bool, command: Vec<String>
 
 /// Prints `export CUDA_VISIBLE_DEVICES=…`.
 pub(super) async fn env(ctx: &Ctx, index: bool) -> CliResult<()> {
-    let (tz, now) = (ctx.tz, ctx.now);
-    let _ = (tz, now);
     match held_devices(ctx, index, &ctx.client.hello().host).await? {
         Held::Now(devices) => println!("export CUDA_VISIBLE_DEVICES={devices}"),
         Held::Next(text) | Held::Nothing(text) => {

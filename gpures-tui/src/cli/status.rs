@@ -9,8 +9,7 @@ use crate::timefmt::format_local;
 
 /// The status table (or JSON).
 pub(super) async fn status(ctx: &Ctx) -> CliResult<()> {
-    let (tz, now) = (ctx.tz, ctx.now);
-    let _ = (tz, now);
+    let tz = ctx.tz;
     let report = ctx.api(ctx.client.status().await)?;
     if ctx.json {
         #[derive(Serialize)]

@@ -56,7 +56,27 @@ pub async fn reconcile(
     };
     let active = {
         let mut conn = store.acquire().await?;
-        store::reservations::active_in_window(&mut conn, window).await?
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store::reservations::active_page(
+                &mut conn,
+                window,
+                after.as_ref(),
+                i64::from(gpures_proto::limits::PAGE_MAX),
+            )
+            .await?;
+            let full = page.len() == gpures_proto::limits::PAGE_MAX as usize;
+            after = page.last().map(|r| gpures_proto::Cursor {
+                start: r.period.start,
+                resource_name: r.resource_name.clone(),
+                id: r.id,
+            });
+            all.extend(page);
+            if !full {
+                break all;
+            }
+        }
     };
     let events = cal.list_managed(from, to).await?;
     let mut report = Reconciled::default();
