@@ -44,6 +44,7 @@ use crate::host::systemd;
 use crate::service::{Auth, Service, Settings};
 use crate::workers::calendar::{Calendar, CalendarWorker};
 use crate::workers::changes::ChangeListener;
+use crate::workers::db_supervisor::DbSupervisor;
 use crate::workers::gpu_monitor::GpuMonitor;
 use crate::workers::{ShutdownTrigger, WorkerHandle};
 
@@ -113,6 +114,17 @@ async fn serve(
     let service = Service::new(store.clone(), auth, settings(config));
     let (trigger, down) = ShutdownTrigger::new();
     let mut workers: Vec<WorkerHandle> = Vec::new();
+    // A worker that finds the daemon cannot go on says why here.
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<String>(1);
+    if let Some(cluster) = database.cluster() {
+        workers.push(
+            DbSupervisor {
+                cluster: Arc::clone(cluster),
+                fatal: fatal_tx.clone(),
+            }
+            .start(trigger.subscribe()),
+        );
+    }
 
     let (changes, listener_task) = ChangeListener {
         pool: store.pool().clone(),
@@ -185,17 +197,29 @@ async fn serve(
     if let Some(every) = notifier.watchdog_interval() {
         let ping = systemd::Notifier::clone_target(notifier);
         let mut down = trigger.subscribe();
+        let store = store.clone();
         workers.push(WorkerHandle::spawn("watchdog", async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
                     _ = down.requested() => return,
-                    _ = tick.tick() => ping.notify("WATCHDOG=1"),
+                    _ = tick.tick() => {}
+                }
+                // Alive means able to serve: no ping while the database is
+                // gone, so systemd restarts a daemon that cannot recover.
+                if database_answers(&store, every).await {
+                    ping.notify("WATCHDOG=1");
+                } else {
+                    tracing::warn!("the database does not answer; withholding the watchdog ping");
                 }
             }
         }));
     }
-    shutdown.await;
+    drop(fatal_tx);
+    let fatal = tokio::select! {
+        _ = shutdown => None,
+        Some(reason) = fatal_rx.recv() => Some(reason),
+    };
     tracing::info!("shutting down");
     notifier.notify("STOPPING=1");
     trigger.trigger();
@@ -208,7 +232,19 @@ async fn serve(
     if let Some(path) = bound {
         let _ = std::fs::remove_file(path);
     }
-    Ok(())
+    match fatal {
+        Some(reason) => Err(anyhow::anyhow!(reason)),
+        None => Ok(()),
+    }
+}
+
+/// Whether `SELECT 1` answers within `within`.
+async fn database_answers(store: &store::Store, within: Duration) -> bool {
+    let probe = async {
+        let mut conn = store.acquire().await.ok()?;
+        sqlx::query("SELECT 1").execute(&mut *conn).await.ok()
+    };
+    matches!(tokio::time::timeout(within, probe).await, Ok(Some(_)))
 }
 
 /// What systemd handed the process before any thread started.

@@ -273,3 +273,142 @@ async fn a_restart_right_after_a_crash_comes_up_within_seconds_on_a_relative_sta
     let status = second.wait().expect("wait");
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn the_daemon_restarts_its_embedded_postgres_when_it_dies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("gpures.sock");
+    let (mut serve, _) = serve_relative(dir.path(), &socket).await;
+    let state = dir.path().join("state");
+    let (ok, out) = admin(&state, &["resource", "add", "gpu0", "--gpu-index", "0"]);
+    assert!(ok, "{out}");
+    let client = connect(&socket).await.expect("client");
+    client
+        .register(
+            context::current(),
+            RegisterRequest {
+                email: "pg@lab.kr".into(),
+                display_name: "PG".into(),
+                password: "a long enough password".into(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("register");
+    let token = client
+        .login(
+            context::current(),
+            "pg@lab.kr".into(),
+            "a long enough password".into(),
+        )
+        .await
+        .expect("rpc")
+        .expect("login")
+        .token;
+    let gpu = client
+        .list_resources(context::current(), token.clone(), false)
+        .await
+        .expect("rpc")
+        .expect("resources")[0]
+        .id;
+    let start = chrono::DurationRound::duration_trunc(
+        chrono::Utc::now() + chrono::TimeDelta::hours(2),
+        chrono::TimeDelta::minutes(1),
+    )
+    .expect("trunc");
+    let booked = client
+        .create_booking(
+            context::current(),
+            token.clone(),
+            gpures_proto::BookingRequest {
+                request_id: uuid::Uuid::new_v4(),
+                resources: vec![gpu],
+                period: gpures_proto::Period {
+                    start,
+                    end: start + chrono::TimeDelta::hours(1),
+                },
+                note: String::new(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("book");
+
+    // Kill the postmaster outright.
+    let pid_file = std::fs::read_to_string(state.join("pg/data/postmaster.pid")).expect("pid file");
+    let pid: libc::pid_t = pid_file
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("pid");
+    // SAFETY: kill(2) on the embedded postmaster's pid.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+
+    // Served again within 15 s, with nothing lost.
+    let killed = Instant::now();
+    let listed = loop {
+        let reply = client
+            .list_reservations(
+                context::current(),
+                token.clone(),
+                gpures_proto::ReservationFilter::default(),
+                gpures_proto::PageRequest::default(),
+            )
+            .await
+            .expect("rpc");
+        match reply {
+            Ok(page) => break page.reservations,
+            Err(e) => {
+                assert!(
+                    killed.elapsed() < Duration::from_secs(15),
+                    "still failing after 15 s: {e:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert!(
+        listed.iter().any(|r| r.id == booked.reservations[0].id),
+        "the booking survived"
+    );
+    let pid = libc::pid_t::try_from(serve.id()).expect("pid");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = serve.wait().expect("wait");
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn a_database_that_cannot_come_back_makes_the_daemon_exit_non_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("gpures.sock");
+    let (mut serve, _) = serve_relative(dir.path(), &socket).await;
+    let data = dir.path().join("state/pg/data");
+    let pid_file = std::fs::read_to_string(data.join("postmaster.pid")).expect("pid file");
+    let pid: libc::pid_t = pid_file
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("pid");
+    // Take the data directory away from the cluster's user, then kill it.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    // SAFETY: kill(2) on the embedded postmaster's pid.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = serve.try_wait().expect("try_wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            let _ = serve.kill();
+            let _ = serve.wait();
+            panic!("the daemon kept running without a database");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).expect("chmod back");
+    assert!(
+        !status.success(),
+        "exits non-zero so systemd restarts it: {status}"
+    );
+}

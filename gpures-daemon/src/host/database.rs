@@ -3,6 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use sqlx::postgres::PgConnectOptions;
@@ -16,7 +17,7 @@ use crate::store::Store;
 #[derive(Debug)]
 pub struct Database {
     pub store: Store,
-    cluster: Option<Cluster>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Database {
@@ -29,7 +30,7 @@ impl Database {
     }
 
     /// The embedded cluster, if the database is embedded.
-    pub fn cluster(&self) -> Option<&Cluster> {
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.cluster.as_ref()
     }
 }
@@ -69,7 +70,7 @@ pub async fn open_database(config: &Config, cluster_options: ClusterOptions) -> 
     );
     Ok(Database {
         store,
-        cluster: Some(cluster),
+        cluster: Some(Arc::new(cluster)),
     })
 }
 

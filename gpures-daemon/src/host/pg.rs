@@ -83,12 +83,24 @@ struct Owned {
     exited: Arc<(Mutex<bool>, Condvar)>,
 }
 
-/// A running embedded cluster.
+/// What it takes to start the server again (a cluster this process runs).
+#[derive(Debug)]
+struct Spawn {
+    bin: PathBuf,
+    data: PathBuf,
+    owner: Option<unix::User>,
+    options: ClusterOptions,
+}
+
+/// A running embedded cluster. The server this process started can be
+/// restarted through a shared reference ([`Cluster::restart`]), so a
+/// supervisor can bring it back while the pool keeps its handle.
 #[derive(Debug)]
 pub struct Cluster {
     root: PathBuf,
     socket_dir: PathBuf,
-    owned: Option<Owned>,
+    owned: Mutex<Option<Owned>>,
+    spawn: Option<Spawn>,
 }
 
 impl Cluster {
@@ -118,10 +130,11 @@ impl Cluster {
                     .map_err(io_err(format!("chown {}", path.display())))?;
             }
         }
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             root: root.to_owned(),
             socket_dir: run.clone(),
-            owned: None,
+            owned: Mutex::new(None),
+            spawn: None,
         };
         if !data.join("PG_VERSION").exists() {
             initdb(&bin, &data, owner.as_ref(), options)?;
@@ -143,22 +156,69 @@ impl Cluster {
                 return Ok(cluster);
             }
         }
-        // A crash left these behind: the server would refuse to start.
-        let _ = fs::remove_file(&pid_file);
-        let _ = fs::remove_file(run.join(format!(".s.PGSQL.{PORT}.lock")));
-        let owned = spawn_postgres(
-            &bin,
-            &data,
-            &run,
-            &cluster.log_path(),
-            owner.as_ref(),
+        cluster.spawn = Some(Spawn {
+            bin,
+            data,
+            owner,
             options,
-        )?;
-        let mut cluster = cluster;
-        cluster.owned = Some(owned);
-        wait_ready(&pid_file, cluster.owned.as_ref(), &cluster.log_path())?;
+        });
+        cluster.start_server()?;
         tracing::info!(dir = %root.display(), "embedded PostgreSQL is ready");
         Ok(cluster)
+    }
+
+    /// Starts the server of a cluster this process runs and waits until it
+    /// is ready. Blocking.
+    fn start_server(&self) -> Result<()> {
+        let Some(spawn) = &self.spawn else {
+            return Ok(());
+        };
+        let pid_file = spawn.data.join("postmaster.pid");
+        // A crash left these behind: the server would refuse to start.
+        let _ = fs::remove_file(&pid_file);
+        let _ = fs::remove_file(self.socket_dir.join(format!(".s.PGSQL.{PORT}.lock")));
+        let owned = spawn_postgres(
+            &spawn.bin,
+            &spawn.data,
+            &self.socket_dir,
+            &self.log_path(),
+            spawn.owner.as_ref(),
+            spawn.options,
+        )?;
+        let ready = wait_ready(&pid_file, Some(&owned), &self.log_path());
+        if let Ok(mut slot) = self.owned.lock() {
+            *slot = Some(owned);
+        }
+        ready
+    }
+
+    /// Whether the server this process started has exited (a cluster it
+    /// only attached to is never reported).
+    pub fn has_exited(&self) -> bool {
+        self.owned
+            .lock()
+            .ok()
+            .and_then(|o| {
+                o.as_ref()
+                    .map(|o| o.exited.0.lock().map(|d| *d).unwrap_or(true))
+            })
+            .unwrap_or(false)
+    }
+
+    /// Starts the server again after it exited. Blocking.
+    ///
+    /// # Errors
+    /// The server did not come back (see the log it names).
+    pub fn restart(&self) -> Result<()> {
+        if self.spawn.is_none() {
+            return Ok(());
+        }
+        if let Some(pid) = running_postmaster(&self.root.join("data/postmaster.pid")) {
+            // What is left of the old server (backends of a killed
+            // postmaster) has to go before a new one can start.
+            wait_exit(pid, STOP_TIMEOUT)?;
+        }
+        self.start_server()
     }
 
     /// Connection options for `database` in this cluster.
@@ -183,17 +243,17 @@ impl Cluster {
     /// Stops the server if this process started it (fast shutdown: open
     /// transactions roll back, committed data is safe) and waits for it.
     /// Blocking.
-    pub fn stop(mut self) {
+    pub fn stop(&self) {
         self.stop_inner();
     }
 
     /// Stops the server by pid: for `atexit` handlers that cannot own `self`.
     pub fn pid(&self) -> Option<u32> {
-        self.owned.as_ref().map(|o| o.pid)
+        self.owned.lock().ok()?.as_ref().map(|o| o.pid)
     }
 
-    fn stop_inner(&mut self) {
-        let Some(owned) = self.owned.take() else {
+    fn stop_inner(&self) {
+        let Some(owned) = self.owned.lock().ok().and_then(|mut o| o.take()) else {
             return;
         };
         unix::kill(owned.pid, libc::SIGINT);

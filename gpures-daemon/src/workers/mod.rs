@@ -6,9 +6,11 @@
 //! - [`changes`]: LISTEN/NOTIFY into a change counter and the account cache.
 //! - [`calendar`]: delivers the calendar outbox to Google, and repairs.
 //! - [`gpu_monitor`]: samples this host's GPUs into `host_telemetry`.
+//! - [`db_supervisor`]: restarts the embedded PostgreSQL when it dies.
 
 pub mod calendar;
 pub mod changes;
+pub mod db_supervisor;
 pub mod gpu_monitor;
 
 use std::future::Future;
