@@ -641,3 +641,237 @@ async fn sigkill_with_200_changes_pending_loses_and_duplicates_nothing() {
     let _ = daemon.wait().await;
     store.close().await;
 }
+
+/// The daemon's own calendar client, for running a repair in the test.
+async fn calendar_of(lab: &Lab) -> gpures_daemon::workers::calendar::Calendar {
+    let mut config = Config::default();
+    calendar_config(&mut config, &lab.fake, &lab.key);
+    gpures_daemon::workers::calendar::Calendar::connect(&config.calendar, "test-host")
+        .await
+        .expect("calendar")
+}
+
+fn window() -> (chrono::DateTime<Utc>, chrono::DateTime<Utc>) {
+    let now = Utc::now();
+    (now - TimeDelta::days(1), now + TimeDelta::days(14))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_during_edits_never_writes_stale_state_and_a_second_changes_nothing() {
+    let lab = lab_with(|_| {}).await;
+    let (c, t, g) = (&lab.client, lab.token.as_str(), &lab.gpus);
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(
+            book(
+                c,
+                t,
+                vec![g[usize::try_from(i % 4).expect("i")]],
+                slot(2 + 3 * i, 1),
+            )
+            .await[0]
+                .id,
+        );
+    }
+    assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(10)).await;
+    let cal = calendar_of(&lab).await;
+    let (from, to) = window();
+    // Repairs run while every reservation moves by an hour.
+    let repairs = {
+        let store = lab.daemon.store.clone();
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                gpures_daemon::workers::calendar::reconcile(&cal, &store, from, to)
+                    .await
+                    .expect("repair");
+            }
+            cal
+        })
+    };
+    for id in &ids {
+        let r = c
+            .find_reservations(context::current(), t.into(), gpures_proto::Lookup::Id(*id))
+            .await
+            .expect("rpc")
+            .expect("find");
+        c.update_reservation(
+            context::current(),
+            t.into(),
+            *id,
+            gpures_proto::ReservationChange {
+                end: Some(r[0].period.end + TimeDelta::hours(1)),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("move");
+    }
+    let cal = repairs.await.expect("join");
+    // Every event ends with the reservation's latest state.
+    assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(10)).await;
+    let again = gpures_daemon::workers::calendar::reconcile(&cal, &lab.daemon.store, from, to)
+        .await
+        .expect("repair");
+    assert_eq!(again.queued() + again.deleted, 0, "{again:?}");
+    assert_eq!(again.unchanged, 10);
+    lab.daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_over_several_pages_during_a_booking_keeps_the_new_event() {
+    let lab = lab_with(|_| {}).await;
+    let (c, t, g) = (&lab.client, lab.token.as_str(), &lab.gpus);
+    // 280 events: more than one page of 250.
+    for i in 0..70 {
+        book(c, t, g.clone(), slot(2 + i, 1)).await;
+    }
+    assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(30)).await;
+    assert_eq!(lab.fake.events().len(), 280);
+    let cal = calendar_of(&lab).await;
+    let (from, to) = window();
+    let store = lab.daemon.store.clone();
+    let repair = tokio::spawn(async move {
+        gpures_daemon::workers::calendar::reconcile(&cal, &store, from, to).await
+    });
+    let new = book(c, t, vec![g[0]], slot(100, 1)).await;
+    let report = repair.await.expect("join").expect("repair");
+    assert_eq!(report.deleted, 0, "{report:?}");
+    assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(10)).await;
+    assert!(
+        lab.fake.events().contains_key(&event_id(new[0].id)),
+        "the booking made during the repair keeps its event"
+    );
+    lab.daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_moved_into_the_window_by_hand_is_moved_back_not_deleted() {
+    let lab = lab_with(|_| {}).await;
+    let (c, t, g) = (&lab.client, lab.token.as_str(), &lab.gpus);
+    // 20 days ahead: outside the periodic repair's two weeks.
+    let far = book(c, t, vec![g[0]], slot(20 * 24, 2)).await;
+    assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(10)).await;
+    let next_week = slot(7 * 24, 2);
+    lab.fake.edit_event(&event_id(far[0].id), |e| {
+        e["start"]["dateTime"] = next_week.start.to_rfc3339().into();
+        e["end"]["dateTime"] = next_week.end.to_rfc3339().into();
+    });
+    let cal = calendar_of(&lab).await;
+    let (from, to) = window();
+    let report = gpures_daemon::workers::calendar::reconcile(&cal, &lab.daemon.store, from, to)
+        .await
+        .expect("repair");
+    assert_eq!((report.updated, report.deleted), (1, 0), "{report:?}");
+    assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(10)).await;
+    lab.daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_success_clears_an_earlier_failure_and_tokens_expire_harmlessly() {
+    let lab = lab_with(|f| f.set_token_lifetime(2)).await;
+    let (c, t, g) = (&lab.client, lab.token.as_str(), &lab.gpus);
+    lab.fake.fail_next(1, 403, "requiredAccessLevel");
+    let r = book(c, t, vec![g[0]], slot(3, 1)).await;
+    let started = Instant::now();
+    loop {
+        if outbox(&lab.daemon.store).await.1 == 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never failed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failed = c
+        .find_reservations(
+            context::current(),
+            t.into(),
+            gpures_proto::Lookup::Id(r[0].id),
+        )
+        .await
+        .expect("rpc")
+        .expect("find");
+    assert!(matches!(failed[0].sync, gpures_proto::SyncState::Failed(_)));
+    // Tokens live 2 s: the client gets new ones as they expire.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.update_reservation(
+        context::current(),
+        t.into(),
+        r[0].id,
+        gpures_proto::ReservationChange {
+            note: Some("fixed".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("rpc")
+    .expect("edit");
+    // The edit's delivery succeeds and takes the old failure with it.
+    let started = Instant::now();
+    while outbox(&lab.daemon.store).await != (0, 0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the failure stayed: {:?}",
+            outbox(&lab.daemon.store).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(10)).await;
+    let now = c
+        .find_reservations(
+            context::current(),
+            t.into(),
+            gpures_proto::Lookup::Id(r[0].id),
+        )
+        .await
+        .expect("rpc")
+        .expect("find");
+    assert_eq!(now[0].sync, gpures_proto::SyncState::Synced);
+    let status = c
+        .status(context::current(), t.into())
+        .await
+        .expect("rpc")
+        .expect("status");
+    assert_eq!(status.calendar.map(|c| c.failed), Some(0));
+    lab.daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_update_known_events_without_a_refused_insert_first() {
+    let lab = lab_with(|_| {}).await;
+    let (c, t, g) = (&lab.client, lab.token.as_str(), &lab.gpus);
+    let r = book(c, t, vec![g[0]], slot(3, 1)).await;
+    assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(10)).await;
+    for i in 0..5 {
+        c.update_reservation(
+            context::current(),
+            t.into(),
+            r[0].id,
+            gpures_proto::ReservationChange {
+                note: Some(format!("edit {i}")),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("edit");
+        assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(10)).await;
+    }
+    assert_eq!(lab.fake.conflicts(), 0, "no insert was refused with 409");
+    // An event deleted by hand is written again by an insert after the
+    // update finds it gone.
+    lab.fake.delete_event(&event_id(r[0].id));
+    c.update_reservation(
+        context::current(),
+        t.into(),
+        r[0].id,
+        gpures_proto::ReservationChange {
+            note: Some("after a hand delete".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("rpc")
+    .expect("edit");
+    assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(10)).await;
+    lab.daemon.stop().await.expect("stop");
+}

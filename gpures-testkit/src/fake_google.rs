@@ -6,6 +6,14 @@
 //!
 //! Calendars: [`CALENDAR`] works; [`UNSHARED`] answers 403 (not shared with
 //! the service account); any other id answers 404.
+//!
+//! As Google does: the calendar is shared with the service account as a
+//! writer, so a token for an owner-only scope (`calendar.events.owned…`)
+//! gets 403 `insufficientPermissions`; tokens expire (see
+//! [`FakeGoogle::set_token_lifetime`]) and a stale one gets 401; deleted
+//! events are kept as `cancelled` (get still answers, a second delete is
+//! 410, inserting the id again is 409); `created`/`updated` are RFC 3339
+//! strings; lists come in pages of 250 (or `maxResults`).
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -41,13 +49,17 @@ struct State {
     events: HashMap<String, (Value, bool)>,
     /// Successful inserts per event id: more than one would be a duplicate.
     inserts: HashMap<String, u32>,
+    /// Inserts refused because the id exists (409).
+    conflicts: u64,
     faults: VecDeque<Fault>,
     token_down: bool,
     /// Every Calendar call answers 503 (Google unreachable).
     down: bool,
     calls: u64,
-    /// Access token → the scope it was issued for.
-    tokens: HashMap<String, String>,
+    /// Access token → the scope it was issued for, and when.
+    tokens: HashMap<String, (String, std::time::Instant)>,
+    /// Seconds a token lives (`expires_in`); an older one gets 401.
+    token_lifetime: Option<u64>,
 }
 
 /// The scopes that may read and write the events of a calendar shared with
@@ -193,6 +205,11 @@ impl FakeGoogle {
         self.with(|s| s.faults.clear());
     }
 
+    /// Tokens from now on live `secs` seconds; older ones get 401, as at Google.
+    pub fn set_token_lifetime(&self, secs: u64) {
+        self.with(|s| s.token_lifetime = Some(secs));
+    }
+
     pub fn set_token_down(&self, down: bool) {
         self.with(|s| s.token_down = down);
     }
@@ -211,6 +228,11 @@ impl FakeGoogle {
                 .map(|(k, (v, _))| (k.clone(), v.clone()))
                 .collect()
         })
+    }
+
+    /// Inserts refused with 409 because the event existed.
+    pub fn conflicts(&self) -> u64 {
+        self.with(|s| s.conflicts)
     }
 
     /// The most successful inserts of any one event id (1 means no duplicate).
@@ -350,21 +372,30 @@ async fn handle(
             ));
         }
         let scope = assertion_scope(&body).unwrap_or_default();
-        let token = {
+        let (token, lifetime) = {
             let mut s = lock();
             let token = format!("fake-access-token-{}", s.tokens.len());
-            s.tokens.insert(token.clone(), scope);
-            token
+            s.tokens
+                .insert(token.clone(), (scope, std::time::Instant::now()));
+            (token, s.token_lifetime.unwrap_or(3600))
         };
         return Ok(respond(
             200,
-            Some(json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600})),
+            Some(json!({"access_token": token, "token_type": "Bearer", "expires_in": lifetime})),
         ));
     }
     // The calendar is shared with the account as a writer: a token for a
     // scope that covers only owned calendars is refused, as Google does.
-    let scope = bearer.and_then(|t| lock().tokens.get(&t).cloned());
-    let Some(scope) = scope else {
+    let token = bearer.and_then(|t| {
+        let s = lock();
+        let lifetime = Duration::from_secs(s.token_lifetime.unwrap_or(3600));
+        s.tokens
+            .get(&t)
+            .filter(|(_, issued)| issued.elapsed() < lifetime)
+            .map(|(scope, _)| scope.clone())
+    });
+    // Unknown or expired: as Google answers a stale token.
+    let Some(scope) = token else {
         return Ok(google_error(401, "authError", "Invalid Credentials"));
     };
     if !scope.split(' ').any(|s| WRITER_SCOPES.contains(&s)) {
@@ -424,6 +455,7 @@ async fn handle(
                 .map(str::to_owned)
                 .unwrap_or_else(|| format!("auto{}", s.calls));
             if s.events.contains_key(&id) {
+                s.conflicts += 1;
                 return Ok(google_error(
                     409,
                     "duplicate",
@@ -432,6 +464,9 @@ async fn handle(
             }
             ev["id"] = json!(id);
             ev["status"] = json!("confirmed");
+            let now = chrono::Utc::now().to_rfc3339();
+            ev["created"] = json!(now);
+            ev["updated"] = json!(now);
             s.events.insert(id.clone(), (ev.clone(), false));
             *s.inserts.entry(id).or_default() += 1;
             respond(200, Some(ev))
@@ -509,6 +544,7 @@ async fn handle(
                         }
                     }
                     merged["id"] = json!(id);
+                    merged["updated"] = json!(chrono::Utc::now().to_rfc3339());
                     let cancelled =
                         merged.get("status").and_then(Value::as_str) == Some("cancelled");
                     *entry = (merged.clone(), cancelled);

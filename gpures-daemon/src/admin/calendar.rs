@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result};
 use crate::cli::CalendarCommand;
 use crate::config::Config;
 use crate::store::outbox;
-use crate::workers::calendar::{Calendar, reconcile};
+use crate::workers::calendar::{Calendar, deliver_all, reconcile};
 
 /// Runs a `calendar` command.
 ///
@@ -64,6 +64,17 @@ async fn resync(config: &Config, from: Option<&str>, to: Option<&str>) -> Result
             outbox::retry_failed(&mut conn).await?
         };
         let r = reconcile(&cal, &database.store, from, to).await?;
+        // Deliver what the repair queued (a running daemon may too: claims
+        // keep each write single).
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
+        deliver_all(
+            &cal,
+            &database.store,
+            config.calendar.writes_per_sec,
+            std::time::Duration::from_millis(config.calendar.retry_base_ms.max(1)),
+            deadline,
+        )
+        .await?;
         println!(
             "calendar resynced from {from} to {to}: {} created, {} updated, {} deleted, {} already right; {retried} refused changes queued again",
             r.created, r.updated, r.deleted, r.unchanged

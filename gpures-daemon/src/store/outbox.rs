@@ -147,6 +147,35 @@ pub async fn finish(conn: &mut PgConnection, claimed: &Claimed, delivery: &Deliv
     Ok(())
 }
 
+/// Whether the event of `reservation_id` is known to exist.
+pub async fn event_known(conn: &mut PgConnection, reservation_id: Uuid) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM calendar_events WHERE reservation_id = $1)",
+    )
+    .bind(reservation_id)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// Records that the event of `reservation_id` exists (`true`) or is gone.
+pub async fn set_event_known(
+    conn: &mut PgConnection,
+    reservation_id: Uuid,
+    exists: bool,
+) -> Result<()> {
+    let sql = if exists {
+        "INSERT INTO calendar_events (reservation_id) VALUES ($1)
+         ON CONFLICT (reservation_id) DO UPDATE SET written_at = now()"
+    } else {
+        "DELETE FROM calendar_events WHERE reservation_id = $1"
+    };
+    sqlx::query(sql)
+        .bind(reservation_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Gives every failed row another chance (after a configuration change,
 /// or `calendar resync`).
 pub async fn retry_failed(conn: &mut PgConnection) -> Result<u64> {

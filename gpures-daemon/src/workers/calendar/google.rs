@@ -248,12 +248,32 @@ impl Calendar {
         }
     }
 
-    /// Makes the event of `r` exist and match it: insert, or update on 409.
+    /// Makes the event of `r` exist and match it. When the event is known to
+    /// exist (`known`), an update (an insert if Google no longer has it);
+    /// else an insert (an update when Google answers 409: it exists).
     ///
     /// # Errors
     /// [`SyncError`].
-    pub async fn upsert(&self, r: &Reservation) -> Result<Written, SyncError> {
+    pub async fn upsert(&self, r: &Reservation, known: bool) -> Result<Written, SyncError> {
         let event = self.event_for(r);
+        let id = event_id(r.id);
+        if known {
+            match self
+                .timed(
+                    "update",
+                    self.hub
+                        .events()
+                        .update(event.clone(), &self.calendar_id, &id)
+                        .add_scope(SCOPE)
+                        .doit(),
+                )
+                .await
+            {
+                Ok(_) => return Ok(Written::Updated),
+                Err(SyncError::Permanent(m)) if m.contains("404") => {}
+                Err(e) => return Err(e),
+            }
+        }
         let inserted = self
             .timed(
                 "insert",
@@ -271,7 +291,7 @@ impl Calendar {
                     "update",
                     self.hub
                         .events()
-                        .update(event, &self.calendar_id, &event_id(r.id))
+                        .update(event, &self.calendar_id, &id)
                         .add_scope(SCOPE)
                         .doit(),
                 )
@@ -326,6 +346,27 @@ impl Calendar {
         let mut out = Vec::new();
         let mut page: Option<String> = None;
         loop {
+            let events = self.list_page(from, to, page.as_deref()).await?;
+            out.extend(events.items.unwrap_or_default());
+            match events.next_page_token {
+                Some(p) if !p.is_empty() => page = Some(p),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// One page of our events; a transient failure is tried again (1, 2, 4,
+    /// 8 s apart) instead of ending the repair.
+    async fn list_page(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        page: Option<&str>,
+    ) -> Result<google_calendar3::api::Events, SyncError> {
+        let mut delay = Duration::from_secs(1);
+        let mut tries = 0;
+        loop {
+            tries += 1;
             let mut call = self
                 .hub
                 .events()
@@ -336,14 +377,17 @@ impl Calendar {
                 .time_max(to)
                 .single_events(true)
                 .max_results(250);
-            if let Some(p) = &page {
+            if let Some(p) = page {
                 call = call.page_token(p);
             }
-            let (_, events) = self.timed("list", call.doit()).await?;
-            out.extend(events.items.unwrap_or_default());
-            match events.next_page_token {
-                Some(p) if !p.is_empty() => page = Some(p),
-                _ => return Ok(out),
+            match self.timed("list", call.doit()).await {
+                Ok((_, events)) => return Ok(events),
+                Err(SyncError::Retry(m)) if tries < 5 => {
+                    tracing::warn!(error = %m, "listing the calendar failed; trying the page again");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -352,9 +396,9 @@ impl Calendar {
     ///
     /// # Errors
     /// [`SyncError`].
-    pub async fn apply(&self, r: &Reservation) -> Result<Written, SyncError> {
+    pub async fn apply(&self, r: &Reservation, known: bool) -> Result<Written, SyncError> {
         match r.status {
-            ReservationStatus::Active => self.upsert(r).await,
+            ReservationStatus::Active => self.upsert(r, known).await,
             ReservationStatus::Cancelled => self.delete(r.id).await,
         }
     }
@@ -538,6 +582,9 @@ fn classify(e: google_calendar3::Error, what: &str) -> SyncError {
     let msg = |s: &str| format!("{what}: {s}");
     match (status, &e) {
         (Some(429), _) => SyncError::Retry(msg(&format!("429 rate limited ({reason})"))),
+        // A stale or revoked access token: the next attempt fetches a new
+        // one (a key Google no longer accepts fails at that exchange).
+        (Some(401), _) => SyncError::Retry(msg(&format!("401 token refused ({reason})"))),
         (Some(403), _)
             if reason.contains("rateLimitExceeded") || reason.contains("userRateLimitExceeded") =>
         {

@@ -95,6 +95,7 @@ impl CalendarWorker {
                         Duration::from_secs(2)
                     }
                 };
+                let mut wait = wait;
                 if tokio::time::Instant::now() >= next_reconcile {
                     let now = Utc::now();
                     match reconcile(
@@ -105,7 +106,13 @@ impl CalendarWorker {
                     )
                     .await
                     {
-                        Ok(r) => tracing::info!(?r, "calendar reconciled"),
+                        Ok(r) => {
+                            tracing::info!(?r, "calendar reconciled");
+                            if r.queued() > 0 {
+                                // Deliver what the repair queued now.
+                                wait = Duration::ZERO;
+                            }
+                        }
                         Err(e) => tracing::warn!(error = %e, "Failed to reconcile the calendar"),
                     }
                     next_reconcile = tokio::time::Instant::now() + reconcile_every;
@@ -126,6 +133,38 @@ impl CalendarWorker {
             }
         })
     }
+}
+
+/// Delivers the outbox until nothing is due (or `deadline` passes), as the
+/// worker does: for `calendar resync`, which wants its repair on the calendar
+/// before it reports. Several processes delivering at once is safe (claims).
+///
+/// # Errors
+/// The database failed.
+pub async fn deliver_all(
+    cal: &Calendar,
+    store: &Store,
+    writes_per_sec: f64,
+    retry_first: Duration,
+    deadline: tokio::time::Instant,
+) -> Result<usize, StoreError> {
+    let spacing = Duration::from_secs_f64(1.0 / writes_per_sec.max(0.1));
+    let mut last_write = tokio::time::Instant::now() - spacing;
+    let (_trigger, never) = super::ShutdownTrigger::new();
+    let mut total = 0;
+    while tokio::time::Instant::now() < deadline {
+        let p = deliver_due(cal, store, spacing, retry_first, &mut last_write, &never).await?;
+        total += p.delivered;
+        if p.delivered == 0 {
+            match p.next_due {
+                Some(t) if t <= Utc::now() + TimeDelta::seconds(2) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                _ => break,
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// What one delivery pass did.
@@ -164,11 +203,13 @@ async fn deliver_due(
         // The client-side rate limit.
         tokio::time::sleep_until(*last_write + spacing).await;
         *last_write = tokio::time::Instant::now();
+        let known = outbox::event_known(&mut tx, rid).await?;
         let outcome = match &current {
-            Some(r) => cal.apply(r).await,
+            Some(r) => cal.apply(r, known).await,
             None => cal.delete(rid).await,
         };
         let id = event_id(rid);
+        let written = outcome.as_ref().ok().copied();
         let delivery = match outcome {
             Ok(w) => {
                 match w {
@@ -187,6 +228,9 @@ async fn deliver_due(
                 Delivery::Failed(m)
             }
         };
+        if let Some(w) = written {
+            outbox::set_event_known(&mut tx, rid, w != Written::Deleted).await?;
+        }
         outbox::finish(&mut tx, &claimed, &delivery).await?;
         if matches!(delivery, Delivery::Failed(_)) {
             // Clients show the failure: tell them.

@@ -1,14 +1,18 @@
 //! Repair: [`reconcile`] makes the calendar equal to the database over a
-//! window (used by `calendar resync` and the worker's periodic pass).
+//! window (used by `calendar resync` and the worker's periodic pass) by
+//! queueing work for the outbox worker, never by writing from its own
+//! snapshot.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use google_calendar3::api::{Event, EventDateTime};
+use gpures_proto::{Cursor, Reservation, ReservationStatus, limits};
 use thiserror::Error;
 use uuid::Uuid;
 
 use super::google::{Calendar, PROP_RESERVATION, SyncError, event_id};
+use crate::store::outbox::{self, Operation};
 use crate::store::{self, Store, StoreError};
 
 /// Why a repair stopped.
@@ -20,13 +24,23 @@ pub enum RepairError {
     Google(#[from] SyncError),
 }
 
-/// What a reconciliation changed.
+/// What a repair found and did. `created` and `updated` were queued for the
+/// worker, which writes each reservation's current state under its claim;
+/// `deleted` events carried gpures' mark but belong to no reservation at all
+/// (or duplicate one) and were deleted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Reconciled {
     pub created: usize,
     pub updated: usize,
     pub deleted: usize,
     pub unchanged: usize,
+}
+
+impl Reconciled {
+    /// Changes queued for the worker.
+    pub fn queued(&self) -> usize {
+        self.created + self.updated
+    }
 }
 
 fn same_event(have: &Event, want: &Event) -> bool {
@@ -38,12 +52,27 @@ fn same_event(have: &Event, want: &Event) -> bool {
         && have.status.as_deref().unwrap_or("confirmed") == "confirmed"
 }
 
-/// Makes the calendar equal to the database over `[from, to)`: missing events
-/// created, changed ones updated, events of cancelled or unknown
-/// reservations deleted.
+/// The reservation id an event of ours carries.
+fn reservation_of(ev: &Event) -> Option<Uuid> {
+    ev.extended_properties
+        .as_ref()
+        .and_then(|p| p.private.as_ref())
+        .and_then(|p| p.get(PROP_RESERVATION))
+        .and_then(|s| Uuid::parse_str(s).ok())
+}
+
+/// Makes the calendar equal to the database over `[from, to)` without ever
+/// writing from a stale snapshot: an event that is missing, differs, or
+/// belongs to a reservation outside the window or no longer active is queued
+/// in the outbox, and the worker writes the reservation's state as it is
+/// when it claims it (so a change made during the repair always wins, and an
+/// event moved out of its place is moved back, never deleted). Only events
+/// carrying gpures' mark whose reservation does not exist at all, or that
+/// duplicate one, are deleted here; other events are never touched. A second
+/// repair finds nothing to do.
 ///
 /// # Errors
-/// The first write or read that failed.
+/// The database failed, or Google kept failing a page (after retries).
 pub async fn reconcile(
     cal: &Calendar,
     store: &Store,
@@ -54,65 +83,107 @@ pub async fn reconcile(
         start: from,
         end: to,
     };
-    let active = {
-        let mut conn = store.acquire().await?;
-        let mut all = Vec::new();
-        let mut after = None;
-        loop {
-            let page = store::reservations::active_page(
-                &mut conn,
-                window,
-                after.as_ref(),
-                i64::from(gpures_proto::limits::PAGE_MAX),
-            )
-            .await?;
-            let full = page.len() == gpures_proto::limits::PAGE_MAX as usize;
-            after = page.last().map(|r| gpures_proto::Cursor {
-                start: r.period.start,
-                resource_name: r.resource_name.clone(),
-                id: r.id,
-            });
-            all.extend(page);
-            if !full {
-                break all;
-            }
-        }
-    };
+    let active = active_in(store, window).await?;
     let events = cal.list_managed(from, to).await?;
     let mut report = Reconciled::default();
     let mut seen = HashSet::new();
+    let mut queue: Vec<(Uuid, Operation)> = Vec::new();
+    let mut listed = HashSet::new();
     for ev in &events {
-        let rid = ev
-            .extended_properties
-            .as_ref()
-            .and_then(|p| p.private.as_ref())
-            .and_then(|p| p.get(PROP_RESERVATION))
-            .and_then(|s| Uuid::parse_str(s).ok());
-        match rid.and_then(|id| active.iter().find(|r| r.id == id)) {
-            Some(r) if ev.id.as_deref() == Some(event_id(r.id).as_str()) => {
-                seen.insert(r.id);
-                if same_event(ev, &cal.event_for(r)) {
-                    report.unchanged += 1;
-                } else {
-                    cal.upsert(r).await?;
-                    tracing::info!(event = %event_id(r.id), "Calendar event updated: {}", event_id(r.id));
-                    report.updated += 1;
-                }
+        let Some(id) = ev.id.clone() else { continue };
+        // Pages can shift while events are written: an event listed twice
+        // is one event.
+        if !listed.insert(id.clone()) {
+            continue;
+        }
+        let Some(rid) = reservation_of(ev) else {
+            cal.delete_event(&id).await?;
+            report.deleted += 1;
+            continue;
+        };
+        if id != event_id(rid) {
+            // Not the reservation's own event id: a copy.
+            cal.delete_event(&id).await?;
+            report.deleted += 1;
+            continue;
+        }
+        seen.insert(rid);
+        match active.get(&rid) {
+            Some(r) if same_event(ev, &cal.event_for(r)) => report.unchanged += 1,
+            Some(_) => {
+                queue.push((rid, Operation::Upsert));
+                report.updated += 1;
             }
-            _ => {
-                let Some(id) = ev.id.clone() else { continue };
-                cal.delete_event(&id).await?;
-                tracing::info!(event = %id, "Calendar event deleted: {id}");
-                report.deleted += 1;
+            None => {
+                // Outside the window, cancelled, or created since the
+                // snapshot: ask the database now.
+                let current = {
+                    let mut conn = store.acquire().await?;
+                    match store::reservations::get(&mut conn, rid).await {
+                        Ok(r) => Some(r),
+                        Err(StoreError::NotFound) => None,
+                        Err(e) => return Err(e.into()),
+                    }
+                };
+                match current {
+                    Some(r) if r.status == ReservationStatus::Active => {
+                        queue.push((rid, Operation::Upsert));
+                        report.updated += 1;
+                    }
+                    Some(_) => {
+                        queue.push((rid, Operation::Delete));
+                        report.deleted += 1;
+                    }
+                    None => {
+                        cal.delete_event(&id).await?;
+                        report.deleted += 1;
+                    }
+                }
             }
         }
     }
-    // Missing from the calendar (never written, or deleted by hand: then the
-    // insert meets the deleted event's id and revives it by an update).
-    for r in active.iter().filter(|r| !seen.contains(&r.id)) {
-        cal.upsert(r).await?;
+    // Missing from the calendar (never written, or deleted by hand: the
+    // worker's insert then meets the deleted event's id and revives it).
+    for r in active.values().filter(|r| !seen.contains(&r.id)) {
+        queue.push((r.id, Operation::Upsert));
         report.created += 1;
-        tracing::info!(event = %event_id(r.id), "Calendar event created: {}", event_id(r.id));
+    }
+    if !queue.is_empty() {
+        let mut tx = store.begin().await?;
+        for (rid, op) in &queue {
+            outbox::enqueue(&mut tx, *rid, *op).await?;
+        }
+        store::notify_change(&mut tx).await?;
+        tx.commit().await.map_err(StoreError::from)?;
     }
     Ok(report)
+}
+
+/// The active reservations overlapping `window`, every page.
+async fn active_in(
+    store: &Store,
+    window: gpures_proto::Period,
+) -> Result<HashMap<Uuid, Reservation>, StoreError> {
+    let mut conn = store.acquire().await?;
+    let mut all = HashMap::new();
+    let mut after: Option<Cursor> = None;
+    loop {
+        let page = store::reservations::active_page(
+            &mut conn,
+            window,
+            after.as_ref(),
+            i64::from(limits::PAGE_MAX),
+        )
+        .await?;
+        let full = page.len() == limits::PAGE_MAX as usize;
+        after = page.last().map(|r| Cursor {
+            start: r.period.start,
+            resource_name: r.resource_name.clone(),
+            id: r.id,
+        });
+        all.extend(page.into_iter().map(|r| (r.id, r)));
+        if !full {
+            return Ok(all);
+        }
+    }
 }
