@@ -178,6 +178,8 @@ async fn a_newer_schema_is_refused_and_db_dump_writes_a_backup() {
         bytes.starts_with(b"PGDMP"),
         "a pg_dump custom-format archive"
     );
+    let mode = std::fs::metadata(&dump).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the dump holds password hashes: private");
     // A migration from the future, as a newer daemon would leave it.
     let store = gpures_daemon::store::Store::connect_lazy(url.parse().expect("url"), 1);
     sqlx::query(

@@ -875,3 +875,52 @@ async fn edits_update_known_events_without_a_refused_insert_first() {
     assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(10)).await;
     lab.daemon.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_calendar_refuses_owner_only_scopes_and_the_daemon_asks_for_events() {
+    use google_calendar3::api::Scope;
+    use google_calendar3::{CalendarHub, yup_oauth2};
+    let fake = FakeGoogle::start().await.expect("fake");
+    let dir = tempfile::tempdir().expect("dir");
+    let key_path = dir.path().join("key.json");
+    fake.write_key(&key_path).expect("key");
+    let key = yup_oauth2::read_service_account_key(&key_path)
+        .await
+        .expect("read key");
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .expect("roots")
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let token_http =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build::<_, String>(connector.clone());
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector);
+    let auth = yup_oauth2::ServiceAccountAuthenticator::with_client(
+        key,
+        yup_oauth2::CustomHyperClientBuilder::from(token_http),
+    )
+    .build()
+    .await
+    .expect("auth");
+    let mut hub = CalendarHub::new(http, auth);
+    hub.base_url(format!("{}/calendar/v3/", fake.base_url()));
+    hub.root_url(format!("{}/", fake.base_url()));
+    // The client library's default scope for reading covers only calendars
+    // the account owns: refused on a calendar shared with it as a writer.
+    let refused = hub.events().list(CALENDAR).doit().await;
+    let err = refused.expect_err("owner-only scope");
+    assert!(
+        format!("{err:?}").contains("insufficientPermissions"),
+        "{err:?}"
+    );
+    // The scope the daemon asks for on every call works.
+    hub.events()
+        .list(CALENDAR)
+        .add_scope(Scope::Event)
+        .doit()
+        .await
+        .expect("calendar.events scope");
+}

@@ -4,8 +4,9 @@
 //! `<state-dir>/pg` (mode 0700): `data/` is the cluster, `run/` holds its Unix
 //! socket (no TCP), `postgres.log` its log. The host's server binaries are used
 //! (PATH first, then `/usr/lib/postgresql/*/bin`, newest first). PostgreSQL
-//! refuses to run as root, so as root the cluster runs as the `postgres`
-//! account (else `nobody`) and the directory is owned by it. Authentication is
+//! refuses to run as root, so as root the cluster runs as a dedicated account
+//! (the package's `gpures` user, else `postgres`; never a shared account
+//! such as `nobody`) and the directory is owned by it. Authentication is
 //! `trust` because only the cluster's owner and root can reach the socket.
 //!
 //! `postgres` is started as a direct child held by a dedicated thread that
@@ -45,6 +46,13 @@ pub enum PgError {
          to use an existing server"
     )]
     BinariesMissing,
+    #[error(
+        "embedded PostgreSQL: running as root, the cluster needs a dedicated unprivileged account \
+         and neither `gpures` nor `postgres` exists: create one with \
+         `useradd --system --no-create-home --shell /usr/sbin/nologin gpures` (the package does), \
+         run gpures-daemon as an unprivileged user, or set database_url"
+    )]
+    NoClusterUser,
     #[error("embedded PostgreSQL: {what}: {source}")]
     Io { what: String, source: io::Error },
     #[error("embedded PostgreSQL: {what} failed: {output}")]
@@ -112,7 +120,7 @@ impl Cluster {
     /// failing, or the server not becoming ready.
     pub fn start(root: &Path, options: ClusterOptions) -> Result<Cluster> {
         let bin = find_bin_dir().ok_or(PgError::BinariesMissing)?;
-        let owner = cluster_owner();
+        let owner = cluster_owner()?;
         fs::create_dir_all(root).map_err(io_err(format!("creating {}", root.display())))?;
         fs::set_permissions(root, fs::Permissions::from_mode(0o700))
             .map_err(io_err(format!("setting the mode of {}", root.display())))?;
@@ -302,12 +310,25 @@ pub fn find_bin_dir() -> Option<PathBuf> {
     versions.into_iter().next().map(|(_, dir)| dir)
 }
 
+/// The accounts a root daemon runs its cluster as, in order of preference:
+/// the package's own system user, else PostgreSQL's. Never a user other
+/// processes share (such as `nobody`): authentication inside the cluster is
+/// `trust`, so whoever runs as its owner is the database's superuser.
+const CLUSTER_USERS: [&str; 2] = ["gpures", "postgres"];
+
 /// The account the cluster runs as: none (ourselves) unless we are root.
-fn cluster_owner() -> Option<unix::User> {
+///
+/// # Errors
+/// Root, and no dedicated account exists.
+fn cluster_owner() -> Result<Option<unix::User>> {
     if unix::euid() != 0 {
-        return None;
+        return Ok(None);
     }
-    unix::user_by_name("postgres").or_else(|| unix::user_by_name("nobody"))
+    CLUSTER_USERS
+        .iter()
+        .find_map(|name| unix::user_by_name(name))
+        .map(Some)
+        .ok_or(PgError::NoClusterUser)
 }
 
 /// The cluster user must be able to walk down to `root`. We fix the one folder
