@@ -605,7 +605,7 @@ async fn scenario_memory(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()>
     let config = dir.join("gpures.toml");
     std::fs::write(
         &config,
-        "[limits]\nmax_connections = 2000\nmax_connections_per_user = 2000\n[gpu]\nbackend = \"none\"\n",
+        "[limits]\nmax_connections = 2000\nmax_connections_per_user = 2000\n[gpu]\nbackend = \"none\"\n[auth]\naccounts_per_unix_user = 1000\n",
     )?;
     let socket = dir.join("gpures.sock");
     let mut child = tokio::process::Command::new(&bin)
@@ -724,6 +724,7 @@ fn synthetic_week(now: chrono::DateTime<Utc>) -> (Vec<Resource>, Vec<Reservation
                 created_at: now,
                 updated_at: now,
                 sync: gpures_proto::SyncState::Off,
+                change_reason: None,
             }
         })
         .collect();

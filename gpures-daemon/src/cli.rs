@@ -118,8 +118,19 @@ pub enum UserCommand {
     Promote { email: String },
     /// Make an admin a member again.
     Demote { email: String },
-    /// Disable an account and revoke its tokens.
-    Disable { email: String },
+    /// Disable an account and revoke its tokens; its Unix user cannot
+    /// register again until `enable`.
+    Disable {
+        email: String,
+        /// Also cancel its reservations to come and end its running ones.
+        #[arg(long)]
+        cancel_future: bool,
+        /// Why (recorded on each reservation and shown to its owner).
+        #[arg(long, value_name = "TEXT", requires = "cancel_future")]
+        reason: Option<String>,
+    },
+    /// Enable a disabled account again.
+    Enable { email: String },
     /// Bind an account to another Unix user (revokes its tokens).
     Bind {
         email: String,

@@ -169,12 +169,17 @@ impl Default for BookingConfig {
 pub struct AuthConfig {
     /// Lifetime of a login token, in hours.
     pub token_ttl_hours: u32,
+    /// Accounts one Unix user may register: 1 makes the Unix account the
+    /// person (a disabled account then also keeps its Unix user from
+    /// registering again); raise it for a shared lab account.
+    pub accounts_per_unix_user: u32,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             token_ttl_hours: 12,
+            accounts_per_unix_user: 1,
         }
     }
 }
@@ -339,6 +344,9 @@ impl Config {
         };
         if self.booking.max_days == 0 {
             return invalid("booking.max_days", "must be at least 1");
+        }
+        if self.auth.accounts_per_unix_user == 0 {
+            return invalid("auth.accounts_per_unix_user", "must be at least 1");
         }
         if self.booking.horizon_days == 0 {
             return invalid("booking.horizon_days", "must be at least 1");

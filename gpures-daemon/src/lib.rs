@@ -68,6 +68,8 @@ pub fn settings(config: &Config) -> Settings {
         idle_after: chrono::TimeDelta::minutes(i64::from(config.gpu.idle_minutes)),
         calendar_enabled: config.calendar.enabled,
         hash_queue_per_user: config.limits.hash_queue_per_user,
+        accounts_per_unix_user: usize::try_from(config.auth.accounts_per_unix_user)
+            .unwrap_or(usize::MAX),
     }
 }
 

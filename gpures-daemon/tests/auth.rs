@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use chrono::Utc;
+
 use gpures_proto::{ApiError, PROTOCOL_VERSION, RegisterRequest};
 use gpures_testkit::{PASSWORD, TestDaemon, connect};
 use tarpc::context;
@@ -461,5 +463,115 @@ async fn one_unix_user_at_its_connection_limit_does_not_lock_out_another() {
         text.contains("HELPER-RESULT refused Unauthenticated"),
         "served (answered) as nobody: {text}"
     );
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_unix_user_holds_one_account_and_a_disabled_one_cannot_register_again() {
+    let daemon = TestDaemon::start_with(|c| c.auth.accounts_per_unix_user = 1)
+        .await
+        .expect("daemon");
+    let (client, login) = daemon.user("first@lab.kr", "First").await.expect("user");
+    // The same Unix user cannot squat a second email.
+    let second = client
+        .register(
+            context::current(),
+            RegisterRequest {
+                email: "second@lab.kr".into(),
+                display_name: "Look-alike".into(),
+                password: PASSWORD.into(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect_err("one account per Unix user");
+    assert!(
+        matches!(&second, ApiError::InvalidArgument { field, reason }
+            if field == "unix_user" && reason.contains("first@lab.kr")),
+        "{second:?}"
+    );
+    // A booking ahead and one running, then the host admin disables the
+    // account and cancels what is to come, with a reason.
+    let gpus = daemon
+        .host_admin()
+        .expect("host admin")
+        .add_gpus("test-host", 2)
+        .await
+        .expect("gpus");
+    let now = chrono::DurationRound::duration_trunc(Utc::now(), chrono::TimeDelta::minutes(1))
+        .expect("trunc");
+    for (gpu, start) in [(gpus[0], now), (gpus[1], now + chrono::TimeDelta::hours(5))] {
+        client
+            .create_booking(
+                context::current(),
+                login.token.clone(),
+                gpures_proto::BookingRequest {
+                    request_id: uuid::Uuid::new_v4(),
+                    resources: vec![gpu],
+                    period: gpures_proto::Period {
+                        start,
+                        end: start + chrono::TimeDelta::hours(2),
+                    },
+                    note: String::new(),
+                },
+            )
+            .await
+            .expect("rpc")
+            .expect("book");
+    }
+    let admin = daemon.host_admin().expect("host admin");
+    admin
+        .user(gpures_daemon::admin::UserAction::Disable {
+            email: "first@lab.kr".into(),
+            cancel_future: Some("left the lab".into()),
+        })
+        .await
+        .expect("disable");
+    let theirs = daemon
+        .reservations(&gpures_proto::ReservationFilter {
+            include_cancelled: true,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(theirs.len(), 2);
+    for r in &theirs {
+        assert_eq!(r.change_reason.as_deref(), Some("left the lab"), "{r:?}");
+        let over =
+            r.status == gpures_proto::ReservationStatus::Cancelled || r.period.end <= Utc::now();
+        assert!(over, "cancelled or ended: {r:?}");
+    }
+    // Locked out: the old token, a new registration from the same Unix user.
+    let e = client
+        .whoami(context::current(), login.token.clone())
+        .await
+        .expect("rpc")
+        .expect_err("revoked");
+    assert_eq!(e, ApiError::Unauthenticated);
+    let again = client
+        .register(
+            context::current(),
+            RegisterRequest {
+                email: "fresh@lab.kr".into(),
+                display_name: "Fresh".into(),
+                password: PASSWORD.into(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect_err("disabled");
+    assert!(format!("{again:?}").contains("disabled"), "{again:?}");
+    // Enabled again, the person logs in.
+    admin
+        .user(gpures_daemon::admin::UserAction::Enable {
+            email: "first@lab.kr".into(),
+        })
+        .await
+        .expect("enable");
+    client
+        .login(context::current(), "first@lab.kr".into(), PASSWORD.into())
+        .await
+        .expect("rpc")
+        .expect("login after enable");
     daemon.stop().await.expect("stop");
 }

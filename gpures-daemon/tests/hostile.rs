@@ -343,7 +343,8 @@ async fn round(g: &mut Gen, c: &GpuresClient, token: &str, known: &[Uuid], resou
     );
     check(
         "disable_user",
-        c.disable_user(ctx(), t.clone(), g.pick(&s)).await,
+        c.disable_user(ctx(), t.clone(), g.pick(&s), g.flip(), g.pick(&s))
+            .await,
     );
     let mut short = context::current();
     short.deadline = std::time::Instant::now() + Duration::from_millis(600);

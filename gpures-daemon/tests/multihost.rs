@@ -191,6 +191,8 @@ async fn two_daemons_on_one_database_share_one_schedule() {
             context::current(),
             login.token.clone(),
             "carol@lab.kr".into(),
+            false,
+            String::new(),
         )
         .await
         .expect("rpc")

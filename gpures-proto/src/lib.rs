@@ -263,6 +263,8 @@ pub struct Reservation {
     pub updated_at: DateTime<Utc>,
     /// Whether Google Calendar shows its latest state.
     pub sync: SyncState,
+    /// Why an admin cancelled or ended it, if one did with a reason.
+    pub change_reason: Option<String>,
 }
 
 /// A reservation's state in Google Calendar.
@@ -648,8 +650,15 @@ pub trait Gpures {
     -> Result<UserPage, ApiError>;
     /// Admin: makes the account with `email` a member or an admin.
     async fn set_role(token: Token, email: String, role: Role) -> Result<UserInfo, ApiError>;
-    /// Admin: disables the account with `email` and revokes its tokens.
-    async fn disable_user(token: Token, email: String) -> Result<UserInfo, ApiError>;
+    /// Admin: disables the account with `email` and revokes its tokens; with
+    /// `cancel_future`, also cancels its reservations to come and ends its
+    /// running ones, recording `reason` on each (shown to the owner).
+    async fn disable_user(
+        token: Token,
+        email: String,
+        cancel_future: bool,
+        reason: String,
+    ) -> Result<UserInfo, ApiError>;
 }
 
 /// Where the daemon's socket is, one rule for the daemon and every client.

@@ -447,6 +447,9 @@ impl TestDaemon {
             ..Config::default()
         };
         config.limits.db_pool_size = 8;
+        // Tests play a whole lab from one Unix user; the tests of the
+        // one-account rule set it back to 1.
+        config.auth.accounts_per_unix_user = 1000;
         adjust(&mut config);
         let listener = gpures_daemon::bind_socket(&config)?;
         let (tx, rx) = oneshot::channel::<()>();

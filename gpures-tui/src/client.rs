@@ -426,11 +426,19 @@ impl Client {
 
     /// # Errors
     /// [`ClientError`].
-    pub async fn disable_user(&self, email: String) -> Result<UserInfo> {
+    pub async fn disable_user(
+        &self,
+        email: String,
+        cancel_future: Option<String>,
+    ) -> Result<UserInfo> {
         let token = self.need_token()?;
+        let (cancel, reason) = match cancel_future {
+            Some(reason) => (true, reason),
+            None => (false, String::new()),
+        };
         flat(
             self.rpc
-                .disable_user(context::current(), token, email)
+                .disable_user(context::current(), token, email, cancel, reason)
                 .await,
         )
     }

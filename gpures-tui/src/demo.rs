@@ -106,7 +106,11 @@ impl DemoDaemon {
         let socket = dir.join("gpures.sock");
         let state = dir.join("state");
         let config = dir.join("gpures.toml");
-        std::fs::write(&config, "# gpures demo: defaults only\n")?;
+        // The seeded lab's six people all come from the viewer's Unix user.
+        std::fs::write(
+            &config,
+            "# gpures demo: six accounts share one Unix user\n[auth]\naccounts_per_unix_user = 16\n",
+        )?;
         let log = std::fs::File::create(dir.join("daemon.log"))?;
         let child = Command::new(bin)
             .arg("serve")

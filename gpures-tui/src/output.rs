@@ -66,6 +66,8 @@ pub struct ReservationJson {
     pub sync: String,
     /// Why Google refused it, when `sync` is `failed`.
     pub sync_error: Option<String>,
+    /// Why an admin cancelled or ended it, if one said.
+    pub change_reason: Option<String>,
 }
 
 impl ReservationJson {
@@ -87,6 +89,7 @@ impl ReservationJson {
                 gpures_proto::SyncState::Failed(e) => Some(text::sanitize(e)),
                 _ => None,
             },
+            change_reason: r.change_reason.as_deref().map(text::sanitize),
         }
     }
 }
@@ -203,7 +206,11 @@ pub fn reservations_table(rs: &[Reservation], tz: Tz) -> String {
                 format_local(r.period.start, tz),
                 format_local(r.period.end, tz),
                 r.status.as_str().to_owned(),
-                r.note.clone(),
+                match &r.change_reason {
+                    Some(why) if r.note.is_empty() => format!("[by an admin: {why}]"),
+                    Some(why) => format!("{} [by an admin: {why}]", r.note),
+                    None => r.note.clone(),
+                },
             ]
         })
         .collect();

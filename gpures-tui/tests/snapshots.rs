@@ -95,6 +95,7 @@ fn reservation(n: u128, u: &UserInfo, res: i64, from_h: i64, to_h: i64, note: &s
             2 => SyncState::Failed("insert: 403 forbidden".into()),
             _ => SyncState::Synced,
         },
+        change_reason: None,
     }
 }
 

@@ -12,9 +12,23 @@ use crate::store::users::UserChange;
 #[derive(Clone, Debug)]
 pub enum UserAction {
     List,
-    Role { email: String, role: Role },
-    Disable { email: String },
-    Bind { email: String, unix_user: String },
+    Role {
+        email: String,
+        role: Role,
+    },
+    /// With `cancel_future`, the reason recorded on each cancelled or ended
+    /// reservation.
+    Disable {
+        email: String,
+        cancel_future: Option<String>,
+    },
+    Enable {
+        email: String,
+    },
+    Bind {
+        email: String,
+        unix_user: String,
+    },
 }
 
 impl From<UserCommand> for UserAction {
@@ -29,7 +43,17 @@ impl From<UserCommand> for UserAction {
                 email,
                 role: Role::Member,
             },
-            UserCommand::Disable { email } => UserAction::Disable { email },
+            UserCommand::Disable {
+                email,
+                cancel_future,
+                reason,
+            } => UserAction::Disable {
+                email,
+                cancel_future: cancel_future.then(|| {
+                    reason.unwrap_or_else(|| "the account was disabled by the host admin".into())
+                }),
+            },
+            UserCommand::Enable { email } => UserAction::Enable { email },
             UserCommand::Bind { email, unix_user } => UserAction::Bind { email, unix_user },
         }
     }
@@ -60,11 +84,29 @@ pub async fn execute(service: &Service, actor: &Actor, action: UserAction) -> Re
                 .await?;
             format!("{} is now {}\n", u.email, u.role)
         }
-        UserAction::Disable { email } => {
+        UserAction::Disable {
+            email,
+            cancel_future,
+        } => {
+            let cancels = cancel_future.is_some();
             let u = service
-                .change_user(actor, &email, UserChange::Disable)
+                .change_user(actor, &email, UserChange::Disable(cancel_future))
                 .await?;
-            format!("{} is disabled and its tokens are revoked\n", u.email)
+            format!(
+                "{} is disabled and its tokens are revoked{}\n",
+                u.email,
+                if cancels {
+                    "; its reservations to come are cancelled and running ones ended"
+                } else {
+                    ""
+                }
+            )
+        }
+        UserAction::Enable { email } => {
+            let u = service
+                .change_user(actor, &email, UserChange::Enable)
+                .await?;
+            format!("{} is enabled again (it logs in anew)\n", u.email)
         }
         UserAction::Bind { email, unix_user } => {
             if crate::host::unix::user_by_name(&unix_user).is_none()

@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 
 use gpures_proto::{LoginReply, RegisterRequest, UserInfo, UserPage};
 
+use chrono::Utc;
+
 use super::{Actor, Entity, Error, Result, Service, audit_by, validate};
 use crate::store::audit::{self, AuditAction, Target};
+use crate::store::outbox::{self, Operation};
+use crate::store::reservations;
 use crate::store::users::{self, UserChange, UserRow};
 use crate::store::{self, StoreError};
 
@@ -151,6 +155,31 @@ impl Service {
         let row = self
             .transaction(async move {
                 let mut tx = svc.store().begin().await?;
+                // One person, one account: the Unix user is the identity.
+                let bound = users::bound_to(&mut tx, &unix_user).await?;
+                if let Some(off) = bound.iter().find(|u| u.disabled) {
+                    return Err(Error::invalid(
+                        "unix_user",
+                        format!(
+                            "the account of this Unix user ({}) is disabled: ask the host admin \
+                             (gpures-daemon user enable)",
+                            off.email
+                        ),
+                    ));
+                }
+                let limit = svc.settings().accounts_per_unix_user;
+                if bound.len() >= limit {
+                    let emails: Vec<&str> = bound.iter().map(|u| u.email.as_str()).collect();
+                    return Err(Error::invalid(
+                        "unix_user",
+                        format!(
+                            "this Unix user already has an account ({}): log in with it \
+                             (a shared lab account needs [auth] accounts_per_unix_user raised \
+                             by the host admin)",
+                            emails.join(", ")
+                        ),
+                    ));
+                }
                 let row = users::insert(&mut tx, &email, &name, &hash, &unix_user)
                     .await
                     .map_err(Error::duplicate("email", "already registered"))?;
@@ -272,9 +301,17 @@ impl Service {
     ) -> Result<UserInfo> {
         actor.require_admin()?;
         validate::lookup_text("email", email)?;
-        if let UserChange::Bind(unix_user) = &change {
-            validate::lookup_text("unix_user", unix_user)?;
-        }
+        let change = match change {
+            UserChange::Bind(unix_user) => {
+                validate::lookup_text("unix_user", &unix_user)?;
+                UserChange::Bind(unix_user)
+            }
+            UserChange::Disable(Some(reason)) => {
+                let reason = validate::reason(&reason)?;
+                UserChange::Disable(Some(reason))
+            }
+            other => other,
+        };
         self.change_user_as(actor, email, change).await
     }
 
@@ -288,7 +325,8 @@ impl Service {
     ) -> Result<UserInfo> {
         let action = match &change {
             UserChange::Role(_) => AuditAction::UserRole,
-            UserChange::Disable => AuditAction::UserDisable,
+            UserChange::Disable(_) => AuditAction::UserDisable,
+            UserChange::Enable => AuditAction::UserEnable,
             UserChange::Bind(_) => AuditAction::UserBind,
             UserChange::RevokeTokens => AuditAction::UserRevokeTokens,
         };
@@ -304,7 +342,39 @@ impl Service {
                     user: Some(row.id),
                     ..Target::default()
                 };
-                audit::record(&mut tx, audit_by(&actor, &name), action, target).await?;
+                let reason = match &change {
+                    UserChange::Disable(reason) => reason.as_deref(),
+                    _ => None,
+                };
+                audit::record_with(&mut tx, audit_by(&actor, &name), action, target, reason)
+                    .await?;
+                if let Some(reason) = reason {
+                    // The person's reservations to come are cancelled and
+                    // the running ones end now, each with the reason.
+                    let stopped =
+                        reservations::stop_user_future(&mut tx, row.id, Utc::now(), reason).await?;
+                    for (rid, resource, cancelled) in stopped {
+                        let (op, act) = if cancelled {
+                            (Operation::Delete, AuditAction::ReservationCancel)
+                        } else {
+                            (Operation::Upsert, AuditAction::ReservationRelease)
+                        };
+                        outbox::enqueue(&mut tx, rid, op).await?;
+                        let target = Target {
+                            reservation: Some(rid),
+                            resource: Some(resource),
+                            user: Some(row.id),
+                        };
+                        audit::record_with(
+                            &mut tx,
+                            audit_by(&actor, &name),
+                            act,
+                            target,
+                            Some(reason),
+                        )
+                        .await?;
+                    }
+                }
                 store::notify_user(&mut tx, row.id).await?;
                 store::notify_change(&mut tx).await?;
                 tx.commit().await?;

@@ -251,6 +251,8 @@ pub struct Settings {
     pub calendar_enabled: bool,
     /// Password checks of one Unix user that may wait for hashing.
     pub hash_queue_per_user: usize,
+    /// Accounts one Unix user may hold (1: the Unix account is the person).
+    pub accounts_per_unix_user: usize,
 }
 
 impl Default for Settings {
@@ -261,6 +263,7 @@ impl Default for Settings {
             idle_after: TimeDelta::minutes(30),
             calendar_enabled: false,
             hash_queue_per_user: 4,
+            accounts_per_unix_user: 1,
         }
     }
 }

@@ -275,6 +275,16 @@ pub fn note(note: &str) -> Result<String> {
     limited(note, "note", limits::NOTE_MAX_CHARS)
 }
 
+/// Why an admin did something to someone's reservations: like a note, and
+/// never empty.
+pub fn reason(reason: &str) -> Result<String> {
+    let clean = limited(reason, "reason", limits::NOTE_MAX_CHARS)?;
+    if clean.is_empty() {
+        return Err(Error::invalid("reason", "say why"));
+    }
+    Ok(clean)
+}
+
 /// A resource description.
 pub fn description(d: &str) -> Result<String> {
     limited(d, "description", limits::DESCRIPTION_MAX_CHARS)

@@ -17,6 +17,8 @@ pub enum AuditAction {
     UserRole,
     #[sqlx(rename = "user.disable")]
     UserDisable,
+    #[sqlx(rename = "user.enable")]
+    UserEnable,
     #[sqlx(rename = "user.bind")]
     UserBind,
     #[sqlx(rename = "user.revoke_tokens")]
@@ -57,9 +59,20 @@ pub async fn record(
     action: AuditAction,
     target: Target,
 ) -> Result<()> {
+    record_with(conn, by, action, target, None).await
+}
+
+/// Records `action` with the reason given for it.
+pub async fn record_with(
+    conn: &mut PgConnection,
+    by: By<'_>,
+    action: AuditAction,
+    target: Target,
+    reason: Option<&str>,
+) -> Result<()> {
     sqlx::query(
-        "INSERT INTO audit_log (actor_id, actor_unix_user, action, reservation_id, resource_id, target_user_id)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO audit_log (actor_id, actor_unix_user, action, reservation_id, resource_id, target_user_id, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('reason', $7::text) END)",
     )
     .bind(by.user_id)
     .bind(by.unix_user)
@@ -67,6 +80,7 @@ pub async fn record(
     .bind(target.reservation)
     .bind(target.resource)
     .bind(target.user)
+    .bind(reason)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -47,6 +47,7 @@ struct ReservationRow {
     updated_at: DateTime<Utc>,
     sync_state: DbSync,
     sync_error: Option<String>,
+    change_reason: Option<String>,
 }
 
 impl From<ReservationRow> for Reservation {
@@ -78,6 +79,7 @@ impl From<ReservationRow> for Reservation {
                 DbSync::Pending => SyncState::Pending,
                 DbSync::Synced => SyncState::Synced,
             },
+            change_reason: r.change_reason,
         }
     }
 }
@@ -368,4 +370,41 @@ pub async fn set_cancelled(conn: &mut PgConnection, id: Uuid) -> Result<()> {
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// Cancels a user's active reservations that start after `at` and ends the
+/// running ones at `at`, recording `reason`; returns the ids and resources
+/// changed, with whether each was cancelled (else ended).
+pub async fn stop_user_future(
+    conn: &mut PgConnection,
+    user_id: i64,
+    at: DateTime<Utc>,
+    reason: &str,
+) -> Result<Vec<(Uuid, i64, bool)>> {
+    let cancelled: Vec<(Uuid, i64)> = sqlx::query_as(
+        "UPDATE reservations SET status = 'cancelled', change_reason = $3, updated_at = now()
+         WHERE user_id = $1 AND status = 'active' AND lower(period) >= $2
+         RETURNING id, resource_id",
+    )
+    .bind(user_id)
+    .bind(at)
+    .bind(reason)
+    .fetch_all(&mut *conn)
+    .await?;
+    let ended: Vec<(Uuid, i64)> = sqlx::query_as(
+        "UPDATE reservations SET period = tstzrange(lower(period), $2, '[)'), change_reason = $3,
+                updated_at = now()
+         WHERE user_id = $1 AND status = 'active' AND lower(period) < $2 AND upper(period) > $2
+         RETURNING id, resource_id",
+    )
+    .bind(user_id)
+    .bind(at)
+    .bind(reason)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(cancelled
+        .into_iter()
+        .map(|(id, res)| (id, res, true))
+        .chain(ended.into_iter().map(|(id, res)| (id, res, false)))
+        .collect())
 }

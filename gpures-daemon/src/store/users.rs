@@ -76,7 +76,11 @@ impl UserRow {
 #[derive(Clone, Debug)]
 pub enum UserChange {
     Role(Role),
-    Disable,
+    /// Disables the account and revokes its tokens; `Some(reason)` also
+    /// cancels its reservations to come and ends its running ones (the
+    /// service does that part).
+    Disable(Option<String>),
+    Enable,
     Bind(String),
     RevokeTokens,
 }
@@ -129,6 +133,22 @@ pub async fn page(conn: &mut PgConnection, after: Option<i64>, limit: i64) -> Re
     .await?)
 }
 
+/// The accounts bound to `unix_user` (disabled ones included), taken under a
+/// transaction-scoped lock on that Unix user so two registrations of it
+/// queue instead of both passing the count.
+pub async fn bound_to(conn: &mut PgConnection, unix_user: &str) -> Result<Vec<UserRow>> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 4711))")
+        .bind(unix_user)
+        .execute(&mut *conn)
+        .await?;
+    Ok(
+        sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE unix_user = $1 ORDER BY id")
+            .bind(unix_user)
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
+
 /// The Unix user each of `ids` is bound to (for the status flags), without
 /// reading password hashes.
 pub async fn unix_users(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<(i64, String)>> {
@@ -149,9 +169,13 @@ pub async fn change(conn: &mut PgConnection, email: &str, change: &UserChange) -
         )
         .bind(email)
         .bind(DbRole::from(*role)),
-        UserChange::Disable => sqlx::query_as::<_, UserRow>(
+        UserChange::Disable(_) => sqlx::query_as::<_, UserRow>(
             "UPDATE users SET disabled = true, token_version = token_version + 1
              WHERE lower(email) = lower($1) RETURNING *",
+        )
+        .bind(email),
+        UserChange::Enable => sqlx::query_as::<_, UserRow>(
+            "UPDATE users SET disabled = false WHERE lower(email) = lower($1) RETURNING *",
         )
         .bind(email),
         UserChange::Bind(unix_user) => sqlx::query_as::<_, UserRow>(

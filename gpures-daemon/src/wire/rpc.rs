@@ -346,11 +346,16 @@ impl Gpures for Connection {
             .await?)
     }
 
-    async fn disable_user(self, _: Context, token: Token, email: String) -> Reply<UserInfo> {
+    async fn disable_user(
+        self,
+        _: Context,
+        token: Token,
+        email: String,
+        cancel_future: bool,
+        reason: String,
+    ) -> Reply<UserInfo> {
         let actor = self.actor(&token).await?;
-        Ok(self
-            .service()
-            .change_user(&actor, &email, UserChange::Disable)
-            .await?)
+        let change = UserChange::Disable(cancel_future.then_some(reason));
+        Ok(self.service().change_user(&actor, &email, change).await?)
     }
 }

@@ -66,7 +66,16 @@ pub(super) async fn admin(ctx: &Ctx, cmd: AdminCommand) -> CliResult<()> {
             let u = match change {
                 AdminUser::Promote { email } => ctx.client.set_role(email, Role::Admin).await,
                 AdminUser::Demote { email } => ctx.client.set_role(email, Role::Member).await,
-                AdminUser::Disable { email } => ctx.client.disable_user(email).await,
+                AdminUser::Disable {
+                    email,
+                    cancel_future,
+                    reason,
+                } => {
+                    let why = cancel_future.then(|| {
+                        reason.unwrap_or_else(|| "the account was disabled by an admin".into())
+                    });
+                    ctx.client.disable_user(email, why).await
+                }
                 AdminUser::List => return Ok(()),
             };
             let u = ctx.api(u)?;

@@ -210,9 +210,22 @@ pub enum AdminResource {
 #[derive(Subcommand, Debug)]
 pub enum AdminUser {
     List,
-    Promote { email: String },
-    Demote { email: String },
-    Disable { email: String },
+    Promote {
+        email: String,
+    },
+    Demote {
+        email: String,
+    },
+    /// Disable an account and revoke its sessions.
+    Disable {
+        email: String,
+        /// Also cancel its reservations to come and end its running ones.
+        #[arg(long)]
+        cancel_future: bool,
+        /// Why (recorded on each reservation and shown to its owner).
+        #[arg(long, value_name = "TEXT", requires = "cancel_future")]
+        reason: Option<String>,
+    },
 }
 
 /// A failure with its exit code and the sentence for stderr.
@@ -298,7 +311,7 @@ type CliResult<T> = Result<T, Failure>;
 
 /// What an id on the command line names.
 enum Target {
-    One(Reservation),
+    One(Box<Reservation>),
     /// A booking's id, and its reservations.
     Booking(Uuid, Vec<Reservation>),
 }
@@ -360,7 +373,7 @@ impl Ctx {
         let id = id.trim().to_lowercase();
         if let Ok(uuid) = Uuid::parse_str(&id) {
             if let Some(r) = self.api(self.client.find(Lookup::Id(uuid)).await)?.pop() {
-                return Ok(Target::One(r));
+                return Ok(Target::One(Box::new(r)));
             }
             let booking = self.api(self.client.find(Lookup::Booking(uuid)).await)?;
             if booking.is_empty() {
@@ -384,7 +397,7 @@ impl Ctx {
             .cloned()
             .collect();
         match own.len() {
-            1 => return Ok(Target::One(own.remove(0))),
+            1 => return Ok(Target::One(Box::new(own.remove(0)))),
             0 => {}
             n => {
                 return Err(Failure::usage(format!(

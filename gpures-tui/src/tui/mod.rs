@@ -155,7 +155,7 @@ impl Session {
                 Msg::Done(format!("{} is now {}", text::sanitize(&u.email), u.role))
             }
             Effect::DisableUser(email) => {
-                let u = c.disable_user(email).await?;
+                let u = c.disable_user(email, None).await?;
                 Msg::Done(format!("{} is disabled", text::sanitize(&u.email)))
             }
         })
