@@ -7,8 +7,9 @@
 //! cargo run --release -p gpures-bench -- [--json] [--history N] [--burst N] [SCENARIO...]
 //! ```
 //!
-//! Scenarios: ping, book, race, timeline, login, memory, tui, gpu, calendar
-//! (all when none is named). `docs/BENCHMARKS.md` records the figures.
+//! Scenarios: ping, book, race, timeline, login, memory, tui, gpu, calendar,
+//! fair (all when none is named; fair needs root). `docs/BENCHMARKS.md`
+//! records the figures.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -1047,6 +1048,16 @@ async fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
+            // The second Unix user of the `fair` scenario (run as uid 65534).
+            "--victim" => {
+                let socket = args.next().context("--victim SOCKET")?;
+                return victim(std::path::Path::new(&socket)).await;
+            }
+            // The flooding Unix user of the `fair` scenario, its own process.
+            "--flood" => {
+                let socket = args.next().context("--flood SOCKET")?;
+                return flood(std::path::Path::new(&socket)).await;
+            }
             "--json" => json = true,
             "--burst" => {
                 burst = args
@@ -1062,7 +1073,7 @@ async fn main() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "gpures-bench [--json] [--history N] [--burst N] [ping book race timeline login memory tui gpu calendar]"
+                    "gpures-bench [--json] [--history N] [--burst N] [ping book race timeline login memory tui gpu calendar fair]"
                 );
                 return Ok(());
             }
@@ -1070,7 +1081,7 @@ async fn main() -> Result<()> {
         }
     }
     let all = [
-        "ping", "book", "race", "timeline", "login", "memory", "tui", "gpu", "calendar",
+        "ping", "book", "race", "timeline", "login", "memory", "tui", "gpu", "calendar", "fair",
     ];
     if chosen.is_empty() {
         chosen = all.iter().map(|s| (*s).to_owned()).collect();
@@ -1093,6 +1104,7 @@ async fn main() -> Result<()> {
             "tui" => scenario_tui(&mut env, &mut figures).await?,
             "gpu" => scenario_gpu(&mut env, &mut figures)?,
             "calendar" => scenario_calendar(&mut env, &mut figures, burst).await?,
+            "fair" => scenario_fair(&mut env, &mut figures).await?,
             _ => {}
         }
     }
@@ -1104,4 +1116,225 @@ async fn main() -> Result<()> {
     let Env { cluster, .. } = env;
     tokio::task::spawn_blocking(move || cluster.stop()).await?;
     Ok(())
+}
+
+/// What the second user measured: `whoami` and `ls` p99 and one login.
+#[derive(Clone, Copy, Debug, Default, serde::Deserialize, Serialize)]
+struct Measured {
+    whoami_p99_us: f64,
+    ls_p99_us: f64,
+    login_ms: f64,
+}
+
+async fn measure(c: &GpuresClient, token: &str, email: &str) -> Result<Measured> {
+    let whoami = ping_latencies(c, token, 2000).await?;
+    let mut ls = Vec::new();
+    for _ in 0..500 {
+        let t = Instant::now();
+        c.list_reservations(
+            context::current(),
+            token.to_owned(),
+            gpures_proto::ReservationFilter::default(),
+            gpures_proto::PageRequest::default(),
+        )
+        .await??;
+        ls.push(t.elapsed());
+    }
+    ls.sort();
+    let t = Instant::now();
+    c.login(context::current(), email.into(), PASSWORD.into())
+        .await??;
+    Ok(Measured {
+        whoami_p99_us: us(percentile(&whoami, 0.99)),
+        ls_p99_us: us(percentile(&ls, 0.99)),
+        login_ms: t.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+/// `--victim SOCKET`: registers as this Unix user, measures at rest, says
+/// READY, waits for a line on stdin (the flood has started), measures again,
+/// and prints both as JSON lines.
+async fn victim(socket: &Path) -> Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let email = "victim@bench.kr";
+    let c = gpures_testkit::connect(socket).await?;
+    c.register(
+        context::current(),
+        RegisterRequest {
+            email: email.into(),
+            display_name: "Victim".into(),
+            password: PASSWORD.into(),
+        },
+    )
+    .await??;
+    let token = c
+        .login(context::current(), email.into(), PASSWORD.into())
+        .await??
+        .token;
+    let idle = measure(&c, &token, email).await?;
+    println!("{}", serde_json::to_string(&idle)?);
+    println!("READY");
+    let mut line = String::new();
+    tokio::io::BufReader::new(tokio::io::stdin())
+        .read_line(&mut line)
+        .await?;
+    let flooded = measure(&c, &token, email).await?;
+    println!("{}", serde_json::to_string(&flooded)?);
+    Ok(())
+}
+
+/// `--flood SOCKET`: registers, says FLOODING, and floods over 60
+/// connections until killed: 56 with pipelined availability checks (16 in
+/// flight each) and 4 with logins for made-up emails (8 in flight each).
+async fn flood(socket: &Path) -> Result<()> {
+    let first = gpures_testkit::connect(socket).await?;
+    first
+        .register(
+            context::current(),
+            RegisterRequest {
+                email: "flood@bench.kr".into(),
+                display_name: "Flood".into(),
+                password: PASSWORD.into(),
+            },
+        )
+        .await??;
+    let token = first
+        .login(context::current(), "flood@bench.kr".into(), PASSWORD.into())
+        .await??
+        .token;
+    let gpus: Vec<i64> = first
+        .list_resources(context::current(), token.clone(), false)
+        .await??
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    let hour = Utc::now().duration_trunc(TimeDelta::hours(1))?;
+    let period = Period {
+        start: hour + TimeDelta::hours(1),
+        end: hour + TimeDelta::hours(2),
+    };
+    let mut tasks = Vec::new();
+    for conn in 0..60usize {
+        let c = if conn == 0 {
+            first.clone()
+        } else {
+            gpures_testkit::connect(socket).await?
+        };
+        for lane in 0..(if conn < 56 { 16 } else { 8 }) {
+            let (c, token, gpus) = (c.clone(), token.clone(), gpus.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = 0u64;
+                loop {
+                    i += 1;
+                    if conn < 56 {
+                        let _ = c
+                            .check_availability(
+                                context::current(),
+                                token.clone(),
+                                gpus.clone(),
+                                period,
+                                None,
+                            )
+                            .await;
+                    } else {
+                        let _ = c
+                            .login(
+                                context::current(),
+                                format!("spray{conn}-{lane}-{i}@x.kr"),
+                                "wrong guess".into(),
+                            )
+                            .await;
+                    }
+                }
+            }));
+        }
+    }
+    println!("FLOODING");
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+/// One Unix user (root, a process of its own) floods the daemon over 60
+/// connections with pipelined availability checks and logins for made-up
+/// emails, while a second Unix user (uid 65534, this binary again) measures
+/// its `whoami` and `ls` p99 and one login, at rest and under the flood.
+/// Needs root.
+async fn scenario_fair(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    if gpures_daemon::host::unix::euid() != 0 {
+        eprintln!("  fair: needs root to run the second user as uid 65534; skipped");
+        return Ok(());
+    }
+    // The daemon's defaults for per-user limits: the point is what they do.
+    let url = env.database().await?;
+    let d = TestDaemon::start_on(url, "bench", |config| {
+        config.gpu.backend = gpures_daemon::gpu::BackendChoice::None;
+    })
+    .await?;
+    // The socket's folder must be reachable by uid 65534.
+    std::fs::set_permissions(
+        d.state_dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    d.gpus(4).await?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("--victim")
+        .arg(&d.socket)
+        .uid(65534)
+        .gid(65534)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = tokio::process::Command::from(cmd).spawn()?;
+    let mut out = tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let idle: Measured = serde_json::from_str(&out.next_line().await?.context("idle")?)?;
+    anyhow::ensure!(out.next_line().await?.as_deref() == Some("READY"), "victim not ready");
+    let mut flooder = tokio::process::Command::new(&exe)
+        .arg("--flood")
+        .arg(&d.socket)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut flood_out =
+        tokio::io::BufReader::new(flooder.stdout.take().context("stdout")?).lines();
+    anyhow::ensure!(
+        flood_out.next_line().await?.as_deref() == Some("FLOODING"),
+        "the flood did not start"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stdin.write_all(b"GO\n").await?;
+    let flooded: Measured = serde_json::from_str(&out.next_line().await?.context("flooded")?)?;
+    let _ = flooder.kill().await;
+    let _ = child.wait().await;
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    for (name, value, base) in [
+        ("other user's whoami p99 under a flood", flooded.whoami_p99_us, idle.whoami_p99_us),
+        ("other user's ls p99 under a flood", flooded.ls_p99_us, idle.ls_p99_us),
+    ] {
+        figures.push(Figure {
+            scenario: "fair",
+            name: name.into(),
+            value,
+            unit: "µs",
+            baseline: Some(base),
+            ratio: Some(ratio(value, base)),
+            goal: "≤ 2× the same user at rest",
+            met: Some(value <= 2.0 * base),
+        });
+    }
+    figures.push(Figure {
+        scenario: "fair",
+        name: "other user's login under a flood".into(),
+        value: flooded.login_ms,
+        unit: "ms",
+        baseline: Some(idle.login_ms),
+        ratio: Some(ratio(flooded.login_ms, idle.login_ms)),
+        goal: "≤ 2000 ms",
+        met: Some(flooded.login_ms <= 2000.0),
+    });
+    d.stop().await
 }
