@@ -806,8 +806,11 @@ async fn scenario_tui(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     assert_eq!(app.timeline().zoom, Zoom::Week);
     let backend = ratatui::backend::TestBackend::new(160, 48);
     let mut terminal = ratatui::Terminal::new(backend)?;
-    let (_, cols) = gpures_tui::tui::draw::geometry(ratatui::layout::Rect::new(0, 0, 160, 48));
-    app.apply(Msg::Resized { cols });
+    let (_, cols, rows) = gpures_tui::tui::draw::geometry(
+        ratatui::layout::Rect::new(0, 0, 160, 48),
+        app.timeline().name_col,
+    );
+    app.apply(Msg::Resized { cols, rows });
     for _ in 0..50 {
         terminal.draw(|f| gpures_tui::tui::draw::draw(&app, f))?;
     }
@@ -1292,15 +1295,17 @@ async fn scenario_fair(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     let mut out = tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
     let mut stdin = child.stdin.take().context("stdin")?;
     let idle: Measured = serde_json::from_str(&out.next_line().await?.context("idle")?)?;
-    anyhow::ensure!(out.next_line().await?.as_deref() == Some("READY"), "victim not ready");
+    anyhow::ensure!(
+        out.next_line().await?.as_deref() == Some("READY"),
+        "victim not ready"
+    );
     let mut flooder = tokio::process::Command::new(&exe)
         .arg("--flood")
         .arg(&d.socket)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
-    let mut flood_out =
-        tokio::io::BufReader::new(flooder.stdout.take().context("stdout")?).lines();
+    let mut flood_out = tokio::io::BufReader::new(flooder.stdout.take().context("stdout")?).lines();
     anyhow::ensure!(
         flood_out.next_line().await?.as_deref() == Some("FLOODING"),
         "the flood did not start"
@@ -1312,8 +1317,16 @@ async fn scenario_fair(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     let _ = child.wait().await;
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     for (name, value, base) in [
-        ("other user's whoami p99 under a flood", flooded.whoami_p99_us, idle.whoami_p99_us),
-        ("other user's ls p99 under a flood", flooded.ls_p99_us, idle.ls_p99_us),
+        (
+            "other user's whoami p99 under a flood",
+            flooded.whoami_p99_us,
+            idle.whoami_p99_us,
+        ),
+        (
+            "other user's ls p99 under a flood",
+            flooded.ls_p99_us,
+            idle.ls_p99_us,
+        ),
     ] {
         figures.push(Figure {
             scenario: "fair",

@@ -22,7 +22,7 @@ async fn setup() -> (TestDaemon, Driver) {
         .expect("connect");
     let tz = "Asia/Seoul".parse().expect("zone");
     let mut app = App::new(tz, Utc::now(), false, "").with_host(&client.hello().host);
-    app.apply(Msg::Resized { cols: 68 });
+    app.apply(Msg::Resized { cols: 68, rows: 40 });
     let driver = Driver {
         app,
         session: Session::new(client, None, None),

@@ -399,8 +399,8 @@ impl App {
                 self.ctx.now = now;
                 vec![]
             }
-            Msg::Resized { cols } => {
-                self.screens.timeline.resize(cols);
+            Msg::Resized { cols, rows } => {
+                self.screens.timeline.resize(cols, rows);
                 vec![]
             }
         }

@@ -226,10 +226,12 @@ where
             });
         }
         let size = terminal.size()?;
-        let (origin, cols) =
-            draw::geometry(ratatui::layout::Rect::new(0, 0, size.width, size.height));
-        if cols != app.timeline().visible_cols {
-            pending.extend(app.apply(Msg::Resized { cols }));
+        let (origin, cols, rows) = draw::geometry(
+            ratatui::layout::Rect::new(0, 0, size.width, size.height),
+            app.timeline().name_col,
+        );
+        if (cols, rows) != (app.timeline().visible_cols, app.timeline().visible_rows) {
+            pending.extend(app.apply(Msg::Resized { cols, rows }));
         }
         terminal.draw(|f| draw::draw(&app, f))?;
         if app.should_quit() {
@@ -301,8 +303,11 @@ impl Driver {
 pub fn render(app: &mut App, width: u16, height: u16) -> String {
     let backend = ratatui::backend::TestBackend::new(width, height);
     let mut terminal = Terminal::new(backend).unwrap_or_else(|never| match never {});
-    let (_, cols) = draw::geometry(ratatui::layout::Rect::new(0, 0, width, height));
-    app.apply(Msg::Resized { cols });
+    let (_, cols, rows) = draw::geometry(
+        ratatui::layout::Rect::new(0, 0, width, height),
+        app.timeline().name_col,
+    );
+    app.apply(Msg::Resized { cols, rows });
     let _ = terminal.draw(|f| draw::draw(app, f));
     let buf = terminal.backend().buffer();
     let mut out = String::new();

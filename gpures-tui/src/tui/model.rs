@@ -138,9 +138,10 @@ pub enum Msg {
     /// Another client changed the schedule.
     RemoteChange,
     Tick(DateTime<Utc>),
-    /// The terminal now shows `cols` timeline cells.
+    /// The terminal now shows `cols` timeline cells and `rows` resources.
     Resized {
         cols: usize,
+        rows: usize,
     },
 }
 

@@ -6,8 +6,11 @@ use ratatui::style::{Color, Style};
 
 use super::model::Ctx;
 
-/// Width of the resource-name column of the timeline.
+/// Narrowest resource-name column of the timeline (it widens to fit the
+/// names, up to [`NAME_COL_MAX`]).
 pub const NAME_COL: u16 = 12;
+/// Widest resource-name column; longer names keep their end (`…gpu10`).
+pub const NAME_COL_MAX: u16 = 28;
 
 const PALETTE: [Color; 8] = [
     Color::Cyan,
@@ -23,12 +26,14 @@ const PALETTE: [Color; 8] = [
 /// Rows above the first resource inside the main area (title, days, hours).
 pub const TIMELINE_HEADER: u16 = 3;
 
-/// Where the timeline cells start on screen and how many fit, for `size`.
-pub fn geometry(size: Rect) -> ((u16, u16), usize) {
+/// Where the timeline cells start on a screen of `size` with a name column
+/// `name_col` wide, and how many columns and resource rows fit.
+pub fn geometry(size: Rect, name_col: u16) -> ((u16, u16), usize, usize) {
     let main = main_area(size);
-    let origin = (main.x + NAME_COL, main.y + TIMELINE_HEADER);
-    let cols = usize::from(main.width.saturating_sub(NAME_COL));
-    (origin, cols)
+    let origin = (main.x + name_col, main.y + TIMELINE_HEADER);
+    let cols = usize::from(main.width.saturating_sub(name_col));
+    let rows = usize::from(main.height.saturating_sub(TIMELINE_HEADER));
+    (origin, cols, rows)
 }
 
 /// The area between the title bar and the footer.

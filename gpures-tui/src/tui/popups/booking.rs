@@ -136,9 +136,12 @@ impl BookingForm {
     /// Starts an availability check of what the form says now (or says why
     /// it cannot be checked).
     pub fn check(&mut self, ctx: &Ctx) -> Option<Effect> {
+        // Every change starts a new round, even one that cannot be checked:
+        // an answer still on its way for what the fields said before must
+        // not be shown for what they say now.
+        self.check_seq = self.check_seq.wrapping_add(1);
         match self.request(ctx) {
             Ok((resources, period)) => {
-                self.check_seq = self.check_seq.wrapping_add(1);
                 self.preview = Preview::Checking;
                 Some(Effect::Check {
                     seq: self.check_seq,

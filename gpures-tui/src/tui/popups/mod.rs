@@ -49,11 +49,19 @@ pub fn cancel(target: Option<&Reservation>, ctx: &Ctx) -> Vec<Event> {
     }
 }
 
-/// Releasing `target` now.
+/// The question before releasing `target` now (it cannot be undone, like
+/// a cancel).
 pub fn release(target: Option<&Reservation>, ctx: &Ctx) -> Vec<Event> {
     match target {
         None => vec![Event::Fail("no reservation here".into())],
         Some(r) if !ctx.may_change(r) => vec![Event::Fail("that is not your reservation".into())],
-        Some(r) => vec![Event::Call(Effect::Release(r.id))],
+        Some(r) => vec![Event::open(Confirm {
+            question: format!(
+                "Release {} · {} now (it ends at once)? (y/n)",
+                text::sanitize(&r.resource_name),
+                text::sanitize(&r.user.display_name),
+            ),
+            effect: Effect::Release(r.id),
+        })],
     }
 }

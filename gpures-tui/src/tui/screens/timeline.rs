@@ -21,7 +21,7 @@ use crate::tui::model::{Ctx, Effect};
 use crate::tui::popups;
 use crate::tui::popups::booking::BookingForm;
 use crate::tui::popups::filter::FilterPrompt;
-use crate::tui::style::{NAME_COL, TIMELINE_HEADER, style, user_color};
+use crate::tui::style::{NAME_COL, NAME_COL_MAX, TIMELINE_HEADER, style, user_color};
 
 /// How far before the view the timeline loads.
 const FETCH_BEHIND: TimeDelta = TimeDelta::days(1);
@@ -64,6 +64,40 @@ impl Zoom {
     }
 }
 
+/// A resource's row name: its name, with its host when that is not the
+/// daemon's own.
+fn row_name(res: &Resource, ctx: &Ctx) -> String {
+    if res.host.is_empty() || res.host == ctx.data.host {
+        text::sanitize(&res.name)
+    } else {
+        format!(
+            "{}@{}",
+            text::sanitize(&res.name),
+            text::sanitize(&res.host)
+        )
+    }
+}
+
+/// `name` in at most `room` columns: whole if it fits, else its end behind
+/// an ellipsis (`…gpu10`), because names differ at the end.
+fn keep_end(name: &str, room: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    if unicode_width::UnicodeWidthStr::width(name) <= room {
+        return name.to_owned();
+    }
+    let mut kept = Vec::new();
+    let mut width = 1;
+    for c in name.chars().rev() {
+        let w = c.width().unwrap_or(0);
+        if width + w > room {
+            break;
+        }
+        width += w;
+        kept.push(c);
+    }
+    std::iter::once('…').chain(kept.into_iter().rev()).collect()
+}
+
 /// The timeline's view: where it starts, its zoom, the cursor, the marks and
 /// the filter.
 #[derive(Clone, Debug)]
@@ -74,6 +108,12 @@ pub struct Timeline {
     pub cursor_col: usize,
     /// Cells visible at the last draw's width.
     pub visible_cols: usize,
+    /// Resource rows visible at the last draw's height.
+    pub visible_rows: usize,
+    /// The first resource row shown (the view scrolls to keep the cursor).
+    pub top_row: usize,
+    /// Width of the name column: fits the names, within limits.
+    pub name_col: u16,
     pub marked: BTreeSet<i64>,
     /// A user filter, or `@host`.
     pub filter: Option<String>,
@@ -87,6 +127,9 @@ impl Timeline {
             cursor_row: 0,
             cursor_col: 0,
             visible_cols: 48,
+            visible_rows: usize::MAX,
+            top_row: 0,
+            name_col: NAME_COL,
             marked: BTreeSet::new(),
             filter: None,
         };
@@ -142,7 +185,11 @@ impl Timeline {
         })
     }
 
-    /// The reservation covering the cursor cell, if any.
+    /// The reservation holding the cursor cell, if any: whoever holds it,
+    /// a filter only hides bars (the cell is not free because its holder is
+    /// filtered out). Of several in one cell, the one holding most of it
+    /// (then the one ending last), so a reservation released a moment after
+    /// it began never hides the real booking in the same cell.
     pub fn reservation_at_cursor<'a>(&self, ctx: &'a Ctx) -> Option<&'a Reservation> {
         let res = self.cursor_resource(ctx)?;
         let t0 = self.cell_start(self.cursor_col);
@@ -150,8 +197,13 @@ impl Timeline {
             start: t0,
             end: t0 + self.zoom.cell(),
         };
-        self.shown(ctx)
-            .find(|r| r.resource_id == res.id && r.period.overlaps(&cell))
+        let held = |r: &Reservation| r.period.end.min(cell.end) - r.period.start.max(cell.start);
+        ctx.data
+            .reservations
+            .iter()
+            .filter(|r| r.resource_id == res.id && r.period.overlaps(&cell))
+            .filter(|r| r.period.end > r.period.start)
+            .max_by_key(|r| (held(r), r.period.end))
     }
 
     fn jump_to(&mut self, now: DateTime<Utc>) {
@@ -180,24 +232,49 @@ impl Timeline {
         }
     }
 
-    /// Keeps the cursor on a row and the marks on live resources after new data.
+    /// Keeps the cursor on a row and the marks on live resources after new
+    /// data, and fits the name column to the names.
     pub fn loaded(&mut self, ctx: &Ctx) {
         self.cursor_row = self
             .cursor_row
             .min(ctx.data.resources.len().saturating_sub(1));
         let live: BTreeSet<i64> = ctx.data.resources.iter().map(|r| r.id).collect();
         self.marked.retain(|id| live.contains(id));
+        let widest = ctx
+            .data
+            .resources
+            .iter()
+            .map(|r| unicode_width::UnicodeWidthStr::width(row_name(r, ctx).as_str()))
+            .max()
+            .unwrap_or(0);
+        self.name_col = u16::try_from(widest + 2)
+            .unwrap_or(NAME_COL_MAX)
+            .clamp(NAME_COL, NAME_COL_MAX);
+        self.follow();
     }
 
-    /// The terminal now shows `cols` cells.
-    pub fn resize(&mut self, cols: usize) {
+    /// The terminal now shows `cols` cells and `rows` resources.
+    pub fn resize(&mut self, cols: usize, rows: usize) {
         self.visible_cols = cols.max(1);
         self.cursor_col = self.cursor_col.min(self.visible_cols - 1);
+        self.visible_rows = rows.max(1);
+        self.follow();
+    }
+
+    /// Scrolls so that the cursor row is shown.
+    fn follow(&mut self) {
+        let rows = self.visible_rows.max(1);
+        if self.cursor_row < self.top_row {
+            self.top_row = self.cursor_row;
+        } else if self.cursor_row >= self.top_row + rows {
+            self.top_row = self.cursor_row + 1 - rows;
+        }
     }
 
     pub fn set_filter(&mut self, filter: Option<String>) {
         if filter.is_some() {
             self.cursor_row = 0;
+            self.top_row = 0;
         }
         self.filter = filter;
     }
@@ -215,7 +292,7 @@ impl Timeline {
                 let (x0, y0) = origin;
                 if ev.column >= x0 && ev.row >= y0 {
                     let col = usize::from(ev.column - x0);
-                    let row = usize::from(ev.row - y0);
+                    let row = self.top_row + usize::from(ev.row - y0);
                     if col < self.visible_cols && row < self.visible_resources(ctx).len() {
                         self.cursor_col = col;
                         self.cursor_row = row;
@@ -302,9 +379,13 @@ impl Component for Timeline {
                 }
                 return self.maybe_refetch(ctx);
             }
-            Action::Up => self.cursor_row = self.cursor_row.saturating_sub(1),
-            Action::Down if self.cursor_row + 1 < ctx.data.resources.len() => {
+            Action::Up => {
+                self.cursor_row = self.cursor_row.saturating_sub(1);
+                self.follow();
+            }
+            Action::Down if self.cursor_row + 1 < self.visible_resources(ctx).len() => {
                 self.cursor_row += 1;
+                self.follow();
             }
             Action::JumpNow => {
                 self.jump_to(ctx.now);
@@ -382,8 +463,9 @@ impl Component for Timeline {
 impl Timeline {
     fn draw_buf(&self, ctx: &Ctx, buf: &mut Buffer, area: Rect) {
         let cell = self.zoom.cell();
-        let cols = usize::from(area.width.saturating_sub(NAME_COL));
-        let x0 = area.x + NAME_COL;
+        let name_col = self.name_col;
+        let cols = usize::from(area.width.saturating_sub(name_col));
+        let x0 = area.x + name_col;
         let dim = Style::default().add_modifier(Modifier::DIM);
         let filter = self
             .filter
@@ -457,13 +539,16 @@ impl Timeline {
         };
         let rows = usize::from(area.height.saturating_sub(TIMELINE_HEADER));
         let me = ctx.data.me.as_ref().map(|m| m.id);
-        for (i, res) in self
+        for (k, res) in self
             .visible_resources(ctx)
             .into_iter()
             .enumerate()
+            .skip(self.top_row)
             .take(rows)
+            .map(|(i, res)| (i - self.top_row, (i, res)))
         {
-            let y = area.y + TIMELINE_HEADER + u16::try_from(i).unwrap_or(0);
+            let (i, res) = res;
+            let y = area.y + TIMELINE_HEADER + u16::try_from(k).unwrap_or(0);
             let mark = if self.marked.contains(&res.id) {
                 "+"
             } else {
@@ -481,16 +566,9 @@ impl Timeline {
                 1,
                 Style::default().add_modifier(Modifier::BOLD),
             );
-            let name = if res.host.is_empty() || res.host == ctx.data.host {
-                text::sanitize(&res.name)
-            } else {
-                format!(
-                    "{}@{}",
-                    text::sanitize(&res.name),
-                    text::sanitize(&res.host)
-                )
-            };
-            buf.set_stringn(area.x + 1, y, name, usize::from(NAME_COL - 2), name_style);
+            let room = usize::from(name_col - 2);
+            let name = keep_end(&row_name(res, ctx), room);
+            buf.set_stringn(area.x + 1, y, name, room, name_style);
             // Free cells.
             for c in 0..cols {
                 let x = x0 + u16::try_from(c).unwrap_or(u16::MAX);
@@ -513,21 +591,33 @@ impl Timeline {
             // Cursor.
             if i == self.cursor_row && self.cursor_col < cols {
                 let x = x0 + u16::try_from(self.cursor_col).unwrap_or(0);
+                let cursor_style = style(
+                    ctx,
+                    Style::default()
+                        .fg(Color::Black)
+                        .bg(Color::White)
+                        .add_modifier(Modifier::BOLD),
+                    Style::default()
+                        .add_modifier(Modifier::REVERSED | Modifier::BOLD | Modifier::UNDERLINED),
+                );
                 if let Some(c) = buf.cell_mut((x, y)) {
-                    let st = style(
-                        ctx,
-                        Style::default()
-                            .fg(Color::Black)
-                            .bg(Color::White)
-                            .add_modifier(Modifier::BOLD),
-                        Style::default().add_modifier(
-                            Modifier::REVERSED | Modifier::BOLD | Modifier::UNDERLINED,
-                        ),
-                    );
-                    c.set_style(st);
-                    if c.symbol() == " " || c.symbol() == "·" {
-                        c.set_symbol("▒");
+                    c.set_style(cursor_style);
+                }
+                // The second column of a wide character (a Korean name) is
+                // drawn by the character itself: mark the character instead.
+                let under_wide = x > x0
+                    && buf.cell((x - 1, y)).is_some_and(|left| {
+                        unicode_width::UnicodeWidthStr::width(left.symbol()) > 1
+                    });
+                if under_wide {
+                    if let Some(wide) = buf.cell_mut((x - 1, y)) {
+                        let st = wide.style().patch(cursor_style);
+                        wide.set_style(st);
                     }
+                } else if let Some(c) = buf.cell_mut((x, y))
+                    && (c.symbol() == " " || c.symbol() == "·")
+                {
+                    c.set_symbol("▒");
                 }
             }
         }

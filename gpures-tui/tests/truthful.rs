@@ -1,0 +1,266 @@
+//! The TUI never shows a wrong or stale state, driven by keys on the real
+//! app: a filter never makes a held cell "free", a slow availability answer
+//! never passes for the current form, a released sliver never hides the
+//! booking in its cell, `r` asks first, many resources scroll with whole
+//! names, and the cursor shows on a Korean name.
+
+mod common;
+
+use chrono::TimeDelta;
+use common::{app, check_seq, now, press, reservation, type_text, users};
+use crossterm::event::KeyCode;
+use gpures_proto::{Period, Resource, ResourceKind};
+use gpures_tui::tui::app::{App, Effect, Msg, Preview, Snapshot};
+use gpures_tui::tui::{draw, render};
+use ratatui::style::Modifier;
+
+/// The footer line that describes the cell under the cursor.
+fn footer(a: &mut App) -> String {
+    let screen = render(a, 160, 48);
+    let lines: Vec<&str> = screen.lines().collect();
+    lines[lines.len() - 2].to_owned()
+}
+
+#[test]
+fn a_filter_hides_bars_but_never_calls_a_held_cell_free() {
+    let mut a = app();
+    // The cursor starts on gpu0 now, inside 김민수's reservation.
+    assert!(footer(&mut a).contains("김민수"), "{}", footer(&mut a));
+    press(&mut a, KeyCode::Char('/'));
+    type_text(&mut a, "alex");
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.timeline().filter.as_deref(), Some("alex"));
+    let screen = render(&mut a, 160, 48);
+    assert!(!screen.contains("*김민수"), "the bar is hidden:\n{screen}");
+    let line = footer(&mut a);
+    assert!(!line.contains("free"), "a held cell is not free: {line}");
+    assert!(
+        line.contains("김민수"),
+        "the footer names the holder: {line}"
+    );
+    // `e` still edits the one reservation there, not a free slot.
+    assert!(a.reservation_at_cursor().is_some());
+}
+
+#[test]
+fn an_answer_for_what_the_form_said_before_is_never_shown() {
+    let mut a = app();
+    press(&mut a, KeyCode::Char('n'));
+    // Retype the start fast: "tomorrow 9" is checked on its way to
+    // "tomorrow 9:30", and its answer arrives late.
+    for _ in 0..20 {
+        press(&mut a, KeyCode::Backspace);
+    }
+    let mut seqs = Vec::new();
+    for c in "tomorrow 9:30".chars() {
+        let effects = press(&mut a, KeyCode::Char(c));
+        if effects.iter().any(|e| matches!(e, Effect::Check { .. })) {
+            seqs.push((c, check_seq(&effects)));
+        }
+    }
+    let early = seqs
+        .iter()
+        .find(|(c, _)| *c == '9')
+        .map(|(_, s)| *s)
+        .expect("\"tomorrow 9\" is checked");
+    let last = seqs.last().map(|(_, s)| *s).expect("checked");
+    assert!(last > early);
+    a.apply(Msg::Checked {
+        seq: early,
+        holders: vec![],
+    });
+    let form = a.booking_form().expect("form");
+    assert!(
+        matches!(form.preview, Preview::Checking),
+        "the late answer is dropped: {:?}",
+        form.preview
+    );
+    // Even when the form cannot be checked at all, an old answer stays out.
+    let early = last;
+    press(&mut a, KeyCode::Char('x'));
+    a.apply(Msg::Checked {
+        seq: early,
+        holders: vec![],
+    });
+    let form = a.booking_form().expect("form");
+    assert!(
+        matches!(form.preview, Preview::Invalid(_)),
+        "an unreadable start is said so, not free: {:?}",
+        form.preview
+    );
+    let seq = check_seq(&press(&mut a, KeyCode::Backspace));
+    a.apply(Msg::Checked {
+        seq,
+        holders: vec![],
+    });
+    assert!(matches!(
+        a.booking_form().map(|f| &f.preview),
+        Some(Preview::Free)
+    ));
+}
+
+#[test]
+fn a_released_sliver_never_hides_the_booking_in_its_cell() {
+    let mut a = app();
+    let us = users();
+    let mut rs = a.data().reservations.clone();
+    // 김민수 released a booking one minute after it began, then booked the
+    // same GPU again: both now share the cursor's cell.
+    let mut sliver = reservation(9, &us[0], 1, 0, 0, "released");
+    sliver.period = Period {
+        start: now() - TimeDelta::minutes(2),
+        end: now() - TimeDelta::minutes(1),
+    };
+    let mut empty = reservation(10, &us[0], 1, 0, 0, "zero");
+    empty.period = Period {
+        start: now(),
+        end: now(),
+    };
+    rs.retain(|r| r.resource_id != 1);
+    let mut real = reservation(11, &us[0], 1, 0, 0, "the real one");
+    real.period = Period {
+        start: now() - TimeDelta::minutes(1),
+        end: now() + TimeDelta::hours(2),
+    };
+    rs.extend([sliver, empty, real]);
+    a.apply(Msg::Loaded(Box::new(Snapshot {
+        reservations: rs,
+        ..snapshot_of(&a)
+    })));
+    let at = a.reservation_at_cursor().expect("a reservation here");
+    assert_eq!(at.note, "the real one");
+    assert!(footer(&mut a).contains("the real one"));
+}
+
+#[test]
+fn release_asks_first_like_cancel() {
+    let mut a = app();
+    let effects = press(&mut a, KeyCode::Char('r'));
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Release(_))),
+        "nothing is released by one key"
+    );
+    let confirm = a.confirm().expect("r asks");
+    assert!(confirm.question.starts_with("Release gpu0"));
+    assert!(press(&mut a, KeyCode::Char('n')).is_empty());
+    assert!(a.confirm().is_none(), "n keeps it");
+    press(&mut a, KeyCode::Char('r'));
+    let effects = press(&mut a, KeyCode::Char('y'));
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Release(_))),
+        "{effects:?}"
+    );
+}
+
+/// The loaded data of `a` again, as a snapshot to change.
+fn snapshot_of(a: &App) -> Snapshot {
+    let d = a.data();
+    Snapshot {
+        me: d.me.clone(),
+        resources: d.resources.clone(),
+        reservations: d.reservations.clone(),
+        window: d.fetched,
+        mine: d.mine.clone(),
+        status: d.status.clone(),
+        users: d.users.clone(),
+    }
+}
+
+#[test]
+fn twenty_six_resources_scroll_at_80x24_with_whole_names() {
+    let mut a = app();
+    let resources: Vec<Resource> = (0..26)
+        .map(|i| {
+            let (node, gpu) = if i < 6 { (1, i) } else { (2, i - 6) };
+            Resource {
+                id: i + 1,
+                name: format!("node{node}-gpu{gpu}"),
+                host: "gpu01".into(),
+                kind: ResourceKind::Gpu,
+                gpu_index: None,
+                gpu_uuid: None,
+                description: String::new(),
+                active: true,
+            }
+        })
+        .collect();
+    a.apply(Msg::Loaded(Box::new(Snapshot {
+        resources,
+        ..snapshot_of(&a)
+    })));
+    let first = render(&mut a, 80, 24);
+    assert!(first.contains("node1-gpu0"), "{first}");
+    for _ in 0..25 {
+        press(&mut a, KeyCode::Down);
+    }
+    assert_eq!(a.timeline().cursor_row, 25);
+    let screen = render(&mut a, 80, 24);
+    assert!(
+        screen.contains("node2-gpu19"),
+        "the cursor row is on screen:\n{screen}"
+    );
+    assert!(!screen.contains("node1-gpu0 "), "the top scrolled away");
+    // Every name is whole: node2-gpu10 … node2-gpu19 are told apart.
+    let rows: String = screen.lines().take(22).collect::<Vec<_>>().join("\n");
+    for n in 10..20 {
+        let name = format!("node2-gpu{n}");
+        assert_eq!(
+            rows.matches(name.as_str()).count(),
+            1,
+            "{name} once:\n{screen}"
+        );
+    }
+    assert!(
+        screen.contains("node2-gpu19 ·"),
+        "the footer describes the cursor row"
+    );
+    // Back up: the view follows the cursor to the top.
+    for _ in 0..25 {
+        press(&mut a, KeyCode::Up);
+    }
+    assert!(render(&mut a, 80, 24).contains("node1-gpu0"));
+    assert_eq!(a.timeline().top_row, 0);
+}
+
+#[test]
+fn the_cursor_shows_on_every_column_of_a_korean_name() {
+    let mut a = app();
+    let (w, h) = (80u16, 24u16);
+    let (origin, cols, rows) = draw::geometry(
+        ratatui::layout::Rect::new(0, 0, w, h),
+        a.timeline().name_col,
+    );
+    a.apply(Msg::Resized { cols, rows });
+    let mut terminal =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(w, h)).expect("terminal");
+    // Walk the cursor along gpu0's row, across 김민수's bar.
+    press(&mut a, KeyCode::Char('t'));
+    for _ in 0..8 {
+        press(&mut a, KeyCode::Left);
+    }
+    let mut on_wide = 0;
+    for _ in 0..16 {
+        terminal.draw(|f| draw::draw(&a, f)).expect("draw");
+        let buf = terminal.backend().buffer();
+        let x = origin.0 + u16::try_from(a.timeline().cursor_col).expect("small");
+        let y = origin.1 + u16::try_from(a.timeline().cursor_row).expect("small");
+        let left = &buf[(x - 1, y)];
+        let shown = if unicode_width::UnicodeWidthStr::width(left.symbol()) > 1 {
+            on_wide += 1;
+            left
+        } else {
+            &buf[(x, y)]
+        };
+        assert!(
+            shown.modifier.contains(Modifier::REVERSED),
+            "the cursor at column {} is visible ({:?})",
+            a.timeline().cursor_col,
+            shown.symbol()
+        );
+        press(&mut a, KeyCode::Right);
+    }
+    assert!(
+        on_wide > 0,
+        "the walk crossed the second column of a Korean character"
+    );
+}
