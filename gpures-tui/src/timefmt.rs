@@ -5,8 +5,11 @@
 //! day even when a DST change makes that day 23 or 25 hours long.
 //!
 //! Accepted times: `now`, `+2h` (from now), `14:00` (today), `tomorrow 9:00`,
-//! `today 9:00`, `mon 10:30` (the next Monday, or today if it is Monday and the
-//! time is still ahead), `2026-12-01 09:00`, `2026-12-01T09:00`, and RFC 3339.
+//! `today 9:00`, `9:00 tomorrow`, `mon 10:30` or `monday 10:30` (the next
+//! Monday, or today if it is Monday and the time is still ahead), `next mon`
+//! (the next Monday, never today), `2026-12-01 09:00`, `2026-12-01T09:00`, and
+//! RFC 3339. Clocks: `14:00`, `9`, `9am`, `9pm`, `9:30pm`, `noon`, `midnight`
+//! (alone: the coming midnight, the end of today).
 //! Durations: `90m`, `3h`, `1d2h`, `1h30m`. Everything is rounded to the minute.
 
 use chrono::{
@@ -19,7 +22,7 @@ use thiserror::Error;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TimeError {
     #[error(
-        "cannot read {0:?} as a time: try 14:00, tomorrow 9:00, mon 10:30, 2026-12-01 09:00, now or +2h"
+        "cannot read {0:?} as a time: try 14:00, 9pm, tomorrow 9:00, next mon 10:30, 2026-12-01 09:00, now or +2h"
     )]
     Time(String),
     #[error("cannot read {0:?} as a duration: try 90m, 3h, 1d2h")]
@@ -148,49 +151,77 @@ pub fn parse_time(s: &str, now: DateTime<Utc>, tz: Tz) -> Result<DateTime<Utc>, 
     if let Ok(date) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
         return resolve(date.and_time(NaiveTime::MIN), tz);
     }
-    let mut words = lower.split_whitespace();
-    let first = words.next().ok_or_else(err)?;
-    let second = words.next();
-    if words.next().is_some() {
-        return Err(err());
+    if lower == "midnight" {
+        // The coming midnight: the end of today.
+        let date = today.checked_add_days(Days::new(1)).ok_or_else(err)?;
+        return resolve(date.and_time(NaiveTime::MIN), tz);
     }
-    let (date, time_text) = match (first, second) {
-        (clock, None) if parse_clock(clock).is_some() => (today, clock),
-        ("today", Some(clock)) => (today, clock),
-        ("tomorrow", Some(clock)) => (today.checked_add_days(Days::new(1)).ok_or_else(err)?, clock),
-        ("today", None) => (today, "00:00"),
-        ("tomorrow", None) => (
-            today.checked_add_days(Days::new(1)).ok_or_else(err)?,
-            "00:00",
-        ),
-        (day, clock) => {
-            let weekday = parse_weekday(day).ok_or_else(err)?;
-            let clock = clock.unwrap_or("00:00");
-            let time = parse_clock(clock).ok_or_else(err)?;
+    let mut words: Vec<&str> = lower.split_whitespace().collect();
+    let next = words.first() == Some(&"next");
+    if next {
+        words.remove(0);
+    }
+    // A day and a clock in either order: "tomorrow 9pm", "9:00 tomorrow".
+    let (day, clock) = match words.as_slice() {
+        [w] if parse_clock(w).is_some() => (None, Some(*w)),
+        [w] => (Some(*w), None),
+        [a, b] if parse_clock(a).is_some() && parse_clock(b).is_none() => (Some(*b), Some(*a)),
+        [a, b] => (Some(*a), Some(*b)),
+        _ => return Err(err()),
+    };
+    let time = match clock {
+        Some(c) => parse_clock(c).ok_or_else(err)?,
+        None => NaiveTime::MIN,
+    };
+    if next && day.and_then(parse_weekday).is_none() {
+        return Err(err()); // "next" names a weekday
+    }
+    let date = match day {
+        None => today,
+        Some("today") => today,
+        Some("tomorrow") => today.checked_add_days(Days::new(1)).ok_or_else(err)?,
+        Some(d) => {
+            let weekday = parse_weekday(d).ok_or_else(err)?;
             let mut ahead =
                 (7 + weekday.num_days_from_monday() - today.weekday().num_days_from_monday()) % 7;
-            if ahead == 0 && resolve(today.and_time(time), tz)? <= now {
+            // Today only when the time is still ahead and "next" was not said.
+            if ahead == 0 && (next || resolve(today.and_time(time), tz)? <= now) {
                 ahead = 7;
             }
-            (
-                today
-                    .checked_add_days(Days::new(u64::from(ahead)))
-                    .ok_or_else(err)?,
-                clock,
-            )
+            today
+                .checked_add_days(Days::new(u64::from(ahead)))
+                .ok_or_else(err)?
         }
     };
-    let time = parse_clock(time_text).ok_or_else(err)?;
     resolve(date.and_time(time), tz)
 }
 
+/// `14:00`, `9`, `9am`, `9pm`, `9:30pm`, `12am` (midnight), `12pm`, `noon`,
+/// `midnight` (the start of the day it is on).
 fn parse_clock(s: &str) -> Option<NaiveTime> {
-    NaiveTime::parse_from_str(s, "%H:%M").ok().or_else(|| {
-        s.parse::<u32>()
-            .ok()
-            .filter(|h| *h < 24)
-            .and_then(|h| NaiveTime::from_hms_opt(h, 0, 0))
-    })
+    match s {
+        "noon" => return NaiveTime::from_hms_opt(12, 0, 0),
+        "midnight" => return Some(NaiveTime::MIN),
+        _ => {}
+    }
+    let (body, pm) = match (s.strip_suffix("am"), s.strip_suffix("pm")) {
+        (Some(b), _) => (b, Some(false)),
+        (_, Some(b)) => (b, Some(true)),
+        _ => (s, None),
+    };
+    let (h, m) = match body.split_once(':') {
+        Some((h, m)) if m.len() == 2 => (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?),
+        Some(_) => return None,
+        None => (body.parse::<u32>().ok()?, 0),
+    };
+    let h = match pm {
+        None if h < 24 => h,
+        Some(_) if !(1..=12).contains(&h) => return None,
+        Some(false) => h % 12,
+        Some(true) => h % 12 + 12,
+        None => return None,
+    };
+    NaiveTime::from_hms_opt(h, m, 0)
 }
 
 fn parse_weekday(s: &str) -> Option<Weekday> {
@@ -273,6 +304,21 @@ mod tests {
             ("+1d2h", "2026-11-27 12:17"),
             ("14:00", "2026-11-26 14:00"),
             ("9", "2026-11-26 09:00"),
+            ("9am", "2026-11-26 09:00"),
+            ("9pm", "2026-11-26 21:00"),
+            ("9:30pm", "2026-11-26 21:30"),
+            ("12am", "2026-11-26 00:00"),
+            ("12pm", "2026-11-26 12:00"),
+            ("noon", "2026-11-26 12:00"),
+            ("midnight", "2026-11-27 00:00"),
+            ("tomorrow 9pm", "2026-11-27 21:00"),
+            ("9:00 tomorrow", "2026-11-27 09:00"),
+            ("9pm tomorrow", "2026-11-27 21:00"),
+            ("tomorrow noon", "2026-11-27 12:00"),
+            ("monday 9am", "2026-11-30 09:00"),
+            ("next mon", "2026-11-30 00:00"),
+            ("next thu 11:00", "2026-12-03 11:00"),
+            ("next thursday", "2026-12-03 00:00"),
             ("today 18:30", "2026-11-26 18:30"),
             ("tomorrow 9:00", "2026-11-27 09:00"),
             ("Tomorrow 09:00", "2026-11-27 09:00"),
@@ -304,6 +350,12 @@ mod tests {
             "+",
             "+2x",
             "mon 10:30 extra",
+            "13pm",
+            "0am",
+            "9:5",
+            "next tomorrow",
+            "next 9pm",
+            "9pm 10pm",
         ] {
             assert!(parse_time(bad, now, seoul()).is_err(), "{bad:?} accepted");
         }

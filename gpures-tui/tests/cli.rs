@@ -865,3 +865,184 @@ async fn a_long_history_with_big_notes_breaks_no_listing_and_no_lookup() {
     assert_eq!(released.as_array().map(Vec::len), Some(2));
     cli.daemon.stop().await.expect("stop");
 }
+
+/// What a new member types works as they mean it: `book` from now, times as
+/// people say them, names in any case with "did you mean", `edit --from`
+/// keeping the length, `edit --for`, `list`, `ls --mine` past two weeks, a
+/// closed pipe, `run` exit codes and device order, and a help that explains
+/// every flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_what_people_type() {
+    let cli = Cli::new().await;
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    cli.promote("kim@lab.kr").await;
+    for (name, index, uuid) in [("gpu1", "1", "GPU-bbbb"), ("gpu0", "0", "GPU-aaaa")] {
+        cli.ok(
+            "kim",
+            &[
+                "admin",
+                "resource",
+                "add",
+                name,
+                "--gpu-index",
+                index,
+                "--gpu-uuid",
+                uuid,
+            ],
+        )
+        .await;
+    }
+    // No --from: from now. Upper case names, booked in reverse index order.
+    let booked = cli
+        .ok("kim", &["--json", "book", "GPU1", "Gpu0", "--for", "1h"])
+        .await
+        .json();
+    let starts: Vec<&str> = booked
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["start"].as_str())
+        .collect();
+    assert_eq!(starts.len(), 2);
+    let start = chrono::DateTime::parse_from_rfc3339(starts[0]).expect("start");
+    assert!(
+        (chrono::Utc::now() - start.with_timezone(&chrono::Utc)).num_minutes() <= 1,
+        "starts now: {start}"
+    );
+    // `run`: devices in index order, whatever order they were booked in.
+    let env = cli.ok("kim", &["env"]).await;
+    assert_eq!(
+        env.out.trim(),
+        "export CUDA_VISIBLE_DEVICES=GPU-aaaa,GPU-bbbb"
+    );
+    let missing = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &["run", "--", "no-such-command-xyz"],
+            None,
+        )
+        .await;
+    assert_eq!(missing.code, 127, "{}", missing.err);
+    let script = cli.home.path().join("not-executable.sh");
+    std::fs::write(&script, "echo hi\n").expect("write");
+    let script = script.to_str().expect("utf-8 path");
+    let not_exec = cli
+        .run_as("kim", "Asia/Seoul", &["run", "--", script], None)
+        .await;
+    assert_eq!(not_exec.code, 126, "{}", not_exec.err);
+
+    // A near miss names the resource meant; a missing end says how to give one.
+    let typo = cli
+        .run_as("kim", "Asia/Seoul", &["book", "gpu", "--for", "1h"], None)
+        .await;
+    assert_eq!(typo.code, 1);
+    assert!(typo.err.contains("did you mean gpu0?"), "{}", typo.err);
+    let no_end = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &["book", "gpu0", "--from", "9pm"],
+            None,
+        )
+        .await;
+    assert_eq!(no_end.code, 2);
+    assert!(
+        no_end.err.contains("--to") && no_end.err.contains("--for"),
+        "{}",
+        no_end.err
+    );
+
+    // Times as people type them, far enough ahead to be free.
+    let later = cli
+        .ok(
+            "kim",
+            &[
+                "--json",
+                "book",
+                "gpu0",
+                "--from",
+                "next mon 9pm",
+                "--to",
+                "next mon 11pm",
+            ],
+        )
+        .await
+        .json();
+    let id = later[0]["id"].as_str().expect("id").to_owned();
+    assert!(
+        later[0]["start"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("T21:00:00+09:00")),
+        "{later}"
+    );
+    // `edit --from` moves it and keeps its two hours; `--for` sets a length.
+    let moved = cli
+        .ok(
+            "kim",
+            &["--json", "edit", &id[..8], "--from", "next tue 9am"],
+        )
+        .await
+        .json();
+    let period = |v: &Value| {
+        let r = if v.is_array() { &v[0] } else { v };
+        let at = |k: &str| {
+            chrono::DateTime::parse_from_rfc3339(r[k].as_str().expect("time")).expect("time")
+        };
+        (at("start"), at("end"))
+    };
+    let (s, e) = period(&moved);
+    assert_eq!((e - s).num_minutes(), 120, "{moved}");
+    assert_eq!(s.format("%H:%M").to_string(), "09:00");
+    let shorter = cli
+        .ok("kim", &["--json", "edit", &id[..8], "--for", "30m"])
+        .await
+        .json();
+    let (s2, e2) = period(&shorter);
+    assert_eq!((s2, (e2 - s2).num_minutes()), (s, 30), "{shorter}");
+
+    // Three weeks ahead is still "mine"; `list` is `ls`.
+    let far = chrono::Utc::now() + chrono::TimeDelta::days(21);
+    let far = far.format("%Y-%m-%d 10:00").to_string();
+    cli.ok("kim", &["book", "gpu1", "--from", &far, "--for", "1h"])
+        .await;
+    let mine = cli.ok("kim", &["--json", "list", "--mine"]).await.json();
+    assert_eq!(mine.as_array().map(Vec::len), Some(4), "{mine}");
+    let everyone = cli.ok("kim", &["--json", "ls"]).await.json();
+    assert_eq!(
+        everyone.as_array().map(Vec::len),
+        Some(3),
+        "everyone's: two weeks"
+    );
+
+    // A reader that goes away ends the command quietly.
+    let piped = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{BIN} ls | head -1 >/dev/null; {BIN} completions zsh | head -3 >/dev/null; echo done"
+        ))
+        .env("XDG_CONFIG_HOME", cli.home.path().join("kim"))
+        .env("GPURES_SOCKET", &cli.daemon.socket)
+        .output()
+        .expect("sh");
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(String::from_utf8_lossy(&piped.stdout).contains("done"));
+
+    // Help explains every flag and shows times, with no empty default.
+    for cmd in ["book", "edit", "ls", "cancel", "extend", "release"] {
+        let help = cli.ok("kim", &[cmd, "--help"]).await.out;
+        assert!(!help.contains("[default: ]"), "{cmd}: {help}");
+        for line in help.lines().filter(|l| l.trim_start().starts_with("--")) {
+            let described = line.split_whitespace().count() > 2
+                || line.contains("--help")
+                || line.contains("--json")
+                || line.contains("--socket");
+            assert!(described, "{cmd}: an undescribed flag: {line}");
+        }
+        if cmd == "book" || cmd == "edit" {
+            assert!(help.contains("tomorrow 9am"), "{cmd}: {help}");
+        }
+    }
+    cli.daemon.stop().await.expect("stop");
+}

@@ -33,7 +33,7 @@ pub(super) async fn register(
     if ctx.json {
         return ctx.print_json(&AccountJson::from(&user));
     }
-    println!(
+    outln!(
         "registered {} <{}>, bound to the Unix user {}; you are logged in",
         text::sanitize(&user.display_name),
         text::sanitize(&user.email),
@@ -60,7 +60,7 @@ pub(super) async fn login(ctx: &Ctx, email: String, password_stdin: bool) -> Cli
     if ctx.json {
         return ctx.print_json(&AccountJson::from(&login.user));
     }
-    println!(
+    outln!(
         "logged in as {} <{}> until {}",
         text::sanitize(&login.user.display_name),
         text::sanitize(&login.user.email),
@@ -78,7 +78,7 @@ pub(super) async fn logout(ctx: &Ctx, everywhere: bool) -> CliResult<()> {
         store.clear();
     }
     if !ctx.json {
-        println!(
+        outln!(
             "{}",
             if everywhere {
                 "logged out everywhere"
@@ -96,7 +96,7 @@ pub(super) async fn whoami(ctx: &Ctx) -> CliResult<()> {
     if ctx.json {
         return ctx.print_json(&AccountJson::from(&me));
     }
-    print!(
+    out!(
         "{}",
         table(
             &["EMAIL", "NAME", "ROLE", "UNIX USER"],

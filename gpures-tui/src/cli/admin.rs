@@ -34,7 +34,7 @@ pub(super) async fn admin(ctx: &Ctx, cmd: AdminCommand) -> CliResult<()> {
             if ctx.json {
                 return ctx.print_json(&ResourceJson::from(&r));
             }
-            println!("added {}", text::sanitize(&r.name));
+            outln!("added {}", text::sanitize(&r.name));
         }
         AdminCommand::User(AdminUser::List) => {
             let users = ctx.api(ctx.client.users().await)?;
@@ -57,7 +57,7 @@ pub(super) async fn admin(ctx: &Ctx, cmd: AdminCommand) -> CliResult<()> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table(&["EMAIL", "NAME", "ROLE", "UNIX USER", "STATE"], &rows)
             );
@@ -82,7 +82,7 @@ pub(super) async fn admin(ctx: &Ctx, cmd: AdminCommand) -> CliResult<()> {
             if ctx.json {
                 return ctx.print_json(&AccountJson::from(&u));
             }
-            println!(
+            outln!(
                 "{}: {}{}",
                 text::sanitize(&u.email),
                 u.role,

@@ -1,5 +1,6 @@
 //! `gpures resources | ls | book | edit | extend | cancel | release`.
 
+use chrono::{DateTime, Utc};
 use gpures_proto::{
     BookingRequest, Period, Reservation, ReservationChange, ReservationFilter, limits,
 };
@@ -29,7 +30,7 @@ pub(super) async fn resources(ctx: &Ctx) -> CliResult<()> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(&["NAME", "HOST", "KIND", "GPU", "DESCRIPTION"], &rows)
     );
@@ -60,9 +61,16 @@ pub(super) async fn ls(
                 Some(f) => parse_time(&f, now, tz)?,
                 None => now,
             };
+            // Yours: every one to come (as far as a query may reach, past
+            // any booking horizon); everyone's: two weeks.
+            let span = if mine && !all {
+                limits::WINDOW_MAX_DAYS
+            } else {
+                14
+            };
             let end = match to {
                 Some(t) => parse_time(&t, now, tz)?,
-                None => start + chrono::TimeDelta::days(14),
+                None => start + chrono::TimeDelta::days(span),
             };
             if end <= start {
                 return Err(Failure::usage("--to must be after --from"));
@@ -82,22 +90,36 @@ pub(super) async fn ls(
     Ok(())
 }
 
-/// Books resources, all or nothing.
+/// How a command gives an end: `--to` a time or `--for` a length.
+pub(super) struct Length {
+    pub to: Option<String>,
+    pub r#for: Option<String>,
+}
+
+impl Length {
+    /// The end for a period starting at `start`, if one was given.
+    fn end(&self, ctx: &Ctx, start: DateTime<Utc>) -> CliResult<Option<DateTime<Utc>>> {
+        Ok(match (&self.to, &self.r#for) {
+            (Some(t), _) => Some(parse_time(t, ctx.now, ctx.tz)?),
+            (None, Some(d)) => Some(parse_duration(d)?.add_to(start, ctx.tz)?),
+            (None, None) => None,
+        })
+    }
+}
+
+/// Books resources, all or nothing, from `from` (default now).
 pub(super) async fn book(
     ctx: &Ctx,
     resources: Vec<String>,
-    from: String,
-    to: Option<String>,
-    r#for: Option<String>,
+    from: Option<String>,
+    length: Length,
     note: String,
 ) -> CliResult<()> {
     let (tz, now) = (ctx.tz, ctx.now);
-    let start = parse_time(&from, now, tz)?;
-    let end = match (to, r#for) {
-        (Some(t), _) => parse_time(&t, now, tz)?,
-        (None, Some(d)) => parse_duration(&d)?.add_to(start, tz)?,
-        (None, None) => return Err(Failure::usage("give --to or --for")),
-    };
+    let start = parse_time(from.as_deref().unwrap_or("now"), now, tz)?;
+    let end = length
+        .end(ctx, start)?
+        .ok_or_else(|| Failure::usage("give the end with --to TIME or the length with --for 3h"))?;
     if end <= start {
         return Err(Failure::usage("the end must be after the start"));
     }
@@ -124,8 +146,8 @@ pub(super) async fn book(
                 .collect::<Vec<_>>(),
         );
     }
-    println!("booked (booking {}):", &booking.booking_id.to_string()[..8]);
-    print!("{}", output::reservations_table(&booking.reservations, tz));
+    outln!("booked (booking {}):", &booking.booking_id.to_string()[..8]);
+    out!("{}", output::reservations_table(&booking.reservations, tz));
     Ok(())
 }
 
@@ -135,21 +157,40 @@ pub(super) async fn edit(
     ctx: &Ctx,
     id: String,
     from: Option<String>,
-    to: Option<String>,
+    length: Length,
     note: Option<String>,
 ) -> CliResult<()> {
     let (tz, now) = (ctx.tz, ctx.now);
-    let change = ReservationChange {
-        start: from.map(|f| parse_time(&f, now, tz)).transpose()?,
-        end: to.map(|t| parse_time(&t, now, tz)).transpose()?,
-        note,
-    };
-    if change.start.is_none() && change.end.is_none() && change.note.is_none() {
+    let start = from.map(|f| parse_time(&f, now, tz)).transpose()?;
+    if start.is_none() && length.to.is_none() && length.r#for.is_none() && note.is_none() {
         return Err(Failure::usage(
-            "nothing to change: give --from, --to or --note",
+            "nothing to change: give --from, --to, --for or --note",
         ));
     }
-    let changed = match ctx.find_target(&id).await? {
+    let target = ctx.find_target(&id).await?;
+    // The period as it is now (a booking's GPUs share one).
+    let current = match &target {
+        Target::One(r) => r.period,
+        Target::Booking(_, rs) => rs.first().map_or(
+            Period {
+                start: now,
+                end: now,
+            },
+            |r| r.period,
+        ),
+    };
+    let new_start = start.unwrap_or(current.start);
+    // A move keeps the length unless a new end or length is given.
+    let end = match length.end(ctx, new_start)? {
+        Some(end) => Some(end),
+        None => start.map(|s| s + (current.end - current.start)),
+    };
+    let change = ReservationChange {
+        start: start.filter(|s| *s != current.start),
+        end: end.filter(|e| *e != current.end),
+        note,
+    };
+    let changed = match target {
         Target::One(r) => vec![ctx.api(ctx.client.update(r.id, change).await)?],
         Target::Booking(b, _) => ctx.api(ctx.client.update_booking(b, change).await)?,
     };
@@ -210,7 +251,7 @@ fn done(ctx: &Ctx, what: &str, rs: &[Reservation]) -> CliResult<()> {
             ),
         };
     }
-    println!("{what}:");
-    print!("{}", output::reservations_table(rs, ctx.tz));
+    outln!("{what}:");
+    out!("{}", output::reservations_table(rs, ctx.tz));
     Ok(())
 }

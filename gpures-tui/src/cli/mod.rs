@@ -6,6 +6,17 @@
 //! [`status`], [`run`](mod@run), [`admin`]; every call goes through
 //! [`Client`].
 
+/// `print!` for command output: when the reader goes away (`gpures ls |
+/// head -1`) the command ends quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::write_stdout(format_args!($($arg)*)) };
+}
+
+/// `println!` for command output, quiet on a closed pipe like [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 mod account;
 mod admin;
 mod booking;
@@ -36,6 +47,10 @@ pub mod exit {
     pub const CONFLICT: u8 = 3;
     pub const AUTH: u8 = 4;
     pub const UNREACHABLE: u8 = 5;
+    /// `run`: the command cannot be executed (as a shell says it).
+    pub const CANNOT_RUN: u8 = 126;
+    /// `run`: no such command.
+    pub const NOT_FOUND: u8 = 127;
 }
 
 #[derive(Parser, Debug)]
@@ -61,12 +76,19 @@ pub struct Global {
     pub json: bool,
 }
 
+/// How times and durations are written, shown under every command that
+/// takes one.
+const TIMES: &str = "Times are in your zone: now, +2h, 14:00, 9pm, noon, tomorrow 9am, \
+9:00 tomorrow, mon 10:30, next fri, 2026-12-01 09:00. Durations: 90m, 3h, 1d2h.";
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create an account bound to your Unix user.
     Register {
+        /// Your email (your login and your calendar identity).
         #[arg(long)]
         email: String,
+        /// Your name as the lab sees it (Korean is fine).
         #[arg(long)]
         name: String,
         /// Read the password from standard input (one line).
@@ -75,13 +97,16 @@ pub enum Command {
     },
     /// Log in and remember the session (mode 0600 in your config dir).
     Login {
+        /// The email you registered with.
         #[arg(long)]
         email: String,
+        /// Read the password from standard input (one line).
         #[arg(long)]
         password_stdin: bool,
     },
     /// Forget the session; --everywhere revokes every token of your account.
     Logout {
+        /// Revoke every session of your account, on every machine.
         #[arg(long)]
         everywhere: bool,
     },
@@ -89,18 +114,23 @@ pub enum Command {
     Whoami,
     /// List the bookable resources.
     Resources,
-    /// List reservations (default: everyone's, from now for 14 days).
+    /// List reservations (default: everyone's from now for 14 days; with
+    /// --mine, every one of yours to come).
+    #[command(visible_alias = "list", after_help = TIMES)]
     Ls {
+        /// Only this resource (repeat for several).
         #[arg(long = "resource", value_name = "NAME")]
         resources: Vec<String>,
-        /// Only yours.
+        /// Only yours, every one to come unless --from/--to say otherwise.
         #[arg(long, conflicts_with = "user")]
         mine: bool,
         /// Only this user's.
         #[arg(long, value_name = "EMAIL")]
         user: Option<String>,
+        /// From this time (default: now).
         #[arg(long, value_name = "TIME")]
         from: Option<String>,
+        /// Until this time (default: 14 days after --from).
         #[arg(long, value_name = "TIME")]
         to: Option<String>,
         /// Include past and cancelled reservations, over all time.
@@ -108,41 +138,58 @@ pub enum Command {
         all: bool,
     },
     /// Book one or more resources, all or nothing.
+    #[command(after_help = TIMES)]
     Book {
+        /// The resources to book together (gpu0 gpu1 …; case does not matter).
         #[arg(required = true, value_name = "NAME")]
         resources: Vec<String>,
-        #[arg(long, value_name = "TIME")]
-        from: String,
-        #[arg(
-            long,
-            value_name = "TIME",
-            conflicts_with = "for",
-            required_unless_present = "for"
-        )]
-        to: Option<String>,
-        /// Length instead of --to: 90m, 3h, 1d2h.
-        #[arg(long = "for", value_name = "DURATION")]
-        r#for: Option<String>,
-        #[arg(long, value_name = "TEXT", default_value = "")]
-        note: String,
-    },
-    /// Move, shorten, extend or re-note a reservation (ID or a unique prefix of 6+).
-    Edit {
-        id: String,
+        /// The start (default: now).
         #[arg(long, value_name = "TIME")]
         from: Option<String>,
-        #[arg(long, value_name = "TIME")]
+        /// The end; or give the length with --for (one of the two is needed).
+        #[arg(long, value_name = "TIME", conflicts_with = "for")]
         to: Option<String>,
+        /// The length instead of --to: 90m, 3h, 1d2h.
+        #[arg(long = "for", value_name = "DURATION")]
+        r#for: Option<String>,
+        /// What it is for, shown to the lab and in the calendar.
         #[arg(long, value_name = "TEXT")]
         note: Option<String>,
     },
-    /// Cancel a reservation.
-    Cancel { id: String },
-    /// End a running reservation now.
-    Release { id: String },
-    /// Extend a reservation's end.
-    Extend {
+    /// Move, shorten, extend or re-note a reservation or a whole booking
+    /// (a reservation or booking id, or a unique prefix of 6+).
+    #[command(after_help = TIMES)]
+    Edit {
+        /// The reservation or booking id (or a unique prefix of 6+).
         id: String,
+        /// The new start; the length stays unless --to or --for is given.
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// The new end.
+        #[arg(long, value_name = "TIME", conflicts_with = "for")]
+        to: Option<String>,
+        /// The new length, from the (new) start: 90m, 3h, 1d2h.
+        #[arg(long = "for", value_name = "DURATION")]
+        r#for: Option<String>,
+        /// The new note.
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+    },
+    /// Cancel a reservation, or every GPU of a booking given by its id.
+    Cancel {
+        /// The reservation or booking id (or a unique prefix of 6+).
+        id: String,
+    },
+    /// End a running reservation (or booking) now.
+    Release {
+        /// The reservation or booking id (or a unique prefix of 6+).
+        id: String,
+    },
+    /// Extend a reservation's (or booking's) end.
+    Extend {
+        /// The reservation or booking id (or a unique prefix of 6+).
+        id: String,
+        /// How much longer: 30m, 2h, 1d.
         #[arg(long, value_name = "DURATION")]
         by: String,
     },
@@ -202,7 +249,8 @@ pub enum AdminResource {
         gpu_index: Option<i32>,
         #[arg(long, value_name = "UUID")]
         gpu_uuid: Option<String>,
-        #[arg(long, value_name = "TEXT", default_value = "")]
+        /// What it is (shown in `gpures resources`).
+        #[arg(long, value_name = "TEXT", default_value_t = String::new(), hide_default_value = true)]
         description: String,
     },
 }
@@ -226,6 +274,37 @@ pub enum AdminUser {
         #[arg(long, value_name = "TEXT", requires = "cancel_future")]
         reason: Option<String>,
     },
+}
+
+/// Writes command output to stdout. A reader that went away (a closed
+/// pipe) ends the process quietly with success, as `ls | head` does; any
+/// other write error is reported once and exits 1.
+pub fn write_stdout(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(i32::from(exit::OK));
+        }
+        eprintln!("gpures: cannot write the output: {e}");
+        std::process::exit(i32::from(exit::ERROR));
+    }
+}
+
+/// The Levenshtein distance between `a` and `b`, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let up = row[j + 1];
+            row[j + 1] = (diag + usize::from(ca != *cb)).min(up + 1).min(row[j] + 1);
+            diag = up;
+        }
+    }
+    row[b.len()]
 }
 
 /// A failure with its exit code and the sentence for stderr.
@@ -337,7 +416,7 @@ impl Ctx {
     fn print_json<T: Serialize>(&self, value: &T) -> CliResult<()> {
         let s = serde_json::to_string_pretty(value)
             .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
-        println!("{s}");
+        outln!("{s}");
         Ok(())
     }
 
@@ -345,23 +424,30 @@ impl Ctx {
         self.api(self.client.resources(false).await)
     }
 
+    /// Resource names as ids: exact, else ignoring case (`GPU0`); a near
+    /// miss is answered with the name meant.
     async fn resolve_resources(&self, names: &[String]) -> CliResult<Vec<i64>> {
         let all = self.resources().await?;
         names
             .iter()
             .map(|n| {
-                all.iter()
+                let found = all
+                    .iter()
                     .find(|r| r.name == *n)
-                    .map(|r| r.id)
-                    .ok_or_else(|| {
-                        Failure::new(
-                            exit::ERROR,
-                            format!(
-                                "no resource named {:?}: see `gpures resources`",
-                                text::sanitize(n)
-                            ),
-                        )
-                    })
+                    .or_else(|| all.iter().find(|r| r.name.eq_ignore_ascii_case(n)));
+                found.map(|r| r.id).ok_or_else(|| {
+                    let near = all
+                        .iter()
+                        .map(|r| (edit_distance(&r.name.to_lowercase(), &n.to_lowercase()), r))
+                        .filter(|(d, _)| *d <= 2)
+                        .min_by_key(|(d, _)| *d)
+                        .map(|(_, r)| format!(": did you mean {}?", text::sanitize(&r.name)))
+                        .unwrap_or_else(|| ": see `gpures resources`".into());
+                    Failure::new(
+                        exit::ERROR,
+                        format!("no resource named {:?}{near}", text::sanitize(n)),
+                    )
+                })
             })
             .collect()
     }
@@ -440,7 +526,7 @@ impl Ctx {
                 .collect();
             return self.print_json(&v);
         }
-        print!("{}", output::reservations_table(rs, self.tz));
+        out!("{}", output::reservations_table(rs, self.tz));
         Ok(())
     }
 }
@@ -459,7 +545,7 @@ pub async fn run(global: Global, command: Command) -> u8 {
         Ok(()) => exit::OK,
         Err(f) => {
             if let (true, Some(v)) = (json, &f.json) {
-                println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+                outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
             }
             eprintln!("gpures: {}", f.message);
             f.code
@@ -470,7 +556,9 @@ pub async fn run(global: Global, command: Command) -> u8 {
 async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
     if let Command::Completions { shell } = command {
         let mut cmd = Cli::command();
-        clap_complete::generate(shell, &mut cmd, "gpures", &mut std::io::stdout());
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "gpures", &mut script);
+        out!("{}", String::from_utf8_lossy(&script));
         return Ok(());
     }
     if let Command::Man { dir } = &command {
@@ -517,8 +605,17 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
             to,
             r#for,
             note,
-        } => booking::book(ctx, resources, from, to, r#for, note).await,
-        Command::Edit { id, from, to, note } => booking::edit(ctx, id, from, to, note).await,
+        } => {
+            let length = booking::Length { to, r#for };
+            booking::book(ctx, resources, from, length, note.unwrap_or_default()).await
+        }
+        Command::Edit {
+            id,
+            from,
+            to,
+            r#for,
+            note,
+        } => booking::edit(ctx, id, from, booking::Length { to, r#for }, note).await,
         Command::Extend { id, by } => booking::extend(ctx, id, by).await,
         Command::Cancel { id } => booking::cancel(ctx, id).await,
         Command::Release { id } => booking::release(ctx, id).await,

@@ -30,16 +30,19 @@ pub(super) async fn run(ctx: &Ctx, wait: bool, index: bool, command: Vec<String>
         .args(args)
         .env("CUDA_VISIBLE_DEVICES", &devices)
         .exec();
-    Err(Failure::new(
-        exit::ERROR,
-        format!("cannot run {program}: {err}"),
-    ))
+    // As a shell says it: 127 when there is no such command, 126 when it
+    // cannot be run.
+    let code = match err.kind() {
+        std::io::ErrorKind::NotFound => exit::NOT_FOUND,
+        _ => exit::CANNOT_RUN,
+    };
+    Err(Failure::new(code, format!("cannot run {program}: {err}")))
 }
 
 /// Prints `export CUDA_VISIBLE_DEVICES=…`.
 pub(super) async fn env(ctx: &Ctx, index: bool) -> CliResult<()> {
     match held_devices(ctx, index, &ctx.client.hello().host).await? {
-        Held::Now(devices) => println!("export CUDA_VISIBLE_DEVICES={devices}"),
+        Held::Now(devices) => outln!("export CUDA_VISIBLE_DEVICES={devices}"),
         Held::Next(text) | Held::Nothing(text) => {
             return Err(Failure::new(exit::CONFLICT, text));
         }
@@ -76,7 +79,8 @@ async fn held_devices(ctx: &Ctx, index: bool, host: &str) -> CliResult<Held> {
             .iter()
             .find(|r| r.id == id && r.host == host && r.kind == ResourceKind::Gpu)
     };
-    let mut devices = Vec::new();
+    // In GPU index order, as CUDA numbers them, whatever order they were booked in.
+    let mut devices: Vec<(Option<i32>, String)> = Vec::new();
     for r in mine.iter().filter(|r| r.period.contains(now)) {
         let Some(res) = here(r.resource_id) else {
             continue;
@@ -95,10 +99,14 @@ async fn held_devices(ctx: &Ctx, index: bool, host: &str) -> CliResult<Held> {
                 ));
             }
         };
-        devices.push(dev);
+        if !devices.iter().any(|(_, d)| *d == dev) {
+            devices.push((res.gpu_index, dev));
+        }
     }
     if !devices.is_empty() {
-        return Ok(Held::Now(devices.join(",")));
+        devices.sort();
+        let list: Vec<String> = devices.into_iter().map(|(_, d)| d).collect();
+        return Ok(Held::Now(list.join(",")));
     }
     Ok(
         match mine

@@ -70,7 +70,7 @@ pub(super) async fn status(ctx: &Ctx) -> CliResult<()> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(
             &[
@@ -89,14 +89,14 @@ pub(super) async fn status(ctx: &Ctx) -> CliResult<()> {
     );
     for h in &report.hosts {
         if let Some(note) = &h.note {
-            println!("{}: {}", text::sanitize(&h.host), text::sanitize(note));
+            outln!("{}: {}", text::sanitize(&h.host), text::sanitize(note));
         }
     }
     if report.hosts.is_empty() {
-        println!("no GPU telemetry yet");
+        outln!("no GPU telemetry yet");
     }
     if let Some(c) = &report.calendar {
-        println!("{}", output::calendar_line(c));
+        outln!("{}", output::calendar_line(c));
     }
     Ok(())
 }
