@@ -339,6 +339,7 @@ pub struct TestDaemon {
     pub store: Store,
     /// The ids of the GPUs [`TestDaemonBuilder::with_gpus`] added.
     pub gpus: Vec<i64>,
+    host: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<()>>>,
 }
@@ -438,11 +439,60 @@ impl TestDaemon {
             .tempdir()?;
         // Reachable by a client running as another uid (tests drop to 65534).
         std::fs::set_permissions(state_dir.path(), std::fs::Permissions::from_mode(0o755))?;
-        let socket = state_dir.path().join("gpures.sock");
+        let (shutdown, task) = TestDaemon::serve(&database_url, state_dir.path(), host, adjust)?;
+        let store = Store::connect_lazy(database_url.parse()?, 4);
+        let daemon = TestDaemon {
+            socket: state_dir.path().join("gpures.sock"),
+            state_dir,
+            database_url,
+            store,
+            gpus: Vec::new(),
+            host: host.to_owned(),
+            shutdown: Some(shutdown),
+            task: Some(task),
+        };
+        // Wait until it answers.
+        daemon.client().await?;
+        Ok(daemon)
+    }
+
+    /// Stops the daemon and starts it again on the same database, state
+    /// directory and socket (with the default configuration), as a package
+    /// upgrade does; clients connected before see their connection end.
+    ///
+    /// # Errors
+    /// The daemon failed, or could not start again.
+    pub async fn restart(&mut self) -> Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await??;
+        }
+        let (shutdown, task) = TestDaemon::serve(
+            &self.database_url,
+            self.state_dir.path(),
+            &self.host,
+            |_| {},
+        )?;
+        self.shutdown = Some(shutdown);
+        self.task = Some(task);
+        self.client().await?;
+        Ok(())
+    }
+
+    /// Binds the socket in `state_dir` and runs a daemon on it.
+    fn serve(
+        database_url: &str,
+        state_dir: &Path,
+        host: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<(oneshot::Sender<()>, JoinHandle<Result<()>>)> {
+        let socket = state_dir.join("gpures.sock");
         let mut config = Config {
             socket: Some(socket.clone()),
-            state_dir: Some(state_dir.path().to_owned()),
-            database_url: Some(Secret::new(database_url.clone())),
+            state_dir: Some(state_dir.to_owned()),
+            database_url: Some(Secret::new(database_url.to_owned())),
             host: Some(host.to_owned()),
             ..Config::default()
         };
@@ -461,19 +511,7 @@ impl TestDaemon {
             },
             gpures_daemon::RunOptions::default(),
         ));
-        let store = Store::connect_lazy(database_url.parse()?, 4);
-        let daemon = TestDaemon {
-            socket,
-            state_dir,
-            database_url,
-            store,
-            gpus: Vec::new(),
-            shutdown: Some(tx),
-            task: Some(task),
-        };
-        // Wait until it answers.
-        daemon.client().await?;
-        Ok(daemon)
+        Ok((tx, task))
     }
 
     /// The host admin of this daemon's database.

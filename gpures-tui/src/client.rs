@@ -3,9 +3,11 @@
 //! call, and fails with one error type ([`ClientError`]). Booking has the one
 //! retry policy ([`Client::book`]): a lost reply is retried with the same
 //! request id, which the daemon answers with the booking it already made.
+//! After a daemon restart [`Client::reconnect`] gives every clone a new
+//! connection.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use gpures_proto::{
@@ -51,10 +53,12 @@ impl From<RpcError> for ClientError {
 pub type Result<T> = std::result::Result<T, ClientError>;
 
 /// A connection to the daemon and the token of whoever uses it. Cheap to
-/// clone; clones share the token.
+/// clone; clones share the token and the connection, and
+/// [`reconnect`](Client::reconnect) replaces the connection for all of them.
 #[derive(Clone)]
 pub struct Client {
-    rpc: GpuresClient,
+    path: PathBuf,
+    rpc: Arc<RwLock<GpuresClient>>,
     hello: HelloReply,
     token: Arc<Mutex<Option<String>>>,
 }
@@ -80,10 +84,33 @@ impl Client {
     pub async fn connect(path: &Path) -> std::result::Result<Client, ConnError> {
         let (rpc, hello) = conn::connect(path).await?;
         Ok(Client {
-            rpc,
+            path: path.to_owned(),
+            rpc: Arc::new(RwLock::new(rpc)),
             hello,
             token: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// Connects again (the daemon restarted, for an upgrade) and uses the
+    /// new connection from the next call on; the token is kept, since the
+    /// daemon's sessions outlive a restart.
+    ///
+    /// # Errors
+    /// [`ConnError`]: the daemon is not back yet, or speaks another protocol.
+    pub async fn reconnect(&self) -> std::result::Result<(), ConnError> {
+        let (rpc, _) = conn::connect(&self.path).await?;
+        if let Ok(mut current) = self.rpc.write() {
+            *current = rpc;
+        }
+        Ok(())
+    }
+
+    /// The connection in use now.
+    fn rpc(&self) -> GpuresClient {
+        match self.rpc.read() {
+            Ok(rpc) => rpc.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// What the daemon said on hello (its host, our Unix user).
@@ -112,7 +139,7 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn register(&self, req: RegisterRequest) -> Result<UserInfo> {
-        flat(self.rpc.register(context::current(), req).await)
+        flat(self.rpc().register(context::current(), req).await)
     }
 
     /// Logs in; the token is used from now on.
@@ -120,7 +147,7 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn login(&self, email: String, password: String) -> Result<LoginReply> {
-        let login = flat(self.rpc.login(context::current(), email, password).await)?;
+        let login = flat(self.rpc().login(context::current(), email, password).await)?;
         self.set_token(Some(login.token.clone()));
         Ok(login)
     }
@@ -129,7 +156,7 @@ impl Client {
     /// [`ClientError`].
     pub async fn whoami(&self) -> Result<UserInfo> {
         let token = self.need_token()?;
-        flat(self.rpc.whoami(context::current(), token).await)
+        flat(self.rpc().whoami(context::current(), token).await)
     }
 
     /// Revokes every token of the account, this one included.
@@ -138,7 +165,11 @@ impl Client {
     /// [`ClientError`].
     pub async fn logout_everywhere(&self) -> Result<()> {
         let token = self.need_token()?;
-        flat(self.rpc.logout_everywhere(context::current(), token).await)?;
+        flat(
+            self.rpc()
+                .logout_everywhere(context::current(), token)
+                .await,
+        )?;
         self.set_token(None);
         Ok(())
     }
@@ -148,7 +179,7 @@ impl Client {
     pub async fn resources(&self, include_inactive: bool) -> Result<Vec<Resource>> {
         let token = self.need_token()?;
         flat(
-            self.rpc
+            self.rpc()
                 .list_resources(context::current(), token, include_inactive)
                 .await,
         )
@@ -159,7 +190,7 @@ impl Client {
     pub async fn create_resource(&self, new: NewResource) -> Result<Resource> {
         let token = self.need_token()?;
         flat(
-            self.rpc
+            self.rpc()
                 .create_resource(context::current(), token, new)
                 .await,
         )
@@ -174,7 +205,7 @@ impl Client {
     ) -> Result<Resource> {
         let token = self.need_token()?;
         flat(
-            self.rpc
+            self.rpc()
                 .update_resource(context::current(), token, id, update)
                 .await,
         )
@@ -191,14 +222,14 @@ impl Client {
             limit: limits::PAGE_MAX,
         };
         let mut timeline = flat(
-            self.rpc
+            self.rpc()
                 .timeline(context::current(), token.clone(), window, page.clone())
                 .await,
         )?;
         while let Some(after) = timeline.next.take() {
             page.after = Some(after);
             let more = flat(
-                self.rpc
+                self.rpc()
                     .timeline(context::current(), token.clone(), window, page.clone())
                     .await,
             )?;
@@ -219,7 +250,7 @@ impl Client {
     ) -> Result<ReservationPage> {
         let token = self.need_token()?;
         flat(
-            self.rpc
+            self.rpc()
                 .list_reservations(context::current(), token, filter, page)
                 .await,
         )
@@ -252,7 +283,7 @@ impl Client {
     pub async fn find(&self, lookup: Lookup) -> Result<Vec<Reservation>> {
         let token = self.need_token()?;
         flat(
-            self.rpc
+            self.rpc()
                 .find_reservations(context::current(), token, lookup)
                 .await,
         )
@@ -269,7 +300,7 @@ impl Client {
     ) -> Result<Vec<Reservation>> {
         let token = self.need_token()?;
         flat(
-            self.rpc
+            self.rpc()
                 .update_booking(context::current(), token, booking_id, change)
                 .await,
         )
@@ -282,7 +313,7 @@ impl Client {
     pub async fn cancel_booking(&self, booking_id: Uuid) -> Result<Vec<Reservation>> {
         let token = self.need_token()?;
         flat(
-            self.rpc
+            self.rpc()
                 .cancel_booking(context::current(), token, booking_id)
                 .await,
         )
@@ -295,7 +326,7 @@ impl Client {
     pub async fn release_booking(&self, booking_id: Uuid) -> Result<Vec<Reservation>> {
         let token = self.need_token()?;
         flat(
-            self.rpc
+            self.rpc()
                 .release_booking(context::current(), token, booking_id)
                 .await,
         )
@@ -313,12 +344,17 @@ impl Client {
         loop {
             attempt += 1;
             match self
-                .rpc
+                .rpc()
                 .create_booking(context::current(), token.clone(), req.clone())
                 .await
             {
                 Ok(reply) => return Ok(reply?),
-                Err(_) if attempt < BOOK_ATTEMPTS => tokio::time::sleep(BOOK_RETRY_PAUSE).await,
+                Err(_) if attempt < BOOK_ATTEMPTS => {
+                    tokio::time::sleep(BOOK_RETRY_PAUSE).await;
+                    // The connection may be gone with the reply: ask again
+                    // on a new one if the daemon is there.
+                    let _ = self.reconnect().await;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -329,7 +365,7 @@ impl Client {
     pub async fn update(&self, id: Uuid, change: ReservationChange) -> Result<Reservation> {
         let token = self.need_token()?;
         flat(
-            self.rpc
+            self.rpc()
                 .update_reservation(context::current(), token, id, change)
                 .await,
         )
@@ -340,7 +376,7 @@ impl Client {
     pub async fn cancel(&self, id: Uuid) -> Result<Reservation> {
         let token = self.need_token()?;
         flat(
-            self.rpc
+            self.rpc()
                 .cancel_reservation(context::current(), token, id)
                 .await,
         )
@@ -350,7 +386,7 @@ impl Client {
     /// [`ClientError`].
     pub async fn release(&self, id: Uuid) -> Result<Reservation> {
         let token = self.need_token()?;
-        flat(self.rpc.release_now(context::current(), token, id).await)
+        flat(self.rpc().release_now(context::current(), token, id).await)
     }
 
     /// Who holds any of `resources` during `period` (besides `ignore`).
@@ -365,7 +401,7 @@ impl Client {
     ) -> Result<Vec<Holder>> {
         let token = self.need_token()?;
         flat(
-            self.rpc
+            self.rpc()
                 .check_availability(context::current(), token, resources, period, ignore)
                 .await,
         )
@@ -375,7 +411,7 @@ impl Client {
     /// [`ClientError`].
     pub async fn status(&self) -> Result<StatusReport> {
         let token = self.need_token()?;
-        flat(self.rpc.status(context::current(), token).await)
+        flat(self.rpc().status(context::current(), token).await)
     }
 
     /// Waits (up to the daemon's long-poll limit) for a change after `since`;
@@ -388,7 +424,7 @@ impl Client {
         let mut ctx = context::current();
         ctx.deadline =
             Instant::now() + Duration::from_secs(gpures_proto::limits::LONG_POLL_MAX_SECS + 10);
-        flat(self.rpc.wait_for_changes(ctx, token, since).await)
+        flat(self.rpc().wait_for_changes(ctx, token, since).await)
     }
 
     /// Every account (admins), a page at a time.
@@ -401,7 +437,7 @@ impl Client {
         let mut after = None;
         loop {
             let page = flat(
-                self.rpc
+                self.rpc()
                     .list_users(context::current(), token.clone(), after, limits::PAGE_MAX)
                     .await,
             )?;
@@ -418,7 +454,7 @@ impl Client {
     pub async fn set_role(&self, email: String, role: Role) -> Result<UserInfo> {
         let token = self.need_token()?;
         flat(
-            self.rpc
+            self.rpc()
                 .set_role(context::current(), token, email, role)
                 .await,
         )
@@ -437,7 +473,7 @@ impl Client {
             None => (false, String::new()),
         };
         flat(
-            self.rpc
+            self.rpc()
                 .disable_user(context::current(), token, email, cancel, reason)
                 .await,
         )

@@ -206,3 +206,62 @@ async fn members_cannot_touch_others_reservations_from_the_tui() {
     assert!(d.app.booking_form().is_none());
     daemon.stop().await.expect("stop");
 }
+
+/// A daemon restart (every package upgrade) under an open TUI: the next
+/// call connects again, the session still holds, and booking by keys works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tui_reconnects_after_a_daemon_restart() {
+    let (mut daemon, mut d) = setup().await;
+    d.type_text("kim@lab.kr").await;
+    d.press_code(KeyCode::Enter).await;
+    d.type_text(PASSWORD).await;
+    d.press_code(KeyCode::Enter).await;
+    assert_eq!(d.app.screen(), Screen::Timeline);
+
+    let before = daemon.client().await.expect("client");
+    daemon.restart().await.expect("restart");
+    assert!(
+        before
+            .hello(context::current(), gpures_proto::PROTOCOL_VERSION)
+            .await
+            .is_err(),
+        "connections made before the restart are gone"
+    );
+
+    // F5 reloads through a new connection; no "restart gpures" anywhere.
+    d.press_code(KeyCode::F(5)).await;
+    let screen = d.render(80, 24);
+    assert!(!screen.contains("lost the connection"), "{screen}");
+    assert_eq!(d.app.data().resources.len(), 3);
+    // Book by keys: the form's check is answered, the booking is made.
+    for _ in 0..4 {
+        d.press_char('l').await;
+    }
+    d.press_code(KeyCode::Enter).await;
+    let form = d.app.booking_form().expect("form");
+    assert!(
+        matches!(form.preview, Preview::Free),
+        "the check is answered after the restart: {:?}",
+        form.preview
+    );
+    d.press_code(KeyCode::Enter).await;
+    assert!(d.app.booking_form().is_none(), "{:?}", d.app.message());
+    let mine = daemon
+        .reservations(&ReservationFilter {
+            user_email: Some("kim@lab.kr".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(mine.len(), 1);
+
+    // The live path reports the restart and the return.
+    daemon.restart().await.expect("restart");
+    let effects = d.app.apply(Msg::Reconnected);
+    d.settle(effects).await;
+    assert!(
+        d.render(80, 24).contains("reconnected"),
+        "the footer says so"
+    );
+    daemon.stop().await.expect("stop");
+}

@@ -1,7 +1,7 @@
 //! End to end, as a person sees it: the real `gpures` binary in a real
 //! terminal (tmux), driven with `send-keys` and read with `capture-pane`.
-//! Books through the keys against a real daemon, quits, and checks that the
-//! terminal is restored (no alternate screen, canonical mode and echo back).
+//! Books through the keys against a real daemon, restarts the daemon under
+//! it and books again, quits, and checks that the terminal is restored (no alternate screen, canonical mode and echo back).
 //! A second test runs `gpures demo` the way the README says.
 
 use std::path::{Path, PathBuf};
@@ -117,7 +117,7 @@ const AFTER: &str = "echo GPURES-EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e ic
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs tmux; .ci/run installs it and runs ignored tests"]
 async fn the_real_tui_books_by_keys_in_tmux_and_restores_the_terminal() {
-    let daemon = TestDaemon::builder()
+    let mut daemon = TestDaemon::builder()
         .with_gpus(2)
         .start()
         .await
@@ -183,6 +183,21 @@ async fn the_real_tui_books_by_keys_in_tmux_and_restores_the_terminal() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].resource_name, "gpu1");
     assert_eq!(stored[0].note, "e2e run");
+
+    // The daemon restarts (a package upgrade) under the open TUI: it says
+    // it lost the connection, comes back by itself, and books by keys again.
+    daemon.restart().await.expect("restart");
+    tmux.wait_for("reconnected to the daemon", 15).await;
+    tmux.keys(&["k", "n"]);
+    tmux.wait_for("New booking", 10).await;
+    tmux.wait_for("✓ free", 10).await;
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("booked gpu0", 10).await;
+    let stored = daemon
+        .reservations(&ReservationFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(stored.len(), 2, "booked after the restart");
 
     // Help overlay, then quit.
     tmux.keys(&["?"]);

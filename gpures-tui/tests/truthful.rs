@@ -264,3 +264,29 @@ fn the_cursor_shows_on_every_column_of_a_korean_name() {
         "the walk crossed the second column of a Korean character"
     );
 }
+
+#[test]
+fn a_check_without_a_connection_says_so_and_asks_again_when_back() {
+    let mut a = app();
+    press(&mut a, KeyCode::Char('n'));
+    assert!(matches!(
+        a.booking_form().map(|f| &f.preview),
+        Some(Preview::Checking)
+    ));
+    a.apply(Msg::Disconnected(
+        "lost the connection to the daemon".into(),
+    ));
+    let form = a.booking_form().expect("form");
+    assert!(
+        matches!(&form.preview, Preview::Invalid(why) if why.contains("no connection")),
+        "not \"checking…\" forever: {:?}",
+        form.preview
+    );
+    assert!(render(&mut a, 160, 48).contains("lost the connection"));
+    let effects = a.apply(Msg::Reconnected);
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Check { .. })),
+        "the form checks again: {effects:?}"
+    );
+    assert!(effects.iter().any(|e| matches!(e, Effect::Refresh { .. })));
+}

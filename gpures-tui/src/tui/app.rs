@@ -337,7 +337,7 @@ impl App {
             }
             Msg::Checked { .. } => {
                 let events = match &mut self.popup {
-                    Some(popup) => popup.apply(&msg),
+                    Some(popup) => popup.apply(&msg, &self.ctx),
                     None => vec![],
                 };
                 self.handle(events)
@@ -374,7 +374,7 @@ impl App {
                     })
                     .collect();
                 let events = match &mut self.popup {
-                    Some(popup) => popup.apply(&msg),
+                    Some(popup) => popup.apply(&msg, &self.ctx),
                     None => vec![],
                 };
                 self.fail(format!("taken: {}", who.join("; ")));
@@ -384,9 +384,29 @@ impl App {
                 self.fail(e.to_string());
                 vec![]
             }
-            Msg::Disconnected(why) => {
-                self.fail(why);
-                vec![]
+            Msg::Disconnected(ref why) => {
+                // A check that cannot be answered says so instead of
+                // "checking…" forever.
+                let events = match &mut self.popup {
+                    Some(popup) => popup.apply(&msg, &self.ctx),
+                    None => vec![],
+                };
+                self.fail(why.clone());
+                self.handle(events)
+            }
+            Msg::Reconnected => {
+                self.say("reconnected to the daemon");
+                if self.ctx.data.me.is_none() {
+                    return vec![];
+                }
+                // An open form asks again what it could not check.
+                let events = match &mut self.popup {
+                    Some(popup) => popup.apply(&msg, &self.ctx),
+                    None => vec![],
+                };
+                let mut effects = vec![self.refresh()];
+                effects.extend(self.handle(events));
+                effects
             }
             Msg::RemoteChange => {
                 if self.ctx.data.me.is_some() {

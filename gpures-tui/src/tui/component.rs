@@ -20,7 +20,7 @@ pub trait Component {
     /// Applies an action to its own state; what it asks of the app comes back.
     fn update(&mut self, action: Action, ctx: &Ctx) -> Vec<Event>;
     /// Takes a call's result meant for it (the app decides which).
-    fn apply(&mut self, _msg: &Msg) -> Vec<Event> {
+    fn apply(&mut self, _msg: &Msg, _ctx: &Ctx) -> Vec<Event> {
         vec![]
     }
     /// Draws it into `area`; only reads.

@@ -45,9 +45,13 @@ pub struct Session {
 
 fn lost(e: &ClientError) -> Msg {
     Msg::Disconnected(format!(
-        "{e}; restart gpures, or check `systemctl status gpures-daemon`"
+        "{e}; reconnecting… (F5 tries now; `systemctl status gpures-daemon` says why)"
     ))
 }
+
+/// The pauses between attempts to reach a daemon that went away (restarted
+/// for an upgrade): about 10 s in all before a call gives up.
+const RECONNECT_PAUSES_MS: [u64; 6] = [100, 300, 600, 1_000, 3_000, 5_000];
 
 impl Session {
     /// A session on `client` signed in with `token`; `store` is where a new
@@ -57,14 +61,35 @@ impl Session {
         Session { client, store }
     }
 
-    /// Performs one effect and returns what came of it.
+    /// Performs one effect and returns what came of it. When the
+    /// connection broke, it connects again and makes the call once more:
+    /// reads and checks are safe to repeat, a booking is repeated with its
+    /// request id (the daemon answers with the booking it made), and a
+    /// change already made is refused the second time with the reason.
     pub async fn execute(&self, effect: Effect) -> Msg {
-        match self.try_execute(effect).await {
+        let result = match self.try_execute(effect.clone()).await {
+            Err(ClientError::Lost(_) | ClientError::Connect(_)) if self.reconnect().await => {
+                self.try_execute(effect).await
+            }
+            other => other,
+        };
+        match result {
             Ok(msg) => msg,
             Err(ClientError::Api(api)) => Msg::Failed(api),
             Err(ClientError::NotLoggedIn) => Msg::Failed(ApiError::Unauthenticated),
             Err(e) => lost(&e),
         }
+    }
+
+    /// Tries to connect again for about 10 s; true once connected.
+    async fn reconnect(&self) -> bool {
+        for pause in RECONNECT_PAUSES_MS {
+            if self.client.reconnect().await.is_ok() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+        self.client.reconnect().await.is_ok()
     }
 
     async fn try_execute(&self, effect: Effect) -> Result<Msg, ClientError> {
@@ -161,8 +186,10 @@ impl Session {
         })
     }
 
-    /// Follows `wait_for_changes` until the connection ends, sending
-    /// [`Msg::RemoteChange`] for each change.
+    /// Follows `wait_for_changes`, sending [`Msg::RemoteChange`] for each
+    /// change. When the daemon goes away it says so once, connects again
+    /// every second until the daemon is back, and then sends
+    /// [`Msg::Reconnected`] (the app reloads).
     fn spawn_watch(&self, tx: mpsc::UnboundedSender<Msg>) {
         let client = self.client.clone();
         tokio::spawn(async move {
@@ -187,8 +214,20 @@ impl Session {
                     }
                     Err(ClientError::Api(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
                     Err(e) => {
-                        let _ = tx.send(lost(&e));
-                        return;
+                        if tx.send(lost(&e)).is_err() {
+                            return;
+                        }
+                        while client.reconnect().await.is_err() {
+                            if tx.is_closed() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        // A new daemon counts changes from its start.
+                        since = 0;
+                        if tx.send(Msg::Reconnected).is_err() {
+                            return;
+                        }
                     }
                 }
             }

@@ -135,6 +135,8 @@ pub enum Msg {
     Failed(ApiError),
     /// The connection is gone; the sentence says why.
     Disconnected(String),
+    /// The connection is back after the daemon went away.
+    Reconnected,
     /// Another client changed the schedule.
     RemoteChange,
     Tick(DateTime<Utc>),

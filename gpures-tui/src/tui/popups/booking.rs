@@ -222,10 +222,14 @@ impl Component for BookingForm {
         }
     }
 
-    fn apply(&mut self, msg: &Msg) -> Vec<Event> {
+    fn apply(&mut self, msg: &Msg, ctx: &Ctx) -> Vec<Event> {
         match msg {
+            Msg::Reconnected => return self.check(ctx).map(Event::Call).into_iter().collect(),
             Msg::Checked { seq, holders } => self.checked(*seq, holders.clone()),
             Msg::Failed(ApiError::Conflict { holders }) => self.taken(holders.clone()),
+            Msg::Disconnected(_) if matches!(self.preview, Preview::Checking) => {
+                self.preview = Preview::Invalid("cannot check: no connection to the daemon".into());
+            }
             _ => {}
         }
         vec![]
