@@ -201,6 +201,7 @@ pub fn reservations_table(rs: &[Reservation], tz: Tz) -> String {
         .map(|r| {
             vec![
                 r.id.to_string()[..8].to_owned(),
+                r.booking_id.to_string()[..8].to_owned(),
                 r.resource_name.clone(),
                 r.user.display_name.clone(),
                 format_local(r.period.start, tz),
@@ -215,7 +216,9 @@ pub fn reservations_table(rs: &[Reservation], tz: Tz) -> String {
         })
         .collect();
     table(
-        &["ID", "RESOURCE", "USER", "START", "END", "STATUS", "NOTE"],
+        &[
+            "ID", "BOOKING", "RESOURCE", "USER", "START", "END", "STATUS", "NOTE",
+        ],
         &rows,
     )
 }

@@ -290,3 +290,49 @@ fn a_check_without_a_connection_says_so_and_asks_again_when_back() {
     );
     assert!(effects.iter().any(|e| matches!(e, Effect::Refresh { .. })));
 }
+
+#[test]
+fn one_gpu_of_a_booking_asks_this_gpu_or_all() {
+    let mut a = app();
+    // Alex's DDP sweep on gpu1 and gpu2 is one booking.
+    let mut rs = a.data().reservations.clone();
+    let booking = uuid::Uuid::from_u128(3);
+    for r in rs.iter_mut().filter(|r| r.note == "DDP sweep") {
+        r.booking_id = booking;
+    }
+    a.apply(Msg::Loaded(Box::new(Snapshot {
+        reservations: rs,
+        ..snapshot_of(&a)
+    })));
+    press(&mut a, KeyCode::Down); // gpu1, inside the sweep (the viewer is an admin)
+    let line = footer(&mut a);
+    assert!(
+        line.contains("booking 00000000 (2 GPUs)"),
+        "the footer names the booking: {line}"
+    );
+    press(&mut a, KeyCode::Char('x'));
+    let q = a.confirm().expect("x asks").question.clone();
+    assert!(q.contains("one of 2 GPUs of booking 00000000"), "{q}");
+    assert!(q.contains("a all 2"), "{q}");
+    let effects = press(&mut a, KeyCode::Char('a'));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::CancelBooking(id) if *id == booking)),
+        "{effects:?}"
+    );
+    // y is this GPU only.
+    press(&mut a, KeyCode::Char('x'));
+    let effects = press(&mut a, KeyCode::Char('y'));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Cancel(id) if *id == uuid::Uuid::from_u128(3))),
+        "{effects:?}"
+    );
+    // A booking of one GPU asks plain y/n.
+    press(&mut a, KeyCode::Up);
+    press(&mut a, KeyCode::Char('x'));
+    let q = a.confirm().expect("x asks").question.clone();
+    assert!(q.ends_with("(y/n)"), "{q}");
+}

@@ -45,6 +45,8 @@ pub enum Action {
     /// Switch the login form between log in and register.
     ToggleRegister,
     Yes,
+    /// In a question about one GPU of a booking: all of its GPUs.
+    All,
     No,
 }
 
@@ -259,6 +261,12 @@ pub const BINDINGS: &[Binding] = &[
     b(S::Filter, K::Esc, A::Close, "clear the filter"),
     b(S::Confirm, K::Char('y'), A::Yes, "yes"),
     b(S::Confirm, K::Char('Y'), A::Yes, "yes"),
+    b(
+        S::Confirm,
+        K::Char('a'),
+        A::All,
+        "all GPUs of the booking (when asked)",
+    ),
     b(
         S::Confirm,
         K::Char('n'),

@@ -49,6 +49,15 @@ fn lost(e: &ClientError) -> Msg {
     ))
 }
 
+/// `gpu0, gpu1`: the resources of `rs`.
+fn names(rs: &[gpures_proto::Reservation]) -> String {
+    let names: Vec<String> = rs
+        .iter()
+        .map(|r| text::sanitize(&r.resource_name))
+        .collect();
+    names.join(", ")
+}
+
 /// The pauses between attempts to reach a daemon that went away (restarted
 /// for an upgrade): about 10 s in all before a call gives up.
 const RECONNECT_PAUSES_MS: [u64; 6] = [100, 300, 600, 1_000, 3_000, 5_000];
@@ -165,6 +174,14 @@ impl Session {
             Effect::Release(id) => {
                 let r = c.release(id).await?;
                 Msg::Done(format!("released {}", text::sanitize(&r.resource_name)))
+            }
+            Effect::CancelBooking(id) => {
+                let rs = c.cancel_booking(id).await?;
+                Msg::Done(format!("cancelled {}", names(&rs)))
+            }
+            Effect::ReleaseBooking(id) => {
+                let rs = c.release_booking(id).await?;
+                Msg::Done(format!("released {}", names(&rs)))
             }
             Effect::Check {
                 seq,

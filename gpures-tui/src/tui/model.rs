@@ -74,6 +74,17 @@ impl Ctx {
         self.is_admin() || self.data.me.as_ref().is_some_and(|m| m.id == r.user.id)
     }
 
+    /// How many GPUs of `r`'s booking are loaded and not over yet
+    /// (`r` itself included).
+    pub fn booking_size(&self, r: &Reservation) -> usize {
+        self.data
+            .reservations
+            .iter()
+            .filter(|o| o.booking_id == r.booking_id && o.period.end > self.now)
+            .count()
+            .max(1)
+    }
+
     /// `Thu 11-26 10:00–12:00` (or both dates when it spans days), in the viewer's zone.
     pub fn period_text(&self, p: &Period) -> String {
         let start = p.start.with_timezone(&self.tz);
@@ -106,6 +117,9 @@ pub enum Effect {
     Update(Uuid, ReservationChange),
     Cancel(Uuid),
     Release(Uuid),
+    /// Every GPU of a booking, as one unit.
+    CancelBooking(Uuid),
+    ReleaseBooking(Uuid),
     Check {
         seq: u64,
         resources: Vec<i64>,

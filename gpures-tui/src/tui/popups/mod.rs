@@ -32,36 +32,76 @@ pub fn edit(target: Option<&Reservation>, ctx: &Ctx) -> Vec<Event> {
     }
 }
 
-/// The question before cancelling `target`.
+/// The question before cancelling `target`; for one GPU of a booking of
+/// several, "this GPU or all N".
 pub fn cancel(target: Option<&Reservation>, ctx: &Ctx) -> Vec<Event> {
     match target {
         None => vec![Event::Fail("no reservation here".into())],
         Some(r) if !ctx.may_change(r) => vec![Event::Fail("that is not your reservation".into())],
-        Some(r) => vec![Event::open(Confirm {
-            question: format!(
-                "Cancel {} · {} · {}? (y/n)",
+        Some(r) => {
+            let what = format!(
+                "Cancel {} · {} · {}",
                 text::sanitize(&r.resource_name),
                 text::sanitize(&r.user.display_name),
                 ctx.period_text(&r.period)
-            ),
-            effect: Effect::Cancel(r.id),
-        })],
+            );
+            vec![Event::open(question(
+                what,
+                r,
+                ctx,
+                Effect::Cancel(r.id),
+                Effect::CancelBooking(r.booking_id),
+            ))]
+        }
     }
 }
 
 /// The question before releasing `target` now (it cannot be undone, like
-/// a cancel).
+/// a cancel); for one GPU of a booking of several, "this GPU or all N".
 pub fn release(target: Option<&Reservation>, ctx: &Ctx) -> Vec<Event> {
     match target {
         None => vec![Event::Fail("no reservation here".into())],
         Some(r) if !ctx.may_change(r) => vec![Event::Fail("that is not your reservation".into())],
-        Some(r) => vec![Event::open(Confirm {
-            question: format!(
-                "Release {} · {} now (it ends at once)? (y/n)",
+        Some(r) => {
+            let what = format!(
+                "Release {} · {} now (it ends at once)",
                 text::sanitize(&r.resource_name),
                 text::sanitize(&r.user.display_name),
-            ),
-            effect: Effect::Release(r.id),
-        })],
+            );
+            vec![Event::open(question(
+                what,
+                r,
+                ctx,
+                Effect::Release(r.id),
+                Effect::ReleaseBooking(r.booking_id),
+            ))]
+        }
     }
+}
+
+/// `what`? as a y/n question, or as "this GPU or all N" when `r` is one
+/// GPU of a booking that holds others not over yet.
+fn question(what: String, r: &Reservation, ctx: &Ctx, one: Effect, all: Effect) -> Confirm {
+    let n = ctx.booking_size(r);
+    if n > 1 {
+        Confirm {
+            question: format!(
+                "{what}? It is one of {n} GPUs of booking {}: y this GPU · a all {n} · n no",
+                short_id(r.booking_id)
+            ),
+            effect: one,
+            all: Some(all),
+        }
+    } else {
+        Confirm {
+            question: format!("{what}? (y/n)"),
+            effect: one,
+            all: None,
+        }
+    }
+}
+
+/// The first 8 hex digits of an id, as `ls` and `book` print it.
+pub fn short_id(id: uuid::Uuid) -> String {
+    id.simple().to_string()[..8].to_owned()
 }

@@ -53,6 +53,7 @@ impl Component for Admin {
                             text::sanitize(&u.email)
                         ),
                         effect: Effect::DisableUser(u.email.clone()),
+                        all: None,
                     })];
                 }
             }

@@ -435,7 +435,7 @@ impl Component for Timeline {
         let t = self.cell_start(self.cursor_col).with_timezone(&ctx.tz);
         match self.reservation_at_cursor(ctx) {
             Some(r) => format!(
-                "{} · {} <{}> · {} ({}){}",
+                "{} · {} <{}> · {} ({}){} · booking {}{}",
                 text::sanitize(&res.name),
                 text::sanitize(&r.user.display_name),
                 text::sanitize(&r.user.email),
@@ -445,7 +445,12 @@ impl Component for Timeline {
                     String::new()
                 } else {
                     format!(" · {}", text::sanitize(&r.note))
-                }
+                },
+                popups::short_id(r.booking_id),
+                match ctx.booking_size(r) {
+                    1 => String::new(),
+                    n => format!(" ({n} GPUs)"),
+                },
             ),
             None => format!(
                 "{} · free · {}",
