@@ -336,3 +336,21 @@ fn one_gpu_of_a_booking_asks_this_gpu_or_all() {
     let q = a.confirm().expect("x asks").question.clone();
     assert!(q.ends_with("(y/n)"), "{q}");
 }
+
+#[test]
+fn the_footer_always_keeps_help_and_quit() {
+    let mut a = app();
+    for width in [80u16, 100, 60] {
+        let screen = render(&mut a, width, 24);
+        let last = screen.lines().last().expect("footer").to_owned();
+        assert!(
+            last.contains("? help · q quit"),
+            "{width} columns: {last:?}"
+        );
+    }
+    let whole = render(&mut a, 200, 24);
+    assert!(
+        whole.lines().last().is_some_and(|l| !l.contains('…')),
+        "nothing is left out when it fits"
+    );
+}

@@ -100,7 +100,9 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect) {
         Line::from("")
     };
     frame.render_widget(Paragraph::new(line), top);
-    let hints = app.active().hints();
+    // The keys of whatever has them: an open popup, else the screen.
+    let keys = app.popup().map_or_else(|| app.active().hints(), |p| p.hints());
+    let hints = fit_hints(keys, usize::from(bottom.width));
     frame.render_widget(
         Paragraph::new(Span::styled(
             hints,
@@ -108,4 +110,36 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect) {
         )),
         bottom,
     );
+}
+
+/// The key hints in `width` columns: whole when they fit, else the first
+/// hints and the last two (`? help · q quit`, or a form's save and cancel)
+/// with the middle left out, so the way to help and out is always shown.
+pub fn fit_hints(hints: &str, width: usize) -> String {
+    use unicode_width::UnicodeWidthStr;
+    if hints.width() <= width {
+        return hints.to_owned();
+    }
+    let parts: Vec<&str> = hints.split(" · ").collect();
+    let keep_tail = parts.len().min(2);
+    let tail = parts[parts.len() - keep_tail..].join(" · ");
+    let mut head: Vec<&str> = Vec::new();
+    for part in &parts[..parts.len() - keep_tail] {
+        let mut candidate = head.clone();
+        candidate.push(part);
+        if format!("{} · … · {tail}", candidate.join(" · ")).width() > width {
+            break;
+        }
+        head = candidate;
+    }
+    let fitted = if head.is_empty() {
+        tail
+    } else {
+        format!("{} · … · {tail}", head.join(" · "))
+    };
+    if fitted.width() <= width {
+        fitted
+    } else {
+        fitted.chars().take(width).collect()
+    }
 }
