@@ -32,6 +32,10 @@ pub struct Common {
     /// Use this PostgreSQL server instead of the embedded cluster.
     #[arg(long, global = true, value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Log progress (INFO) from admin commands too; `serve` always does.
+    /// GPURES_LOG (e.g. `debug`) overrides both.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// The example configuration, every key documented. Installed as the conffile.
@@ -47,6 +47,13 @@ impl Secret {
     }
 }
 
+/// Printed (by `check-config`) as `<redacted>`, never the value.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
@@ -54,7 +61,7 @@ impl fmt::Debug for Secret {
 }
 
 /// Everything the daemon and its admin commands need to know.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Unix socket the daemon serves on. `None`: `/run/gpures.sock` as root,
@@ -81,7 +88,7 @@ pub struct Config {
 /// Google Calendar sync (one way: the daemon is the calendar's only writer).
 /// The same names as the web design it replaces, as environment variables:
 /// `GOOGLE_CALENDAR_ENABLED`, `GOOGLE_SERVICE_ACCOUNT_FILE`, `GOOGLE_CALENDAR_ID`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CalendarConfig {
     pub enabled: bool,
@@ -118,7 +125,7 @@ impl Default for CalendarConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GpuConfig {
     /// `auto` (NVML, else nvidia-smi, else none), `nvml`, `nvidia-smi`, `none`.
@@ -142,7 +149,7 @@ impl Default for GpuConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BookingConfig {
     /// Longest reservation members may make, in days.
@@ -164,7 +171,7 @@ impl Default for BookingConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Lifetime of a login token, in hours.
@@ -184,7 +191,7 @@ impl Default for AuthConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Open connections across all users; further ones are closed at once.
@@ -249,6 +256,15 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// The configuration as TOML, in the shape of the example file; the
+    /// database URL is `<redacted>`.
+    ///
+    /// # Errors
+    /// A value TOML cannot hold (none today).
+    pub fn to_toml(&self) -> std::result::Result<String, toml::ser::Error> {
+        toml::to_string(self)
+    }
+
     /// Builds the configuration from the file, the environment and `flags`.
     ///
     /// # Errors
@@ -437,6 +453,25 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_config_prints_toml_that_reads_back_without_secrets() {
+        let mut config = Config {
+            database_url: Some(Secret::new("postgres://gpures:hunter2@db/gpures")),
+            ..Config::default()
+        };
+        config.calendar.calendar_id = Some("lab@group.calendar.google.com".into());
+        let text = config.to_toml().expect("toml");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("database_url = \"<redacted>\""), "{text}");
+        assert!(text.contains("[calendar]"), "{text}");
+        let back = Config::parse(&text, Path::new("printed.toml")).expect("reads back");
+        assert_eq!(back.calendar.calendar_id, config.calendar.calendar_id);
+        assert_eq!(
+            back.limits.max_calls_per_user,
+            config.limits.max_calls_per_user
+        );
+    }
 
     #[test]
     fn example_config_parses_and_matches_defaults() {

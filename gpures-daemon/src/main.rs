@@ -15,12 +15,25 @@ fn main() -> ExitCode {
         listener: systemd::take_listener(),
         notifier: systemd::Notifier::from_env(),
     };
+    // The service logs its progress; an admin command prints its answer
+    // and only warnings unless asked (-v). Colour only on a terminal: the
+    // journal and files get plain text.
+    let serving = matches!(
+        cli.command,
+        None | Some(gpures_daemon::cli::Command::Serve { .. })
+    );
+    let level = if serving || cli.common.verbose {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GPURES_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,sqlx=warn,tarpc=warn")
+                tracing_subscriber::EnvFilter::new(format!("{level},sqlx=warn,tarpc=warn"))
             }),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -414,3 +414,24 @@ async fn a_database_that_cannot_come_back_makes_the_daemon_exit_non_zero() {
         "exits non-zero so systemd restarts it: {status}"
     );
 }
+
+/// An admin command prints its answer: no INFO lines unless `-v`, and no
+/// colour codes when its output is not a terminal.
+#[test]
+fn admin_commands_print_no_log_noise() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let quiet = Command::new(BIN)
+        .args(["check-config", "--state-dir"])
+        .arg(dir.path())
+        .env_remove("GPURES_LOG")
+        .env_remove("GPURES_DATABASE_URL")
+        .output()
+        .expect("run");
+    assert!(quiet.status.success());
+    let text = String::from_utf8_lossy(&quiet.stdout).into_owned()
+        + &String::from_utf8_lossy(&quiet.stderr);
+    assert!(!text.contains("INFO"), "{text}");
+    assert!(!text.contains('\u{1b}'), "no colour codes: {text:?}");
+    assert!(text.contains("[limits]"), "TOML: {text}");
+    assert!(!text.contains("Some("), "no Debug noise: {text}");
+}

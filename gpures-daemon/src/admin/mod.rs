@@ -94,14 +94,18 @@ async fn close(database: Database) {
 }
 
 /// `check-config`: the configuration in force, secrets redacted.
+/// Prints the configuration in effect as TOML (the example file's shape,
+/// secrets redacted), then what it resolves to as `#` comments, so the
+/// output can be saved as a config file.
 fn check_config(config: &Config) -> Result<()> {
-    println!("{config:#?}");
-    println!("state dir: {}", config.state_dir().display());
-    println!("socket:    {}", config.socket_path().display());
+    print!("{}", config.to_toml()?);
+    println!();
+    println!("# state dir: {}", config.state_dir().display());
+    println!("# socket:    {}", config.socket_path().display());
     match (&config.database_url, crate::host::pg::find_bin_dir()) {
-        (Some(_), _) => println!("database:  external (database_url)"),
+        (Some(_), _) => println!("# database:  external (database_url)"),
         (None, Some(bin)) => println!(
-            "database:  embedded, PostgreSQL binaries in {}",
+            "# database:  embedded, PostgreSQL binaries in {}",
             bin.display()
         ),
         (None, None) => anyhow::bail!("{}", crate::host::pg::PgError::BinariesMissing),

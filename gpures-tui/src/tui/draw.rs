@@ -101,7 +101,9 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect) {
     };
     frame.render_widget(Paragraph::new(line), top);
     // The keys of whatever has them: an open popup, else the screen.
-    let keys = app.popup().map_or_else(|| app.active().hints(), |p| p.hints());
+    let keys = app
+        .popup()
+        .map_or_else(|| app.active().hints(), |p| p.hints());
     let hints = fit_hints(keys, usize::from(bottom.width));
     frame.render_widget(
         Paragraph::new(Span::styled(
