@@ -109,6 +109,10 @@ async fn status_shows_holder_processes_users_and_unreserved_use() {
         out.contains("missing gpu0"),
         "a vanished GPU is reported, not deleted: {out}"
     );
+    assert!(
+        out.contains("resource add gpu0 --gpu-index 0"),
+        "no GPUs: it says how to add resources by hand: {out}"
+    );
 
     // root holds gpu0 now; nobody's process on it is unreserved use.
     let (client, login) = daemon

@@ -50,7 +50,7 @@ pub async fn action(config: &Config, cmd: ResourceCommand) -> anyhow::Result<Res
         ResourceCommand::Discover { host } => {
             let probe = Probe::new(config.gpu.backend, &config.gpu.nvidia_smi);
             if let Some(note) = probe.note() {
-                anyhow::bail!("{note}");
+                anyhow::bail!("{note}\n{ADD_BY_HAND}");
             }
             let gpus = tokio::task::spawn_blocking(move || probe.sample())
                 .await
@@ -120,10 +120,17 @@ pub fn new_resource(
     }
 }
 
+/// What to do when the GPUs cannot be read.
+const ADD_BY_HAND: &str = "add resources by hand instead: \
+`gpures-daemon resource add gpu0 --gpu-index 0 --description \"H100 80GB\"` \
+(one per GPU), or `gpures-daemon resource add NAME` for a whole server";
+
 fn discovered(found: &[Discovered], no_gpus: bool) -> String {
     let mut out = String::new();
     if no_gpus {
         out.push_str("no GPUs found on this host\n");
+        out.push_str(ADD_BY_HAND);
+        out.push('\n');
     }
     for d in found {
         let _ = match d {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use gpures_proto::{Role, UserInfo};
+use gpures_proto::{Role, UserInfo, text};
 
 use crate::cli::UserCommand;
 use crate::service::{Actor, Error, Result, Service};
@@ -128,22 +128,33 @@ pub async fn execute(service: &Service, actor: &Actor, action: UserAction) -> Re
     })
 }
 
+/// `s` padded with spaces to `width` terminal columns: a Korean character
+/// takes two, so `{:<24}` would misalign the columns after a Korean name.
+fn pad(s: &str, width: usize) -> String {
+    let shown = unicode_width::UnicodeWidthStr::width(s);
+    format!("{s}{}", " ".repeat(width.saturating_sub(shown)))
+}
+
 fn users_table(users: &[UserInfo]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<5} {:<32} {:<24} {:<7} {:<12} STATE",
-        "ID", "EMAIL", "NAME", "ROLE", "UNIX USER"
+        "{:<5} {:<32} {} {:<7} {:<12} STATE",
+        "ID",
+        "EMAIL",
+        pad("NAME", 24),
+        "ROLE",
+        "UNIX USER"
     );
     for u in users {
         let _ = writeln!(
             out,
-            "{:<5} {:<32} {:<24} {:<7} {:<12} {}",
+            "{:<5} {:<32} {} {:<7} {:<12} {}",
             u.id,
-            u.email,
-            u.display_name,
+            text::sanitize(&u.email),
+            pad(&text::sanitize(&u.display_name), 24),
             u.role,
-            u.unix_user,
+            text::sanitize(&u.unix_user),
             if u.disabled { "disabled" } else { "active" }
         );
     }
@@ -151,4 +162,40 @@ fn users_table(users: &[UserInfo]) -> String {
         out.push_str("(no users yet: lab members run `gpures register`)\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: i64, email: &str, name: &str) -> UserInfo {
+        UserInfo {
+            id,
+            email: email.into(),
+            display_name: name.into(),
+            role: Role::Member,
+            unix_user: "kim".into(),
+            disabled: false,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn user_list_aligns_korean_names() {
+        let table = users_table(&[
+            user(1, "kim@lab.kr", "김민수"),
+            user(2, "alex@lab.kr", "Alex Morgan"),
+            user(3, "eve@lab.kr", "\u{1b}[31mEve"),
+        ]);
+        // The role column starts at the same terminal column on every line.
+        let columns: Vec<usize> = table
+            .lines()
+            .map(|l| {
+                let at = l.find("member").or_else(|| l.find("ROLE")).expect("role");
+                unicode_width::UnicodeWidthStr::width(&l[..at])
+            })
+            .collect();
+        assert!(columns.windows(2).all(|w| w[0] == w[1]), "{table}");
+        assert!(!table.contains('\u{1b}'), "{table:?}");
+    }
 }
