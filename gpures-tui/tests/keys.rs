@@ -30,6 +30,17 @@ async fn setup() -> (TestDaemon, Driver) {
     (daemon, driver)
 }
 
+/// 김민수's active reservations, as the daemon stores them.
+async fn kims(daemon: &TestDaemon) -> Vec<gpures_proto::Reservation> {
+    daemon
+        .reservations(&ReservationFilter {
+            user_email: Some("kim@lab.kr".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_in_book_and_cancel_by_keys() {
     let (daemon, mut d) = setup().await;
@@ -82,13 +93,7 @@ async fn log_in_book_and_cancel_by_keys() {
         "the form closes after booking: {:?}",
         d.app.message()
     );
-    let mine = daemon
-        .reservations(&ReservationFilter {
-            user_email: Some("kim@lab.kr".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("list");
+    let mine = kims(&daemon).await;
     assert_eq!(mine.len(), 2, "two GPUs booked together");
     assert!(mine.iter().all(|r| r.note == "키보드로 예약"));
     assert_eq!(
@@ -117,13 +122,7 @@ async fn log_in_book_and_cancel_by_keys() {
     d.press_char('n').await;
     d.press_char('x').await;
     d.press_char('y').await;
-    let active = daemon
-        .reservations(&ReservationFilter {
-            user_email: Some("kim@lab.kr".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("list");
+    let active = kims(&daemon).await;
     assert_eq!(
         active.len(),
         1,
@@ -246,13 +245,7 @@ async fn the_tui_reconnects_after_a_daemon_restart() {
     );
     d.press_code(KeyCode::Enter).await;
     assert!(d.app.booking_form().is_none(), "{:?}", d.app.message());
-    let mine = daemon
-        .reservations(&ReservationFilter {
-            user_email: Some("kim@lab.kr".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("list");
+    let mine = kims(&daemon).await;
     assert_eq!(mine.len(), 1);
 
     // The live path reports the restart and the return.
