@@ -878,15 +878,16 @@ async fn edits_update_known_events_without_a_refused_insert_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_calendar_refuses_owner_only_scopes_and_the_daemon_asks_for_events() {
+    use google_calendar3::CalendarHub;
     use google_calendar3::api::Scope;
-    use google_calendar3::{CalendarHub, yup_oauth2};
+    use gpures_daemon::workers::calendar::token::{ServiceAccount, ServiceAccountKey};
     let fake = FakeGoogle::start().await.expect("fake");
     let dir = tempfile::tempdir().expect("dir");
     let key_path = dir.path().join("key.json");
     fake.write_key(&key_path).expect("key");
-    let key = yup_oauth2::read_service_account_key(&key_path)
-        .await
-        .expect("read key");
+    let key: ServiceAccountKey =
+        serde_json::from_str(&std::fs::read_to_string(&key_path).expect("read key"))
+            .expect("a key");
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()
         .expect("roots")
@@ -898,13 +899,7 @@ async fn a_shared_calendar_refuses_owner_only_scopes_and_the_daemon_asks_for_eve
             .build::<_, String>(connector.clone());
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build(connector);
-    let auth = yup_oauth2::ServiceAccountAuthenticator::with_client(
-        key,
-        yup_oauth2::CustomHyperClientBuilder::from(token_http),
-    )
-    .build()
-    .await
-    .expect("auth");
+    let auth = ServiceAccount::new(&key, token_http).expect("auth");
     let mut hub = CalendarHub::new(http, auth);
     hub.base_url(format!("{}/calendar/v3/", fake.base_url()));
     hub.root_url(format!("{}/", fake.base_url()));

@@ -1,5 +1,5 @@
 //! The Google Calendar client: [`Calendar`] writes events with
-//! `google-calendar3` and a service-account authenticator (yup-oauth2), and
+//! `google-calendar3` and a service-account authenticator ([`token`](super::token)), and
 //! sorts Google's answers into retry-later and give-up ([`SyncError`]).
 //! Event ids are derived from the reservation id ([`event_id`]), so a retry
 //! after a crash or a lost reply updates the same event instead of adding one.
@@ -13,12 +13,12 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use google_calendar3::CalendarHub;
 use google_calendar3::api::{Event, EventDateTime, EventExtendedProperties};
-use google_calendar3::yup_oauth2;
 use gpures_proto::{Reservation, ReservationStatus, text};
 use serde::Deserialize;
 use thiserror::Error;
 use uuid::Uuid;
 
+use super::token::{ServiceAccount, ServiceAccountKey};
 use crate::config::CalendarConfig;
 
 /// The one HTTP connector the hub is built with.
@@ -160,13 +160,7 @@ impl Calendar {
         let http =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build(connector);
-        let auth = yup_oauth2::ServiceAccountAuthenticator::with_client(
-            key,
-            yup_oauth2::CustomHyperClientBuilder::from(token_http),
-        )
-        .build()
-        .await
-        .map_err(|e| CalendarError::KeyFile {
+        let auth = ServiceAccount::new(&key, token_http).map_err(|e| CalendarError::KeyFile {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
@@ -527,7 +521,7 @@ impl Calendar {
     }
 }
 
-async fn read_key(path: &Path) -> Result<yup_oauth2::ServiceAccountKey, CalendarError> {
+async fn read_key(path: &Path) -> Result<ServiceAccountKey, CalendarError> {
     let err = |reason: String| CalendarError::KeyFile {
         path: path.display().to_string(),
         reason,

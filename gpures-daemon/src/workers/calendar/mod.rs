@@ -1,5 +1,5 @@
 //! Google Calendar one-way sync: [`Calendar`] writes events with
-//! `google-calendar3` and a service-account authenticator (yup-oauth2);
+//! `google-calendar3` and a service-account authenticator ([`token`]);
 //! [`CalendarWorker`] delivers the `calendar_outbox`; [`google`] is the client and
 //! [`reconcile`] the repair.
 //!
@@ -22,6 +22,7 @@
 
 pub mod google;
 pub mod reconcile;
+pub mod token;
 
 use std::sync::Arc;
 use std::time::Duration;
