@@ -14,7 +14,7 @@ use gpures_tui::tui::render;
 use uuid::Uuid;
 
 fn both(name: &str, app: &mut App) {
-    for (w, h) in [(80u16, 24u16), (160, 48)] {
+    for (w, h) in [(80u16, 24u16), (160, 48), (200, 60)] {
         let screen = render(app, w, h);
         assert!(
             !screen.contains('\u{1b}'),
@@ -156,7 +156,16 @@ fn help_overlay() {
         press(&mut a, KeyCode::PageDown);
         seen.push_str(&render(&mut a, 80, 24));
     }
-    for listed in ["Booking form", "Filter prompt", "Questions", "C-r", "Bksp"] {
+    for listed in [
+        "Booking form",
+        "Filter prompt",
+        "Questions",
+        "C-r",
+        "Bksp",
+        "What the marks mean",
+        "!UNRESERVED",
+        "✓ synced",
+    ] {
         assert!(seen.contains(listed), "{listed} is in the help");
     }
     press(&mut a, KeyCode::Char('z'));

@@ -44,8 +44,60 @@ fn lines(ctx: &Ctx) -> Vec<Line<'static>> {
     lines.push(Line::from(
         "  Mouse: a click selects a timeline cell, the wheel scrolls time.",
     ));
+    lines.push(Line::from(Span::styled(
+        "What the marks mean",
+        Style::default().add_modifier(Modifier::BOLD),
+    )));
+    lines.extend(
+        LEGEND
+            .iter()
+            .map(|(mark, meaning)| Line::from(format!("  {mark:<12} {meaning}"))),
+    );
     lines
 }
+
+/// Every mark and colour the screens draw, and what it means.
+const LEGEND: [(&str, &str); 12] = [
+    (
+        "*name",
+        "a bar of your own reservation (others show the holder's name)",
+    ),
+    (
+        "colour",
+        "each person has one bar colour, the same on every screen",
+    ),
+    ("│", "now (red); cells to its left are dimmed: the past"),
+    ("·", "a free half hour (or free cell at other zooms)"),
+    (
+        "▒ / inverse",
+        "the cursor (inverse video on a bar or a Korean name)",
+    ),
+    (
+        "+",
+        "a marked resource: Enter books all marked ones together",
+    ),
+    (
+        "✓ synced",
+        "the Google Calendar event matches the reservation",
+    ),
+    ("… pending", "the calendar event is being written"),
+    (
+        "! failed",
+        "Google refused the event; `gpures status` says why",
+    ),
+    (
+        "!UNRESERVED",
+        "a process runs on the GPU without a reservation",
+    ),
+    (
+        "!IDLE",
+        "a running reservation with no GPU process for a while",
+    ),
+    (
+        "!OVERRUN",
+        "a process of the holder still runs after the reservation",
+    ),
+];
 
 /// The scopes in the order the help lists them.
 const SCOPES: [Scope; 9] = [
