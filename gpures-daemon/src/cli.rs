@@ -162,6 +162,12 @@ pub enum ResourceCommand {
     List,
     /// Disable a resource: it can no longer be booked.
     Disable { name: String },
+    /// Enable a disabled resource again.
+    Enable { name: String },
+    /// Rename a resource (its reservations follow it).
+    Rename { name: String, new_name: String },
+    /// Set a resource's description (shown in `gpures resources`).
+    Describe { name: String, description: String },
     /// Create or update one resource per GPU of this host (idempotent).
     Discover {
         /// Host name to store (default: this daemon's host name).

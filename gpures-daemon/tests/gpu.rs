@@ -219,3 +219,52 @@ async fn without_gpu_tooling_status_says_no_gpu_telemetry() {
     );
     daemon.stop().await.expect("stop");
 }
+
+/// The host admin manages resources by name: disable, enable, rename (the
+/// reservations follow) and describe; a taken name is refused and changes
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_are_disabled_enabled_renamed_and_described() {
+    let daemon = TestDaemon::builder()
+        .with_gpus(2)
+        .start()
+        .await
+        .expect("daemon");
+    let admin = daemon.host_admin().expect("host admin");
+    let run = |action| admin.resource(action);
+    run(ResourceAction::Disable {
+        name: "gpu0".into(),
+    })
+    .await
+    .expect("disable");
+    let out = run(ResourceAction::Enable {
+        name: "gpu0".into(),
+    })
+    .await
+    .expect("enable a disabled resource");
+    assert!(out.contains("gpu0 is enabled"), "{out}");
+    let out = run(ResourceAction::Rename {
+        name: "gpu0".into(),
+        new_name: "h100-0".into(),
+    })
+    .await
+    .expect("rename");
+    assert!(out.contains("gpu0 is now h100-0"), "{out}");
+    let taken = run(ResourceAction::Rename {
+        name: "h100-0".into(),
+        new_name: "gpu1".into(),
+    })
+    .await;
+    assert!(taken.is_err(), "a taken name is refused: {taken:?}");
+    let out = run(ResourceAction::Describe {
+        name: "h100-0".into(),
+        description: "NVIDIA H100 80GB HBM3".into(),
+    })
+    .await
+    .expect("describe");
+    assert!(out.contains("h100-0: NVIDIA H100 80GB HBM3"), "{out}");
+    let list = run(ResourceAction::List).await.expect("list");
+    assert!(list.contains("h100-0") && list.contains("gpu1"), "{list}");
+    assert!(!list.contains("gpu0 "), "{list}");
+    daemon.stop().await.expect("stop");
+}

@@ -19,6 +19,17 @@ pub enum ResourceAction {
     Disable {
         name: String,
     },
+    Enable {
+        name: String,
+    },
+    Rename {
+        name: String,
+        new_name: String,
+    },
+    Describe {
+        name: String,
+        description: String,
+    },
     /// One resource per GPU the probe found on `host`.
     Discover {
         host: String,
@@ -47,6 +58,11 @@ pub async fn action(config: &Config, cmd: ResourceCommand) -> anyhow::Result<Res
         )),
         ResourceCommand::List => ResourceAction::List,
         ResourceCommand::Disable { name } => ResourceAction::Disable { name },
+        ResourceCommand::Enable { name } => ResourceAction::Enable { name },
+        ResourceCommand::Rename { name, new_name } => ResourceAction::Rename { name, new_name },
+        ResourceCommand::Describe { name, description } => {
+            ResourceAction::Describe { name, description }
+        }
         ResourceCommand::Discover { host } => {
             let probe = Probe::new(config.gpu.backend, &config.gpu.nvidia_smi);
             if let Some(note) = probe.note() {
@@ -83,18 +99,52 @@ pub async fn execute(service: &Service, actor: &Actor, action: ResourceAction) -
             discovered(&found, gpus.is_empty())
         }
         ResourceAction::Disable { name } => {
-            let r = service.resource_by_name(actor, &name).await?;
             let update = ResourceUpdate {
                 active: Some(false),
                 ..ResourceUpdate::default()
             };
-            let r = service.update_resource(actor, r.id, update).await?;
+            let r = change(service, actor, &name, update).await?;
             format!(
                 "{} is disabled: it cannot be booked; its reservations stay\n",
                 r.name
             )
         }
+        ResourceAction::Enable { name } => {
+            let update = ResourceUpdate {
+                active: Some(true),
+                ..ResourceUpdate::default()
+            };
+            let r = change(service, actor, &name, update).await?;
+            format!("{} is enabled: it can be booked again\n", r.name)
+        }
+        ResourceAction::Rename { name, new_name } => {
+            let update = ResourceUpdate {
+                name: Some(new_name),
+                ..ResourceUpdate::default()
+            };
+            let r = change(service, actor, &name, update).await?;
+            format!("{name} is now {}; its reservations follow it\n", r.name)
+        }
+        ResourceAction::Describe { name, description } => {
+            let update = ResourceUpdate {
+                description: Some(description),
+                ..ResourceUpdate::default()
+            };
+            let r = change(service, actor, &name, update).await?;
+            format!("{}: {}\n", r.name, r.description)
+        }
     })
+}
+
+/// Applies `update` to the resource called `name`.
+async fn change(
+    service: &Service,
+    actor: &Actor,
+    name: &str,
+    update: ResourceUpdate,
+) -> Result<gpures_proto::Resource> {
+    let r = service.resource_by_name(actor, name).await?;
+    service.update_resource(actor, r.id, update).await
 }
 
 /// A new GPU or server resource from the `resource add` flags.
