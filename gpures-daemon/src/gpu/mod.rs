@@ -274,31 +274,24 @@ pub mod smi {
     /// # Errors
     /// A row with too few fields or no index.
     pub fn parse_gpus(text: &str) -> Result<Vec<GpuRow>, ProbeError> {
-        let mut rows = Vec::new();
-        for line in text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !is_header(l))
-        {
-            let f: Vec<&str> = line.split(',').map(str::trim).collect();
-            if f.len() < 11 {
-                return Err(ProbeError::Parse(format!("expected 11 fields: {line}")));
-            }
-            let index = f[0]
-                .parse()
-                .map_err(|_| ProbeError::Parse(format!("bad index: {line}")))?;
-            rows.push(GpuRow {
-                index,
-                uuid: f[1].to_owned(),
-                name: f[2].to_owned(),
-                utilization_pct: number(f[4]).map(|v| v as u32),
-                memory_used_mib: number(f[6]).map(|v| v as u64),
-                memory_total_mib: number(f[7]).map(|v| v as u64),
-                temperature_c: number(f[8]).map(|v| v as u32),
-                power_w: number(f[9]).map(|v| v as f32),
-            });
-        }
-        Ok(rows)
+        csv_rows(text, 11)
+            .map(|row| {
+                let (line, f) = row?;
+                let index = f[0]
+                    .parse()
+                    .map_err(|_| ProbeError::Parse(format!("bad index: {line}")))?;
+                Ok(GpuRow {
+                    index,
+                    uuid: f[1].to_owned(),
+                    name: f[2].to_owned(),
+                    utilization_pct: number(f[4]).map(|v| v as u32),
+                    memory_used_mib: number(f[6]).map(|v| v as u64),
+                    memory_total_mib: number(f[7]).map(|v| v as u64),
+                    temperature_c: number(f[8]).map(|v| v as u32),
+                    power_w: number(f[9]).map(|v| v as f32),
+                })
+            })
+            .collect()
     }
 
     /// Parses `--query-compute-apps=`[`QUERY_APPS`](super::QUERY_APPS) output.
@@ -306,27 +299,41 @@ pub mod smi {
     /// # Errors
     /// A row with too few fields or no pid.
     pub fn parse_apps(text: &str) -> Result<Vec<AppRow>, ProbeError> {
-        let mut rows = Vec::new();
-        for line in text
-            .lines()
+        csv_rows(text, 4)
+            .map(|row| {
+                let (line, f) = row?;
+                let pid = f[1]
+                    .parse()
+                    .map_err(|_| ProbeError::Parse(format!("bad pid: {line}")))?;
+                Ok(AppRow {
+                    gpu_uuid: f[0].to_owned(),
+                    pid,
+                    name: f[2].to_owned(),
+                    used_memory_mib: number(f[3]).map(|v| v as u64),
+                })
+            })
+            .collect()
+    }
+
+    /// The data rows of nvidia-smi CSV output (blank and header lines
+    /// skipped) as trimmed fields, each with its line; a row with fewer than
+    /// `fields` fields is an error.
+    fn csv_rows(
+        text: &str,
+        fields: usize,
+    ) -> impl Iterator<Item = Result<(&str, Vec<&str>), ProbeError>> {
+        text.lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !is_header(l))
-        {
-            let f: Vec<&str> = line.split(',').map(str::trim).collect();
-            if f.len() < 4 {
-                return Err(ProbeError::Parse(format!("expected 4 fields: {line}")));
-            }
-            let pid = f[1]
-                .parse()
-                .map_err(|_| ProbeError::Parse(format!("bad pid: {line}")))?;
-            rows.push(AppRow {
-                gpu_uuid: f[0].to_owned(),
-                pid,
-                name: f[2].to_owned(),
-                used_memory_mib: number(f[3]).map(|v| v as u64),
-            });
-        }
-        Ok(rows)
+            .map(move |line| {
+                let f: Vec<&str> = line.split(',').map(str::trim).collect();
+                if f.len() < fields {
+                    return Err(ProbeError::Parse(format!(
+                        "expected {fields} fields: {line}"
+                    )));
+                }
+                Ok((line, f))
+            })
     }
 
     /// Puts each process under its GPU, resolving its user with `user_of`.
