@@ -82,19 +82,7 @@ impl Service {
             let r = resources::insert(&mut tx, &new)
                 .await
                 .map_err(Error::duplicate("name", "a resource with this name exists"))?;
-            let name = actor.audit_name();
-            let target = Target {
-                resource: Some(r.id),
-                ..Target::default()
-            };
-            audit::record(
-                &mut tx,
-                audit_by(&actor, &name),
-                AuditAction::ResourceCreate,
-                target,
-            )
-            .await?;
-            store::notify_change(&mut tx).await?;
+            record(&mut tx, &actor, AuditAction::ResourceCreate, r.id).await?;
             tx.commit().await?;
             Ok(r)
         })
@@ -136,19 +124,7 @@ impl Service {
                     crate::store::StoreError::NotFound => Error::NotFound(Entity::Resource),
                     e => Error::duplicate("name", "a resource with this name exists")(e),
                 })?;
-            let name = actor.audit_name();
-            let target = Target {
-                resource: Some(id),
-                ..Target::default()
-            };
-            audit::record(
-                &mut tx,
-                audit_by(&actor, &name),
-                AuditAction::ResourceUpdate,
-                target,
-            )
-            .await?;
-            store::notify_change(&mut tx).await?;
+            record(&mut tx, &actor, AuditAction::ResourceUpdate, id).await?;
             tx.commit().await?;
             Ok(r)
         })
@@ -250,4 +226,22 @@ impl Service {
         }
         Ok(out)
     }
+}
+
+/// Audits `action` on resource `id` by `actor` and tells live clients, in
+/// the caller's transaction.
+async fn record(
+    conn: &mut sqlx::PgConnection,
+    actor: &Actor,
+    action: AuditAction,
+    id: i64,
+) -> Result<()> {
+    let name = actor.audit_name();
+    let target = Target {
+        resource: Some(id),
+        ..Target::default()
+    };
+    audit::record(conn, audit_by(actor, &name), action, target).await?;
+    store::notify_change(conn).await?;
+    Ok(())
 }
