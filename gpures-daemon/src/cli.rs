@@ -57,6 +57,9 @@ pub enum Command {
     /// Manage bookable resources.
     #[command(subcommand)]
     Resource(ResourceCommand),
+    /// Token signing keys.
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// Check the configuration and print it (secrets redacted).
     CheckConfig,
     /// GPU telemetry.
@@ -141,6 +144,24 @@ pub enum UserCommand {
         #[arg(long, value_name = "NAME")]
         unix_user: String,
     },
+    /// Reset a forgotten password: the new one is read from standard input
+    /// (one line) and every session of the account ends; with --code, print
+    /// a one-time code instead, which the member redeems within 24 hours
+    /// with `gpures passwd --code CODE` from their own Unix user.
+    ResetPassword {
+        email: String,
+        /// Make a one-time code for the member instead of setting a password.
+        #[arg(long)]
+        code: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuthCommand {
+    /// Make a new token signing key for every daemon on this database. Tokens
+    /// signed with the old key keep working until they expire; new logins
+    /// use the new key.
+    RotateKey,
 }
 
 #[derive(Subcommand, Debug)]

@@ -174,8 +174,18 @@ impl Default for BookingConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Lifetime of a login token, in hours.
-    pub token_ttl_hours: u32,
+    /// Peer sign-in: a Unix user bound to exactly one active account is
+    /// signed in by the connection itself, no token or password needed. Off:
+    /// every member logs in with a password.
+    pub peer_login: bool,
+    /// A session unused this many days ends (each use moves the end).
+    pub session_idle_days: u32,
+    /// A session ends this many days after its login, however often used.
+    pub session_max_days: u32,
+    /// Replaced by `session_idle_days`; accepted so that old files still
+    /// load, and ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_ttl_hours: Option<u32>,
     /// Accounts one Unix user may register: 1 makes the Unix account the
     /// person (a disabled account then also keeps its Unix user from
     /// registering again); raise it for a shared lab account.
@@ -185,7 +195,10 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            token_ttl_hours: 12,
+            peer_login: true,
+            session_idle_days: 30,
+            session_max_days: 365,
+            token_ttl_hours: None,
             accounts_per_unix_user: 1,
         }
     }
@@ -376,8 +389,13 @@ impl Config {
                 "max_calls_per_connection, max_calls_per_user and hash_queue_per_user must be at least 1",
             );
         }
-        if self.auth.token_ttl_hours == 0 {
-            return invalid("auth.token_ttl_hours", "must be at least 1");
+        if self.auth.session_idle_days == 0
+            || self.auth.session_max_days < self.auth.session_idle_days
+        {
+            return invalid(
+                "auth",
+                "session_idle_days must be at least 1 and session_max_days at least as long",
+            );
         }
         if self.limits.max_connections == 0 || self.limits.max_connections_per_user == 0 {
             return invalid("limits", "connection limits must be at least 1");
@@ -481,7 +499,12 @@ mod tests {
         let defaults = Config::default();
         assert_eq!(parsed.socket_mode, defaults.socket_mode);
         assert_eq!(parsed.booking.max_days, defaults.booking.max_days);
-        assert_eq!(parsed.auth.token_ttl_hours, defaults.auth.token_ttl_hours);
+        assert_eq!(parsed.auth.peer_login, defaults.auth.peer_login);
+        assert_eq!(
+            parsed.auth.session_idle_days,
+            defaults.auth.session_idle_days
+        );
+        assert_eq!(parsed.auth.session_max_days, defaults.auth.session_max_days);
         assert_eq!(
             parsed.limits.max_connections,
             defaults.limits.max_connections

@@ -70,6 +70,9 @@ pub fn settings(config: &Config) -> Settings {
         hash_queue_per_user: config.limits.hash_queue_per_user,
         accounts_per_unix_user: usize::try_from(config.auth.accounts_per_unix_user)
             .unwrap_or(usize::MAX),
+        peer_login: config.auth.peer_login,
+        session_idle: chrono::TimeDelta::days(i64::from(config.auth.session_idle_days)),
+        session_max: chrono::TimeDelta::days(i64::from(config.auth.session_max_days)),
     }
 }
 
@@ -86,24 +89,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     options: RunOptions,
 ) -> Result<()> {
-    let state_dir = prepare_state_dir(&config.state_dir())?;
+    prepare_state_dir(&config.state_dir())?;
     let database = open_database(&config, options.cluster).await?;
-    let result = serve(
-        &config,
-        &state_dir,
-        &database,
-        listener,
-        shutdown,
-        &options.notifier,
-    )
-    .await;
+    let result = serve(&config, &database, listener, shutdown, &options.notifier).await;
     database.close().await;
     result
 }
 
 async fn serve(
     config: &Config,
-    state_dir: &Path,
     database: &Database,
     listener: Option<UnixListener>,
     shutdown: impl Future<Output = ()>,
@@ -111,9 +105,16 @@ async fn serve(
 ) -> Result<()> {
     let store = database.store.clone();
     store.migrate().await.context("migrating the database")?;
-    let ttl = Duration::from_secs(u64::from(config.auth.token_ttl_hours) * 3600);
-    let auth = Auth::load(state_dir, ttl)?;
-    let service = Service::new(store.clone(), auth, settings(config));
+    if config.auth.token_ttl_hours.is_some() {
+        tracing::warn!(
+            "[auth] token_ttl_hours is ignored: sessions now slide, see session_idle_days"
+        );
+    }
+    let service = Service::new(store.clone(), Auth::new(), settings(config));
+    service
+        .load_keys()
+        .await
+        .context("loading the token signing keys")?;
     let (trigger, down) = ShutdownTrigger::new();
     let mut workers: Vec<WorkerHandle> = Vec::new();
     // A worker that finds the daemon cannot go on says why here.

@@ -211,15 +211,36 @@ async fn calls_before_hello_or_with_another_protocol_are_refused() {
 async fn forged_expired_and_foreign_tokens_are_refused() {
     let daemon = TestDaemon::start().await.expect("daemon");
     let (c, login) = daemon.user("alice@lab.kr", "Alice").await.expect("user");
-    let claims =
-        gpures_daemon::service::auth::Auth::with_secret(&[0u8; 32], Duration::from_secs(60));
-    let (other_key, _) = claims.issue(login.user.id, "root", 1).expect("issue");
-    let secret = std::fs::read(daemon.state_dir.path().join("jwt-secret")).expect("secret");
-    let real = gpures_daemon::service::auth::Auth::with_secret(&secret, Duration::from_secs(60));
-    let (old_version, _) = real.issue(login.user.id, "root", 0).expect("issue");
-    let (other_user, _) = real.issue(login.user.id, "nobody", 1).expect("issue");
-    let (unknown_user, _) = real.issue(424_242, "root", 1).expect("issue");
-    let (genuine, _) = real.issue(login.user.id, "root", 1).expect("issue");
+    use gpures_daemon::service::auth::Auth;
+    let exp = Utc::now() + chrono::TimeDelta::hours(1);
+    let (kid, secret) = daemon.signing_key().await.expect("key");
+    let real = Auth::with_secret(kid, &secret);
+    let sid = real.verify(&login.token).expect("the login's token").sid;
+    let other = Auth::with_secret(kid, &[0u8; 32]);
+    let other_key = other
+        .issue(login.user.id, "root", 1, sid, exp)
+        .expect("issue");
+    let unknown_kid = Auth::with_secret(kid + 100, &secret)
+        .issue(login.user.id, "root", 1, sid, exp)
+        .expect("issue");
+    let old_version = real
+        .issue(login.user.id, "root", 0, sid, exp)
+        .expect("issue");
+    let other_user = real
+        .issue(login.user.id, "nobody", 1, sid, exp)
+        .expect("issue");
+    let unknown_user = real.issue(424_242, "root", 1, sid, exp).expect("issue");
+    let unknown_session = real
+        .issue(login.user.id, "root", 1, uuid::Uuid::new_v4(), exp)
+        .expect("issue");
+    let (_, bob) = daemon.user("bob@lab.kr", "Bob").await.expect("bob");
+    let bobs_sid = real.verify(&bob.token).expect("bob's token").sid;
+    let someone_elses_session = real
+        .issue(login.user.id, "root", 1, bobs_sid, exp)
+        .expect("issue");
+    let genuine = real
+        .issue(login.user.id, "root", 1, sid, exp)
+        .expect("issue");
     assert!(
         c.whoami(context::current(), genuine)
             .await
@@ -228,6 +249,9 @@ async fn forged_expired_and_foreign_tokens_are_refused() {
     );
     for (what, token) in [
         ("another key", other_key),
+        ("a key id nobody made", unknown_kid),
+        ("an unknown session", unknown_session),
+        ("someone else's session", someone_elses_session),
         ("an old token version", old_version),
         ("another unix user in the claims", other_user),
         ("an unknown user", unknown_user),

@@ -340,7 +340,18 @@ async fn nothing_secret_reaches_the_log() {
         log.contains("gpures-daemon is serving"),
         "the log was written at debug level:\n{log}"
     );
-    let secret = std::fs::read(dir.path().join("jwt-secret")).expect("secret");
+    let store = gpures_daemon::store::Store::connect_lazy(url.parse().expect("url"), 2);
+    let secret = {
+        let mut conn = store.acquire().await.expect("conn");
+        gpures_daemon::store::keys::all(&mut conn)
+            .await
+            .expect("keys")
+            .into_iter()
+            .next()
+            .expect("a signing key")
+            .secret
+    };
+    store.close().await;
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     for (what, needle) in [
         ("password", secret_password.to_owned()),

@@ -21,7 +21,7 @@ use uuid::Uuid;
 /// own. Bump it on any change to a call's arguments, a reply type or an enum's
 /// variants: bincode encodes by position, so an old peer would misread the frame.
 /// `hello` itself (request variant 0, a `u32` argument) never changes shape.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest frame either side accepts; a larger length prefix is hostile or
 /// broken and closes the connection. Every reply fits: listings come in pages
@@ -128,14 +128,40 @@ pub struct UserInfo {
     pub unix_user: String,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
+    /// Whether a password is set (an account made for peer sign-in has none
+    /// until its owner runs `gpures passwd`).
+    pub has_password: bool,
 }
 
-/// Registration form.
+/// Registration form. `password` may be empty where the host signs members
+/// in by their Unix user ([`HelloReply::peer_login`]).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct RegisterRequest {
     pub email: String,
     pub display_name: String,
     pub password: String,
+}
+
+/// A change of one's own account; `None` keeps a field.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountChange {
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// One login session, as its owner sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    /// The daemon host the login happened on.
+    pub host: String,
+    pub created_at: DateTime<Utc>,
+    /// When it was last used (updated at most hourly).
+    pub last_used_at: DateTime<Utc>,
+    /// When it ends unless used again (the expiry slides on use).
+    pub expires_at: DateTime<Utc>,
+    /// The session of the token this call was made with.
+    pub current: bool,
 }
 
 impl fmt::Debug for RegisterRequest {
@@ -176,6 +202,9 @@ pub struct HelloReply {
     pub host: String,
     /// The Unix user the daemon sees on this connection (from `SO_PEERCRED`).
     pub peer_unix_user: String,
+    /// Whether this host signs a Unix user with one account in by the
+    /// connection itself (an empty token); if not, passwords are required.
+    pub peer_login: bool,
 }
 
 /// What a bookable thing is.
@@ -524,8 +553,14 @@ impl GpuFlag {
 pub enum ApiError {
     /// No valid token: missing, expired, revoked, forged, or issued to another
     /// Unix user. The client should log in again.
-    #[error("not logged in or the session expired: run `gpures login`")]
+    #[error("not signed in or the session expired: run `gpures login`")]
     Unauthenticated,
+    /// Peer sign-in found no account bound to the caller's Unix user.
+    #[error(
+        "the Unix user {unix_user} has no gpures account yet: run \
+         `gpures register --email you@example.org --name \"Your Name\"`"
+    )]
+    NoAccount { unix_user: String },
     /// The caller is known but may not do this.
     #[error("permission denied")]
     PermissionDenied,
@@ -563,16 +598,33 @@ impl ApiError {
     }
 }
 
-/// The gpures daemon's service. Calls other than `hello`, `register` and
-/// `login` take the session token first.
+/// The gpures daemon's service. Calls other than `hello`, `register`,
+/// `login` and `redeem_reset_code` take the session token first; an empty
+/// token signs in by the connection's Unix user where the host allows it
+/// (peer sign-in: the Unix user is bound to exactly one active account).
 #[tarpc::service]
 pub trait Gpures {
     /// Anyone, first call of every connection: checks [`PROTOCOL_VERSION`].
     async fn hello(client_protocol: u32) -> Result<HelloReply, ApiError>;
     /// Anyone: creates a member account bound to the caller's Unix user.
     async fn register(req: RegisterRequest) -> Result<UserInfo, ApiError>;
-    /// Anyone, from the Unix user the account is bound to: returns a token.
+    /// Anyone, from the Unix user the account is bound to: returns a token
+    /// of a new session. An empty `email` means the one account bound to
+    /// the caller's Unix user.
     async fn login(email: String, password: String) -> Result<LoginReply, ApiError>;
+    /// Any user: ends one of their sessions, or with `None` the session of
+    /// this token (a copy of it stops working).
+    async fn logout(token: Token, session: Option<Uuid>) -> Result<(), ApiError>;
+    /// Any user: their live sessions, newest first.
+    async fn sessions(token: Token) -> Result<Vec<SessionInfo>, ApiError>;
+    /// Any user: sets a new password; `old` must be right when one is set.
+    /// Their other sessions end.
+    async fn change_password(token: Token, old: String, new: String) -> Result<(), ApiError>;
+    /// Anyone, from the Unix user the account is bound to: sets a new
+    /// password with a one-time code from the host admin.
+    async fn redeem_reset_code(code: String, new: String) -> Result<UserInfo, ApiError>;
+    /// Any user: changes their display name or email.
+    async fn update_account(token: Token, change: AccountChange) -> Result<UserInfo, ApiError>;
     /// Any user: the account behind the token.
     async fn whoami(token: Token) -> Result<UserInfo, ApiError>;
     /// Any user: revokes every token of the caller, this one included.

@@ -562,6 +562,21 @@ impl TestDaemon {
         Ok((client, login))
     }
 
+    /// The key that signs tokens now (id and secret), read from the
+    /// database, for tests that forge or inspect tokens.
+    ///
+    /// # Errors
+    /// The query failed or there is no key.
+    pub async fn signing_key(&self) -> Result<(i32, Vec<u8>)> {
+        let mut conn = self.store.acquire().await?;
+        let keys = gpures_daemon::store::keys::all(&mut conn).await?;
+        let key = keys
+            .into_iter()
+            .find(|k| k.retired_at.is_none())
+            .ok_or_else(|| anyhow::anyhow!("no signing key"))?;
+        Ok((key.id, key.secret))
+    }
+
     /// The reservations stored, read straight from the database.
     ///
     /// # Errors
@@ -651,4 +666,66 @@ pub async fn connect(socket: &Path) -> Result<GpuresClient> {
     let client = gpures_proto::framing::connect(socket).await?;
     client.hello(context::current(), PROTOCOL_VERSION).await??;
     Ok(client)
+}
+
+/// A throwaway Unix user for tests that need several lab members: made with
+/// `useradd` (no home, no login shell, `gecos` as its full name), deleted
+/// with `userdel` on drop. Tests run as root.
+#[derive(Debug)]
+pub struct UnixUser {
+    pub name: String,
+    /// A config dir the user owns (its `XDG_CONFIG_HOME`).
+    pub config: tempfile::TempDir,
+}
+
+impl UnixUser {
+    /// Creates `gpr` plus random letters.
+    ///
+    /// # Errors
+    /// `useradd` failed (not root?) or the config dir cannot be made.
+    pub fn create(gecos: &str) -> Result<UnixUser> {
+        let name = format!("gpr{:08x}", rand::random::<u32>());
+        let status = std::process::Command::new("useradd")
+            .args([
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                &format!("{gecos},,,"),
+                &name,
+            ])
+            .status()?;
+        anyhow::ensure!(status.success(), "useradd {name} failed: {status}");
+        let config = tempfile::tempdir()?;
+        let user = gpures_daemon::host::unix::user_by_name(&name)
+            .ok_or_else(|| anyhow::anyhow!("{name} was not created"))?;
+        std::os::unix::fs::chown(config.path(), Some(user.uid), Some(user.gid))?;
+        Ok(UnixUser { name, config })
+    }
+
+    /// `runuser -u NAME -- env … PROGRAM ARGS` with the user's config dir,
+    /// `GPURES_SOCKET` = `socket` and `TZ` = Asia/Seoul.
+    pub fn command(&self, socket: &Path, program: &Path, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new("runuser");
+        cmd.args(["-u", &self.name, "--", "env"])
+            .arg(format!("XDG_CONFIG_HOME={}", self.config.path().display()))
+            .arg(format!("GPURES_SOCKET={}", socket.display()))
+            .arg("TZ=Asia/Seoul")
+            .arg(program)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    }
+}
+
+impl Drop for UnixUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel")
+            .arg(&self.name)
+            .status();
+    }
 }

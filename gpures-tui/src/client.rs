@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use gpures_proto::{
-    ApiError, Booking, BookingRequest, GpuresClient, HelloReply, Holder, LoginReply, Lookup,
-    NewResource, PageRequest, Period, RegisterRequest, Reservation, ReservationChange,
-    ReservationFilter, ReservationPage, Resource, Role, StatusReport, Timeline, UserInfo, limits,
+    AccountChange, ApiError, Booking, BookingRequest, GpuresClient, HelloReply, Holder, LoginReply,
+    Lookup, NewResource, PageRequest, Period, RegisterRequest, Reservation, ReservationChange,
+    ReservationFilter, ReservationPage, Resource, Role, SessionInfo, StatusReport, Timeline,
+    UserInfo, limits,
 };
 use tarpc::client::RpcError;
 use tarpc::context;
@@ -39,9 +40,6 @@ pub enum ClientError {
     /// The daemon refused.
     #[error(transparent)]
     Api(#[from] ApiError),
-    /// No session token: nobody is logged in here.
-    #[error("not logged in: run: gpures login")]
-    NotLoggedIn,
 }
 
 impl From<RpcError> for ClientError {
@@ -130,8 +128,22 @@ impl Client {
         self.token.lock().ok().and_then(|t| t.clone())
     }
 
+    /// The token to send: the session's, or empty for peer sign-in (the
+    /// daemon signs in the Unix user at this end of the socket).
     fn need_token(&self) -> Result<String> {
-        self.token().ok_or(ClientError::NotLoggedIn)
+        Ok(self.token().unwrap_or_default())
+    }
+
+    /// Whether a call refused with `Unauthenticated` may be made again by
+    /// peer sign-in: a saved token was used (it expired or was revoked) and
+    /// the daemon signs in by Unix user. Forgets the token when so.
+    pub fn fall_back_to_peer(&self) -> bool {
+        if self.hello.peer_login && self.token().is_some() {
+            self.set_token(None);
+            true
+        } else {
+            false
+        }
     }
 
     /// Creates an account bound to this Unix user.
@@ -157,6 +169,66 @@ impl Client {
     pub async fn whoami(&self) -> Result<UserInfo> {
         let token = self.need_token()?;
         flat(self.rpc().whoami(context::current(), token).await)
+    }
+
+    /// Ends the session of this token (`None`) or the one named.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn logout(&self, session: Option<Uuid>) -> Result<()> {
+        let token = self.need_token()?;
+        flat(self.rpc().logout(context::current(), token, session).await)?;
+        if session.is_none() {
+            self.set_token(None);
+        }
+        Ok(())
+    }
+
+    /// The account's live sessions.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn sessions(&self) -> Result<Vec<SessionInfo>> {
+        let token = self.need_token()?;
+        flat(self.rpc().sessions(context::current(), token).await)
+    }
+
+    /// Sets a new password (`old` is ignored when none is set).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn change_password(&self, old: String, new: String) -> Result<()> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .change_password(context::current(), token, old, new)
+                .await,
+        )
+    }
+
+    /// Sets a new password with a one-time code from the host admin.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn redeem_reset_code(&self, code: String, new: String) -> Result<UserInfo> {
+        flat(
+            self.rpc()
+                .redeem_reset_code(context::current(), code, new)
+                .await,
+        )
+    }
+
+    /// Changes the display name or the email.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn update_account(&self, change: AccountChange) -> Result<UserInfo> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .update_account(context::current(), token, change)
+                .await,
+        )
     }
 
     /// Revokes every token of the account, this one included.

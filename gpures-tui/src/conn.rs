@@ -64,6 +64,39 @@ pub async fn connect(path: &Path) -> Result<(GpuresClient, HelloReply), ConnErro
     }
 }
 
+/// The person's name from this Unix user's GECOS field (`/etc/passwd`'s
+/// fifth field up to the first comma), the default display name when
+/// registering. `None` when it is empty.
+pub fn gecos_name() -> Option<String> {
+    // SAFETY: getuid cannot fail; getpwuid_r writes into the buffers we own
+    // and sets `result` to `pwd` or null.
+    let gecos = unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(
+            libc::getuid(),
+            &raw mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &raw mut result,
+        );
+        if rc != 0 || result.is_null() || pwd.pw_gecos.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(pwd.pw_gecos)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let name = gecos
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    (!name.is_empty()).then_some(name)
+}
+
 /// What is saved after a login.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SavedSession {

@@ -23,6 +23,7 @@ use chrono::Utc;
 use cli::{Cli, Command, exit};
 use conn::TokenStore;
 use crossterm::event::EventStream;
+use gpures_proto::ApiError;
 
 /// Runs what the command line asks for and returns the exit code.
 pub async fn main_with(cli: Cli) -> u8 {
@@ -71,13 +72,33 @@ pub async fn run_tui(socket: &Path, use_store: bool, token: Option<(String, Stri
             .map(|s| (s.token, s.email)),
     };
     let email = saved.as_ref().map(|s| s.1.clone()).unwrap_or_default();
-    let app = tui::app::App::new(tz, Utc::now(), saved.is_some(), &email).with_host(&host);
-    let initial = if saved.is_some() {
+    let peer_login = client.hello().peer_login;
+    client.set_token(saved.as_ref().map(|s| s.0.clone()));
+    // Who are we? A saved session, else the Unix user (peer sign-in).
+    let mut start = client.whoami().await;
+    if matches!(
+        start,
+        Err(client::ClientError::Api(ApiError::Unauthenticated))
+    ) && client.fall_back_to_peer()
+    {
+        if let Some(store) = &store {
+            store.clear();
+        }
+        start = client.whoami().await;
+    }
+    let signed_in = start.is_ok();
+    let mut app = tui::app::App::new(tz, Utc::now(), signed_in, &email)
+        .with_host(&host)
+        .with_peer_login(peer_login);
+    if let Err(client::ClientError::Api(ApiError::NoAccount { .. })) = start {
+        app = app.first_run(&conn::gecos_name().unwrap_or_default(), !peer_login);
+    }
+    let initial = if signed_in {
         vec![app.refresh(), tui::app::Effect::Watch]
     } else {
         vec![]
     };
-    let session = tui::Session::new(client, saved.map(|s| s.0), store);
+    let session = tui::Session::new(client.clone(), client.token(), store);
     tui::term::install_panic_hook();
     let mut term = match tui::term::Tui::enter() {
         Ok(t) => t,

@@ -153,6 +153,7 @@ pub struct AccountJson {
     pub role: String,
     pub unix_user: String,
     pub disabled: bool,
+    pub has_password: bool,
 }
 
 impl From<&UserInfo> for AccountJson {
@@ -164,6 +165,7 @@ impl From<&UserInfo> for AccountJson {
             role: u.role.as_str().to_owned(),
             unix_user: text::sanitize(&u.unix_user),
             disabled: u.disabled,
+            has_password: u.has_password,
         }
     }
 }

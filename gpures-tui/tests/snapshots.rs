@@ -193,4 +193,16 @@ fn login_and_register() {
     ));
     assert!(r.login().register);
     both("register", &mut r);
+    // A new Unix user on a host with peer sign-in: the first screen is the
+    // registration, its name from the Unix account, and no password.
+    let mut first = App::new(tz(), now(), false, "")
+        .with_no_color(true)
+        .with_peer_login(true)
+        .first_run("김민수", false);
+    assert_eq!(first.screen(), Screen::Login);
+    assert!(first.login().register);
+    let screen = render(&mut first, 80, 24);
+    assert!(screen.contains("No password"), "{screen}");
+    assert!(!screen.contains("Password "), "{screen}");
+    both("first_run", &mut first);
 }

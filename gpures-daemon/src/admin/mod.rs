@@ -23,13 +23,10 @@ use crate::{Database, open_database};
 pub use resources::ResourceAction;
 pub use users::UserAction;
 
-/// The service as the host admin uses it: the configured rules, and an
-/// ephemeral token key (host-admin commands issue no tokens).
+/// The service as the host admin uses it: the configured rules, and no
+/// token keys (host-admin commands issue no tokens).
 pub fn host_service(store: Store, config: &Config) -> Service {
-    let mut secret = [0u8; 32];
-    rand::fill(&mut secret[..]);
-    let auth = Auth::with_secret(&secret, std::time::Duration::from_secs(60));
-    Service::new(store, auth, crate::settings(config))
+    Service::new(store, Auth::new(), crate::settings(config))
 }
 
 /// Runs a host-admin command (anything but `serve`, `man`, `completions`).
@@ -53,6 +50,16 @@ pub async fn run(config: &Config, command: Command) -> Result<()> {
             let action = UserAction::from(cmd);
             with_database(config, |svc| async move {
                 Ok(users::execute(&svc, &Actor::host_admin(), action).await?)
+            })
+            .await
+        }
+        Command::Auth(crate::cli::AuthCommand::RotateKey) => {
+            with_database(config, |svc| async move {
+                let id = svc.rotate_key(&Actor::host_admin()).await?;
+                Ok(format!(
+                    "new signing key {id}: new logins use it; tokens signed with the old keys \
+                     keep working until they expire\n"
+                ))
             })
             .await
         }

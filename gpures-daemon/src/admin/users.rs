@@ -1,11 +1,11 @@
-//! `gpures-daemon user list|promote|demote|disable|bind`.
+//! `gpures-daemon user list|promote|demote|disable|enable|bind|reset-password`.
 
 use std::fmt::Write as _;
 
 use gpures_proto::{Role, UserInfo, text};
 
 use crate::cli::UserCommand;
-use crate::service::{Actor, Error, Result, Service};
+use crate::service::{Actor, Error, PasswordReset, Result, Service};
 use crate::store::users::UserChange;
 
 /// One account action of the host admin.
@@ -28,6 +28,11 @@ pub enum UserAction {
     Bind {
         email: String,
         unix_user: String,
+    },
+    /// With `code`, a one-time code; else a password read from stdin.
+    ResetPassword {
+        email: String,
+        code: bool,
     },
 }
 
@@ -55,6 +60,7 @@ impl From<UserCommand> for UserAction {
             },
             UserCommand::Enable { email } => UserAction::Enable { email },
             UserCommand::Bind { email, unix_user } => UserAction::Bind { email, unix_user },
+            UserCommand::ResetPassword { email, code } => UserAction::ResetPassword { email, code },
         }
     }
 }
@@ -125,7 +131,48 @@ pub async fn execute(service: &Service, actor: &Actor, action: UserAction) -> Re
                 u.email, u.unix_user
             )
         }
+        UserAction::ResetPassword { email, code: true } => {
+            let code = service
+                .reset_password(actor, &email, PasswordReset::Code)
+                .await?
+                .unwrap_or_default();
+            let shown: Vec<String> = code
+                .as_bytes()
+                .chunks(4)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
+            format!(
+                "one-time code for {email}: {}\n\
+                 valid for 24 hours; the member runs, as their own Unix user:\n  \
+                 gpures passwd --code {}\n",
+                shown.join("-"),
+                shown.join("-")
+            )
+        }
+        UserAction::ResetPassword { email, code: false } => {
+            let password = read_password_line()?;
+            service
+                .reset_password(actor, &email, PasswordReset::To(password))
+                .await?;
+            format!("the password of {email} is reset and its sessions ended\n")
+        }
     })
+}
+
+/// One line of standard input: the new password (a prompt goes to stderr
+/// when stdin is a terminal, with echo as the terminal has it).
+fn read_password_line() -> Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("New password (one line): ");
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::invalid("password", format!("cannot read standard input: {e}")))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 /// `s` padded with spaces to `width` terminal columns: a Korean character
@@ -177,6 +224,7 @@ mod tests {
             unix_user: "kim".into(),
             disabled: false,
             created_at: chrono::Utc::now(),
+            has_password: true,
         }
     }
 

@@ -2,9 +2,10 @@
 //!
 //! Passwords are hashed with argon2id (OWASP: m=19456 KiB, t=2, p=1) on a
 //! blocking thread so a login never stalls the runtime. Tokens are JWTs signed
-//! with HS256 and a 256-bit secret generated on first start and kept in
-//! `<state-dir>/jwt-secret` (mode 0600). Verification pins the algorithm and
-//! checks `exp`, `iat`, `iss`, `aud`; the caller then checks the token version
+//! with HS256 and 256-bit keys kept in the database (`signing_keys`), so
+//! every daemon sharing it accepts the tokens of the others; the header's
+//! `kid` names the key. Verification pins the algorithm and checks `exp`,
+//! `iat`, `iss`, `aud`; the caller then checks the session, the token version
 //! and the Unix user against the database and the connection ([`Claims`]).
 //!
 //! Failed logins are throttled per email ([`Throttle`]), known or not, so the
@@ -14,10 +15,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::PasswordHash;
@@ -27,13 +25,12 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use uuid::Uuid;
 
 /// `iss` of every token: this daemon software.
 pub const ISSUER: &str = "gpures-daemon";
 /// `aud` of every token: the gpures clients.
 pub const AUDIENCE: &str = "gpures";
-/// Name of the secret's file in the state directory.
-pub const SECRET_FILE: &str = "jwt-secret";
 /// Failures allowed before the delay starts.
 const FREE_FAILURES: u32 = 5;
 /// The delay doubles with each failure past [`FREE_FAILURES`], up to this.
@@ -45,13 +42,14 @@ const THROTTLE_MAX_ENTRIES: usize = 100_000;
 pub enum AuthError {
     #[error("invalid token")]
     InvalidToken,
+    /// Signed with a key this daemon has not loaded (another daemon may
+    /// have rotated): reload the keys and verify again.
+    #[error("token signed with unknown key {0}")]
+    UnknownKey(i32),
+    #[error("no signing key loaded")]
+    NoKey,
     #[error("too many failed logins; retry in {0:?}")]
     Throttled(Duration),
-    #[error("cannot {what}: {source}")]
-    Secret {
-        what: String,
-        source: std::io::Error,
-    },
     #[error("password hashing failed: {0}")]
     Hash(String),
 }
@@ -59,7 +57,8 @@ pub enum AuthError {
 pub type Result<T> = std::result::Result<T, AuthError>;
 
 /// What a token says. `sub` is the user id; `unix_user` the account it may be
-/// used from; `ver` the user's token version when it was issued.
+/// used from; `ver` the user's token version when it was issued; `sid` the
+/// session it belongs to.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
     pub sub: String,
@@ -69,6 +68,7 @@ pub struct Claims {
     pub aud: String,
     pub unix_user: String,
     pub ver: i32,
+    pub sid: Uuid,
 }
 
 /// Token signing and verification, password hashing and the login throttle.
@@ -78,11 +78,16 @@ pub struct Auth {
     inner: Arc<Inner>,
 }
 
+/// The signing keys by id, and the one that signs.
+#[derive(Default)]
+struct Keyring {
+    current: Option<i32>,
+    keys: HashMap<i32, (EncodingKey, DecodingKey)>,
+}
+
 struct Inner {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    keyring: RwLock<Keyring>,
     validation: Validation,
-    ttl: chrono::Duration,
     /// A hash of a random password, verified against when the email is
     /// unknown so that both cases cost the same.
     dummy_hash: String,
@@ -96,24 +101,20 @@ struct Inner {
 
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Auth")
-            .field("secret", &"<redacted>")
-            .finish()
+        f.debug_struct("Auth").field("keys", &"<redacted>").finish()
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth::new()
     }
 }
 
 impl Auth {
-    /// Loads the secret from `state_dir` (creating it on first start).
-    ///
-    /// # Errors
-    /// The secret cannot be read or written, or has the wrong size.
-    pub fn load(state_dir: &Path, ttl: Duration) -> Result<Auth> {
-        let secret = load_or_create_secret(state_dir)?;
-        Ok(Auth::with_secret(&secret, ttl))
-    }
-
-    /// An `Auth` with a given secret (tests, and [`Auth::load`]).
-    pub fn with_secret(secret: &[u8], ttl: Duration) -> Auth {
+    /// An `Auth` with no keys yet: the service loads them from the database
+    /// ([`Auth::set_keys`]).
+    pub fn new() -> Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[AUDIENCE]);
         validation.set_issuer(&[ISSUER]);
@@ -123,10 +124,8 @@ impl Auth {
         let dummy_hash = hash_password_now(&dummy).unwrap_or_default();
         Auth {
             inner: Arc::new(Inner {
-                encoding: EncodingKey::from_secret(secret),
-                decoding: DecodingKey::from_secret(secret),
+                keyring: RwLock::new(Keyring::default()),
                 validation,
-                ttl: chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12)),
                 dummy_hash,
                 throttle: Throttle::default(),
                 queues: HashQueues::default(),
@@ -139,19 +138,55 @@ impl Auth {
         }
     }
 
-    /// Issues a token for user `id`, usable from `unix_user` until it expires
-    /// or `token_version` is bumped.
+    /// An `Auth` whose one key, id `kid`, is `secret` (tests).
+    pub fn with_secret(kid: i32, secret: &[u8]) -> Auth {
+        let auth = Auth::new();
+        auth.set_keys(&[(kid, secret)], kid);
+        auth
+    }
+
+    /// Replaces the keyring: `keys` by id, `current` signs.
+    pub fn set_keys(&self, keys: &[(i32, &[u8])], current: i32) {
+        let ring = Keyring {
+            current: Some(current),
+            keys: keys
+                .iter()
+                .map(|(id, secret)| {
+                    (
+                        *id,
+                        (
+                            EncodingKey::from_secret(secret),
+                            DecodingKey::from_secret(secret),
+                        ),
+                    )
+                })
+                .collect(),
+        };
+        if let Ok(mut current) = self.inner.keyring.write() {
+            *current = ring;
+        }
+    }
+
+    /// The id of the key that signs, if any is loaded.
+    pub fn current_key(&self) -> Option<i32> {
+        self.inner.keyring.read().ok().and_then(|r| r.current)
+    }
+
+    /// Issues a token for user `id` in session `sid`, usable from
+    /// `unix_user` until `exp`, while the session lives and `token_version`
+    /// is not bumped.
     ///
     /// # Errors
-    /// Signing failed (it cannot, with an HMAC key).
+    /// No key is loaded.
     pub fn issue(
         &self,
         id: i64,
         unix_user: &str,
         token_version: i32,
-    ) -> Result<(String, DateTime<Utc>)> {
+        sid: Uuid,
+        exp: DateTime<Utc>,
+    ) -> Result<String> {
         let now = Utc::now();
-        let exp = now + self.inner.ttl;
         let claims = Claims {
             sub: id.to_string(),
             exp: exp.timestamp(),
@@ -160,24 +195,37 @@ impl Auth {
             aud: AUDIENCE.to_owned(),
             unix_user: unix_user.to_owned(),
             ver: token_version,
+            sid,
         };
-        let token = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &self.inner.encoding,
-        )
-        .map_err(|_| AuthError::InvalidToken)?;
-        Ok((token, exp))
+        let ring = self.inner.keyring.read().map_err(|_| AuthError::NoKey)?;
+        let kid = ring.current.ok_or(AuthError::NoKey)?;
+        let (key, _) = ring.keys.get(&kid).ok_or(AuthError::NoKey)?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(kid.to_string());
+        jsonwebtoken::encode(&header, &claims, key).map_err(|_| AuthError::InvalidToken)
     }
 
-    /// Checks the signature (HS256 only), expiry, issuer and audience.
+    /// Checks the signature (HS256 only, with the key the header names),
+    /// expiry, issuer and audience.
     ///
     /// # Errors
-    /// [`AuthError::InvalidToken`] for anything wrong with the token.
+    /// [`AuthError::UnknownKey`] for a key not loaded;
+    /// [`AuthError::InvalidToken`] for anything else wrong with the token.
     pub fn verify(&self, token: &str) -> Result<Claims> {
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
-                .map_err(|_| AuthError::InvalidToken)?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::InvalidToken)?;
+        let kid: i32 = header
+            .kid
+            .as_deref()
+            .and_then(|k| k.parse().ok())
+            .ok_or(AuthError::InvalidToken)?;
+        let ring = self
+            .inner
+            .keyring
+            .read()
+            .map_err(|_| AuthError::InvalidToken)?;
+        let (_, key) = ring.keys.get(&kid).ok_or(AuthError::UnknownKey(kid))?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.inner.validation)
+            .map_err(|_| AuthError::InvalidToken)?;
         let claims = data.claims;
         if claims.iat > Utc::now().timestamp() + 60 {
             return Err(AuthError::InvalidToken);
@@ -206,8 +254,10 @@ impl Auth {
     }
 
     /// Verifies a password on a blocking thread. `hash` of `None` (an unknown
-    /// email) verifies against a dummy hash, so it takes as long and fails.
+    /// email, or an account without a password) verifies against a dummy
+    /// hash, so it takes as long and fails.
     pub async fn verify_password(&self, hash: Option<String>, password: String) -> bool {
+        let hash = hash.filter(|h| !h.is_empty());
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.inner.dummy_hash.clone());
         let Ok(_turn) = self.inner.hashing.acquire().await else {
@@ -259,47 +309,6 @@ fn hash_password_now(password: &str) -> Result<String> {
         .hash_password(password.as_bytes())
         .map_err(|e| AuthError::Hash(e.to_string()))?;
     Ok(hash.to_string())
-}
-
-fn load_or_create_secret(state_dir: &Path) -> Result<Vec<u8>> {
-    let path = state_dir.join(SECRET_FILE);
-    let err = |what: &str| {
-        let what = format!("{what} {}", path.display());
-        move |source| AuthError::Secret { what, source }
-    };
-    match std::fs::read(&path) {
-        Ok(bytes) if bytes.len() == 32 => {
-            let mode = std::fs::metadata(&path)
-                .map_err(err("read"))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                    .map_err(err("protect"))?;
-            }
-            Ok(bytes)
-        }
-        Ok(_) => Err(AuthError::Secret {
-            what: format!("use {}", path.display()),
-            source: std::io::Error::other(
-                "the secret must be exactly 32 bytes; delete it to make a new one",
-            ),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut secret = vec![0u8; 32];
-            rand::fill(&mut secret[..]);
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(err("create"))?;
-            file.write_all(&secret).map_err(err("write"))?;
-            file.sync_all().map_err(err("sync"))?;
-            Ok(secret)
-        }
-        Err(e) => Err(err("read")(e)),
-    }
 }
 
 /// Per-email count of failed logins and the time before which the next
@@ -469,22 +478,33 @@ mod tests {
     use super::*;
 
     fn auth() -> Auth {
-        Auth::with_secret(&[7u8; 32], Duration::from_secs(3600))
+        Auth::with_secret(1, &[7u8; 32])
     }
 
     #[test]
     fn issued_tokens_verify() {
         let a = auth();
-        let (token, _) = a.issue(42, "alice", 3).expect("issue");
+        let sid = Uuid::new_v4();
+        let token = a
+            .issue(
+                42,
+                "alice",
+                3,
+                sid,
+                Utc::now() + chrono::TimeDelta::hours(1),
+            )
+            .expect("issue");
         let claims = a.verify(&token).expect("verify");
         assert_eq!(claims.sub, "42");
+        assert_eq!(claims.sid, sid);
         assert_eq!(claims.unix_user, "alice");
         assert_eq!(claims.ver, 3);
     }
 
     fn forge(claims: &Claims, alg: Algorithm, key: &[u8]) -> String {
-        jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(key))
-            .expect("encode")
+        let mut header = Header::new(alg);
+        header.kid = Some("1".into());
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key)).expect("encode")
     }
 
     fn good_claims() -> Claims {
@@ -497,6 +517,7 @@ mod tests {
             aud: AUDIENCE.into(),
             unix_user: "root".into(),
             ver: 1,
+            sid: Uuid::nil(),
         }
     }
 
@@ -529,7 +550,7 @@ mod tests {
         c.exp = Utc::now().timestamp() - 120;
         assert!(a.verify(&forge(&c, Algorithm::HS256, &[7u8; 32])).is_err());
         // alg: none, built by hand (the library refuses to make one).
-        let header = base64_url(br#"{"alg":"none","typ":"JWT"}"#);
+        let header = base64_url(br#"{"alg":"none","typ":"JWT","kid":"1"}"#);
         let body = base64_url(
             serde_json::to_string(&good_claims())
                 .expect("json")
@@ -639,15 +660,17 @@ mod tests {
     }
 
     #[test]
-    fn secret_file_is_created_private() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let first = load_or_create_secret(dir.path()).expect("create");
-        let again = load_or_create_secret(dir.path()).expect("load");
-        assert_eq!(first, again);
-        let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
-            .expect("meta")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+    fn keys_rotate_and_unknown_keys_are_named() {
+        let a = auth();
+        let exp = Utc::now() + chrono::TimeDelta::hours(1);
+        let old = a.issue(1, "root", 1, Uuid::nil(), exp).expect("issue");
+        a.set_keys(&[(2, &[9u8; 32]), (1, &[7u8; 32])], 2);
+        let new = a.issue(1, "root", 1, Uuid::nil(), exp).expect("issue");
+        assert!(a.verify(&old).is_ok(), "the retired key still verifies");
+        assert!(a.verify(&new).is_ok());
+        assert_eq!(a.current_key(), Some(2));
+        let b = Auth::with_secret(1, &[7u8; 32]);
+        assert!(matches!(b.verify(&new), Err(AuthError::UnknownKey(2))));
+        assert!(Auth::new().issue(1, "root", 1, Uuid::nil(), exp).is_err());
     }
 }

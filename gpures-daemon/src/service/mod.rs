@@ -31,7 +31,7 @@ use gpures_proto::{Holder, Role, UserInfo};
 use thiserror::Error;
 use tokio::sync::Notify;
 
-pub use accounts::{AccountCache, Peer};
+pub use accounts::{AccountCache, PasswordReset, Peer};
 pub use auth::Auth;
 
 use crate::store::audit::By;
@@ -44,6 +44,7 @@ pub enum Entity {
     Booking,
     Resource,
     User,
+    Session,
 }
 
 impl Entity {
@@ -53,6 +54,7 @@ impl Entity {
             Entity::Booking => "booking",
             Entity::Resource => "resource",
             Entity::User => "user",
+            Entity::Session => "session",
         }
     }
 }
@@ -81,6 +83,9 @@ pub enum Error {
     /// presented from another Unix user.
     #[error("not signed in")]
     Unauthenticated,
+    /// Peer sign-in found no account bound to this Unix user.
+    #[error("the Unix user {0} has no account")]
+    NoAccount(String),
     #[error("too many attempts: try again in {} s", .retry_after.as_secs().max(1))]
     Throttled { retry_after: Duration },
     /// The database cannot serve right now; retrying later is safe.
@@ -143,7 +148,9 @@ impl From<sqlx::Error> for Error {
 impl From<auth::AuthError> for Error {
     fn from(e: auth::AuthError) -> Self {
         match e {
-            auth::AuthError::InvalidToken => Error::Unauthenticated,
+            auth::AuthError::InvalidToken | auth::AuthError::UnknownKey(_) => {
+                Error::Unauthenticated
+            }
             auth::AuthError::Throttled(retry_after) => Error::Throttled { retry_after },
             e => Error::Internal(Box::new(e)),
         }
@@ -253,6 +260,12 @@ pub struct Settings {
     pub hash_queue_per_user: usize,
     /// Accounts one Unix user may hold (1: the Unix account is the person).
     pub accounts_per_unix_user: usize,
+    /// Whether an empty token signs in by the connection's Unix user.
+    pub peer_login: bool,
+    /// A session unused this long ends.
+    pub session_idle: TimeDelta,
+    /// A session ends this long after its login.
+    pub session_max: TimeDelta,
 }
 
 impl Default for Settings {
@@ -264,6 +277,9 @@ impl Default for Settings {
             calendar_enabled: false,
             hash_queue_per_user: 4,
             accounts_per_unix_user: 1,
+            peer_login: true,
+            session_idle: TimeDelta::days(30),
+            session_max: TimeDelta::days(365),
         }
     }
 }
@@ -281,6 +297,29 @@ struct Inner {
     accounts: Arc<AccountCache>,
     settings: Settings,
     in_flight: InFlight,
+    /// Limits how often a token with an unknown key makes us read the keys.
+    key_reload: Gate,
+}
+
+/// Lets one caller through at most once per [`Gate::EVERY`].
+#[derive(Debug, Default)]
+struct Gate {
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Gate {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn try_begin(&self) -> bool {
+        let Ok(mut last) = self.last.lock() else {
+            return false;
+        };
+        if last.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        true
+    }
 }
 
 impl Service {
@@ -292,6 +331,7 @@ impl Service {
                 accounts: Arc::new(AccountCache::default()),
                 settings,
                 in_flight: InFlight::default(),
+                key_reload: Gate::default(),
             }),
         }
     }
@@ -300,6 +340,11 @@ impl Service {
     /// invalidates them.
     pub fn account_cache(&self) -> Arc<AccountCache> {
         Arc::clone(&self.inner.accounts)
+    }
+
+    /// Whether an empty token signs in by the connection's Unix user.
+    pub fn peer_login(&self) -> bool {
+        self.inner.settings.peer_login
     }
 
     /// This daemon's host name.

@@ -23,6 +23,18 @@ pub enum AuditAction {
     UserBind,
     #[sqlx(rename = "user.revoke_tokens")]
     UserRevokeTokens,
+    #[sqlx(rename = "user.password")]
+    UserPassword,
+    #[sqlx(rename = "user.reset_password")]
+    UserResetPassword,
+    #[sqlx(rename = "user.reset_code")]
+    UserResetCode,
+    #[sqlx(rename = "user.profile")]
+    UserProfile,
+    #[sqlx(rename = "user.logout")]
+    UserLogout,
+    #[sqlx(rename = "auth.rotate_key")]
+    AuthRotateKey,
     #[sqlx(rename = "resource.create")]
     ResourceCreate,
     #[sqlx(rename = "resource.update")]

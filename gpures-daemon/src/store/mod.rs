@@ -34,9 +34,11 @@ macro_rules! reservation_select {
 }
 
 pub mod audit;
+pub mod keys;
 pub mod outbox;
 pub mod reservations;
 pub mod resources;
+pub mod sessions;
 pub mod telemetry;
 pub mod users;
 

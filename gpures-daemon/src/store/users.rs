@@ -45,6 +45,9 @@ pub struct UserRow {
     pub token_version: i32,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
+    /// The argon2id hash of a one-time reset code made by the host admin.
+    pub reset_code_hash: Option<String>,
+    pub reset_code_expires: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for UserRow {
@@ -59,6 +62,11 @@ impl std::fmt::Debug for UserRow {
 }
 
 impl UserRow {
+    /// Whether the account has a password (peer-only accounts have none).
+    pub fn has_password(&self) -> bool {
+        !self.password_hash.is_empty()
+    }
+
     pub fn info(&self) -> UserInfo {
         UserInfo {
             id: self.id,
@@ -68,6 +76,7 @@ impl UserRow {
             unix_user: self.unix_user.clone(),
             disabled: self.disabled,
             created_at: self.created_at,
+            has_password: self.has_password(),
         }
     }
 }
@@ -147,6 +156,63 @@ pub async fn bound_to(conn: &mut PgConnection, unix_user: &str) -> Result<Vec<Us
             .fetch_all(&mut *conn)
             .await?,
     )
+}
+
+/// The accounts bound to `unix_user`, without a lock (peer sign-in).
+pub async fn of_unix_user(conn: &mut PgConnection, unix_user: &str) -> Result<Vec<UserRow>> {
+    Ok(
+        sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE unix_user = $1 ORDER BY id")
+            .bind(unix_user)
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
+
+/// Sets the password hash (empty: none) and forgets any reset code.
+pub async fn set_password(conn: &mut PgConnection, id: i64, hash: &str) -> Result<UserRow> {
+    Ok(sqlx::query_as::<_, UserRow>(
+        "UPDATE users SET password_hash = $2, reset_code_hash = NULL, reset_code_expires = NULL
+         WHERE id = $1 RETURNING *",
+    )
+    .bind(id)
+    .bind(hash)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// Stores a one-time reset code's hash, valid until `expires`.
+pub async fn set_reset_code(
+    conn: &mut PgConnection,
+    id: i64,
+    hash: &str,
+    expires: DateTime<Utc>,
+) -> Result<UserRow> {
+    Ok(sqlx::query_as::<_, UserRow>(
+        "UPDATE users SET reset_code_hash = $2, reset_code_expires = $3 WHERE id = $1 RETURNING *",
+    )
+    .bind(id)
+    .bind(hash)
+    .bind(expires)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// Changes the display name and the email (each `None`: kept).
+pub async fn set_profile(
+    conn: &mut PgConnection,
+    id: i64,
+    display_name: Option<&str>,
+    email: Option<&str>,
+) -> Result<UserRow> {
+    Ok(sqlx::query_as::<_, UserRow>(
+        "UPDATE users SET display_name = coalesce($2, display_name), email = coalesce($3, email)
+         WHERE id = $1 RETURNING *",
+    )
+    .bind(id)
+    .bind(display_name)
+    .bind(email)
+    .fetch_one(&mut *conn)
+    .await?)
 }
 
 /// The Unix user each of `ids` is bound to (for the status flags), without

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gpures_proto::{
-    ApiError, Booking, BookingRequest, Gpures, HelloReply, Holder, LoginReply, Lookup, NewResource,
-    PROTOCOL_VERSION, PageRequest, Period, RegisterRequest, Reservation, ReservationChange,
-    ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role, StatusReport, Timeline,
-    Token, UserInfo, UserPage, limits,
+    AccountChange, ApiError, Booking, BookingRequest, Gpures, HelloReply, Holder, LoginReply,
+    Lookup, NewResource, PROTOCOL_VERSION, PageRequest, Period, RegisterRequest, Reservation,
+    ReservationChange, ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role,
+    SessionInfo, StatusReport, Timeline, Token, UserInfo, UserPage, limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -34,6 +34,7 @@ impl From<service::Error> for ApiError {
             E::Invalid { field, reason } => ApiError::InvalidArgument { field, reason },
             E::Forbidden => ApiError::PermissionDenied,
             E::Unauthenticated => ApiError::Unauthenticated,
+            E::NoAccount(unix_user) => ApiError::NoAccount { unix_user },
             E::Throttled { retry_after } => ApiError::RateLimited {
                 retry_after_secs: retry_after.as_secs().max(1),
             },
@@ -117,6 +118,7 @@ impl Gpures for Connection {
             daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
             host: self.service().host().to_owned(),
             peer_unix_user: self.peer.unix_user.clone(),
+            peer_login: self.service().peer_login(),
         })
     }
 
@@ -133,6 +135,51 @@ impl Gpures for Connection {
     async fn whoami(self, _: Context, token: Token) -> Reply<UserInfo> {
         let actor = self.actor(&token).await?;
         actor.user().cloned().ok_or(ApiError::Unauthenticated)
+    }
+
+    async fn logout(self, _: Context, token: Token, session: Option<Uuid>) -> Reply<()> {
+        let actor = self.actor(&token).await?;
+        let current = self.service().session_of(&token).await;
+        Ok(self.service().end_session(&actor, current, session).await?)
+    }
+
+    async fn sessions(self, _: Context, token: Token) -> Reply<Vec<SessionInfo>> {
+        let actor = self.actor(&token).await?;
+        let current = self.service().session_of(&token).await;
+        Ok(self.service().sessions(&actor, current).await?)
+    }
+
+    async fn change_password(
+        self,
+        _: Context,
+        token: Token,
+        old: String,
+        new: String,
+    ) -> Reply<()> {
+        let actor = self.actor(&token).await?;
+        let current = self.service().session_of(&token).await;
+        Ok(self
+            .service()
+            .change_password(&actor, &self.peer, current, old, new)
+            .await?)
+    }
+
+    async fn redeem_reset_code(self, _: Context, code: String, new: String) -> Reply<UserInfo> {
+        self.greeted()?;
+        Ok(self
+            .service()
+            .redeem_reset_code(&self.peer, code, new)
+            .await?)
+    }
+
+    async fn update_account(
+        self,
+        _: Context,
+        token: Token,
+        change: AccountChange,
+    ) -> Reply<UserInfo> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().update_account(&actor, change).await?)
     }
 
     async fn logout_everywhere(self, _: Context, token: Token) -> Reply<()> {

@@ -81,36 +81,70 @@ pub struct Global {
 const TIMES: &str = "Times are in your zone: now, +2h, 14:00, 9pm, noon, tomorrow 9am, \
 9:00 tomorrow, mon 10:30, next fri, 2026-12-01 09:00. Durations: 90m, 3h, 1d2h.";
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum Command {
-    /// Create an account bound to your Unix user.
+    /// Create an account bound to your Unix user. Where the host signs
+    /// members in by Unix user (the default) no password is needed and you
+    /// are signed in from then on; else the password is asked twice.
     Register {
-        /// Your email (your login and your calendar identity).
+        /// Your email (your calendar identity, and your login where
+        /// passwords are used).
         #[arg(long)]
         email: String,
-        /// Your name as the lab sees it (Korean is fine).
+        /// Your name as the lab sees it (Korean is fine; default: the name
+        /// on your Unix account).
         #[arg(long)]
-        name: String,
-        /// Read the password from standard input (one line).
+        name: Option<String>,
+        /// Read the password from standard input (one line). Optional where
+        /// the host signs you in by Unix user.
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Log in and remember the session (mode 0600 in your config dir).
+    /// Log in with your password and remember the session (mode 0600 in
+    /// your config dir). Not needed where the host signs you in by Unix user.
     Login {
-        /// The email you registered with.
+        /// The email you registered with (default: the account of your Unix
+        /// user).
         #[arg(long)]
-        email: String,
+        email: Option<String>,
         /// Read the password from standard input (one line).
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Forget the session; --everywhere revokes every token of your account.
+    /// End this session on the daemon (a copy of its token stops working)
+    /// and forget it here.
     Logout {
-        /// Revoke every session of your account, on every machine.
-        #[arg(long)]
+        /// End every session of your account, on every host.
+        #[arg(long, conflicts_with = "session")]
         everywhere: bool,
+        /// End this session instead (an id or prefix from `gpures sessions`).
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
     },
-    /// Show who you are logged in as.
+    /// List your live login sessions.
+    Sessions,
+    /// Set a new password (old and new asked hidden, the new one twice).
+    Passwd {
+        /// Read the old password, then the new one, from standard input
+        /// (one line each; only the new one with --code or when you have
+        /// no password yet).
+        #[arg(long)]
+        password_stdin: bool,
+        /// A one-time code from the host admin
+        /// (`gpures-daemon user reset-password --code`).
+        #[arg(long, value_name = "CODE")]
+        code: Option<String>,
+    },
+    /// Show your account; with --name or --email, change it.
+    Account {
+        /// A new display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A new email.
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Show who you are signed in as.
     Whoami,
     /// List the bookable resources.
     Resources,
@@ -230,7 +264,7 @@ pub enum Command {
     Man { dir: PathBuf },
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum AdminCommand {
     /// Manage resources.
     #[command(subcommand)]
@@ -240,7 +274,7 @@ pub enum AdminCommand {
     User(AdminUser),
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum AdminResource {
     /// Add a GPU (with --gpu-index/--gpu-uuid) or a server.
     Add {
@@ -255,7 +289,7 @@ pub enum AdminResource {
     },
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum AdminUser {
     List,
     Promote {
@@ -314,6 +348,17 @@ pub struct Failure {
     pub message: String,
     /// With `--json`, printed to stdout too (the holders of a conflict).
     pub json: Option<serde_json::Value>,
+    /// Why the daemon did not sign us in, when that was the failure.
+    pub signed_out: Option<SignedOut>,
+}
+
+/// The two ways a call fails for want of a signed-in account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignedOut {
+    /// The token was refused, or peer sign-in could not decide.
+    Unauthenticated,
+    /// This Unix user has no account yet.
+    NoAccount,
 }
 
 impl Failure {
@@ -322,6 +367,14 @@ impl Failure {
             code,
             message: message.into(),
             json: None,
+            signed_out: None,
+        }
+    }
+
+    fn signed_out(why: SignedOut, message: impl Into<String>) -> Failure {
+        Failure {
+            signed_out: Some(why),
+            ..Failure::new(exit::AUTH, message)
         }
     }
 
@@ -357,11 +410,13 @@ fn client_failure(e: ClientError, tz: Tz) -> Failure {
             Failure::new(code, e.to_string())
         }
         ClientError::Lost(_) => Failure::new(exit::UNREACHABLE, e.to_string()),
-        ClientError::NotLoggedIn => Failure::new(exit::AUTH, e.to_string()),
-        ClientError::Api(ApiError::Unauthenticated) => Failure::new(
-            exit::AUTH,
-            "not logged in or the session expired: run: gpures login",
+        ClientError::Api(ApiError::Unauthenticated) => Failure::signed_out(
+            SignedOut::Unauthenticated,
+            "not signed in or the session expired: run: gpures login",
         ),
+        ClientError::Api(e @ ApiError::NoAccount { .. }) => {
+            Failure::signed_out(SignedOut::NoAccount, e.to_string())
+        }
         ClientError::Api(ApiError::PermissionDenied) => {
             Failure::new(exit::AUTH, "permission denied")
         }
@@ -377,6 +432,7 @@ fn client_failure(e: ClientError, tz: Tz) -> Failure {
                     serde_json::json!({ "error": "conflict", "holders": json }),
                 )
                 .ok(),
+                signed_out: None,
             }
         }
         ClientError::Api(e @ ApiError::Unavailable) => {
@@ -578,6 +634,34 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
         now: Utc::now(),
         store,
     };
+    match dispatch(ctx, command.clone()).await {
+        Err(f)
+            if f.signed_out == Some(SignedOut::Unauthenticated)
+                && ctx.client.fall_back_to_peer() =>
+        {
+            // The saved session expired or was ended elsewhere: this host
+            // signs us in by Unix user instead.
+            if let Some(store) = &ctx.store {
+                store.clear();
+            }
+            dispatch(ctx, command).await
+        }
+        Err(f)
+            if f.signed_out == Some(SignedOut::NoAccount)
+                && !matches!(command, Command::Register { .. }) =>
+        {
+            if account::offer_registration(ctx).await? {
+                dispatch(ctx, command).await
+            } else {
+                Err(f)
+            }
+        }
+        other => other,
+    }
+}
+
+/// Runs one command on a connected context.
+async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
     match command {
         Command::Register {
             email,
@@ -588,7 +672,16 @@ async fn execute(global: Global, command: Command, tz: Tz) -> CliResult<()> {
             email,
             password_stdin,
         } => account::login(ctx, email, password_stdin).await,
-        Command::Logout { everywhere } => account::logout(ctx, everywhere).await,
+        Command::Logout {
+            everywhere,
+            session,
+        } => account::logout(ctx, everywhere, session).await,
+        Command::Sessions => account::sessions(ctx).await,
+        Command::Passwd {
+            password_stdin,
+            code,
+        } => account::passwd(ctx, password_stdin, code).await,
+        Command::Account { name, email } => account::account(ctx, name, email).await,
         Command::Whoami => account::whoami(ctx).await,
         Command::Resources => booking::resources(ctx).await,
         Command::Ls {

@@ -74,6 +74,8 @@ pub struct App {
     popup: Option<Box<dyn Popup>>,
     quit: bool,
     watching: bool,
+    /// Whether the daemon signs this Unix user in without a password.
+    peer_login: bool,
 }
 
 impl App {
@@ -101,12 +103,36 @@ impl App {
             popup: None,
             quit: false,
             watching: false,
+            peer_login: false,
         }
     }
 
     /// The same app for the daemon of `host` (shown in the title bar).
     pub fn with_host(mut self, host: &str) -> App {
         host.clone_into(&mut self.ctx.data.host);
+        self
+    }
+
+    /// The same app for a daemon that signs Unix users in by the connection
+    /// (registering then asks no password).
+    pub fn with_peer_login(mut self, on: bool) -> App {
+        self.peer_login = on;
+        self.screens.login.password_required = !on;
+        self
+    }
+
+    /// The same app opening on the registration: the Unix user has no
+    /// account yet. `name` fills the name field; `password_required` when
+    /// the host signs nobody in by Unix user.
+    pub fn first_run(mut self, name: &str, password_required: bool) -> App {
+        self.screen = Screen::Login;
+        self.screens.login = Login::first_run(name, password_required);
+        self.say(if password_required {
+            "welcome to gpures: register to start".to_owned()
+        } else {
+            "welcome to gpures: register once, and this Unix user is signed in from then on"
+                .to_owned()
+        });
         self
     }
 
@@ -292,11 +318,23 @@ impl App {
             Msg::LoggedIn(login) => {
                 self.ctx.data.me = Some(login.user.clone());
                 self.screen = Screen::Timeline;
-                self.screens.login = Login::new(false, &login.user.email);
+                self.screens.login = Login::with(false, &login.user.email, "", !self.peer_login);
                 self.say(format!(
                     "welcome, {}",
                     text::sanitize(&login.user.display_name)
                 ));
+                let mut effects = vec![self.refresh()];
+                if !self.watching {
+                    self.watching = true;
+                    effects.push(Effect::Watch);
+                }
+                effects
+            }
+            Msg::Registered { email, password } if password.is_empty() => {
+                // Peer sign-in: the account is in use as soon as it exists.
+                self.screen = Screen::Timeline;
+                self.screens.login = Login::with(false, &email, "", !self.peer_login);
+                self.say("registered: you are signed in by your Unix user".to_owned());
                 let mut effects = vec![self.refresh()];
                 if !self.watching {
                     self.watching = true;
@@ -342,6 +380,13 @@ impl App {
                 };
                 self.handle(events)
             }
+            Msg::Failed(ApiError::NoAccount { .. }) => {
+                self.popup = None;
+                self.screen = Screen::Login;
+                self.screens.login = Login::first_run("", !self.peer_login);
+                self.fail("this Unix user has no gpures account yet: register");
+                vec![]
+            }
             Msg::Failed(ApiError::Unauthenticated) => {
                 if self.screen == Screen::Login {
                     self.screens.login.failed();
@@ -357,7 +402,7 @@ impl App {
                     .unwrap_or_default();
                 self.screen = Screen::Login;
                 self.popup = None;
-                self.screens.login = Login::new(false, &email);
+                self.screens.login = Login::with(false, &email, "", !self.peer_login);
                 self.fail("your session ended: log in again");
                 vec![]
             }

@@ -80,14 +80,27 @@ impl Session {
             Err(ClientError::Lost(_) | ClientError::Connect(_)) if self.reconnect().await => {
                 self.try_execute(effect).await
             }
+            Err(ClientError::Api(ApiError::Unauthenticated)) if self.fall_back_to_peer() => {
+                self.try_execute(effect).await
+            }
             other => other,
         };
         match result {
             Ok(msg) => msg,
             Err(ClientError::Api(api)) => Msg::Failed(api),
-            Err(ClientError::NotLoggedIn) => Msg::Failed(ApiError::Unauthenticated),
             Err(e) => lost(&e),
         }
+    }
+
+    /// A saved token was refused (it expired, or was revoked by a logout
+    /// elsewhere): where the daemon signs in by Unix user, forget the token
+    /// and its file and go on without one.
+    fn fall_back_to_peer(&self) -> bool {
+        let fell = self.client.fall_back_to_peer();
+        if fell && let Some(store) = &self.store {
+            store.clear();
+        }
+        fell
     }
 
     /// Tries to connect again for about 10 s; true once connected.
@@ -222,9 +235,8 @@ impl Session {
                             }
                         }
                     }
-                    Err(ClientError::NotLoggedIn) => {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
+                    Err(ClientError::Api(ApiError::Unauthenticated))
+                        if client.fall_back_to_peer() => {}
                     Err(ClientError::Api(ApiError::Unauthenticated)) => {
                         let _ = tx.send(Msg::Failed(ApiError::Unauthenticated));
                         tokio::time::sleep(Duration::from_secs(2)).await;

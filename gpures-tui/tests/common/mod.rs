@@ -33,6 +33,7 @@ pub fn user(id: i64, email: &str, name: &str, role: Role) -> UserInfo {
         unix_user: email.split('@').next().unwrap_or("x").into(),
         disabled: false,
         created_at: now(),
+        has_password: true,
     }
 }
 

@@ -1,6 +1,9 @@
-//! The login screen: log in, or (Ctrl-R) register, with email and password.
+//! The login screen: log in, or (Ctrl-R) register. A new Unix user meets the
+//! registration first ([`Login::first_run`]); where the host signs members in
+//! by Unix user it asks no password, else the password twice, with its rules
+//! shown before it is typed.
 
-use gpures_proto::{RegisterRequest, text};
+use gpures_proto::{RegisterRequest, limits, text};
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
@@ -18,18 +21,43 @@ use crate::tui::style::centered;
 pub struct Login {
     pub register: bool,
     pub form: Fields,
+    /// Whether registering needs a password: the host signs nobody in by
+    /// Unix user (`peer_login = false`).
+    pub password_required: bool,
 }
 
 impl Login {
     pub fn new(register: bool, email: &str) -> Login {
+        Login::with(register, email, "", true)
+    }
+
+    /// The registration a new Unix user meets first: the name filled in
+    /// (from the account's GECOS field), a password only where the host
+    /// requires one.
+    pub fn first_run(name: &str, password_required: bool) -> Login {
+        let mut login = Login::with(true, "", name, password_required);
+        login.form.focus = 0;
+        login
+    }
+
+    /// The form for logging in or (`register`) registering.
+    pub fn with(register: bool, email: &str, name: &str, password_required: bool) -> Login {
         let mut fields = vec![Field::new("Email", email)];
         if register {
-            fields.push(Field::new("Name", ""));
+            fields.push(Field::new("Name", name));
         }
-        fields.push(Field {
-            secret: true,
-            ..Field::new("Password", "")
-        });
+        if !register || password_required {
+            fields.push(Field {
+                secret: true,
+                ..Field::new("Password", "")
+            });
+        }
+        if register && password_required {
+            fields.push(Field {
+                secret: true,
+                ..Field::new("Again", "")
+            });
+        }
         let focus = if email.is_empty() {
             0
         } else {
@@ -38,6 +66,7 @@ impl Login {
         Login {
             register,
             form: Fields { fields, focus },
+            password_required,
         }
     }
 
@@ -46,12 +75,20 @@ impl Login {
         &self.form.fields
     }
 
-    /// A failed login: keep what was typed but the password.
+    /// A failed login: keep what was typed but the passwords.
     pub fn failed(&mut self) {
-        if let Some(pw) = self.form.fields.iter_mut().find(|f| f.secret) {
-            pw.value.clear();
+        let mut first_secret = None;
+        for (i, f) in self.form.fields.iter_mut().enumerate() {
+            if f.secret {
+                f.value.clear();
+                first_secret.get_or_insert(i);
+            }
         }
-        self.form.focus = self.form.fields.len() - 1;
+        self.form.focus = first_secret.unwrap_or(self.form.fields.len() - 1);
+    }
+
+    fn has(&self, label: &str) -> bool {
+        self.form.fields.iter().any(|f| f.label == label)
     }
 
     fn submit(&mut self) -> Vec<Event> {
@@ -61,10 +98,18 @@ impl Login {
         }
         let email = self.form.value("Email").trim().to_owned();
         let password = self.form.value("Password");
-        if email.is_empty() || password.is_empty() {
-            return vec![Event::Fail("enter your email and password".into())];
+        if email.is_empty() || (self.has("Password") && password.is_empty()) {
+            return vec![Event::Fail(if self.has("Password") {
+                "enter your email and password".into()
+            } else {
+                "enter your email".into()
+            })];
         }
         if self.register {
+            if self.has("Again") && self.form.value("Again") != password {
+                self.failed();
+                return vec![Event::Fail("the passwords differ: type them again".into())];
+            }
             let display_name = self.form.value("Name");
             return vec![
                 Event::Say("registering…".into()),
@@ -80,6 +125,25 @@ impl Login {
             Event::Call(Effect::Login { email, password }),
         ]
     }
+
+    /// The lines under the fields: what a password must be, stated before
+    /// it is typed, or why none is needed.
+    fn notes(&self) -> Vec<Line<'static>> {
+        if !self.register {
+            return vec![];
+        }
+        let dim = Style::default().add_modifier(Modifier::DIM);
+        let text = if self.password_required {
+            format!(
+                " The password: {} to {} characters, typed twice.",
+                limits::PASSWORD_MIN_CHARS,
+                limits::PASSWORD_MAX_CHARS
+            )
+        } else {
+            " No password: this host signs you in by your Unix user.".to_owned()
+        };
+        vec![Line::styled(text, dim), Line::from("")]
+    }
 }
 
 impl Component for Login {
@@ -92,7 +156,7 @@ impl Component for Login {
             Action::Close => vec![Event::Quit],
             Action::ToggleRegister => {
                 let email = self.form.value("Email");
-                *self = Login::new(!self.register, &email);
+                *self = Login::with(!self.register, &email, "", self.password_required);
                 self.form.focus = 0;
                 vec![]
             }
@@ -110,8 +174,9 @@ impl Component for Login {
 
     fn draw(&self, _ctx: &Ctx, frame: &mut Frame, area: Rect) {
         let form = &self.form;
-        let height = u16::try_from(form.fields.len()).unwrap_or(3) * 2 + 4;
-        let box_area = centered(area, 56.min(area.width), height.min(area.height));
+        let notes = self.notes();
+        let height = u16::try_from(form.fields.len() * 2 + notes.len()).unwrap_or(8) + 4;
+        let box_area = centered(area, 60.min(area.width), height.min(area.height));
         frame.render_widget(Clear, box_area);
         let title = if self.register {
             " Register · Ctrl-R to log in "
@@ -140,6 +205,7 @@ impl Component for Login {
             ]));
             lines.push(Line::from(""));
         }
+        lines.extend(notes);
         frame.render_widget(Paragraph::new(lines), inner);
     }
 }
