@@ -674,6 +674,8 @@ pub async fn connect(socket: &Path) -> Result<GpuresClient> {
 #[derive(Debug)]
 pub struct UnixUser {
     pub name: String,
+    pub uid: u32,
+    pub gid: u32,
     /// A config dir the user owns (its `XDG_CONFIG_HOME`).
     pub config: tempfile::TempDir,
 }
@@ -702,7 +704,12 @@ impl UnixUser {
         let user = gpures_daemon::host::unix::user_by_name(&name)
             .ok_or_else(|| anyhow::anyhow!("{name} was not created"))?;
         std::os::unix::fs::chown(config.path(), Some(user.uid), Some(user.gid))?;
-        Ok(UnixUser { name, config })
+        Ok(UnixUser {
+            name,
+            uid: user.uid,
+            gid: user.gid,
+            config,
+        })
     }
 
     /// `runuser -u NAME -- env … PROGRAM ARGS` with the user's config dir,

@@ -263,3 +263,47 @@ async fn the_demo_runs_and_cleans_up() {
         .expect("the demo names its folder");
     assert!(!Path::new(&dir).exists(), "the demo removed {dir}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tmux; .ci/run installs it and runs ignored tests"]
+async fn a_new_unix_user_meets_the_registration_and_is_signed_in_by_it() {
+    let daemon = TestDaemon::builder()
+        .with_gpus(2)
+        .config(|c| c.auth.accounts_per_unix_user = 1)
+        .start()
+        .await
+        .expect("daemon");
+    let member = gpures_testkit::UnixUser::create("박서연").expect("useradd");
+    let command = format!(
+        "runuser -u {} -- env TZ=Asia/Seoul TERM=xterm-256color XDG_CONFIG_HOME={} GPURES_SOCKET={} {}; {AFTER}",
+        member.name,
+        shell_quote(member.config.path()),
+        shell_quote(&daemon.socket),
+        shell_quote(Path::new(BIN)),
+    );
+    let tmux = Tmux::start(&command, 100, 30);
+    let screen = tmux.wait_for("Register", 20).await;
+    assert!(
+        screen.contains("박서연") && screen.contains("No password"),
+        "the first screen is the registration, the name from the Unix account:\n{screen}"
+    );
+    assert!(!screen.contains("error"), "{screen}");
+    tmux.keys(&["-l", "seoyeon@lab.kr"]);
+    tmux.keys(&["Enter"]);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("signed in by your Unix user", 20).await;
+    assert!(screen.contains("gpu1"), "{screen}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("GPURES-EXIT=0", 10).await;
+    let stored = daemon
+        .host_admin()
+        .expect("host admin")
+        .user(gpures_daemon::admin::UserAction::List)
+        .await
+        .expect("list");
+    assert!(
+        stored.contains("seoyeon@lab.kr") && stored.contains(&member.name),
+        "{stored}"
+    );
+    daemon.stop().await.expect("stop");
+}
