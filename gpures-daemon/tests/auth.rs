@@ -209,7 +209,20 @@ async fn calls_before_hello_or_with_another_protocol_are_refused() {
 
 #[tokio::test]
 async fn forged_expired_and_foreign_tokens_are_refused() {
-    let daemon = TestDaemon::start().await.expect("daemon");
+    forged_tokens_refused(true).await;
+}
+
+#[tokio::test]
+async fn forged_tokens_are_refused_without_peer_sign_in_too() {
+    forged_tokens_refused(false).await;
+}
+
+/// Every token attack, with peer sign-in on or off. Root holds two accounts
+/// here, so a refused token never falls back to the connection's account.
+async fn forged_tokens_refused(peer_login: bool) {
+    let daemon = TestDaemon::start_with(|c| c.auth.peer_login = peer_login)
+        .await
+        .expect("daemon");
     let (c, login) = daemon.user("alice@lab.kr", "Alice").await.expect("user");
     use gpures_daemon::service::auth::Auth;
     let exp = Utc::now() + chrono::TimeDelta::hours(1);
@@ -250,6 +263,10 @@ async fn forged_expired_and_foreign_tokens_are_refused() {
     for (what, token) in [
         ("another key", other_key),
         ("a key id nobody made", unknown_kid),
+        (
+            "no token, and two accounts on this Unix user",
+            String::new(),
+        ),
         ("an unknown session", unknown_session),
         ("someone else's session", someone_elses_session),
         ("an old token version", old_version),

@@ -305,5 +305,31 @@ async fn a_new_unix_user_meets_the_registration_and_is_signed_in_by_it() {
         stored.contains("seoyeon@lab.kr") && stored.contains(&member.name),
         "{stored}"
     );
+    drop(tmux);
+
+    // Any command on a terminal offers the registration, then goes on.
+    let other = gpures_testkit::UnixUser::create("Choi Woojin").expect("useradd");
+    let command = format!(
+        "runuser -u {} -- env TZ=Asia/Seoul XDG_CONFIG_HOME={} GPURES_SOCKET={} {} resources; {AFTER}",
+        other.name,
+        shell_quote(other.config.path()),
+        shell_quote(&daemon.socket),
+        shell_quote(Path::new(BIN)),
+    );
+    let tmux = Tmux::start(&command, 100, 30);
+    tmux.wait_for("Register now? [Y/n]", 20).await;
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Email", 10).await;
+    tmux.keys(&["-l", "woojin@lab.kr"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("[Choi Woojin]", 10).await;
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("GPURES-EXIT=", 20).await;
+    assert!(
+        screen.contains("registered Choi Woojin <woojin@lab.kr>")
+            && screen.contains("gpu1")
+            && screen.contains("GPURES-EXIT=0"),
+        "registered, then the command ran:\n{screen}"
+    );
     daemon.stop().await.expect("stop");
 }
