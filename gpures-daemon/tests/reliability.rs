@@ -126,6 +126,59 @@ async fn database_outage_fails_fast_and_recovers_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(ok, "served again after PostgreSQL returned");
+    // The change listener is back too (LISTEN re-established): a booking
+    // made by another member wakes a long poll within a couple of seconds,
+    // as an open TUI needs.
+    let (other, other_login) = daemon.user("b@lab.kr", "B").await.expect("user");
+    let gpu = daemon
+        .host_admin()
+        .expect("host admin")
+        .add_gpus("outage-host", 1)
+        .await
+        .expect("gpu")[0];
+    let mut since = 0;
+    let t = Instant::now();
+    while since == 0 && t.elapsed() < Duration::from_secs(30) {
+        since = client
+            .wait_for_changes(context::current(), login.token.clone(), 0)
+            .await
+            .expect("rpc")
+            .expect("long poll");
+    }
+    let waiter = {
+        let (client, token) = (client.clone(), login.token.clone());
+        tokio::spawn(async move {
+            let t = Instant::now();
+            loop {
+                let now = client
+                    .wait_for_changes(context::current(), token.clone(), since)
+                    .await
+                    .expect("rpc")
+                    .expect("long poll");
+                if now != since || t.elapsed() > Duration::from_secs(30) {
+                    return (now, t.elapsed());
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    other
+        .create_booking(
+            context::current(),
+            other_login.token.clone(),
+            BookingRequest {
+                request_id: uuid::Uuid::new_v4(),
+                resources: vec![gpu],
+                period: slot(2),
+                note: String::new(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("booking after the outage");
+    let (now, waited) = waiter.await.expect("waiter");
+    assert_ne!(now, since, "the long poll saw the change");
+    assert!(waited < Duration::from_secs(3), "woken in {waited:?}");
     daemon.stop().await.expect("stop");
     tokio::task::spawn_blocking(move || cluster.stop())
         .await
