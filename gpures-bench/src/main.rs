@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Scenarios: ping, book, race, timeline, login, memory, tui, gpu, calendar,
-//! fair (all when none is named; fair needs root). `docs/BENCHMARKS.md`
+//! fair, slot (all when none is named; fair needs root). `docs/BENCHMARKS.md`
 //! records the figures.
 
 use std::path::{Path, PathBuf};
@@ -517,6 +517,94 @@ async fn scenario_timeline(env: &mut Env, figures: &mut Vec<Figure>, big: i64) -
         met: Some(ratio <= 1.5),
     });
     Ok(())
+}
+
+/// Book by need: the earliest start at which 4 of 64 GPUs are all free for
+/// 6 h, with a year of past bookings and the next 90 days booked: the first
+/// two weeks in staggered 3-hour blocks (no GPU is free 6 h), then half of
+/// the GPUs stay booked. The search has to read past the first week.
+async fn scenario_slot(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
+    let d = env.daemon(|_| {}).await?;
+    let (admin, token) = d.boss("admin@bench.kr").await?;
+    let gpus = d.gpus(64).await?;
+    let me = admin.whoami(context::current(), token.clone()).await??.id;
+    let base = Utc::now().duration_trunc(TimeDelta::hours(1))? + TimeDelta::hours(1);
+    let mut conn = sqlx::PgConnection::connect_with(&d.database_url.parse()?).await?;
+    let t = Instant::now();
+    for (i, gpu) in gpus.iter().enumerate() {
+        let i = i32::try_from(i)?;
+        // A year of history: 4 bookings a day.
+        sqlx::query(
+            "INSERT INTO reservations (id, booking_id, user_id, resource_id, period)
+             SELECT gen_random_uuid(), gen_random_uuid(), $1, $2,
+                    tstzrange($3 - make_interval(hours => 6 * g), $3 - make_interval(hours => 6 * g - 5), '[)')
+             FROM generate_series(2, 1461) g",
+        )
+        .bind(me)
+        .bind(gpu)
+        .bind(base)
+        .execute(&mut conn)
+        .await?;
+        // Ahead: 3 h booked, 1 h free, staggered by GPU; 14 days for the odd
+        // GPUs, 90 for the even ones.
+        let days = if i % 2 == 0 { 90 } else { 14 };
+        sqlx::query(
+            "INSERT INTO reservations (id, booking_id, user_id, resource_id, period)
+             SELECT gen_random_uuid(), gen_random_uuid(), $1, $2,
+                    tstzrange($3 + make_interval(hours => 4 * g + $4), $3 + make_interval(hours => 4 * g + $4 + 3), '[)')
+             FROM generate_series(0, $5 * 6 - 1) g",
+        )
+        .bind(me)
+        .bind(gpu)
+        .bind(base)
+        .bind(i % 4)
+        .bind(days)
+        .execute(&mut conn)
+        .await?;
+    }
+    sqlx::query("ANALYZE reservations")
+        .execute(&mut conn)
+        .await?;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations")
+        .fetch_one(&mut conn)
+        .await?;
+    eprintln!(
+        "  {rows} reservations on 64 GPUs in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let query = gpures_proto::SlotQuery {
+        gpus: 4,
+        length_minutes: 360,
+        not_before: None,
+        host: None,
+    };
+    let mut lat = Vec::new();
+    for round in 0..230 {
+        let t = Instant::now();
+        let found = admin
+            .find_slots(context::current(), token.clone(), query.clone())
+            .await??;
+        if round >= 30 {
+            lat.push(t.elapsed());
+        }
+        let first = found.first().context("no slot found")?;
+        if first.period.start < base + TimeDelta::days(13) {
+            bail!("found {:?}, inside the booked fortnight", first.period);
+        }
+    }
+    lat.sort();
+    let p50 = percentile(&lat, 0.5);
+    figures.push(Figure {
+        scenario: "slot",
+        name: format!("earliest 4 of 64 GPUs for 6 h, {rows} reservations, p50"),
+        value: us(p50) / 1000.0,
+        unit: "ms",
+        baseline: None,
+        ratio: None,
+        goal: "≤ 10 ms",
+        met: Some(p50 <= Duration::from_millis(10)),
+    });
+    d.stop().await
 }
 
 /// Every reservation of `window`, page after page of the largest size, as
@@ -1079,7 +1167,7 @@ async fn main() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "gpures-bench [--json] [--history N] [--burst N] [ping book race timeline login memory tui gpu calendar fair]"
+                    "gpures-bench [--json] [--history N] [--burst N] [ping book race timeline login memory tui gpu calendar fair slot]"
                 );
                 return Ok(());
             }
@@ -1088,6 +1176,7 @@ async fn main() -> Result<()> {
     }
     let all = [
         "ping", "book", "race", "timeline", "login", "memory", "tui", "gpu", "calendar", "fair",
+        "slot",
     ];
     if chosen.is_empty() {
         chosen = all.iter().map(|s| (*s).to_owned()).collect();
@@ -1111,6 +1200,7 @@ async fn main() -> Result<()> {
             "gpu" => scenario_gpu(&mut env, &mut figures)?,
             "calendar" => scenario_calendar(&mut env, &mut figures, burst).await?,
             "fair" => scenario_fair(&mut env, &mut figures).await?,
+            "slot" => scenario_slot(&mut env, &mut figures).await?,
             _ => {}
         }
     }

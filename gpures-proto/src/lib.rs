@@ -142,6 +142,50 @@ pub struct RegisterRequest {
     pub password: String,
 }
 
+/// "Any `gpus` GPUs of one host for `length_minutes`, as soon as possible
+/// from `not_before` (default now)", optionally on one `host`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotQuery {
+    pub gpus: u32,
+    pub length_minutes: u32,
+    pub not_before: Option<DateTime<Utc>>,
+    pub host: Option<String>,
+}
+
+/// One GPU of a [`SlotOption`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotGpu {
+    pub id: i64,
+    pub name: String,
+    pub gpu_index: Option<i32>,
+}
+
+/// A time at which the GPUs asked for are free, which ones, and why those.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotOption {
+    pub host: String,
+    pub period: Period,
+    pub gpus: Vec<SlotGpu>,
+    /// In words: why this start and these GPUs.
+    pub why: String,
+}
+
+/// Books what a [`SlotQuery`] finds first. `request_id` as in
+/// [`BookingRequest`]: a retry returns the booking already made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnyBookingRequest {
+    pub request_id: Uuid,
+    pub query: SlotQuery,
+    pub note: String,
+}
+
+/// What [`Gpures::book_any`] booked, and why those GPUs at that time.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AnyBooking {
+    pub booking: Booking,
+    pub why: String,
+}
+
 /// A change of one's own account; `None` keeps a field.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountChange {
@@ -661,6 +705,12 @@ pub trait Gpures {
     async fn find_reservations(token: Token, lookup: Lookup) -> Result<Vec<Reservation>, ApiError>;
     /// Any user: books every resource named for the period, or none of them.
     async fn create_booking(token: Token, request: BookingRequest) -> Result<Booking, ApiError>;
+    /// Any user: the earliest three starts per host at which the GPUs asked
+    /// for are free, without booking.
+    async fn find_slots(token: Token, query: SlotQuery) -> Result<Vec<SlotOption>, ApiError>;
+    /// Any user: books any N GPUs of one host at the earliest start (all or
+    /// nothing; a racing booker makes it search again).
+    async fn book_any(token: Token, request: AnyBookingRequest) -> Result<AnyBooking, ApiError>;
     /// Owner or admin: moves, shortens, extends or re-notes a reservation.
     async fn update_reservation(
         token: Token,

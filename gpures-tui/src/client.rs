@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use gpures_proto::{
-    AccountChange, ApiError, Booking, BookingRequest, GpuresClient, HelloReply, Holder, LoginReply,
-    Lookup, NewResource, PageRequest, Period, RegisterRequest, Reservation, ReservationChange,
-    ReservationFilter, ReservationPage, Resource, Role, SessionInfo, StatusReport, Timeline,
-    UserInfo, limits,
+    AccountChange, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest, GpuresClient,
+    HelloReply, Holder, LoginReply, Lookup, NewResource, PageRequest, Period, RegisterRequest,
+    Reservation, ReservationChange, ReservationFilter, ReservationPage, Resource, Role,
+    SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline, UserInfo, limits,
 };
 use tarpc::client::RpcError;
 use tarpc::context;
@@ -412,14 +412,51 @@ impl Client {
     /// [`ClientError`]; `Lost` only after every attempt.
     pub async fn book(&self, req: BookingRequest) -> Result<Booking> {
         let token = self.need_token()?;
+        self.resending(|rpc| {
+            let (token, req) = (token.clone(), req.clone());
+            async move { rpc.create_booking(context::current(), token, req).await }
+        })
+        .await
+    }
+
+    /// Books any N GPUs of one host at the earliest start; a lost reply is
+    /// asked for again with the same request id, as [`Client::book`] does.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `Lost` only after every attempt.
+    pub async fn book_any(&self, req: AnyBookingRequest) -> Result<AnyBooking> {
+        let token = self.need_token()?;
+        self.resending(|rpc| {
+            let (token, req) = (token.clone(), req.clone());
+            async move { rpc.book_any(context::current(), token, req).await }
+        })
+        .await
+    }
+
+    /// The earliest starts per host at which the GPUs asked for are free.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn find_slots(&self, query: SlotQuery) -> Result<Vec<SlotOption>> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .find_slots(context::current(), token, query)
+                .await,
+        )
+    }
+
+    /// Makes a call that carries a request id up to [`BOOK_ATTEMPTS`] times
+    /// while its reply is lost, on a new connection if the daemon is there.
+    async fn resending<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(GpuresClient) -> Fut,
+        Fut: Future<Output = std::result::Result<std::result::Result<T, ApiError>, RpcError>>,
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self
-                .rpc()
-                .create_booking(context::current(), token.clone(), req.clone())
-                .await
-            {
+            match call(self.rpc()).await {
                 Ok(reply) => return Ok(reply?),
                 Err(_) if attempt < BOOK_ATTEMPTS => {
                     tokio::time::sleep(BOOK_RETRY_PAUSE).await;

@@ -1046,3 +1046,74 @@ async fn the_cli_reads_what_people_type() {
     }
     cli.daemon.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn book_any_gpus_at_the_earliest_time_and_ask_when() {
+    let cli = Cli {
+        daemon: TestDaemon::builder()
+            .with_gpus(4)
+            .start()
+            .await
+            .expect("daemon"),
+        home: tempfile::tempdir().expect("home"),
+    };
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    // Three GPUs: the lowest indices, now, with the reason.
+    let r = cli
+        .ok(
+            "kim",
+            &["book", "--gpus", "3", "--for", "2h", "--note", "sweep"],
+        )
+        .await;
+    assert!(r.out.contains("booked gpu0, gpu1, gpu2 from"), "{}", r.out);
+    assert!(r.out.contains("lowest"), "{}", r.out);
+    // Two more: only gpu3 is free now, so the earliest is when the three end.
+    let when = cli.ok("kim", &["when", "--gpus", "2", "--for", "1h"]).await;
+    assert!(when.out.contains("HOST"), "{}", when.out);
+    let json = cli
+        .ok("kim", &["when", "--gpus", "2", "--for", "1h", "--json"])
+        .await
+        .json();
+    let first = &json[0];
+    assert_eq!(first["host"], "test-host");
+    let booked = cli
+        .ok("kim", &["book", "--gpus", "2", "--for", "1h", "--json"])
+        .await
+        .json();
+    assert_eq!(
+        booked["reservations"][0]["start"], first["start"],
+        "booked what `when` showed first"
+    );
+    assert!(
+        booked["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("earliest")),
+        "{booked}"
+    );
+    // Bad input: clear errors, exit 1, nothing booked.
+    for (args, says) in [
+        (
+            vec!["book", "--gpus", "9", "--for", "1h"],
+            "the most on one host is 4",
+        ),
+        (vec!["book", "--gpus", "0", "--for", "1h"], "1 to 64 GPUs"),
+        (
+            vec!["book", "--gpus", "1", "--for", "20d"],
+            "at most 14 days",
+        ),
+        (
+            vec!["when", "--gpus", "1", "--for", "1h", "--host", "nope"],
+            "no GPUs on host",
+        ),
+    ] {
+        let r = cli.run(&args).await;
+        assert_eq!(r.code, 1, "{args:?}: {}{}", r.out, r.err);
+        assert!(r.err.contains(says), "{args:?}: {}", r.err);
+    }
+    let r = cli
+        .run(&["book", "gpu0", "--gpus", "1", "--for", "1h"])
+        .await;
+    assert_eq!(r.code, 2, "names and --gpus together: {}", r.err);
+    let mine = cli.ok("kim", &["ls", "--mine", "--json"]).await.json();
+    assert_eq!(mine.as_array().map(Vec::len), Some(5));
+}

@@ -19,6 +19,7 @@ pub mod accounts;
 pub mod auth;
 pub mod booking;
 pub mod resources;
+pub mod slots;
 pub mod status;
 pub mod validate;
 

@@ -408,3 +408,22 @@ pub async fn stop_user_future(
         .chain(ended.into_iter().map(|(id, res)| (id, res, false)))
         .collect())
 }
+
+/// The active reservations of `resource_ids` overlapping `window`, as
+/// `(resource, start, end)` in no order: what the earliest-slot search
+/// needs, without names, notes or calendar state.
+pub async fn busy(
+    conn: &mut PgConnection,
+    resource_ids: &[i64],
+    window: Period,
+) -> Result<Vec<(i64, DateTime<Utc>, DateTime<Utc>)>> {
+    Ok(sqlx::query_as(
+        "SELECT resource_id, lower(period), upper(period) FROM reservations
+         WHERE status = 'active' AND resource_id = ANY($1) AND period && tstzrange($2, $3)",
+    )
+    .bind(resource_ids)
+    .bind(window.start)
+    .bind(window.end)
+    .fetch_all(&mut *conn)
+    .await?)
+}

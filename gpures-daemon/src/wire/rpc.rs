@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gpures_proto::{
-    AccountChange, ApiError, Booking, BookingRequest, Gpures, HelloReply, Holder, LoginReply,
-    Lookup, NewResource, PROTOCOL_VERSION, PageRequest, Period, RegisterRequest, Reservation,
-    ReservationChange, ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role,
-    SessionInfo, StatusReport, Timeline, Token, UserInfo, UserPage, limits,
+    AccountChange, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest, Gpures,
+    HelloReply, Holder, LoginReply, Lookup, NewResource, PROTOCOL_VERSION, PageRequest, Period,
+    RegisterRequest, Reservation, ReservationChange, ReservationFilter, ReservationPage, Resource,
+    ResourceUpdate, Role, SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline, Token,
+    UserInfo, UserPage, limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -135,6 +136,26 @@ impl Gpures for Connection {
     async fn whoami(self, _: Context, token: Token) -> Reply<UserInfo> {
         let actor = self.actor(&token).await?;
         actor.user().cloned().ok_or(ApiError::Unauthenticated)
+    }
+
+    async fn find_slots(
+        self,
+        _: Context,
+        token: Token,
+        query: SlotQuery,
+    ) -> Reply<Vec<SlotOption>> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().find_slots(&actor, query).await?)
+    }
+
+    async fn book_any(
+        self,
+        _: Context,
+        token: Token,
+        request: AnyBookingRequest,
+    ) -> Reply<AnyBooking> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().book_any(&actor, request).await?)
     }
 
     async fn logout(self, _: Context, token: Token, session: Option<Uuid>) -> Reply<()> {

@@ -2,13 +2,14 @@
 
 use chrono::{DateTime, Utc};
 use gpures_proto::{
-    BookingRequest, Period, Reservation, ReservationChange, ReservationFilter, limits,
+    AnyBookingRequest, BookingRequest, Period, Reservation, ReservationChange, ReservationFilter,
+    SlotQuery, limits, text,
 };
 use uuid::Uuid;
 
 use super::{CliResult, Ctx, Failure, Target};
 use crate::output::{self, ReservationJson, ResourceJson, table};
-use crate::timefmt::{parse_duration, parse_time};
+use crate::timefmt::{self, format_local, parse_duration, parse_time};
 
 /// The bookable resources.
 pub(super) async fn resources(ctx: &Ctx) -> CliResult<()> {
@@ -148,6 +149,133 @@ pub(super) async fn book(
     }
     outln!("booked (booking {}):", &booking.booking_id.to_string()[..8]);
     out!("{}", output::reservations_table(&booking.reservations, tz));
+    Ok(())
+}
+
+/// "Any N GPUs" as the command line gives it.
+pub(super) struct Need {
+    pub gpus: u32,
+    pub host: Option<String>,
+    pub from: Option<String>,
+}
+
+impl Need {
+    /// The daemon's query: the start asked for and the length in minutes.
+    fn query(&self, ctx: &Ctx, length: &Length) -> CliResult<SlotQuery> {
+        let start = parse_time(self.from.as_deref().unwrap_or("now"), ctx.now, ctx.tz)?;
+        let end = length.end(ctx, start)?.ok_or_else(|| {
+            Failure::usage("give the length with --for 3h (or the end with --to)")
+        })?;
+        if end <= start {
+            return Err(Failure::usage("the end must be after the start"));
+        }
+        let minutes = u32::try_from((end - start).num_minutes())
+            .map_err(|_| Failure::usage("that is too long"))?;
+        Ok(SlotQuery {
+            gpus: self.gpus,
+            length_minutes: minutes.max(1),
+            not_before: self.from.is_some().then_some(start),
+            host: self.host.clone(),
+        })
+    }
+}
+
+/// Books any N GPUs of one host at the earliest time they are all free, and
+/// says which and why.
+pub(super) async fn book_any(ctx: &Ctx, need: Need, length: Length, note: String) -> CliResult<()> {
+    let query = need.query(ctx, &length)?;
+    if note.chars().count() > limits::NOTE_MAX_CHARS {
+        return Err(Failure::usage(format!(
+            "the note may have at most {} characters",
+            limits::NOTE_MAX_CHARS
+        )));
+    }
+    let request = AnyBookingRequest {
+        request_id: Uuid::new_v4(),
+        query,
+        note,
+    };
+    let got = ctx.api(ctx.client.book_any(request).await)?;
+    let tz = ctx.tz;
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({
+            "booking_id": got.booking.booking_id,
+            "why": got.why,
+            "reservations": got
+                .booking
+                .reservations
+                .iter()
+                .map(|r| ReservationJson::new(r, tz))
+                .collect::<Vec<_>>(),
+        }));
+    }
+    let names: Vec<String> = got
+        .booking
+        .reservations
+        .iter()
+        .map(|r| text::sanitize(&r.resource_name))
+        .collect();
+    if let Some(first) = got.booking.reservations.first() {
+        outln!(
+            "booked {} from {} to {} (booking {}): {}",
+            names.join(", "),
+            format_local(first.period.start, tz),
+            format_local(first.period.end, tz),
+            &got.booking.booking_id.to_string()[..8],
+            got.why
+        );
+    }
+    out!(
+        "{}",
+        output::reservations_table(&got.booking.reservations, tz)
+    );
+    Ok(())
+}
+
+/// The earliest three starts per host for N GPUs, without booking.
+pub(super) async fn when(ctx: &Ctx, need: Need, length: Length) -> CliResult<()> {
+    let query = need.query(ctx, &length)?;
+    let options = ctx.api(ctx.client.find_slots(query).await)?;
+    let tz = ctx.tz;
+    if ctx.json {
+        let json: Vec<serde_json::Value> = options
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "host": text::sanitize(&o.host),
+                    "start": timefmt::rfc3339(o.period.start, tz),
+                    "end": timefmt::rfc3339(o.period.end, tz),
+                    "gpus": o.gpus.iter().map(|g| text::sanitize(&g.name)).collect::<Vec<_>>(),
+                    "why": o.why,
+                })
+            })
+            .collect();
+        return ctx.print_json(&json);
+    }
+    if options.is_empty() {
+        outln!("nothing fits before the booking horizon");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = options
+        .iter()
+        .map(|o| {
+            vec![
+                text::sanitize(&o.host),
+                format_local(o.period.start, tz),
+                format_local(o.period.end, tz),
+                o.gpus
+                    .iter()
+                    .map(|g| text::sanitize(&g.name))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ]
+        })
+        .collect();
+    out!("{}", table(&["HOST", "FROM", "TO", "GPUS"], &rows));
+    outln!(
+        "book one: gpures book --gpus {} --for … [--from …] [--host …]",
+        need.gpus
+    );
     Ok(())
 }
 

@@ -171,12 +171,24 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Book one or more resources, all or nothing.
+    /// Book resources by name, or any N GPUs of one host at the earliest
+    /// time they are all free (--gpus); all or nothing.
     #[command(after_help = TIMES)]
     Book {
         /// The resources to book together (gpu0 gpu1 …; case does not matter).
-        #[arg(required = true, value_name = "NAME")]
+        #[arg(
+            value_name = "NAME",
+            required_unless_present = "gpus",
+            conflicts_with = "gpus"
+        )]
         resources: Vec<String>,
+        /// Any N GPUs of one host, at the earliest start at or after --from
+        /// at which all N are free for the length (prints which and why).
+        #[arg(long, value_name = "N")]
+        gpus: Option<u32>,
+        /// With --gpus: only GPUs of this host.
+        #[arg(long, value_name = "HOST", requires = "gpus")]
+        host: Option<String>,
         /// The start (default: now).
         #[arg(long, value_name = "TIME")]
         from: Option<String>,
@@ -189,6 +201,23 @@ pub enum Command {
         /// What it is for, shown to the lab and in the calendar.
         #[arg(long, value_name = "TEXT")]
         note: Option<String>,
+    },
+    /// When N GPUs of one host are free for a length: the earliest three
+    /// starts per host at or after --from, without booking.
+    #[command(after_help = TIMES)]
+    When {
+        /// How many GPUs, all on one host.
+        #[arg(long, value_name = "N")]
+        gpus: u32,
+        /// The length: 90m, 3h, 1d2h.
+        #[arg(long = "for", value_name = "DURATION")]
+        r#for: String,
+        /// Not before this time (default: now).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Only GPUs of this host.
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
     },
     /// Move, shorten, extend or re-note a reservation or a whole booking
     /// (a reservation or booking id, or a unique prefix of 6+).
@@ -693,14 +722,40 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
             all,
         } => booking::ls(ctx, resources, mine, user, from, to, all).await,
         Command::Book {
+            gpus: Some(gpus),
+            host,
+            from,
+            to,
+            r#for,
+            note,
+            ..
+        } => {
+            let length = booking::Length { to, r#for };
+            let need = booking::Need { gpus, host, from };
+            booking::book_any(ctx, need, length, note.unwrap_or_default()).await
+        }
+        Command::Book {
             resources,
             from,
             to,
             r#for,
             note,
+            ..
         } => {
             let length = booking::Length { to, r#for };
             booking::book(ctx, resources, from, length, note.unwrap_or_default()).await
+        }
+        Command::When {
+            gpus,
+            r#for,
+            from,
+            host,
+        } => {
+            let length = booking::Length {
+                to: None,
+                r#for: Some(r#for),
+            };
+            booking::when(ctx, booking::Need { gpus, host, from }, length).await
         }
         Command::Edit {
             id,
