@@ -135,6 +135,14 @@ async fn serve(
     }
     .start(trigger.subscribe());
     workers.push(listener_task);
+    workers.push(
+        workers::granter::Granter {
+            service: service.clone(),
+            changes: changes.clone(),
+            every: Duration::from_secs(5),
+        }
+        .start(trigger.subscribe()),
+    );
 
     let probe = gpu::Probe::new(config.gpu.backend, &config.gpu.nvidia_smi);
     tracing::info!(backend = probe.backend_name(), note = ?probe.note(), "GPU probe");

@@ -186,6 +186,63 @@ pub struct AnyBooking {
     pub why: String,
 }
 
+/// A place in the queue: N GPUs of one host for a length, granted as a
+/// reservation starting at once when they free.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueRequest {
+    /// Chosen by the client: a retry returns the request already made.
+    pub request_id: Uuid,
+    pub gpus: u32,
+    pub length_minutes: u32,
+    pub host: Option<String>,
+    /// Give up if not granted by then.
+    pub until: Option<DateTime<Utc>>,
+    pub note: String,
+}
+
+/// Where a queue request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueueState {
+    Waiting,
+    Granted,
+    Cancelled,
+    Expired,
+}
+
+impl QueueState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueState::Waiting => "waiting",
+            QueueState::Granted => "granted",
+            QueueState::Cancelled => "cancelled",
+            QueueState::Expired => "expired",
+        }
+    }
+}
+
+/// A queue request as members see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    pub id: Uuid,
+    pub user: UserRef,
+    pub gpus: u32,
+    pub length_minutes: u32,
+    pub host: Option<String>,
+    pub until: Option<DateTime<Utc>>,
+    pub note: String,
+    pub created_at: DateTime<Utc>,
+    pub state: QueueState,
+    /// 1 for the head, while waiting.
+    pub position: Option<u32>,
+    /// While waiting: the earliest start current bookings allow (it may come
+    /// sooner if someone releases early).
+    pub estimated_start: Option<DateTime<Utc>>,
+    /// When it left the queue.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The booking a grant made.
+    pub booking_id: Option<Uuid>,
+}
+
 /// A change of one's own account; `None` keeps a field.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountChange {
@@ -711,6 +768,13 @@ pub trait Gpures {
     /// Any user: books any N GPUs of one host at the earliest start (all or
     /// nothing; a racing booker makes it search again).
     async fn book_any(token: Token, request: AnyBookingRequest) -> Result<AnyBooking, ApiError>;
+    /// Any user: waits in the queue for N GPUs of one host.
+    async fn enqueue(token: Token, request: QueueRequest) -> Result<QueueEntry, ApiError>;
+    /// Any user: the requests waiting (everyone's, in order) and the
+    /// caller's that left the queue in the last day.
+    async fn queue(token: Token) -> Result<Vec<QueueEntry>, ApiError>;
+    /// Owner or admin: leaves the queue.
+    async fn cancel_queued(token: Token, id: Uuid) -> Result<QueueEntry, ApiError>;
     /// Owner or admin: moves, shortens, extends or re-notes a reservation.
     async fn update_reservation(
         token: Token,

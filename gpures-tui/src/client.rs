@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use gpures_proto::{
     AccountChange, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest, GpuresClient,
-    HelloReply, Holder, LoginReply, Lookup, NewResource, PageRequest, Period, RegisterRequest,
-    Reservation, ReservationChange, ReservationFilter, ReservationPage, Resource, Role,
-    SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline, UserInfo, limits,
+    HelloReply, Holder, LoginReply, Lookup, NewResource, PageRequest, Period, QueueEntry,
+    QueueRequest, RegisterRequest, Reservation, ReservationChange, ReservationFilter,
+    ReservationPage, Resource, Role, SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline,
+    UserInfo, limits,
 };
 use tarpc::client::RpcError;
 use tarpc::context;
@@ -442,6 +443,42 @@ impl Client {
         flat(
             self.rpc()
                 .find_slots(context::current(), token, query)
+                .await,
+        )
+    }
+
+    /// Waits in the queue; a lost reply is asked for again with the same
+    /// request id.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn enqueue(&self, req: QueueRequest) -> Result<QueueEntry> {
+        let token = self.need_token()?;
+        self.resending(|rpc| {
+            let (token, req) = (token.clone(), req.clone());
+            async move { rpc.enqueue(context::current(), token, req).await }
+        })
+        .await
+    }
+
+    /// The waiting requests and the caller's recent ones.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn queue(&self) -> Result<Vec<QueueEntry>> {
+        let token = self.need_token()?;
+        flat(self.rpc().queue(context::current(), token).await)
+    }
+
+    /// Leaves the queue.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn cancel_queued(&self, id: Uuid) -> Result<QueueEntry> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .cancel_queued(context::current(), token, id)
                 .await,
         )
     }

@@ -1117,3 +1117,94 @@ async fn book_any_gpus_at_the_earliest_time_and_ask_when() {
     let mine = cli.ok("kim", &["ls", "--mine", "--json"]).await.json();
     assert_eq!(mine.as_array().map(Vec::len), Some(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_in_the_queue_and_get_the_gpus_when_they_free() {
+    let cli = Cli {
+        daemon: TestDaemon::builder()
+            .with_gpus(2)
+            .start()
+            .await
+            .expect("daemon"),
+        home: tempfile::tempdir().expect("home"),
+    };
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    cli.register("lee", "lee@lab.kr", "이서연").await;
+    let held = cli
+        .ok("kim", &["book", "--gpus", "2", "--for", "1h", "--json"])
+        .await
+        .json();
+    let booking = held["booking_id"].as_str().expect("booking id")[..8].to_owned();
+    let queued = cli
+        .ok(
+            "lee",
+            &["queue", "--gpus", "1", "--for", "30m", "--note", "eval"],
+        )
+        .await;
+    assert!(queued.out.contains("position 1"), "{}", queued.out);
+    let spare = cli
+        .ok("lee", &["queue", "--gpus", "1", "--for", "2h", "--json"])
+        .await
+        .json();
+    let listed = cli.ok("lee", &["queue"]).await;
+    assert!(
+        listed.out.contains("이서연 (you)") && listed.out.contains("EXPECTED FROM"),
+        "{}",
+        listed.out
+    );
+    let spare_id = spare["id"].as_str().expect("id")[..8].to_owned();
+    let left = cli.ok("lee", &["queue", "cancel", &spare_id]).await;
+    assert!(left.out.contains("left the queue"), "{}", left.out);
+    // Kim releases: Lee's request becomes a booking starting now.
+    cli.ok("kim", &["release", &booking]).await;
+    let t = std::time::Instant::now();
+    loop {
+        let q = cli.ok("lee", &["queue"]).await;
+        if q.out.contains("was granted") {
+            break;
+        }
+        assert!(t.elapsed().as_secs() < 5, "not granted: {}", q.out);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mine = cli.ok("lee", &["ls", "--mine", "--json"]).await.json();
+    assert_eq!(mine[0]["note"], "eval");
+    // Bad requests: a clear error, nothing queued.
+    let r = cli
+        .run_as(
+            "lee",
+            "Asia/Seoul",
+            &["queue", "--gpus", "5", "--for", "1h"],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 1, "{}", r.err);
+    assert!(r.err.contains("the most on one host is 2"), "{}", r.err);
+    let r = cli
+        .run_as("lee", "Asia/Seoul", &["queue", "--gpus", "1"], None)
+        .await;
+    assert_eq!(r.code, 2, "--for is required: {}", r.err);
+    let r = cli
+        .run_as(
+            "lee",
+            "Asia/Seoul",
+            &[
+                "queue",
+                "--gpus",
+                "1",
+                "--for",
+                "1h",
+                "--until",
+                "2020-01-01 10:00",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 1, "{}", r.err);
+    assert!(r.err.contains("deadline"), "{}", r.err);
+    let json = cli.ok("lee", &["queue", "ls", "--json"]).await.json();
+    assert!(
+        json.as_array()
+            .is_some_and(|a| a.iter().all(|e| e["state"] != "waiting")),
+        "{json}"
+    );
+}

@@ -163,6 +163,7 @@ fn snapshot_of(a: &App) -> Snapshot {
         mine: d.mine.clone(),
         status: d.status.clone(),
         users: d.users.clone(),
+        queue: d.queue.clone(),
     }
 }
 
@@ -353,4 +354,61 @@ fn the_footer_always_keeps_help_and_quit() {
         whole.lines().last().is_some_and(|l| !l.contains('…')),
         "nothing is left out when it fits"
     );
+}
+
+#[test]
+fn a_waiting_request_shows_its_place_and_a_grant_is_told_at_once() {
+    let mut a = app();
+    let me = users()[0].clone();
+    let entry = gpures_proto::QueueEntry {
+        id: uuid::Uuid::from_u128(0xabcd_ef01 << 96),
+        user: gpures_proto::UserRef {
+            id: me.id,
+            email: me.email.clone(),
+            display_name: me.display_name.clone(),
+        },
+        gpus: 2,
+        length_minutes: 90,
+        host: None,
+        until: None,
+        note: String::new(),
+        created_at: now(),
+        state: gpures_proto::QueueState::Waiting,
+        position: Some(2),
+        estimated_start: Some(now() + TimeDelta::hours(3)),
+        ended_at: None,
+        booking_id: None,
+    };
+    a.apply(Msg::Loaded(Box::new(Snapshot {
+        queue: vec![entry.clone()],
+        ..snapshot_of(&a)
+    })));
+    press(&mut a, KeyCode::Tab);
+    let screen = render(&mut a, 100, 30);
+    assert!(
+        screen.contains("Waiting in the queue") && screen.contains("#2  2 GPUs for 1h 30m"),
+        "{screen}"
+    );
+    assert!(screen.contains("(id abcdef01)"), "{screen}");
+    // The next load finds it granted: the footer says so at once.
+    let granted = gpures_proto::QueueEntry {
+        state: gpures_proto::QueueState::Granted,
+        position: None,
+        estimated_start: None,
+        ended_at: Some(now()),
+        booking_id: Some(uuid::Uuid::from_u128(0x1234_5678 << 96)),
+        ..entry
+    };
+    a.apply(Msg::Loaded(Box::new(Snapshot {
+        queue: vec![granted],
+        ..snapshot_of(&a)
+    })));
+    let message = a.message().map(|m| m.text.clone()).unwrap_or_default();
+    assert!(
+        message
+            .contains("granted from the queue: 2 GPUs for 90 min, starting now (booking 12345678)"),
+        "{message}"
+    );
+    let screen = render(&mut a, 100, 30);
+    assert!(!screen.contains("Waiting in the queue"), "{screen}");
 }

@@ -106,64 +106,18 @@ impl Service {
         note: &str,
     ) -> Attempt<Booking> {
         let mut tx = self.store().begin().await?;
-        let locked = resources::lock(&mut tx, resource_ids).await?;
-        let existing = reservations::by_request(&mut tx, user.id, request_id).await?;
-        if let Some(first) = existing.first() {
-            // A retry of a booking that already happened: give it back.
-            return Ok(Booking {
-                booking_id: first.booking_id,
-                reservations: existing,
-            });
-        }
-        if locked.len() != resource_ids.len() {
-            return Err(Error::NotFound(Entity::Resource).into());
-        }
-        if let Some(inactive) = locked.iter().find(|r| !r.active) {
-            return Err(
-                Error::invalid("resources", format!("{} is disabled", inactive.name)).into(),
-            );
-        }
-        let holders = reservations::holders(&mut tx, resource_ids, period, &[]).await?;
-        if !holders.is_empty() {
-            return Err(Error::Conflict(holders).into());
-        }
-        let booking_id = Uuid::new_v4();
-        let by = audit::By {
-            user_id: Some(user.id),
-            unix_user: audit_name,
-        };
-        let mut ids = Vec::with_capacity(resource_ids.len());
-        for resource_id in resource_ids {
-            let id = Uuid::new_v4();
-            let row = NewReservation {
-                id,
-                booking_id,
-                request_id,
-                user_id: user.id,
-                resource_id: *resource_id,
-                period,
-                note,
-            };
-            reservations::insert(&mut tx, &row).await?;
-            outbox::enqueue(&mut tx, id, Operation::Upsert).await?;
-            let target = Target {
-                reservation: Some(id),
-                resource: Some(*resource_id),
-                user: None,
-            };
-            audit::record(&mut tx, by, AuditAction::ReservationCreate, target).await?;
-            ids.push(id);
-        }
-        store::notify_change(&mut tx).await?;
-        let mut booked = Vec::with_capacity(ids.len());
-        for id in ids {
-            booked.push(reservations::get(&mut tx, id).await?);
-        }
+        let booking = insert_booking(
+            &mut tx,
+            user.id,
+            audit_name,
+            request_id,
+            resource_ids,
+            period,
+            note,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(Booking {
-            booking_id,
-            reservations: booked,
-        })
+        Ok(booking)
     }
 
     /// Moves, shortens, extends or re-notes a reservation (owner or admin).
@@ -549,8 +503,80 @@ impl Service {
     }
 }
 
+/// Books `resource_ids` for `period` in the caller's transaction: locks the
+/// resources in id order, returns the booking `request_id` already made if
+/// there is one, refuses disabled resources and taken slots, and writes the
+/// reservations with their outbox and audit rows and the NOTIFY. The caller
+/// commits (a queue grant writes its request's state in the same
+/// transaction).
+pub(super) async fn insert_booking(
+    tx: &mut sqlx::PgConnection,
+    user_id: i64,
+    audit_name: &str,
+    request_id: Uuid,
+    resource_ids: &[i64],
+    period: Period,
+    note: &str,
+) -> Attempt<Booking> {
+    let locked = resources::lock(tx, resource_ids).await?;
+    let existing = reservations::by_request(tx, user_id, request_id).await?;
+    if let Some(first) = existing.first() {
+        // A retry of a booking that already happened: give it back.
+        return Ok(Booking {
+            booking_id: first.booking_id,
+            reservations: existing,
+        });
+    }
+    if locked.len() != resource_ids.len() {
+        return Err(Error::NotFound(Entity::Resource).into());
+    }
+    if let Some(inactive) = locked.iter().find(|r| !r.active) {
+        return Err(Error::invalid("resources", format!("{} is disabled", inactive.name)).into());
+    }
+    let holders = reservations::holders(tx, resource_ids, period, &[]).await?;
+    if !holders.is_empty() {
+        return Err(Error::Conflict(holders).into());
+    }
+    let booking_id = Uuid::new_v4();
+    let by = audit::By {
+        user_id: Some(user_id),
+        unix_user: audit_name,
+    };
+    let mut ids = Vec::with_capacity(resource_ids.len());
+    for resource_id in resource_ids {
+        let id = Uuid::new_v4();
+        let row = NewReservation {
+            id,
+            booking_id,
+            request_id,
+            user_id,
+            resource_id: *resource_id,
+            period,
+            note,
+        };
+        reservations::insert(tx, &row).await?;
+        outbox::enqueue(tx, id, Operation::Upsert).await?;
+        let target = Target {
+            reservation: Some(id),
+            resource: Some(*resource_id),
+            user: None,
+        };
+        audit::record(tx, by, AuditAction::ReservationCreate, target).await?;
+        ids.push(id);
+    }
+    store::notify_change(tx).await?;
+    let mut booked = Vec::with_capacity(ids.len());
+    for id in ids {
+        booked.push(reservations::get(tx, id).await?);
+    }
+    Ok(Booking {
+        booking_id,
+        reservations: booked,
+    })
+}
+
 /// How one attempt of a writing transaction ended, when it did not succeed.
-enum Failed {
+pub(super) enum Failed {
     /// A rule or a lasting failure: the caller is told.
     Rule(Error),
     /// A deadlock, a serialization failure, or an overlap caught by the
@@ -558,7 +584,7 @@ enum Failed {
     Abort,
 }
 
-type Attempt<T> = std::result::Result<T, Failed>;
+pub(super) type Attempt<T> = std::result::Result<T, Failed>;
 
 impl From<Error> for Failed {
     fn from(e: Error) -> Self {

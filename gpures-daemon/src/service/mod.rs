@@ -18,6 +18,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod booking;
+pub mod queue;
 pub mod resources;
 pub mod slots;
 pub mod status;
@@ -46,6 +47,7 @@ pub enum Entity {
     Resource,
     User,
     Session,
+    QueueRequest,
 }
 
 impl Entity {
@@ -56,6 +58,7 @@ impl Entity {
             Entity::Resource => "resource",
             Entity::User => "user",
             Entity::Session => "session",
+            Entity::QueueRequest => "queue request",
         }
     }
 }

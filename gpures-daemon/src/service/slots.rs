@@ -11,7 +11,7 @@
 //! requests; then the lowest GPU indices, which keeps the free ones together
 //! at the top. (NVLink or PCIe topology is not read yet.)
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
 /// `[start, end)` of one reservation.
 pub type Interval = (DateTime<Utc>, DateTime<Utc>);
@@ -50,11 +50,22 @@ pub struct Choice {
 }
 
 /// The starts worth trying in `[from, latest]`: `from` and every end of a
-/// reservation after it, in order.
-fn candidates(gpus: &[Gpu], from: DateTime<Utc>, latest: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+/// reservation after it (a reservation released early ends at any second:
+/// `whole_minutes` moves such an end up to the next minute), in order.
+fn candidates(
+    gpus: &[Gpu],
+    from: DateTime<Utc>,
+    latest: DateTime<Utc>,
+    whole_minutes: bool,
+) -> Vec<DateTime<Utc>> {
+    let minute = TimeDelta::minutes(1);
     let mut starts: Vec<DateTime<Utc>> = gpus
         .iter()
         .flat_map(|g| g.busy.iter().map(|(_, e)| *e))
+        .map(|e| match e.duration_trunc(minute) {
+            Ok(t) if whole_minutes && t < e => t + minute,
+            _ => e,
+        })
         .filter(|e| *e > from && *e <= latest)
         .collect();
     starts.push(from);
@@ -99,10 +110,14 @@ pub fn earliest(
     length: TimeDelta,
     latest: DateTime<Utc>,
 ) -> Option<Choice> {
-    options(gpus, n, from, length, latest, 1).into_iter().next()
+    options(gpus, n, from, length, latest, 1, true)
+        .into_iter()
+        .next()
 }
 
-/// Up to `k` of the earliest distinct starts in `[from, latest]`.
+/// Up to `k` of the earliest distinct starts in `[from, latest]`; with
+/// `whole_minutes`, every start after `from` is a whole minute (what a
+/// member may book).
 pub fn options(
     gpus: &[Gpu],
     n: usize,
@@ -110,12 +125,13 @@ pub fn options(
     length: TimeDelta,
     latest: DateTime<Utc>,
     k: usize,
+    whole_minutes: bool,
 ) -> Vec<Choice> {
     if n == 0 || n > gpus.len() || k == 0 {
         return vec![];
     }
     let mut found = Vec::new();
-    for start in candidates(gpus, from, latest) {
+    for start in candidates(gpus, from, latest, whole_minutes) {
         if let Some(picked) = pick(gpus, n, start, length) {
             found.push(Choice { start, picked });
             if found.len() == k {
@@ -178,9 +194,25 @@ mod tests {
     }
 
     #[test]
+    fn an_early_release_counts_from_the_next_whole_minute() {
+        let released = t(1) + TimeDelta::seconds(20);
+        let gpus = vec![Gpu {
+            busy: vec![(t(0), released)],
+            ..gpu(0, &[])
+        }];
+        let booked = earliest(&gpus, 1, t(0), TimeDelta::hours(1), t(1000)).expect("slot");
+        assert_eq!(booked.start, t(1) + TimeDelta::minutes(1));
+        let granted = options(&gpus, 1, released, TimeDelta::hours(1), t(1000), 1, false);
+        assert_eq!(
+            granted[0].start, released,
+            "the queue grants from the second"
+        );
+    }
+
+    #[test]
     fn options_are_distinct_starts_and_the_latest_start_bounds_the_search() {
         let gpus = vec![gpu(0, &[(0, 1), (2, 3)])];
-        let all = options(&gpus, 1, t(0), TimeDelta::hours(1), t(1000), 3);
+        let all = options(&gpus, 1, t(0), TimeDelta::hours(1), t(1000), 3, true);
         let starts: Vec<_> = all.iter().map(|c| c.start).collect();
         assert_eq!(starts, vec![t(1), t(3)]);
         assert!(earliest(&gpus, 1, t(0), TimeDelta::hours(5), t(2)).is_none());
@@ -189,7 +221,7 @@ mod tests {
     }
 }
 
-mod search {
+pub(crate) mod search {
     use std::collections::{BTreeMap, HashMap};
 
     use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -208,13 +240,17 @@ mod search {
     /// How often a booking whose GPUs a racing booker took searches again.
     const BOOK_ATTEMPTS: usize = 32;
 
-    /// A checked query.
-    struct Need {
-        n: usize,
-        length: TimeDelta,
-        from: DateTime<Utc>,
-        latest: DateTime<Utc>,
-        host: Option<String>,
+    /// A checked query: `n` GPUs of one host (of `host` if given) for
+    /// `length`, starting in `[from, latest]`.
+    pub(crate) struct Need {
+        pub n: usize,
+        pub length: TimeDelta,
+        pub from: DateTime<Utc>,
+        pub latest: DateTime<Utc>,
+        pub host: Option<String>,
+        /// Starts on whole minutes (a member's booking); the queue grants
+        /// from the current second instead.
+        pub whole_minutes: bool,
     }
 
     impl Service {
@@ -284,7 +320,8 @@ mod search {
             ))
         }
 
-        fn need(&self, actor: &Actor, q: &SlotQuery) -> Result<Need> {
+        /// Checks `q` for `actor` (an admin's horizon is the widest window).
+        pub(crate) fn need(&self, actor: &Actor, q: &SlotQuery) -> Result<Need> {
             let rules = &self.settings().rules;
             let n = usize::try_from(q.gpus).unwrap_or(usize::MAX);
             if n == 0 || n > limits::BOOKING_MAX_RESOURCES {
@@ -337,12 +374,13 @@ mod search {
                 from,
                 latest,
                 host: q.host.clone(),
+                whole_minutes: true,
             })
         }
 
         /// Up to `k` options per host, loading reservations a chunk at a
         /// time until every host has its `k` or the horizon is reached.
-        async fn search(&self, need: &Need, k: usize) -> Result<Vec<SlotOption>> {
+        pub(crate) async fn search(&self, need: &Need, k: usize) -> Result<Vec<SlotOption>> {
             let mut conn = self.store().acquire().await?;
             let mut hosts: BTreeMap<String, Vec<gpures_proto::Resource>> = BTreeMap::new();
             for r in resources::list(&mut conn, false).await? {
@@ -408,7 +446,15 @@ mod search {
                         })
                         .collect();
                     // `picked` indexes `gpus`, built in the order of `rs`.
-                    let choices = options(&gpus, need.n, need.from, need.length, latest, k);
+                    let choices = options(
+                        &gpus,
+                        need.n,
+                        need.from,
+                        need.length,
+                        latest,
+                        k,
+                        need.whole_minutes,
+                    );
                     found.insert(host.clone(), choices);
                 }
                 let enough = if k == 1 {

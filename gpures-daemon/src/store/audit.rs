@@ -35,6 +35,12 @@ pub enum AuditAction {
     UserLogout,
     #[sqlx(rename = "auth.rotate_key")]
     AuthRotateKey,
+    #[sqlx(rename = "queue.enqueue")]
+    QueueEnqueue,
+    #[sqlx(rename = "queue.cancel")]
+    QueueCancel,
+    #[sqlx(rename = "queue.grant")]
+    QueueGrant,
     #[sqlx(rename = "resource.create")]
     ResourceCreate,
     #[sqlx(rename = "resource.update")]

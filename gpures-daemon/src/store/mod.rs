@@ -36,6 +36,7 @@ macro_rules! reservation_select {
 pub mod audit;
 pub mod keys;
 pub mod outbox;
+pub mod queue;
 pub mod reservations;
 pub mod resources;
 pub mod sessions;

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use gpures_proto::{
     AccountChange, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest, Gpures,
     HelloReply, Holder, LoginReply, Lookup, NewResource, PROTOCOL_VERSION, PageRequest, Period,
-    RegisterRequest, Reservation, ReservationChange, ReservationFilter, ReservationPage, Resource,
-    ResourceUpdate, Role, SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline, Token,
-    UserInfo, UserPage, limits,
+    QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange, ReservationFilter,
+    ReservationPage, Resource, ResourceUpdate, Role, SessionInfo, SlotOption, SlotQuery,
+    StatusReport, Timeline, Token, UserInfo, UserPage, limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -156,6 +156,21 @@ impl Gpures for Connection {
     ) -> Reply<AnyBooking> {
         let actor = self.actor(&token).await?;
         Ok(self.service().book_any(&actor, request).await?)
+    }
+
+    async fn enqueue(self, _: Context, token: Token, request: QueueRequest) -> Reply<QueueEntry> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().enqueue(&actor, request).await?)
+    }
+
+    async fn queue(self, _: Context, token: Token) -> Reply<Vec<QueueEntry>> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().queue(&actor).await?)
+    }
+
+    async fn cancel_queued(self, _: Context, token: Token, id: Uuid) -> Reply<QueueEntry> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().cancel_queued(&actor, id).await?)
     }
 
     async fn logout(self, _: Context, token: Token, session: Option<Uuid>) -> Reply<()> {

@@ -7,11 +7,13 @@
 //! - [`calendar`]: delivers the calendar outbox to Google, and repairs.
 //! - [`gpu_monitor`]: samples this host's GPUs into `host_telemetry`.
 //! - [`db_supervisor`]: restarts the embedded PostgreSQL when it dies.
+//! - [`granter`]: grants the queue as capacity frees.
 
 pub mod calendar;
 pub mod changes;
 pub mod db_supervisor;
 pub mod gpu_monitor;
+pub mod granter;
 
 use std::future::Future;
 

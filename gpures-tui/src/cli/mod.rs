@@ -20,6 +20,7 @@ macro_rules! outln {
 mod account;
 mod admin;
 mod booking;
+mod queue;
 mod run;
 mod status;
 
@@ -74,6 +75,37 @@ pub struct Global {
     /// Print machine-readable JSON (see docs/CLI.md).
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct QueueArgs {
+    #[command(subcommand)]
+    pub action: Option<QueueAction>,
+    /// How many GPUs, all on one host.
+    #[arg(long, value_name = "N", requires = "for")]
+    pub gpus: Option<u32>,
+    /// The length of the booking a grant makes: 90m, 3h, 1d2h.
+    #[arg(long = "for", value_name = "DURATION", requires = "gpus")]
+    pub r#for: Option<String>,
+    /// Only GPUs of this host.
+    #[arg(long, value_name = "HOST", requires = "gpus")]
+    pub host: Option<String>,
+    /// Give up if not granted by then.
+    #[arg(long, value_name = "TIME", requires = "gpus")]
+    pub until: Option<String>,
+    /// What it is for (the booking's note).
+    #[arg(long, value_name = "TEXT", requires = "gpus")]
+    pub note: Option<String>,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum QueueAction {
+    /// Every waiting request in order, with its estimated start, and yours
+    /// granted, cancelled or expired in the last day.
+    Ls,
+    /// Leave the queue (an id or a prefix of it from `gpures queue`).
+    Cancel { id: String },
 }
 
 /// How times and durations are written, shown under every command that
@@ -281,6 +313,11 @@ pub enum Command {
         #[arg(long)]
         index: bool,
     },
+    /// Wait in the fair queue for N GPUs of one host (granted as a booking
+    /// starting at once when they free); with no arguments, where the queue
+    /// stands.
+    #[command(after_help = TIMES)]
+    Queue(QueueArgs),
     /// Admin commands.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -774,6 +811,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
             command,
         } => run::run(ctx, wait, index, command).await,
         Command::Env { index } => run::env(ctx, index).await,
+        Command::Queue(args) => queue::queue(ctx, args).await,
         Command::Admin(cmd) => admin::admin(ctx, cmd).await,
         Command::Demo | Command::Completions { .. } | Command::Man { .. } => {
             Err(Failure::usage("handled elsewhere"))

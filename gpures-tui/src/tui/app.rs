@@ -355,6 +355,35 @@ impl App {
                 data.mine = s.mine;
                 data.status = s.status;
                 data.users = s.users;
+                // Told at once: a request of ours that was waiting and is
+                // granted now.
+                let me = data.me.as_ref().map(|m| m.id);
+                let granted: Vec<String> = s
+                    .queue
+                    .iter()
+                    .filter(|e| {
+                        e.state == gpures_proto::QueueState::Granted
+                            && Some(e.user.id) == me
+                            && data.queue.iter().any(|old| {
+                                old.id == e.id && old.state == gpures_proto::QueueState::Waiting
+                            })
+                    })
+                    .map(|e| {
+                        format!(
+                            "granted from the queue: {} GPU{} for {} min, starting now (booking {})",
+                            e.gpus,
+                            if e.gpus == 1 { "" } else { "s" },
+                            e.length_minutes,
+                            e.booking_id
+                                .map(|b| b.to_string()[..8].to_owned())
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                data.queue = s.queue;
+                if let Some(banner) = granted.first() {
+                    self.say(banner.clone());
+                }
                 self.screens.timeline.loaded(&self.ctx);
                 self.screens.mine.loaded(&self.ctx);
                 self.screens.admin.loaded(&self.ctx);

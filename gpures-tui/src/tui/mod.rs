@@ -146,11 +146,12 @@ impl Session {
                     ..ReservationFilter::default()
                 };
                 let admin = me.role == gpures_proto::Role::Admin;
-                let (timeline, mine, status, users) = futures::join!(
+                let (timeline, mine, status, users, queue) = futures::join!(
                     c.timeline(window),
                     c.reservations(mine_filter),
                     c.status(),
-                    async { if admin { Some(c.users().await) } else { None } }
+                    async { if admin { Some(c.users().await) } else { None } },
+                    c.queue()
                 );
                 let timeline = timeline?;
                 let users = match users {
@@ -165,6 +166,7 @@ impl Session {
                     mine: mine?,
                     status: Some(status?),
                     users,
+                    queue: queue?,
                 }))
             }
             Effect::Book(req) => {

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use gpures_proto::{
-    ApiError, BookingRequest, Holder, LoginReply, Period, RegisterRequest, Reservation,
+    ApiError, BookingRequest, Holder, LoginReply, Period, QueueEntry, RegisterRequest, Reservation,
     ReservationChange, Resource, Role, StatusReport, UserInfo,
 };
 use uuid::Uuid;
@@ -44,6 +44,9 @@ pub struct Data {
     pub mine: Vec<Reservation>,
     pub status: Option<StatusReport>,
     pub users: Vec<UserInfo>,
+    /// The waiting queue in order, and the viewer's requests that left it
+    /// in the last day.
+    pub queue: Vec<QueueEntry>,
 }
 
 /// A line in the footer.
@@ -171,4 +174,7 @@ pub struct Snapshot {
     pub mine: Vec<Reservation>,
     pub status: Option<StatusReport>,
     pub users: Vec<UserInfo>,
+    /// The waiting queue in order, and the viewer's requests that left it
+    /// in the last day.
+    pub queue: Vec<QueueEntry>,
 }

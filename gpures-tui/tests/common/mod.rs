@@ -215,6 +215,7 @@ pub fn app() -> App {
         mine: vec![rs[0].clone()],
         status: Some(status),
         users: us,
+        queue: Vec::new(),
     })));
     assert!(matches!(effects.as_slice(), [Effect::Watch]));
     app

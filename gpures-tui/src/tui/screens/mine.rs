@@ -1,13 +1,17 @@
 //! The My reservations screen: the viewer's reservations from now on, with
-//! their calendar state; edit, cancel and release the selected one.
+//! their calendar state; edit, cancel and release the selected one. Under
+//! them, the viewer's requests waiting in the queue, with their position and
+//! expected start.
 
-use gpures_proto::text;
+use chrono::TimeDelta;
+use gpures_proto::{QueueEntry, QueueState, text};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
-use crate::timefmt::format_span;
+use crate::timefmt::{format_local, format_span};
 use crate::tui::component::{Component, Event};
 use crate::tui::keys::{Action, Scope};
 use crate::tui::model::Ctx;
@@ -50,6 +54,58 @@ impl Component for Mine {
     }
 
     fn draw(&self, ctx: &Ctx, frame: &mut Frame, area: Rect) {
+        // The viewer's waiting queue requests, under the reservations.
+        let me = ctx.data.me.as_ref().map(|m| m.id);
+        let waiting: Vec<&QueueEntry> = ctx
+            .data
+            .queue
+            .iter()
+            .filter(|e| e.state == QueueState::Waiting && Some(e.user.id) == me)
+            .collect();
+        let area = if waiting.is_empty() {
+            area
+        } else {
+            let shown = waiting.len().min(4);
+            let height = u16::try_from(shown + 2).unwrap_or(6).min(area.height / 2);
+            let queue_area = Rect {
+                y: area.y + area.height - height,
+                height,
+                ..area
+            };
+            let lines: Vec<Line> = waiting
+                .iter()
+                .take(shown)
+                .map(|e| {
+                    Line::from(format!(
+                        " #{}  {} GPU{} for {}  on {}  expected from {}  (id {})",
+                        e.position.unwrap_or(0),
+                        e.gpus,
+                        if e.gpus == 1 { "" } else { "s" },
+                        format_span(TimeDelta::minutes(i64::from(e.length_minutes))),
+                        e.host
+                            .as_deref()
+                            .map(text::sanitize)
+                            .unwrap_or_else(|| "any host".into()),
+                        e.estimated_start
+                            .map(|t| format_local(t, ctx.tz))
+                            .unwrap_or_else(|| "?".into()),
+                        &e.id.to_string()[..8]
+                    ))
+                })
+                .collect();
+            frame.render_widget(
+                Paragraph::new(lines).block(
+                    Block::default()
+                        .borders(Borders::ALL)
+                        .title(" Waiting in the queue (`gpures queue cancel ID` leaves) "),
+                ),
+                queue_area,
+            );
+            Rect {
+                height: area.height - height,
+                ..area
+            }
+        };
         let rows: Vec<Row> = ctx
             .data
             .mine
