@@ -143,6 +143,13 @@ async fn serve(
         }
         .start(trigger.subscribe()),
     );
+    workers.push(
+        workers::jobs::JobWatcher {
+            service: service.clone(),
+            every: Duration::from_secs(config.gpu.sample_interval_secs.max(1)),
+        }
+        .start(trigger.subscribe()),
+    );
 
     let probe = gpu::Probe::new(config.gpu.backend, &config.gpu.nvidia_smi);
     tracing::info!(backend = probe.backend_name(), note = ?probe.note(), "GPU probe");

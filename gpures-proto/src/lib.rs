@@ -243,6 +243,15 @@ pub struct QueueEntry {
     pub booking_id: Option<Uuid>,
 }
 
+/// A process of a `gpures run` job: its pid and its start time in clock
+/// ticks since boot (`/proc/<pid>/stat`, field 22), which tells it from a
+/// later process given the same pid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobProcess {
+    pub pid: u32,
+    pub start_ticks: u64,
+}
+
 /// A change of one's own account; `None` keeps a field.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountChange {
@@ -775,6 +784,14 @@ pub trait Gpures {
     async fn queue(token: Token) -> Result<Vec<QueueEntry>, ApiError>;
     /// Owner or admin: leaves the queue.
     async fn cancel_queued(token: Token, id: Uuid) -> Result<QueueEntry, ApiError>;
+    /// Owner, on the booking's host: ties a running booking to the caller's
+    /// processes (each must be the caller's own and alive); when none of
+    /// them is alive any more, the daemon releases the booking.
+    async fn attach_job(
+        token: Token,
+        booking_id: Uuid,
+        processes: Vec<JobProcess>,
+    ) -> Result<(), ApiError>;
     /// Owner or admin: moves, shortens, extends or re-notes a reservation.
     async fn update_reservation(
         token: Token,
@@ -825,6 +842,44 @@ pub trait Gpures {
         cancel_future: bool,
         reason: String,
     ) -> Result<UserInfo, ApiError>;
+}
+
+/// Reading `/proc`: the start time that, with the pid, names a process in a
+/// [`JobProcess`] (the client reads its own, the daemon checks it).
+pub mod procfs {
+    use std::io;
+
+    /// The start time of `pid` in clock ticks since boot (field 22 of
+    /// `/proc/<pid>/stat`).
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such process; others when `/proc` cannot
+    /// be read or the line is not what the kernel writes.
+    pub fn start_ticks(pid: u32) -> io::Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        parse_start_ticks(&stat)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc stat"))
+    }
+
+    /// Field 22 of a `/proc/<pid>/stat` line. The command name (field 2)
+    /// may hold spaces and parentheses, so fields are counted after its
+    /// last `)`.
+    pub fn parse_start_ticks(stat: &str) -> Option<u64> {
+        let (_, rest) = stat.rsplit_once(')')?;
+        rest.split_whitespace().nth(19)?.parse().ok()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn start_ticks_survive_odd_command_names() {
+            let line = "4242 (a b) c)) S 1 4242 4242 0 -1 4194560 98 0 0 0 1 0 0 0 20 0 1 0 987654 1000 10";
+            assert_eq!(super::parse_start_ticks(line), Some(987_654));
+            assert!(super::parse_start_ticks("garbage").is_none());
+            let me = super::start_ticks(std::process::id()).expect("own stat");
+            assert!(me > 0);
+        }
+    }
 }
 
 /// Where the daemon's socket is, one rule for the daemon and every client.

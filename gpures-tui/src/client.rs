@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use gpures_proto::{
     AccountChange, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest, GpuresClient,
-    HelloReply, Holder, LoginReply, Lookup, NewResource, PageRequest, Period, QueueEntry,
-    QueueRequest, RegisterRequest, Reservation, ReservationChange, ReservationFilter,
+    HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource, PageRequest, Period,
+    QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange, ReservationFilter,
     ReservationPage, Resource, Role, SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline,
     UserInfo, limits,
 };
@@ -479,6 +479,19 @@ impl Client {
         flat(
             self.rpc()
                 .cancel_queued(context::current(), token, id)
+                .await,
+        )
+    }
+
+    /// Ties a running booking to this client's processes.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn attach_job(&self, booking_id: Uuid, processes: Vec<JobProcess>) -> Result<()> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .attach_job(context::current(), token, booking_id, processes)
                 .await,
         )
     }

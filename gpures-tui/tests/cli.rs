@@ -1208,3 +1208,130 @@ async fn wait_in_the_queue_and_get_the_gpus_when_they_free() {
         "{json}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_books_gpus_for_a_command_and_gives_them_back() {
+    let cli = Cli {
+        daemon: TestDaemon::builder()
+            .with_gpus(2)
+            .config(|c| c.gpu.sample_interval_secs = 1)
+            .start()
+            .await
+            .expect("daemon"),
+        home: tempfile::tempdir().expect("home"),
+    };
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    cli.register("lee", "lee@lab.kr", "이서연").await;
+    // Books, runs with the GPU set, releases at exit, passes the exit code.
+    let r = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &[
+                "run",
+                "--gpus",
+                "1",
+                "--for",
+                "10m",
+                "--index",
+                "--",
+                "sh",
+                "-c",
+                "echo CUDA=$CUDA_VISIBLE_DEVICES; exit 7",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 7, "{}{}", r.out, r.err);
+    assert!(r.out.contains("CUDA=0"), "{}", r.out);
+    assert!(r.err.contains("released when it exits"), "{}", r.err);
+    let now = chrono::Utc::now();
+    let all = cli
+        .ok("kim", &["ls", "--mine", "--all", "--json"])
+        .await
+        .json();
+    let end = all[0]["end"].as_str().expect("end");
+    let end = chrono::DateTime::parse_from_rfc3339(end).expect("time");
+    assert!(end <= now, "released at exit: ends {end}");
+    // More GPUs than the host has; and a host that is full without --wait.
+    let r = cli
+        .run(&["run", "--gpus", "3", "--for", "1h", "--", "true"])
+        .await;
+    assert_eq!(r.code, 1, "{}", r.err);
+    assert!(r.err.contains("the most on one host is 2"), "{}", r.err);
+    let held = cli
+        .ok("lee", &["book", "--gpus", "2", "--for", "1h", "--json"])
+        .await
+        .json();
+    let r = cli
+        .run(&["run", "--gpus", "1", "--for", "10m", "--", "true"])
+        .await;
+    assert_eq!(r.code, 3, "{}", r.err);
+    assert!(r.err.contains("--wait"), "{}", r.err);
+    let q = cli.ok("kim", &["queue", "--json"]).await.json();
+    assert!(
+        q.as_array()
+            .is_some_and(|a| a.iter().all(|e| e["state"] != "waiting")),
+        "nothing left in the queue: {q}"
+    );
+    // (It starts at the next whole minute after Kim's early release.)
+    let booking = held["booking_id"].as_str().expect("id")[..8].to_owned();
+    cli.ok("lee", &["cancel", &booking]).await;
+
+    // The client and its command killed at once (an SSH session dropped):
+    // the daemon sees both gone and releases the booking itself.
+    let mut job = tokio::process::Command::new(BIN)
+        .args(["run", "--gpus", "1", "--for", "30m", "--", "sleep", "300"])
+        .env("XDG_CONFIG_HOME", cli.home.path().join("kim"))
+        .env("GPURES_SOCKET", &cli.daemon.socket)
+        .env("TZ", "Asia/Seoul")
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pgid = job.id().expect("pid");
+    let started = std::time::Instant::now();
+    let running = loop {
+        let mine = cli.ok("kim", &["ls", "--mine", "--json"]).await.json();
+        let live = mine.as_array().and_then(|a| {
+            a.iter()
+                .find(|r| r["note"].as_str().is_some_and(|n| n.contains("sleep")))
+                .cloned()
+        });
+        if let Some(r) = live {
+            break r;
+        }
+        assert!(started.elapsed().as_secs() < 10, "the job never started");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    // Let the client tell the daemon about its processes.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // SAFETY: killing the process group we started.
+    unsafe {
+        libc::kill(-libc::pid_t::try_from(pgid).expect("pid"), libc::SIGKILL);
+    }
+    let _ = job.wait().await;
+    let id = running["id"].as_str().expect("id").to_owned();
+    let t = std::time::Instant::now();
+    loop {
+        let all = cli
+            .ok("kim", &["ls", "--mine", "--all", "--json"])
+            .await
+            .json();
+        let r = all
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["id"] == id.as_str()).cloned())
+            .expect("the job's reservation");
+        let end =
+            chrono::DateTime::parse_from_rfc3339(r["end"].as_str().expect("end")).expect("time");
+        if end <= chrono::Utc::now() {
+            break;
+        }
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "the daemon did not release the dead job's booking: {r}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -18,6 +18,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod booking;
+pub mod jobs;
 pub mod queue;
 pub mod resources;
 pub mod slots;

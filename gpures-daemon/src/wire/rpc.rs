@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use gpures_proto::{
     AccountChange, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest, Gpures,
-    HelloReply, Holder, LoginReply, Lookup, NewResource, PROTOCOL_VERSION, PageRequest, Period,
-    QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange, ReservationFilter,
-    ReservationPage, Resource, ResourceUpdate, Role, SessionInfo, SlotOption, SlotQuery,
-    StatusReport, Timeline, Token, UserInfo, UserPage, limits,
+    HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource, PROTOCOL_VERSION, PageRequest,
+    Period, QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange,
+    ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role, SessionInfo, SlotOption,
+    SlotQuery, StatusReport, Timeline, Token, UserInfo, UserPage, limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -171,6 +171,20 @@ impl Gpures for Connection {
     async fn cancel_queued(self, _: Context, token: Token, id: Uuid) -> Reply<QueueEntry> {
         let actor = self.actor(&token).await?;
         Ok(self.service().cancel_queued(&actor, id).await?)
+    }
+
+    async fn attach_job(
+        self,
+        _: Context,
+        token: Token,
+        booking_id: Uuid,
+        processes: Vec<JobProcess>,
+    ) -> Reply<()> {
+        let actor = self.actor(&token).await?;
+        Ok(self
+            .service()
+            .attach_job(&actor, &self.peer, booking_id, processes)
+            .await?)
     }
 
     async fn logout(self, _: Context, token: Token, session: Option<Uuid>) -> Reply<()> {

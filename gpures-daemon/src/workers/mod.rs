@@ -8,12 +8,14 @@
 //! - [`gpu_monitor`]: samples this host's GPUs into `host_telemetry`.
 //! - [`db_supervisor`]: restarts the embedded PostgreSQL when it dies.
 //! - [`granter`]: grants the queue as capacity frees.
+//! - [`jobs`]: releases the bookings of `gpures run` jobs whose processes ended.
 
 pub mod calendar;
 pub mod changes;
 pub mod db_supervisor;
 pub mod gpu_monitor;
 pub mod granter;
+pub mod jobs;
 
 use std::future::Future;
 

@@ -291,11 +291,21 @@ pub enum Command {
     /// Who holds each GPU now, who is next, live load, and who really uses it.
     Status,
     /// Run a command on the GPUs you hold on this host now
-    /// (CUDA_VISIBLE_DEVICES set to them).
+    /// (CUDA_VISIBLE_DEVICES set to them); with --gpus N --for D, book N
+    /// GPUs of this host first, run, and give them back when it exits.
     Run {
-        /// Wait for your next reservation on this host instead of exiting 3.
+        /// Wait for your next reservation on this host instead of exiting 3;
+        /// with --gpus, wait in the queue until N GPUs free.
         #[arg(long)]
         wait: bool,
+        /// Book N GPUs of this host now for the command, and release them
+        /// the moment it exits (the daemon releases them if this client is
+        /// killed).
+        #[arg(long, value_name = "N", requires = "for")]
+        gpus: Option<u32>,
+        /// With --gpus: the most the command may run (90m, 3h, 1d).
+        #[arg(long = "for", value_name = "DURATION", requires = "gpus")]
+        r#for: Option<String>,
         /// Use GPU indices instead of UUIDs (also GPURES_CUDA_DEVICES=index).
         #[arg(long)]
         index: bool,
@@ -807,8 +817,16 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
         Command::Status => status::status(ctx).await,
         Command::Run {
             wait,
+            gpus: Some(gpus),
+            r#for,
             index,
             command,
+        } => run::run_booked(ctx, gpus, r#for.unwrap_or_default(), wait, index, command).await,
+        Command::Run {
+            wait,
+            index,
+            command,
+            ..
         } => run::run(ctx, wait, index, command).await,
         Command::Env { index } => run::env(ctx, index).await,
         Command::Queue(args) => queue::queue(ctx, args).await,

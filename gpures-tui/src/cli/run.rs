@@ -1,13 +1,20 @@
 //! `gpures run | env`: the GPUs you hold on this host now, as
-//! `CUDA_VISIBLE_DEVICES`.
+//! `CUDA_VISIBLE_DEVICES`; `run --gpus N` books them for the command and
+//! gives them back when it exits.
 
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use chrono::Utc;
-use gpures_proto::{Period, ReservationFilter, ResourceKind, text};
+use gpures_proto::{
+    ApiError, JobProcess, Lookup, Period, QueueRequest, QueueState, ReservationFilter,
+    ResourceKind, procfs, text,
+};
+use uuid::Uuid;
 
 use super::{CliResult, Ctx, Failure, exit};
-use crate::timefmt::format_local;
+use crate::client::ClientError;
+use crate::timefmt::{format_local, parse_duration};
 
 /// Runs a command on the GPUs held now (replaces this process).
 pub(super) async fn run(ctx: &Ctx, wait: bool, index: bool, command: Vec<String>) -> CliResult<()> {
@@ -124,4 +131,221 @@ async fn held_devices(ctx: &Ctx, index: bool, host: &str) -> CliResult<Held> {
             )),
         },
     )
+}
+
+/// `run --gpus N --for D -- CMD`: books N GPUs of this host now (through
+/// the queue, so `--wait` can wait for them), runs CMD on them, forwards
+/// SIGTERM and SIGHUP to it, releases the booking the moment it exits, and
+/// exits with its code. The daemon is told the client's and CMD's pids, so
+/// it releases the booking itself if both die without releasing (`kill -9`
+/// of the session). Ctrl-C reaches CMD from the terminal directly.
+pub(super) async fn run_booked(
+    ctx: &Ctx,
+    gpus: u32,
+    length: String,
+    wait: bool,
+    index: bool,
+    command: Vec<String>,
+) -> CliResult<()> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| Failure::usage("give a command after --"))?;
+    let (tz, now) = (ctx.tz, Utc::now());
+    let end = parse_duration(&length)?.add_to(now, tz)?;
+    let minutes =
+        u32::try_from((end - now).num_minutes()).map_err(|_| Failure::usage("that is too long"))?;
+    if minutes == 0 {
+        return Err(Failure::usage("--for must be at least a minute"));
+    }
+    let host = ctx.client.hello().host.clone();
+    let entry = ctx.api(
+        ctx.client
+            .enqueue(QueueRequest {
+                request_id: Uuid::new_v4(),
+                gpus,
+                length_minutes: minutes,
+                host: Some(host.clone()),
+                until: None,
+                note: text::sanitize(&format!("gpures run {program}")),
+            })
+            .await,
+    )?;
+    let booking_id = match (entry.state, entry.booking_id) {
+        (QueueState::Granted, Some(id)) => id,
+        (QueueState::Waiting, _) if wait => wait_for_grant(ctx, entry.id).await?,
+        (QueueState::Waiting, _) => {
+            let _ = ctx.client.cancel_queued(entry.id).await;
+            return Err(Failure::new(
+                exit::CONFLICT,
+                format!(
+                    "{gpus} GPU{} of {host} are not free now{}; --wait queues for them",
+                    if gpus == 1 { "" } else { "s" },
+                    entry
+                        .estimated_start
+                        .map(|t| format!(" (expected from {})", format_local(t, tz)))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        (state, _) => {
+            return Err(Failure::new(
+                exit::ERROR,
+                format!("the request was {}", state.as_str()),
+            ));
+        }
+    };
+    let held = ctx.api(ctx.client.find(Lookup::Booking(booking_id)).await)?;
+    let resources = ctx.resources().await?;
+    let index = index || std::env::var("GPURES_CUDA_DEVICES").is_ok_and(|v| v == "index");
+    let mut devices: Vec<(Option<i32>, String, String)> = held
+        .iter()
+        .filter_map(|r| resources.iter().find(|x| x.id == r.resource_id))
+        .map(|res| {
+            let dev = match (&res.gpu_uuid, res.gpu_index) {
+                (Some(uuid), _) if !index => uuid.clone(),
+                (_, Some(i)) => i.to_string(),
+                (Some(uuid), None) => uuid.clone(),
+                (None, None) => res.name.clone(),
+            };
+            (res.gpu_index, dev, text::sanitize(&res.name))
+        })
+        .collect();
+    devices.sort();
+    let visible: Vec<&str> = devices.iter().map(|(_, d, _)| d.as_str()).collect();
+    let names: Vec<&str> = devices.iter().map(|(_, _, n)| n.as_str()).collect();
+    let mut child = match tokio::process::Command::new(program)
+        .args(args)
+        .env("CUDA_VISIBLE_DEVICES", visible.join(","))
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ctx.client.release_booking(booking_id).await;
+            let code = match e.kind() {
+                std::io::ErrorKind::NotFound => exit::NOT_FOUND,
+                _ => exit::CANNOT_RUN,
+            };
+            return Err(Failure::new(code, format!("cannot run {program}: {e}")));
+        }
+    };
+    let mut processes = Vec::new();
+    for pid in [Some(std::process::id()), child.id()].into_iter().flatten() {
+        if let Ok(start_ticks) = procfs::start_ticks(pid) {
+            processes.push(JobProcess { pid, start_ticks });
+        }
+    }
+    if let Err(e) = ctx.client.attach_job(booking_id, processes).await {
+        eprintln!(
+            "gpures: the daemon cannot watch this job ({e}); if this client is killed, \
+             release booking {} yourself",
+            &booking_id.to_string()[..8]
+        );
+    }
+    eprintln!(
+        "gpures: running {program} on {} until {} (booking {}); released when it exits",
+        names.join(", "),
+        format_local(end, tz),
+        &booking_id.to_string()[..8]
+    );
+    let status = wait_forwarding(&mut child).await;
+    match ctx.client.release_booking(booking_id).await {
+        Ok(_) | Err(ClientError::Api(ApiError::InvalidArgument { .. })) => {}
+        Err(e) => eprintln!(
+            "gpures: could not release booking {}: {e}",
+            &booking_id.to_string()[..8]
+        ),
+    }
+    let code = match status {
+        Ok(s) => s
+            .code()
+            .or_else(|| s.signal().map(|sig| 128 + sig))
+            .unwrap_or(1),
+        Err(e) => {
+            eprintln!("gpures: lost track of {program}: {e}");
+            1
+        }
+    };
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
+}
+
+/// Waits for the queue request `id` to be granted, saying where it stands
+/// when that changes; returns the booking.
+async fn wait_for_grant(ctx: &Ctx, id: Uuid) -> CliResult<Uuid> {
+    let mut since = 0;
+    let mut said = None;
+    loop {
+        let entries = ctx.api(ctx.client.queue().await)?;
+        let Some(e) = entries.into_iter().find(|e| e.id == id) else {
+            return Err(Failure::new(exit::ERROR, "the queue request disappeared"));
+        };
+        match (e.state, e.booking_id) {
+            (QueueState::Granted, Some(b)) => return Ok(b),
+            (QueueState::Waiting, _) => {
+                let now = (e.position, e.estimated_start);
+                if said != Some(now) {
+                    eprintln!(
+                        "gpures: waiting in the queue, position {}{}",
+                        e.position
+                            .map(|p| p.to_string())
+                            .unwrap_or_else(|| "?".into()),
+                        e.estimated_start
+                            .map(|t| format!(", expected from {}", format_local(t, ctx.tz)))
+                            .unwrap_or_default()
+                    );
+                    said = Some(now);
+                }
+            }
+            (state, _) => {
+                return Err(Failure::new(
+                    exit::ERROR,
+                    format!("the queue request was {}", state.as_str()),
+                ));
+            }
+        }
+        since = ctx.api(ctx.client.wait_for_changes(since).await)?;
+    }
+}
+
+/// Waits for `child`, passing on SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 sent
+/// to this client; SIGINT and SIGQUIT are ignored here (a terminal sends
+/// them to CMD too, and CMD decides).
+async fn wait_forwarding(
+    child: &mut tokio::process::Child,
+) -> std::io::Result<std::process::ExitStatus> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut kinds = Vec::new();
+    for (kind, number) in [
+        (SignalKind::terminate(), libc::SIGTERM),
+        (SignalKind::hangup(), libc::SIGHUP),
+        (SignalKind::user_defined1(), libc::SIGUSR1),
+        (SignalKind::user_defined2(), libc::SIGUSR2),
+        (SignalKind::interrupt(), 0),
+        (SignalKind::quit(), 0),
+    ] {
+        if let Ok(s) = signal(kind) {
+            kinds.push((s, number));
+        }
+    }
+    let pid = child.id();
+    loop {
+        let received = futures::future::select_all(
+            kinds
+                .iter_mut()
+                .map(|(s, n)| Box::pin(async move { s.recv().await.map(|_| *n) })),
+        );
+        tokio::select! {
+            status = child.wait() => return status,
+            (Some(number), _, _) = received => {
+                if let (Some(pid), true) = (pid, number != 0) {
+                    // SAFETY: signalling our own child by its pid.
+                    unsafe {
+                        libc::kill(libc::pid_t::try_from(pid).unwrap_or(0), number);
+                    }
+                }
+            }
+        }
+    }
 }
