@@ -2,7 +2,7 @@
 //! the login screen, book by keys (the reservation exists in the daemon),
 //! cancel by keys (it is gone), and see another user's booking arrive.
 
-use chrono::Utc;
+use chrono::{DurationRound, Utc};
 use crossterm::event::KeyCode;
 use gpures_proto::ReservationFilter;
 use gpures_testkit::{PASSWORD, TestDaemon};
@@ -256,5 +256,63 @@ async fn the_tui_reconnects_after_a_daemon_restart() {
         d.render(80, 24).contains("reconnected"),
         "the footer says so"
     );
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_n_gpus_from_the_booking_form() {
+    let (daemon, mut d) = setup().await;
+    d.type_text("kim@lab.kr").await;
+    d.press_code(KeyCode::Enter).await;
+    d.type_text(PASSWORD).await;
+    d.press_code(KeyCode::Enter).await;
+    assert_eq!(d.app.screen(), Screen::Timeline);
+    // gpu0 is taken for the next hours by someone else.
+    let (other, login) = daemon.user("lee@lab.kr", "이서연").await.expect("user");
+    let start = Utc::now()
+        .duration_trunc(chrono::TimeDelta::minutes(1))
+        .expect("trunc");
+    other
+        .create_booking(
+            context::current(),
+            login.token,
+            gpures_proto::BookingRequest {
+                request_id: uuid::Uuid::new_v4(),
+                resources: vec![daemon.gpus[0]],
+                period: gpures_proto::Period {
+                    start,
+                    end: start + chrono::TimeDelta::hours(3),
+                },
+                note: String::new(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("book");
+    d.press_code(KeyCode::Enter).await;
+    d.press_code(KeyCode::BackTab).await; // to GPUs
+    let typed = d.app.booking_form().expect("the form").fields()[0]
+        .value
+        .chars()
+        .count();
+    for _ in 0..typed {
+        d.press_code(KeyCode::Backspace).await;
+    }
+    d.type_text("any 2").await;
+    let form = d.app.booking_form().expect("the form");
+    let Preview::Found { gpus, .. } = &form.preview else {
+        panic!("the preview names the GPUs it found: {:?}", form.preview);
+    };
+    assert_eq!(gpus, &vec!["gpu1".to_owned(), "gpu2".to_owned()]);
+    assert!(
+        d.render(100, 30).contains("✓ gpu1, gpu2"),
+        "{}",
+        d.render(100, 30)
+    );
+    d.press_code(KeyCode::Enter).await;
+    assert!(d.app.booking_form().is_none(), "{:?}", d.app.message());
+    let mine = kims(&daemon).await;
+    let names: Vec<&str> = mine.iter().map(|r| r.resource_name.as_str()).collect();
+    assert_eq!(names, vec!["gpu1", "gpu2"]);
     daemon.stop().await.expect("stop");
 }

@@ -402,7 +402,7 @@ impl App {
                 self.say(what);
                 vec![self.refresh()]
             }
-            Msg::Checked { .. } => {
+            Msg::Checked { .. } | Msg::SlotsFound { .. } => {
                 let events = match &mut self.popup {
                     Some(popup) => popup.apply(&msg, &self.ctx),
                     None => vec![],

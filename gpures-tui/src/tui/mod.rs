@@ -207,6 +207,20 @@ impl Session {
                 seq,
                 holders: c.availability(resources, period, ignore).await?,
             },
+            Effect::FindSlots { seq, query } => Msg::SlotsFound {
+                seq,
+                options: c.find_slots(query).await?,
+            },
+            Effect::BookAny(req) => {
+                let got = c.book_any(req).await?;
+                let names: Vec<String> = got
+                    .booking
+                    .reservations
+                    .iter()
+                    .map(|r| text::sanitize(&r.resource_name))
+                    .collect();
+                Msg::Done(format!("booked {}", names.join(", ")))
+            }
             Effect::SetRole(email, role) => {
                 let u = c.set_role(email, role).await?;
                 Msg::Done(format!("{} is now {}", text::sanitize(&u.email), u.role))

@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use gpures_proto::{
-    ApiError, BookingRequest, Holder, LoginReply, Period, QueueEntry, RegisterRequest, Reservation,
-    ReservationChange, Resource, Role, StatusReport, UserInfo,
+    AnyBookingRequest, ApiError, BookingRequest, Holder, LoginReply, Period, QueueEntry,
+    RegisterRequest, Reservation, ReservationChange, Resource, Role, SlotOption, SlotQuery,
+    StatusReport, UserInfo,
 };
 use uuid::Uuid;
 
@@ -129,6 +130,13 @@ pub enum Effect {
         period: Period,
         ignore: Option<Uuid>,
     },
+    /// Where "any N GPUs" would go first (the form's live preview).
+    FindSlots {
+        seq: u64,
+        query: SlotQuery,
+    },
+    /// Books "any N GPUs" at the earliest start.
+    BookAny(AnyBookingRequest),
     SetRole(String, Role),
     DisableUser(String),
     /// Start following `wait_for_changes`.
@@ -148,6 +156,11 @@ pub enum Msg {
     Checked {
         seq: u64,
         holders: Vec<Holder>,
+    },
+    /// The answer to [`Effect::FindSlots`] number `seq`.
+    SlotsFound {
+        seq: u64,
+        options: Vec<SlotOption>,
     },
     Failed(ApiError),
     /// The connection is gone; the sentence says why.

@@ -1,8 +1,12 @@
 //! The booking form (and the edit form): GPUs, start, end or length, note,
-//! with a live availability check after every change ([`Preview`]).
+//! with a live availability check after every change ([`Preview`]). The GPUs
+//! field takes names, or "any N": the daemon then finds the earliest start
+//! at or after the one typed at which N GPUs of one host are free, and the
+//! preview says which and when before Enter books them.
 
 use gpures_proto::{
-    ApiError, BookingRequest, Holder, Period, Reservation, ReservationChange, text,
+    AnyBookingRequest, ApiError, BookingRequest, Holder, Period, Reservation, ReservationChange,
+    SlotOption, SlotQuery, text,
 };
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -30,7 +34,29 @@ pub enum Preview {
     Checking,
     Free,
     Taken(Vec<Holder>),
+    /// "any N": these GPUs, from this start.
+    Found {
+        gpus: Vec<String>,
+        period: Period,
+    },
     Invalid(String),
+}
+
+/// What the GPUs field names.
+enum Wanted {
+    Named(Vec<i64>),
+    /// "any N".
+    Any(u32),
+}
+
+/// "any 2", "any2", "2 any": `Some(2)`.
+fn any_count(text: &str) -> Option<u32> {
+    let t = text.trim().to_lowercase();
+    let n = t
+        .strip_prefix("any")
+        .or_else(|| t.strip_suffix("any"))?
+        .trim();
+    n.parse().ok()
 }
 
 /// The booking (or edit) form.
@@ -94,11 +120,16 @@ impl BookingForm {
     }
 
     /// The form's resources and period, or why they cannot be read.
-    fn request(&self, ctx: &Ctx) -> Result<(Vec<i64>, Period), String> {
+    fn request(&self, ctx: &Ctx) -> Result<(Wanted, Period), String> {
         let fields = &self.form.fields;
         let mut ids = Vec::new();
+        let any = match &self.editing {
+            Some(_) => None,
+            None => any_count(&fields[F_RESOURCES].value),
+        };
         match &self.editing {
             Some(r) => ids.push(r.resource_id),
+            None if any.is_some() => {}
             None => {
                 for name in fields[F_RESOURCES]
                     .value
@@ -115,8 +146,11 @@ impl BookingForm {
                 }
             }
         }
-        if ids.is_empty() {
-            return Err("name at least one GPU".into());
+        if ids.is_empty() && any.is_none() {
+            return Err("name at least one GPU, or say any 2".into());
+        }
+        if any == Some(0) {
+            return Err("any how many? any 1 or more".into());
         }
         let start =
             parse_time(&fields[F_START].value, ctx.now, ctx.tz).map_err(|e| e.to_string())?;
@@ -130,7 +164,23 @@ impl BookingForm {
         if end <= start {
             return Err("the end must be after the start".into());
         }
-        Ok((ids, Period { start, end }))
+        let wanted = match any {
+            Some(n) => Wanted::Any(n),
+            None => Wanted::Named(ids),
+        };
+        Ok((wanted, Period { start, end }))
+    }
+
+    /// The daemon's query for "any N" over `period`.
+    fn slot_query(n: u32, period: Period) -> SlotQuery {
+        SlotQuery {
+            gpus: n,
+            length_minutes: u32::try_from((period.end - period.start).num_minutes())
+                .unwrap_or(u32::MAX)
+                .max(1),
+            not_before: Some(period.start),
+            host: None,
+        }
     }
 
     /// Starts an availability check of what the form says now (or says why
@@ -141,13 +191,20 @@ impl BookingForm {
         // not be shown for what they say now.
         self.check_seq = self.check_seq.wrapping_add(1);
         match self.request(ctx) {
-            Ok((resources, period)) => {
+            Ok((Wanted::Named(resources), period)) => {
                 self.preview = Preview::Checking;
                 Some(Effect::Check {
                     seq: self.check_seq,
                     resources,
                     period,
                     ignore: self.editing.as_ref().map(|r| r.id),
+                })
+            }
+            Ok((Wanted::Any(n), period)) => {
+                self.preview = Preview::Checking;
+                Some(Effect::FindSlots {
+                    seq: self.check_seq,
+                    query: Self::slot_query(n, period),
                 })
             }
             Err(why) => {
@@ -168,17 +225,42 @@ impl BookingForm {
         }
     }
 
+    /// The answer to "any N" check `seq`: the earliest option of any host.
+    pub fn found(&mut self, seq: u64, options: &[SlotOption]) {
+        if self.check_seq != seq {
+            return;
+        }
+        self.preview = match options.iter().min_by_key(|o| o.period.start) {
+            Some(o) => Preview::Found {
+                gpus: o.gpus.iter().map(|g| text::sanitize(&g.name)).collect(),
+                period: o.period,
+            },
+            None => Preview::Invalid("nothing fits before the booking horizon".into()),
+        };
+    }
+
     /// The daemon refused the save: the slot is taken by `holders`.
     pub fn taken(&mut self, holders: Vec<Holder>) {
         self.preview = Preview::Taken(holders);
     }
 
     fn submit(&self, ctx: &Ctx) -> Vec<Event> {
-        let (resources, period) = match self.request(ctx) {
+        let (wanted, period) = match self.request(ctx) {
             Ok(r) => r,
             Err(why) => return vec![Event::Fail(why)],
         };
         let note = self.form.fields[F_NOTE].value.clone();
+        let resources = match wanted {
+            Wanted::Named(ids) => ids,
+            Wanted::Any(n) => {
+                let effect = Effect::BookAny(AnyBookingRequest {
+                    request_id: self.request_id,
+                    query: Self::slot_query(n, period),
+                    note,
+                });
+                return vec![Event::Say("saving…".into()), Event::Call(effect)];
+            }
+        };
         let effect = match &self.editing {
             Some(r) => Effect::Update(
                 r.id,
@@ -197,6 +279,11 @@ impl BookingForm {
         };
         vec![Event::Say("saving…".into()), Event::Call(effect)]
     }
+}
+
+/// The start the form says, if it reads.
+fn fields_start(form: &BookingForm, ctx: &Ctx) -> Option<chrono::DateTime<chrono::Utc>> {
+    parse_time(&form.form.fields[F_START].value, ctx.now, ctx.tz).ok()
 }
 
 /// Where a form's check numbers start: different for every form, so that a
@@ -226,6 +313,7 @@ impl Component for BookingForm {
         match msg {
             Msg::Reconnected => return self.check(ctx).map(Event::Call).into_iter().collect(),
             Msg::Checked { seq, holders } => self.checked(*seq, holders.clone()),
+            Msg::SlotsFound { seq, options } => self.found(*seq, options),
             Msg::Failed(ApiError::Conflict { holders }) => self.taken(holders.clone()),
             Msg::Disconnected(_) if matches!(self.preview, Preview::Checking) => {
                 self.preview = Preview::Invalid("cannot check: no connection to the daemon".into());
@@ -302,6 +390,25 @@ impl Component for BookingForm {
                     Style::default().add_modifier(Modifier::BOLD),
                 ),
             ),
+            Preview::Found { gpus, period } => (
+                format!(
+                    "✓ {} {}{}",
+                    gpus.join(", "),
+                    ctx.period_text(period),
+                    if fields_start(self, ctx) == Some(period.start) {
+                        ""
+                    } else {
+                        " (the earliest they are all free)"
+                    }
+                ),
+                style(
+                    ctx,
+                    Style::default()
+                        .fg(Color::Green)
+                        .add_modifier(Modifier::BOLD),
+                    Style::default().add_modifier(Modifier::BOLD),
+                ),
+            ),
             Preview::Invalid(why) => (
                 format!("? {why}"),
                 style(ctx, Style::default().fg(Color::Yellow), Style::default()),
@@ -309,8 +416,13 @@ impl Component for BookingForm {
         };
         lines.push(Line::from(Span::styled(format!(" {msg}"), st)));
         lines.push(Line::from(""));
+        let hint = if self.form.focus == F_RESOURCES && self.editing.is_none() {
+            " Tab/↑↓ field · Enter save · Esc cancel · GPUs: gpu0 gpu1 or any 2"
+        } else {
+            " Tab/↑↓ field · Enter save · Esc cancel · end: 14:00 or 2h, 1d"
+        };
         lines.push(Line::from(Span::styled(
-            " Tab/↑↓ field · Enter save · Esc cancel · end: 14:00 or 2h, 1d",
+            hint,
             Style::default().add_modifier(Modifier::DIM),
         )));
         frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
