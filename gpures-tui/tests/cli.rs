@@ -1335,3 +1335,55 @@ async fn run_books_gpus_for_a_command_and_gives_them_back() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_extend_keeps_the_gpus_while_free_and_stops_before_the_next_holder() {
+    let cli = Cli {
+        daemon: TestDaemon::builder()
+            .with_gpus(1)
+            .start()
+            .await
+            .expect("daemon"),
+        home: tempfile::tempdir().expect("home"),
+    };
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    cli.register("lee", "lee@lab.kr", "이서연").await;
+    // Lee holds gpu0 from 30 minutes on: one 15-minute step fits.
+    cli.ok("lee", &["book", "gpu0", "--from", "+30m", "--for", "1h"])
+        .await;
+    let job = {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args([
+            "run", "--gpus", "1", "--for", "1m", "--extend", "--", "sleep", "4",
+        ])
+        .env("XDG_CONFIG_HOME", cli.home.path().join("kim"))
+        .env("GPURES_SOCKET", &cli.daemon.socket)
+        .env("TZ", "Asia/Seoul")
+        .stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("spawn")
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let mine = cli.ok("kim", &["ls", "--mine", "--json"]).await.json();
+    let end =
+        chrono::DateTime::parse_from_rfc3339(mine[0]["end"].as_str().expect("end")).expect("time");
+    assert!(
+        end > chrono::Utc::now() + chrono::TimeDelta::minutes(14),
+        "extended while the GPU is free: ends {end}"
+    );
+    let out = job.wait_with_output().await.expect("wait");
+    assert!(out.status.success());
+    // Lee now holds gpu0 from 10 minutes on: the step would reach into it.
+    cli.ok("lee", &["book", "gpu0", "--from", "+10m", "--for", "15m"])
+        .await;
+    let r = cli
+        .run(&[
+            "run", "--gpus", "1", "--for", "2m", "--extend", "--", "sleep", "2",
+        ])
+        .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(
+        r.err.contains("no longer extending") && r.err.contains("이서연"),
+        "{}",
+        r.err
+    );
+}

@@ -82,6 +82,7 @@ impl Service {
             req.period,
             Utc::now(),
             true,
+            true,
             actor.is_admin(),
         )?;
         let note = validate::note(&req.note)?;
@@ -298,6 +299,7 @@ impl Service {
                         period,
                         now,
                         start_moved,
+                        edit.end.is_some_and(|e| e != current.period.end),
                         actor.is_admin(),
                     )?;
                     if period.end <= now {

@@ -238,11 +238,17 @@ pub fn booking_period(
     period: Period,
     now: DateTime<Utc>,
     start_set: bool,
+    end_set: bool,
     admin: bool,
 ) -> Result<()> {
     nonempty_period(&period)?;
-    for (field, t) in [("start", period.start), ("end", period.end)] {
-        if t.duration_trunc(TimeDelta::minutes(1)).ok() != Some(t) {
+    // Whole minutes for what the client sent; a reservation released or
+    // granted by the daemon may end or start at any second.
+    for (field, t, sent) in [
+        ("start", period.start, start_set),
+        ("end", period.end, end_set),
+    ] {
+        if sent && t.duration_trunc(TimeDelta::minutes(1)).ok() != Some(t) {
             return Err(Error::invalid(field, "must be a whole minute"));
         }
     }
@@ -367,13 +373,13 @@ mod tests {
             start: at(2261),
             end: at(2261) + TimeDelta::hours(1),
         };
-        let e = booking_period(&rules, far, now, true, true).expect_err("2261");
+        let e = booking_period(&rules, far, now, true, true, true).expect_err("2261");
         assert!(e.to_string().contains("out of range"), "{e}");
         let overflow = Period {
             start: DateTime::<Utc>::MAX_UTC - TimeDelta::hours(1),
             end: DateTime::<Utc>::MAX_UTC,
         };
-        assert!(booking_period(&rules, overflow, now, true, true).is_err());
+        assert!(booking_period(&rules, overflow, now, true, true, true).is_err());
         let ancient = Period {
             start: DateTime::<Utc>::MIN_UTC,
             end: now,
@@ -383,10 +389,10 @@ mod tests {
             start: now + TimeDelta::days(200),
             end: now + TimeDelta::days(200) + TimeDelta::hours(2),
         };
-        let e = booking_period(&rules, next_year, now, true, false).expect_err("horizon");
+        let e = booking_period(&rules, next_year, now, true, true, false).expect_err("horizon");
         assert!(e.to_string().contains("90 days ahead"), "{e}");
         assert!(
-            booking_period(&rules, next_year, now, true, true).is_ok(),
+            booking_period(&rules, next_year, now, true, true, true).is_ok(),
             "admins may book past the horizon"
         );
         assert!(lookup_text("user_email", "a\0b").is_err());

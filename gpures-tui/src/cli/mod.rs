@@ -306,6 +306,11 @@ pub enum Command {
         /// With --gpus: the most the command may run (90m, 3h, 1d).
         #[arg(long = "for", value_name = "DURATION", requires = "gpus")]
         r#for: Option<String>,
+        /// With --gpus: while the command runs, extend the booking 15
+        /// minutes at a time as long as the GPUs stay free (never into the
+        /// next holder's time, never past the booking limit).
+        #[arg(long, requires = "gpus")]
+        extend: bool,
         /// Use GPU indices instead of UUIDs (also GPURES_CUDA_DEVICES=index).
         #[arg(long)]
         index: bool,
@@ -819,9 +824,19 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
             wait,
             gpus: Some(gpus),
             r#for,
+            extend,
             index,
             command,
-        } => run::run_booked(ctx, gpus, r#for.unwrap_or_default(), wait, index, command).await,
+        } => {
+            let how = run::Managed {
+                gpus,
+                length: r#for.unwrap_or_default(),
+                wait,
+                extend,
+                index,
+            };
+            run::run_booked(ctx, how, command).await
+        }
         Command::Run {
             wait,
             index,

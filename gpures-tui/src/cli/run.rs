@@ -5,7 +5,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DurationRound, Utc};
 use gpures_proto::{
     ApiError, JobProcess, Lookup, Period, QueueRequest, QueueState, ReservationFilter,
     ResourceKind, procfs, text,
@@ -139,14 +139,28 @@ async fn held_devices(ctx: &Ctx, index: bool, host: &str) -> CliResult<Held> {
 /// exits with its code. The daemon is told the client's and CMD's pids, so
 /// it releases the booking itself if both die without releasing (`kill -9`
 /// of the session). Ctrl-C reaches CMD from the terminal directly.
-pub(super) async fn run_booked(
-    ctx: &Ctx,
-    gpus: u32,
-    length: String,
-    wait: bool,
-    index: bool,
-    command: Vec<String>,
-) -> CliResult<()> {
+/// How `run --gpus` books: N GPUs for `length`, waiting in the queue or
+/// not, extending while the command runs or not.
+pub(super) struct Managed {
+    pub gpus: u32,
+    pub length: String,
+    pub wait: bool,
+    pub extend: bool,
+    pub index: bool,
+}
+
+/// How much `--extend` adds at a time, and how long before the end.
+const EXTEND_STEP: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+const EXTEND_AHEAD: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+pub(super) async fn run_booked(ctx: &Ctx, how: Managed, command: Vec<String>) -> CliResult<()> {
+    let Managed {
+        gpus,
+        length,
+        wait,
+        extend,
+        index,
+    } = how;
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Failure::usage("give a command after --"))?;
@@ -195,6 +209,7 @@ pub(super) async fn run_booked(
         }
     };
     let held = ctx.api(ctx.client.find(Lookup::Booking(booking_id)).await)?;
+    let booked_until = held.first().map_or(end, |r| r.period.end);
     let resources = ctx.resources().await?;
     let index = index || std::env::var("GPURES_CUDA_DEVICES").is_ok_and(|v| v == "index");
     let mut devices: Vec<(Option<i32>, String, String)> = held
@@ -247,7 +262,14 @@ pub(super) async fn run_booked(
         format_local(end, tz),
         &booking_id.to_string()[..8]
     );
-    let status = wait_forwarding(&mut child).await;
+    let status = if extend {
+        tokio::select! {
+            status = wait_forwarding(&mut child) => status,
+            () = keep_extending(ctx, booking_id, booked_until) => wait_forwarding(&mut child).await,
+        }
+    } else {
+        wait_forwarding(&mut child).await
+    };
     match ctx.client.release_booking(booking_id).await {
         Ok(_) | Err(ClientError::Api(ApiError::InvalidArgument { .. })) => {}
         Err(e) => eprintln!(
@@ -269,6 +291,41 @@ pub(super) async fn run_booked(
         std::process::exit(code);
     }
     Ok(())
+}
+
+/// Extends `booking_id` (ending at `end`) by [`EXTEND_STEP`] whenever less
+/// than [`EXTEND_AHEAD`] is left, until the daemon refuses (the next holder,
+/// the booking limit); says why once and returns.
+async fn keep_extending(ctx: &Ctx, booking_id: Uuid, mut end: chrono::DateTime<Utc>) {
+    loop {
+        let wake = end - EXTEND_AHEAD;
+        let pause = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::time::sleep(pause.max(Duration::from_secs(1))).await;
+        // A granted booking ends at any second; bookings move by whole
+        // minutes: the next whole minute after the step.
+        let minute = chrono::TimeDelta::minutes(1);
+        let wanted = end + EXTEND_STEP;
+        let next = match wanted.duration_trunc(minute) {
+            Ok(t) if t < wanted => t + minute,
+            _ => wanted,
+        };
+        let change = gpures_proto::ReservationChange {
+            start: None,
+            end: Some(next),
+            note: None,
+        };
+        match ctx.client.update_booking(booking_id, change).await {
+            Ok(_) => end = next,
+            Err(e) => {
+                eprintln!(
+                    "gpures: no longer extending: the booking ends {} ({})",
+                    format_local(end, ctx.tz),
+                    super::client_failure(e, ctx.tz).message
+                );
+                return;
+            }
+        }
+    }
 }
 
 /// Waits for the queue request `id` to be granted, saying where it stands
