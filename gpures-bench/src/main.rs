@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Scenarios: ping, book, race, timeline, login, memory, tui, gpu, calendar,
-//! fair, slot (all when none is named; fair needs root). `docs/BENCHMARKS.md`
+//! fair, slot, queue (all when none is named; fair needs root). `docs/BENCHMARKS.md`
 //! records the figures.
 
 use std::path::{Path, PathBuf};
@@ -607,6 +607,89 @@ async fn scenario_slot(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     d.stop().await
 }
 
+/// Release to grant: one GPU; Alice holds it (granted from the queue, so at
+/// this second), Bob waits in the queue; the time from Alice's release
+/// (the call sent) to Bob's request showing granted, 100 times.
+async fn scenario_queue(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
+    use gpures_proto::{QueueRequest, QueueState};
+    let d = env.daemon(|_| {}).await?;
+    let (alice, a_token) = d.member("alice@bench.kr").await?;
+    let (bob, b_token) = d.member("bob@bench.kr").await?;
+    d.gpus(1).await?;
+    let ask = |minutes| QueueRequest {
+        request_id: uuid::Uuid::new_v4(),
+        gpus: 1,
+        length_minutes: minutes,
+        host: None,
+        until: None,
+        note: String::new(),
+    };
+    let mut lat = Vec::new();
+    for round in 0..110 {
+        let held = alice
+            .enqueue(context::current(), a_token.clone(), ask(60))
+            .await??;
+        let a_booking = held.booking_id.context("Alice is granted at once")?;
+        let waiting = bob
+            .enqueue(context::current(), b_token.clone(), ask(10))
+            .await??;
+        if waiting.state != QueueState::Waiting {
+            bail!("Bob was granted while Alice held the GPU");
+        }
+        let mut since = bob
+            .wait_for_changes(context::current(), b_token.clone(), 0)
+            .await??;
+        let t = Instant::now();
+        alice
+            .release_booking(context::current(), a_token.clone(), a_booking)
+            .await??;
+        let b_booking = loop {
+            let q = bob.queue(context::current(), b_token.clone()).await??;
+            if let Some(b) = q
+                .iter()
+                .find(|e| e.id == waiting.id && e.state == QueueState::Granted)
+                .and_then(|e| e.booking_id)
+            {
+                break b;
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                bail!("not granted in 10 s");
+            }
+            since = bob
+                .wait_for_changes(context::current(), b_token.clone(), since)
+                .await??;
+        };
+        if round >= 10 {
+            lat.push(t.elapsed());
+        }
+        bob.release_booking(context::current(), b_token.clone(), b_booking)
+            .await??;
+    }
+    lat.sort();
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    figures.push(Figure {
+        scenario: "queue",
+        name: "release to grant of the waiting head, p50".into(),
+        value: us(p50) / 1000.0,
+        unit: "ms",
+        baseline: None,
+        ratio: None,
+        goal: "-",
+        met: None,
+    });
+    figures.push(Figure {
+        scenario: "queue",
+        name: "release to grant of the waiting head, p99".into(),
+        value: us(p99) / 1000.0,
+        unit: "ms",
+        baseline: None,
+        ratio: None,
+        goal: "≤ 1000 ms",
+        met: Some(p99 <= Duration::from_secs(1)),
+    });
+    d.stop().await
+}
+
 /// Every reservation of `window`, page after page of the largest size, as
 /// the TUI loads it; returns how many there were.
 async fn whole_timeline(client: &GpuresClient, token: &str, window: Period) -> Result<usize> {
@@ -1167,7 +1250,7 @@ async fn main() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "gpures-bench [--json] [--history N] [--burst N] [ping book race timeline login memory tui gpu calendar fair slot]"
+                    "gpures-bench [--json] [--history N] [--burst N] [ping book race timeline login memory tui gpu calendar fair slot queue]"
                 );
                 return Ok(());
             }
@@ -1176,7 +1259,7 @@ async fn main() -> Result<()> {
     }
     let all = [
         "ping", "book", "race", "timeline", "login", "memory", "tui", "gpu", "calendar", "fair",
-        "slot",
+        "slot", "queue",
     ];
     if chosen.is_empty() {
         chosen = all.iter().map(|s| (*s).to_owned()).collect();
@@ -1201,6 +1284,7 @@ async fn main() -> Result<()> {
             "calendar" => scenario_calendar(&mut env, &mut figures, burst).await?,
             "fair" => scenario_fair(&mut env, &mut figures).await?,
             "slot" => scenario_slot(&mut env, &mut figures).await?,
+            "queue" => scenario_queue(&mut env, &mut figures).await?,
             _ => {}
         }
     }
