@@ -5,7 +5,7 @@
 //! key rotation. The members of several Unix users are in `gpures-tui`'s
 //! `identity` test, which runs the real binary as throwaway Unix users.
 
-use chrono::{TimeDelta, Utc};
+use chrono::{DurationRound, TimeDelta, Utc};
 use gpures_daemon::admin::UserAction;
 use gpures_daemon::service::auth::Auth;
 use gpures_daemon::service::{Actor, PasswordReset};
@@ -504,6 +504,33 @@ async fn one_login_for_every_host_across_a_key_rotation() {
         .await
         .expect("rpc")
         .expect("a session made on A works on B");
+    // Book on B with the session made on A.
+    let gpu = b
+        .host_admin()
+        .expect("host admin")
+        .add_gpus("gpu02", 1)
+        .await
+        .expect("gpu")[0];
+    let start = Utc::now()
+        .duration_trunc(TimeDelta::hours(1))
+        .expect("trunc")
+        + TimeDelta::hours(2);
+    on_b.create_booking(
+        context::current(),
+        login.token.clone(),
+        gpures_proto::BookingRequest {
+            request_id: uuid::Uuid::new_v4(),
+            resources: vec![gpu],
+            period: gpures_proto::Period {
+                start,
+                end: start + TimeDelta::hours(1),
+            },
+            note: String::new(),
+        },
+    )
+    .await
+    .expect("rpc")
+    .expect("booked on B with A's session");
     let sessions = on_b
         .sessions(context::current(), login.token.clone())
         .await
