@@ -189,6 +189,9 @@ pub enum ResourceCommand {
     Rename { name: String, new_name: String },
     /// Set a resource's description (shown in `gpures resources`).
     Describe { name: String, description: String },
+    /// Remove a resource that has never been booked (one with reservations,
+    /// past ones included, can only be disabled).
+    Remove { name: String },
     /// Create or update one resource per GPU of this host (idempotent).
     Discover {
         /// Host name to store (default: this daemon's host name).

@@ -221,8 +221,8 @@ async fn without_gpu_tooling_status_says_no_gpu_telemetry() {
 }
 
 /// The host admin manages resources by name: disable, enable, rename (the
-/// reservations follow) and describe; a taken name is refused and changes
-/// nothing.
+/// reservations follow), describe and remove (only if never booked); a taken
+/// name is refused and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resources_are_disabled_enabled_renamed_and_described() {
     let daemon = TestDaemon::builder()
@@ -266,5 +266,57 @@ async fn resources_are_disabled_enabled_renamed_and_described() {
     let list = run(ResourceAction::List).await.expect("list");
     assert!(list.contains("h100-0") && list.contains("gpu1"), "{list}");
     assert!(!list.contains("gpu0 "), "{list}");
+
+    // Remove: only a resource never booked; one with history is refused
+    // (disable it instead) and stays.
+    let (c, login) = daemon.user("kim@lab.kr", "Kim").await.expect("user");
+    let start = Utc::now()
+        .duration_trunc(TimeDelta::hours(1))
+        .expect("trunc")
+        + TimeDelta::hours(2);
+    let booked = c
+        .create_booking(
+            context::current(),
+            login.token.clone(),
+            BookingRequest {
+                request_id: uuid::Uuid::new_v4(),
+                resources: vec![daemon.gpus[1]],
+                period: Period {
+                    start,
+                    end: start + TimeDelta::hours(1),
+                },
+                note: String::new(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("book");
+    c.cancel_booking(context::current(), login.token.clone(), booked.booking_id)
+        .await
+        .expect("rpc")
+        .expect("cancel");
+    let refused = run(ResourceAction::Remove {
+        name: "gpu1".into(),
+    })
+    .await
+    .expect_err("gpu1 has a (cancelled) reservation");
+    assert!(
+        refused.to_string().contains("disable it instead"),
+        "{refused}"
+    );
+    let out = run(ResourceAction::Remove {
+        name: "h100-0".into(),
+    })
+    .await
+    .expect("remove");
+    assert_eq!(out, "removed h100-0\n");
+    let missing = run(ResourceAction::Remove {
+        name: "h100-0".into(),
+    })
+    .await
+    .expect_err("gone");
+    assert!(missing.to_string().contains("not found"), "{missing}");
+    let list = run(ResourceAction::List).await.expect("list");
+    assert!(!list.contains("h100-0") && list.contains("gpu1"), "{list}");
     daemon.stop().await.expect("stop");
 }

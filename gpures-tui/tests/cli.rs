@@ -1387,3 +1387,68 @@ async fn run_extend_keeps_the_gpus_while_free_and_stops_before_the_next_holder()
         r.err
     );
 }
+
+/// A stand-in `nvidia-smi` printing the H100 capture with `pid` on GPU 0.
+fn fake_smi(dir: &std::path::Path, pid: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../gpures-testkit/data/nvidia-smi/h100-driver580/query-gpu-busy-nounits.csv"
+    );
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in\n  --query-gpu=*) cat '{fixture}' ;;\n  --query-compute-apps=*) echo 'GPU-d823cc85-ff44-26ac-915e-cef58e038574, {pid}, python3, 1386' ;;\n  *) exit 2 ;;\nesac\n"
+    );
+    let path = dir.join("nvidia-smi");
+    std::fs::write(&path, script).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to run a process as uid 65534; CI runs as root with --include-ignored"]
+async fn booking_a_gpu_someone_uses_without_a_reservation_warns() {
+    use std::os::unix::process::CommandExt;
+    let mut intruder = std::process::Command::new("sleep")
+        .arg("120")
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .expect("sleep as nobody");
+    let dir = tempfile::tempdir().expect("dir");
+    let smi = fake_smi(dir.path(), intruder.id());
+    let cli = Cli {
+        daemon: TestDaemon::builder()
+            .with_gpus(1)
+            .config(move |c| {
+                c.gpu.backend = gpures_daemon::gpu::BackendChoice::NvidiaSmi;
+                c.gpu.nvidia_smi = smi;
+                c.gpu.sample_interval_secs = 1;
+            })
+            .start()
+            .await
+            .expect("daemon"),
+        home: tempfile::tempdir().expect("home"),
+    };
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    // Wait for a sample naming the intruder.
+    let t = std::time::Instant::now();
+    while !cli.ok("kim", &["status"]).await.out.contains("nobody") {
+        assert!(t.elapsed().as_secs() < 15, "no sample");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let r = cli.ok("kim", &["book", "gpu0", "--for", "1h"]).await;
+    assert!(
+        r.err
+            .contains("warning: gpu0 is in use right now by nobody")
+            && r.err.contains(&format!("pid {}", intruder.id())),
+        "{}",
+        r.err
+    );
+    // Later bookings do not warn: the process may be gone by then.
+    let r = cli
+        .ok("kim", &["book", "gpu0", "--from", "+3h", "--for", "1h"])
+        .await;
+    assert!(!r.err.contains("warning"), "{}", r.err);
+    let _ = intruder.kill();
+    let _ = intruder.wait();
+}

@@ -30,6 +30,9 @@ pub enum ResourceAction {
         name: String,
         description: String,
     },
+    Remove {
+        name: String,
+    },
     /// One resource per GPU the probe found on `host`.
     Discover {
         host: String,
@@ -63,6 +66,7 @@ pub async fn action(config: &Config, cmd: ResourceCommand) -> anyhow::Result<Res
         ResourceCommand::Describe { name, description } => {
             ResourceAction::Describe { name, description }
         }
+        ResourceCommand::Remove { name } => ResourceAction::Remove { name },
         ResourceCommand::Discover { host } => {
             let probe = Probe::new(config.gpu.backend, &config.gpu.nvidia_smi);
             if let Some(note) = probe.note() {
@@ -124,6 +128,10 @@ pub async fn execute(service: &Service, actor: &Actor, action: ResourceAction) -
             };
             let r = change(service, actor, &name, update).await?;
             format!("{name} is now {}; its reservations follow it\n", r.name)
+        }
+        ResourceAction::Remove { name } => {
+            let r = service.remove_resource(actor, &name).await?;
+            format!("removed {}\n", r.name)
         }
         ResourceAction::Describe { name, description } => {
             let update = ResourceUpdate {

@@ -131,6 +131,38 @@ impl Service {
         .await
     }
 
+    /// Removes a resource that no reservation, past or future, refers to
+    /// (one with history is disabled instead: its reservations are history).
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `Invalid` when reservations refer to it.
+    pub async fn remove_resource(&self, actor: &Actor, name: &str) -> Result<Resource> {
+        actor.require_admin()?;
+        validate::lookup_text("name", name)?;
+        let (svc, actor, name) = (self.clone(), actor.clone(), name.to_owned());
+        self.transaction(async move {
+            let mut tx = svc.store().begin().await?;
+            let r = resources::by_name(&mut tx, &name)
+                .await
+                .map_err(Error::not_found(Entity::Resource))?;
+            resources::lock(&mut tx, &[r.id]).await?;
+            if !resources::delete_unused(&mut tx, r.id).await? {
+                return Err(Error::invalid(
+                    "name",
+                    format!(
+                        "{} has reservations (its history): disable it instead \
+                         (`resource disable {}`)",
+                        r.name, r.name
+                    ),
+                ));
+            }
+            record(&mut tx, &actor, AuditAction::ResourceRemove, r.id).await?;
+            tx.commit().await?;
+            Ok(r)
+        })
+        .await
+    }
+
     /// Creates or updates one resource per GPU of `host` (`gpu<index>`, or
     /// `<host>-gpu<index>` when another host already has that name), keyed by
     /// UUID so that running it again changes nothing. GPUs that disappeared

@@ -45,6 +45,8 @@ pub enum AuditAction {
     ResourceCreate,
     #[sqlx(rename = "resource.update")]
     ResourceUpdate,
+    #[sqlx(rename = "resource.remove")]
+    ResourceRemove,
     #[sqlx(rename = "reservation.create")]
     ReservationCreate,
     #[sqlx(rename = "reservation.update")]

@@ -63,6 +63,19 @@ pub async fn list(conn: &mut PgConnection, include_inactive: bool) -> Result<Vec
     Ok(rows.into_iter().map(Resource::from).collect())
 }
 
+/// Deletes resource `id` unless a reservation (active, past or cancelled)
+/// refers to it; returns whether it was deleted.
+pub async fn delete_unused(conn: &mut PgConnection, id: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "DELETE FROM resources WHERE id = $1
+         AND NOT EXISTS (SELECT 1 FROM reservations WHERE resource_id = $1)",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub async fn by_name(conn: &mut PgConnection, name: &str) -> Result<Resource> {
     Ok(
         sqlx::query_as::<_, ResourceRow>("SELECT * FROM resources WHERE name = $1")

@@ -138,6 +138,7 @@ pub(super) async fn book(
         note,
     };
     let booking = ctx.api(ctx.client.book(request).await)?;
+    warn_if_busy(ctx, &booking.reservations).await;
     if ctx.json {
         return ctx.print_json(
             &booking
@@ -150,6 +151,48 @@ pub(super) async fn book(
     outln!("booked (booking {}):", &booking.booking_id.to_string()[..8]);
     out!("{}", output::reservations_table(&booking.reservations, tz));
     Ok(())
+}
+
+/// How recent a sample must be for a warning to trust it.
+const FRESH_SAMPLE: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+
+/// Warns (on stderr) about processes of other users running now, without a
+/// reservation, on GPUs just booked from now: the booking stands, but the
+/// GPU is not idle. Only fresh samples count; without telemetry it is silent.
+async fn warn_if_busy(ctx: &Ctx, booked: &[Reservation]) {
+    let now = chrono::Utc::now();
+    if !booked.iter().any(|r| r.period.contains(now)) {
+        return;
+    }
+    let (Ok(status), Ok(me)) = (ctx.client.status().await, ctx.client.whoami().await) else {
+        return;
+    };
+    for r in booked.iter().filter(|r| r.period.contains(now)) {
+        let Some(t) = status
+            .resources
+            .iter()
+            .find(|s| s.resource.id == r.resource_id)
+            .and_then(|s| s.telemetry.as_ref())
+        else {
+            continue;
+        };
+        if now - t.sampled_at > FRESH_SAMPLE {
+            continue;
+        }
+        for p in &t.processes {
+            let user = p.unix_user.as_deref().unwrap_or("an unknown user");
+            if p.unix_user.as_deref() == Some(me.unix_user.as_str()) {
+                continue;
+            }
+            eprintln!(
+                "gpures: warning: {} is in use right now by {} ({}, pid {}) without a reservation;                  `gpures status` shows it",
+                text::sanitize(&r.resource_name),
+                text::sanitize(user),
+                text::sanitize(&p.name),
+                p.pid
+            );
+        }
+    }
 }
 
 /// "Any N GPUs" as the command line gives it.
@@ -196,6 +239,7 @@ pub(super) async fn book_any(ctx: &Ctx, need: Need, length: Length, note: String
         note,
     };
     let got = ctx.api(ctx.client.book_any(request).await)?;
+    warn_if_busy(ctx, &got.booking.reservations).await;
     let tz = ctx.tz;
     if ctx.json {
         return ctx.print_json(&serde_json::json!({
