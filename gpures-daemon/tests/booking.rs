@@ -412,12 +412,56 @@ async fn owners_and_admins_change_reservations_and_others_cannot() {
         .expect("rpc")
         .expect_err("not started");
     assert!(matches!(err, ApiError::InvalidArgument { .. }), "{err:?}");
-    let cancelled = admin
+    // An admin must say why; the owner is shown the reason.
+    let err = admin
         .cancel_reservation(context::current(), admin_login.token.clone(), r.id)
         .await
         .expect("rpc")
-        .expect("admin cancels");
-    assert_eq!(cancelled.status, ReservationStatus::Cancelled);
+        .expect_err("no reason");
+    assert!(
+        matches!(err, ApiError::InvalidArgument { ref field, .. } if field == "reason"),
+        "{err:?}"
+    );
+    for bad in ["", "   ", "\u{1b}[2J"] {
+        let err = admin
+            .change_with_reason(
+                context::current(),
+                admin_login.token.clone(),
+                gpures_proto::ChangeTarget::Reservation(r.id),
+                gpures_proto::ChangeKind::Cancel,
+                bad.into(),
+            )
+            .await
+            .expect("rpc")
+            .expect_err("an empty reason");
+        assert!(matches!(err, ApiError::InvalidArgument { .. }), "{err:?}");
+    }
+    let cancelled = admin
+        .change_with_reason(
+            context::current(),
+            admin_login.token.clone(),
+            gpures_proto::ChangeTarget::Reservation(r.id),
+            gpures_proto::ChangeKind::Cancel,
+            "the node goes down for maintenance".into(),
+        )
+        .await
+        .expect("rpc")
+        .expect("admin cancels with a reason");
+    assert_eq!(cancelled[0].status, ReservationStatus::Cancelled);
+    let seen = alice
+        .find_reservations(
+            context::current(),
+            a.token.clone(),
+            gpures_proto::Lookup::Id(r.id),
+        )
+        .await
+        .expect("rpc")
+        .expect("find");
+    assert_eq!(
+        seen[0].change_reason.as_deref(),
+        Some("the node goes down for maintenance"),
+        "the owner sees why"
+    );
     let err = alice
         .cancel_reservation(context::current(), a.token.clone(), r.id)
         .await

@@ -252,6 +252,22 @@ pub struct JobProcess {
     pub start_ticks: u64,
 }
 
+/// What [`Gpures::change_with_reason`] changes: one reservation or every
+/// reservation of a booking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeTarget {
+    Reservation(Uuid),
+    Booking(Uuid),
+}
+
+/// The change [`Gpures::change_with_reason`] makes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ChangeKind {
+    Edit(ReservationChange),
+    Cancel,
+    Release,
+}
+
 /// A change of one's own account; `None` keeps a field.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountChange {
@@ -813,6 +829,15 @@ pub trait Gpures {
     async fn cancel_booking(token: Token, booking_id: Uuid) -> Result<Vec<Reservation>, ApiError>;
     /// Owner or admin: ends every running reservation of a booking now.
     async fn release_booking(token: Token, booking_id: Uuid) -> Result<Vec<Reservation>, ApiError>;
+    /// Owner or admin: edits, cancels or releases with a reason, which is
+    /// kept on each reservation and shown to its owner. An admin changing
+    /// someone else's reservation must use this call.
+    async fn change_with_reason(
+        token: Token,
+        target: ChangeTarget,
+        kind: ChangeKind,
+        reason: String,
+    ) -> Result<Vec<Reservation>, ApiError>;
     /// Any user: who holds any of `resources` during `period`; empty when all
     /// are free. `ignore` leaves one reservation out (the one being edited).
     async fn check_availability(

@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use gpures_proto::{
-    AccountChange, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest, GpuresClient,
-    HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource, PageRequest, Period,
-    QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange, ReservationFilter,
-    ReservationPage, Resource, Role, SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline,
-    UserInfo, limits,
+    AccountChange, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest, ChangeKind,
+    ChangeTarget, GpuresClient, HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource,
+    PageRequest, Period, QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange,
+    ReservationFilter, ReservationPage, Resource, Role, SessionInfo, SlotOption, SlotQuery,
+    StatusReport, Timeline, UserInfo, limits,
 };
 use tarpc::client::RpcError;
 use tarpc::context;
@@ -479,6 +479,24 @@ impl Client {
         flat(
             self.rpc()
                 .cancel_queued(context::current(), token, id)
+                .await,
+        )
+    }
+
+    /// Edits, cancels or releases with a reason its owner is shown.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn change_with_reason(
+        &self,
+        target: ChangeTarget,
+        kind: ChangeKind,
+        reason: String,
+    ) -> Result<Vec<Reservation>> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .change_with_reason(context::current(), token, target, kind, reason)
                 .await,
         )
     }

@@ -1452,3 +1452,78 @@ async fn booking_a_gpu_someone_uses_without_a_reservation_warns() {
     let _ = intruder.kill();
     let _ = intruder.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_changing_someone_elses_reservation_says_why() {
+    let cli = Cli {
+        daemon: TestDaemon::builder()
+            .with_gpus(1)
+            .start()
+            .await
+            .expect("daemon"),
+        home: tempfile::tempdir().expect("home"),
+    };
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    cli.register("boss", "boss@lab.kr", "Boss").await;
+    cli.promote("boss@lab.kr").await;
+    let booked = cli
+        .ok(
+            "kim",
+            &["book", "gpu0", "--from", "+2h", "--for", "1h", "--json"],
+        )
+        .await
+        .json();
+    let id = booked[0]["id"].as_str().expect("id")[..8].to_owned();
+    let r = cli
+        .run_as("boss", "Asia/Seoul", &["extend", &id, "--by", "30m"], None)
+        .await;
+    assert_eq!(r.code, 1, "{}", r.err);
+    assert!(r.err.contains("needs a reason"), "{}", r.err);
+    cli.ok(
+        "boss",
+        &[
+            "extend",
+            &id,
+            "--by",
+            "30m",
+            "--reason",
+            "the run needs the extra time",
+        ],
+    )
+    .await;
+    let r = cli
+        .run_as("boss", "Asia/Seoul", &["cancel", &id], None)
+        .await;
+    assert_eq!(r.code, 1, "{}", r.err);
+    cli.ok(
+        "boss",
+        &["cancel", &id, "--reason", "GPU maintenance at 3pm"],
+    )
+    .await;
+    let mine = cli.ok("kim", &["ls", "--mine", "--all"]).await;
+    assert!(mine.out.contains("GPU maintenance at 3pm"), "{}", mine.out);
+    let json = cli
+        .ok("kim", &["ls", "--mine", "--all", "--json"])
+        .await
+        .json();
+    assert_eq!(json[0]["change_reason"], "GPU maintenance at 3pm");
+    // A member cannot touch it with or without a reason.
+    cli.register("lee", "lee@lab.kr", "이서연").await;
+    let again = cli
+        .ok(
+            "kim",
+            &["book", "gpu0", "--from", "+5h", "--for", "1h", "--json"],
+        )
+        .await
+        .json();
+    let id = again[0]["id"].as_str().expect("id")[..8].to_owned();
+    let r = cli
+        .run_as(
+            "lee",
+            "Asia/Seoul",
+            &["cancel", &id, "--reason", "mine now"],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 4, "{}", r.err);
+}

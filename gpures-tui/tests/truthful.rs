@@ -295,17 +295,23 @@ fn a_check_without_a_connection_says_so_and_asks_again_when_back() {
 #[test]
 fn one_gpu_of_a_booking_asks_this_gpu_or_all() {
     let mut a = app();
-    // Alex's DDP sweep on gpu1 and gpu2 is one booking.
+    // The viewer's DDP sweep on gpu1 and gpu2 is one booking.
     let mut rs = a.data().reservations.clone();
     let booking = uuid::Uuid::from_u128(3);
+    let me = a.data().me.clone().expect("signed in");
     for r in rs.iter_mut().filter(|r| r.note == "DDP sweep") {
         r.booking_id = booking;
+        r.user = gpures_proto::UserRef {
+            id: me.id,
+            email: me.email.clone(),
+            display_name: me.display_name.clone(),
+        };
     }
     a.apply(Msg::Loaded(Box::new(Snapshot {
         reservations: rs,
         ..snapshot_of(&a)
     })));
-    press(&mut a, KeyCode::Down); // gpu1, inside the sweep (the viewer is an admin)
+    press(&mut a, KeyCode::Down); // gpu1, inside the sweep
     let line = footer(&mut a);
     assert!(
         line.contains("booking 00000000 (2 GPUs)"),
@@ -411,4 +417,37 @@ fn a_waiting_request_shows_its_place_and_a_grant_is_told_at_once() {
     );
     let screen = render(&mut a, 100, 30);
     assert!(!screen.contains("Waiting in the queue"), "{screen}");
+}
+
+#[test]
+fn an_admin_says_why_before_changing_someone_elses_reservation() {
+    let mut a = app();
+    // gpu1 holds Alex's sweep; the viewer is an admin.
+    press(&mut a, KeyCode::Down);
+    press(&mut a, KeyCode::Char('x'));
+    assert!(a.confirm().is_none(), "no plain y/n for someone else's");
+    let screen = render(&mut a, 100, 30);
+    assert!(
+        screen.contains("the owner sees the reason") && screen.contains("Why?"),
+        "{screen}"
+    );
+    let effects = press(&mut a, KeyCode::Enter);
+    assert!(effects.is_empty(), "no reason, no change: {effects:?}");
+    type_text(&mut a, "node maintenance");
+    let effects = press(&mut a, KeyCode::Enter);
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::ChangeWithReason {
+                kind: gpures_proto::ChangeKind::Cancel,
+                reason,
+                ..
+            } if reason == "node maintenance"
+        )),
+        "{effects:?}"
+    );
+    // Editing someone else's asks why in the form.
+    press(&mut a, KeyCode::Char('e'));
+    let form = a.booking_form().expect("the edit form");
+    assert_eq!(form.fields().last().map(|f| f.label), Some("Why (shown)"));
 }

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use gpures_proto::{
-    Booking, BookingRequest, Cursor, Holder, Lookup, PageRequest, Period, Reservation,
-    ReservationChange, ReservationFilter, ReservationPage, ReservationStatus, Timeline, limits,
+    Booking, BookingRequest, ChangeKind, ChangeTarget, Cursor, Holder, Lookup, PageRequest, Period,
+    Reservation, ReservationChange, ReservationFilter, ReservationPage, ReservationStatus,
+    Timeline, limits,
 };
 use uuid::Uuid;
 
@@ -194,11 +195,47 @@ impl Service {
             .await
     }
 
+    /// Edits, cancels or releases with `reason`, kept on each reservation
+    /// and shown to its owner (the way an admin changes someone else's).
+    ///
+    /// # Errors
+    /// As the change without a reason; an invalid reason.
+    pub async fn change_with_reason(
+        &self,
+        actor: &Actor,
+        target: ChangeTarget,
+        kind: ChangeKind,
+        reason: &str,
+    ) -> Result<Vec<Reservation>> {
+        let reason = validate::reason(reason)?;
+        let which = match target {
+            ChangeTarget::Reservation(id) => Which::One(id),
+            ChangeTarget::Booking(id) => Which::Booking(id),
+        };
+        let change = match kind {
+            ChangeKind::Edit(e) => Change::Edit(e),
+            ChangeKind::Cancel => Change::Cancel,
+            ChangeKind::Release => Change::Release,
+        };
+        self.change_for(actor, which, change, Some(reason)).await
+    }
+
     async fn change(
         &self,
         actor: &Actor,
         which: Which,
         change: Change,
+    ) -> Result<Vec<Reservation>> {
+        self.change_for(actor, which, change, None).await
+    }
+
+    /// A change; one of someone else's reservations needs a `reason`.
+    async fn change_for(
+        &self,
+        actor: &Actor,
+        which: Which,
+        change: Change,
+        reason: Option<String>,
     ) -> Result<Vec<Reservation>> {
         let before = {
             let mut conn = self.store().acquire().await?;
@@ -220,6 +257,16 @@ impl Service {
         if before.iter().any(|r| !actor.owns_or_admin(r.user.id)) {
             return Err(Error::Forbidden);
         }
+        let someone_elses = before
+            .iter()
+            .any(|r| actor.user().map(|u| u.id) != Some(r.user.id));
+        if someone_elses && reason.is_none() {
+            return Err(Error::invalid(
+                "reason",
+                "changing someone else's reservation needs a reason, which its owner is shown \
+                 (gpures cancel|edit|release|extend ID --reason TEXT)",
+            ));
+        }
         let mut resource_ids: Vec<i64> = before.iter().map(|r| r.resource_id).collect();
         resource_ids.sort_unstable();
         resource_ids.dedup();
@@ -235,7 +282,14 @@ impl Service {
         let (svc, actor) = (self.clone(), actor.clone());
         self.transaction(async move {
             svc.retrying(&resource_ids, period, &ids, || {
-                svc.change_once(&actor, &resource_ids, &ids, whole_booking, change.clone())
+                svc.change_once(
+                    &actor,
+                    &resource_ids,
+                    &ids,
+                    whole_booking,
+                    change.clone(),
+                    reason.as_deref(),
+                )
             })
             .await
         })
@@ -253,6 +307,7 @@ impl Service {
         ids: &[Uuid],
         whole_booking: bool,
         change: Change,
+        reason: Option<&str>,
     ) -> Attempt<Vec<Reservation>> {
         let now = Utc::now();
         let mut tx = self.store().begin().await?;
@@ -338,7 +393,10 @@ impl Service {
                 resource: Some(current.resource_id),
                 user: None,
             };
-            audit::record(&mut tx, audit_by(actor, &name), action, target).await?;
+            if let Some(reason) = reason {
+                reservations::set_change_reason(&mut tx, id, reason).await?;
+            }
+            audit::record_with(&mut tx, audit_by(actor, &name), action, target, reason).await?;
             after.push(id);
         }
         store::notify_change(&mut tx).await?;

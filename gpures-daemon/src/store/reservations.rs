@@ -364,6 +364,16 @@ pub async fn set_period_and_note(
     Ok(())
 }
 
+/// Records why an admin changed reservation `id` (shown to its owner).
+pub async fn set_change_reason(conn: &mut PgConnection, id: Uuid, reason: &str) -> Result<()> {
+    sqlx::query("UPDATE reservations SET change_reason = $2 WHERE id = $1")
+        .bind(id)
+        .bind(reason)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn set_cancelled(conn: &mut PgConnection, id: Uuid) -> Result<()> {
     sqlx::query("UPDATE reservations SET status = 'cancelled', updated_at = now() WHERE id = $1")
         .bind(id)

@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gpures_proto::{
-    AccountChange, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest, Gpures,
-    HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource, PROTOCOL_VERSION, PageRequest,
-    Period, QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange,
-    ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role, SessionInfo, SlotOption,
-    SlotQuery, StatusReport, Timeline, Token, UserInfo, UserPage, limits,
+    AccountChange, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest, ChangeKind,
+    ChangeTarget, Gpures, HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource,
+    PROTOCOL_VERSION, PageRequest, Period, QueueEntry, QueueRequest, RegisterRequest, Reservation,
+    ReservationChange, ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role,
+    SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline, Token, UserInfo, UserPage, limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -171,6 +171,21 @@ impl Gpures for Connection {
     async fn cancel_queued(self, _: Context, token: Token, id: Uuid) -> Reply<QueueEntry> {
         let actor = self.actor(&token).await?;
         Ok(self.service().cancel_queued(&actor, id).await?)
+    }
+
+    async fn change_with_reason(
+        self,
+        _: Context,
+        token: Token,
+        target: ChangeTarget,
+        kind: ChangeKind,
+        reason: String,
+    ) -> Reply<Vec<Reservation>> {
+        let actor = self.actor(&token).await?;
+        Ok(self
+            .service()
+            .change_with_reason(&actor, target, kind, &reason)
+            .await?)
     }
 
     async fn attach_job(

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use gpures_proto::{
-    AnyBookingRequest, BookingRequest, Period, Reservation, ReservationChange, ReservationFilter,
-    SlotQuery, limits, text,
+    AnyBookingRequest, BookingRequest, ChangeKind, ChangeTarget, Period, Reservation,
+    ReservationChange, ReservationFilter, SlotQuery, limits, text,
 };
 use uuid::Uuid;
 
@@ -331,6 +331,7 @@ pub(super) async fn edit(
     from: Option<String>,
     length: Length,
     note: Option<String>,
+    reason: Option<String>,
 ) -> CliResult<()> {
     let (tz, now) = (ctx.tz, ctx.now);
     let start = from.map(|f| parse_time(&f, now, tz)).transpose()?;
@@ -362,52 +363,73 @@ pub(super) async fn edit(
         end: end.filter(|e| *e != current.end),
         note,
     };
-    let changed = match target {
-        Target::One(r) => vec![ctx.api(ctx.client.update(r.id, change).await)?],
-        Target::Booking(b, _) => ctx.api(ctx.client.update_booking(b, change).await)?,
-    };
+    let changed = change_target(ctx, &target, ChangeKind::Edit(change), reason).await?;
     done(ctx, "changed", &changed)
 }
 
 /// Extends a reservation's end, or a whole booking's.
-pub(super) async fn extend(ctx: &Ctx, id: String, by: String) -> CliResult<()> {
+pub(super) async fn extend(
+    ctx: &Ctx,
+    id: String,
+    by: String,
+    reason: Option<String>,
+) -> CliResult<()> {
     let span = parse_duration(&by)?;
-    let changed = match ctx.find_target(&id).await? {
-        Target::One(r) => {
-            let change = ReservationChange {
-                end: Some(span.add_to(r.period.end, ctx.tz)?),
-                ..Default::default()
-            };
-            vec![ctx.api(ctx.client.update(r.id, change).await)?]
-        }
-        Target::Booking(b, rs) => {
-            let end = rs.iter().map(|r| r.period.end).max().unwrap_or(ctx.now);
-            let change = ReservationChange {
-                end: Some(span.add_to(end, ctx.tz)?),
-                ..Default::default()
-            };
-            ctx.api(ctx.client.update_booking(b, change).await)?
-        }
+    let target = ctx.find_target(&id).await?;
+    let end = match &target {
+        Target::One(r) => r.period.end,
+        Target::Booking(_, rs) => rs.iter().map(|r| r.period.end).max().unwrap_or(ctx.now),
     };
+    let change = ReservationChange {
+        end: Some(span.add_to(end, ctx.tz)?),
+        ..Default::default()
+    };
+    let changed = change_target(ctx, &target, ChangeKind::Edit(change), reason).await?;
     done(ctx, "extended", &changed)
 }
 
-/// Cancels a reservation, or a whole booking.
-pub(super) async fn cancel(ctx: &Ctx, id: String) -> CliResult<()> {
-    let changed = match ctx.find_target(&id).await? {
-        Target::One(r) => vec![ctx.api(ctx.client.cancel(r.id).await)?],
-        Target::Booking(b, _) => ctx.api(ctx.client.cancel_booking(b).await)?,
-    };
-    done(ctx, "cancelled", &changed)
+/// Cancels or releases a reservation, or a whole booking, and says so.
+pub(super) async fn apply(
+    ctx: &Ctx,
+    id: &str,
+    kind: ChangeKind,
+    reason: Option<String>,
+    what: &str,
+) -> CliResult<()> {
+    let target = ctx.find_target(id).await?;
+    let changed = change_target(ctx, &target, kind, reason).await?;
+    done(ctx, what, &changed)
 }
 
-/// Ends a running reservation now, or every running one of a booking.
-pub(super) async fn release(ctx: &Ctx, id: String) -> CliResult<()> {
-    let changed = match ctx.find_target(&id).await? {
-        Target::One(r) => vec![ctx.api(ctx.client.release(r.id).await)?],
-        Target::Booking(b, _) => ctx.api(ctx.client.release_booking(b).await)?,
+/// Makes `kind` of change to `target`; with a reason (an admin changing
+/// someone else's reservation), through the call that records it.
+async fn change_target(
+    ctx: &Ctx,
+    target: &Target,
+    kind: ChangeKind,
+    reason: Option<String>,
+) -> CliResult<Vec<Reservation>> {
+    let c = &ctx.client;
+    let result = match (reason, target, kind) {
+        (Some(reason), target, kind) => {
+            let target = match target {
+                Target::One(r) => ChangeTarget::Reservation(r.id),
+                Target::Booking(b, _) => ChangeTarget::Booking(*b),
+            };
+            c.change_with_reason(target, kind, reason).await
+        }
+        (None, Target::One(r), ChangeKind::Edit(change)) => {
+            c.update(r.id, change).await.map(|r| vec![r])
+        }
+        (None, Target::Booking(b, _), ChangeKind::Edit(change)) => {
+            c.update_booking(*b, change).await
+        }
+        (None, Target::One(r), ChangeKind::Cancel) => c.cancel(r.id).await.map(|r| vec![r]),
+        (None, Target::Booking(b, _), ChangeKind::Cancel) => c.cancel_booking(*b).await,
+        (None, Target::One(r), ChangeKind::Release) => c.release(r.id).await.map(|r| vec![r]),
+        (None, Target::Booking(b, _), ChangeKind::Release) => c.release_booking(*b).await,
     };
-    done(ctx, "released", &changed)
+    ctx.api(result)
 }
 
 /// Prints what a change did: one reservation as a JSON object (as before),

@@ -29,7 +29,9 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use gpures_proto::{ApiError, Lookup, Reservation, ReservationFilter, Resource, limits, text};
+use gpures_proto::{
+    ApiError, ChangeKind, Lookup, Reservation, ReservationFilter, Resource, limits, text,
+};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -269,16 +271,28 @@ pub enum Command {
         /// The new note.
         #[arg(long, value_name = "TEXT")]
         note: Option<String>,
+        /// Why: required when an admin changes someone else's reservation;
+        /// its owner sees it (`ls`, the TUI).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// Cancel a reservation, or every GPU of a booking given by its id.
     Cancel {
         /// The reservation or booking id (or a unique prefix of 6+).
         id: String,
+        /// Why: required when an admin changes someone else's reservation;
+        /// its owner sees it (`ls`, the TUI).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// End a running reservation (or booking) now.
     Release {
         /// The reservation or booking id (or a unique prefix of 6+).
         id: String,
+        /// Why: required when an admin changes someone else's reservation;
+        /// its owner sees it (`ls`, the TUI).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// Extend a reservation's (or booking's) end.
     Extend {
@@ -287,6 +301,10 @@ pub enum Command {
         /// How much longer: 30m, 2h, 1d.
         #[arg(long, value_name = "DURATION")]
         by: String,
+        /// Why: required when an admin changes someone else's reservation;
+        /// its owner sees it (`ls`, the TUI).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// Who holds each GPU now, who is next, live load, and who really uses it.
     Status,
@@ -815,10 +833,15 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
             to,
             r#for,
             note,
-        } => booking::edit(ctx, id, from, booking::Length { to, r#for }, note).await,
-        Command::Extend { id, by } => booking::extend(ctx, id, by).await,
-        Command::Cancel { id } => booking::cancel(ctx, id).await,
-        Command::Release { id } => booking::release(ctx, id).await,
+            reason,
+        } => booking::edit(ctx, id, from, booking::Length { to, r#for }, note, reason).await,
+        Command::Extend { id, by, reason } => booking::extend(ctx, id, by, reason).await,
+        Command::Cancel { id, reason } => {
+            booking::apply(ctx, &id, ChangeKind::Cancel, reason, "cancelled").await
+        }
+        Command::Release { id, reason } => {
+            booking::apply(ctx, &id, ChangeKind::Release, reason, "released").await
+        }
         Command::Status => status::status(ctx).await,
         Command::Run {
             wait,

@@ -221,6 +221,19 @@ impl Session {
                     .collect();
                 Msg::Done(format!("booked {}", names.join(", ")))
             }
+            Effect::ChangeWithReason {
+                target,
+                kind,
+                reason,
+            } => {
+                let what = match kind {
+                    gpures_proto::ChangeKind::Cancel => "cancelled",
+                    gpures_proto::ChangeKind::Release => "released",
+                    gpures_proto::ChangeKind::Edit(_) => "changed",
+                };
+                let rs = c.change_with_reason(target, kind, reason).await?;
+                Msg::Done(format!("{what} {} (the owner sees why)", names(&rs)))
+            }
             Effect::SetRole(email, role) => {
                 let u = c.set_role(email, role).await?;
                 Msg::Done(format!("{} is now {}", text::sanitize(&u.email), u.role))

@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use gpures_proto::{
-    AnyBookingRequest, ApiError, BookingRequest, Holder, LoginReply, Period, QueueEntry,
-    RegisterRequest, Reservation, ReservationChange, Resource, Role, SlotOption, SlotQuery,
-    StatusReport, UserInfo,
+    AnyBookingRequest, ApiError, BookingRequest, ChangeKind, ChangeTarget, Holder, LoginReply,
+    Period, QueueEntry, RegisterRequest, Reservation, ReservationChange, Resource, Role,
+    SlotOption, SlotQuery, StatusReport, UserInfo,
 };
 use uuid::Uuid;
 
@@ -71,6 +71,11 @@ pub struct Ctx {
 impl Ctx {
     pub fn is_admin(&self) -> bool {
         self.data.me.as_ref().is_some_and(|m| m.role == Role::Admin)
+    }
+
+    /// Whether `r` is the viewer's own.
+    pub fn owns(&self, r: &Reservation) -> bool {
+        self.data.me.as_ref().is_some_and(|m| m.id == r.user.id)
     }
 
     /// Whether the viewer may change `r` (their own, or any as an admin).
@@ -137,6 +142,12 @@ pub enum Effect {
     },
     /// Books "any N GPUs" at the earliest start.
     BookAny(AnyBookingRequest),
+    /// An admin's change of someone else's reservation, with the reason.
+    ChangeWithReason {
+        target: ChangeTarget,
+        kind: ChangeKind,
+        reason: String,
+    },
     SetRole(String, Role),
     DisableUser(String),
     /// Start following `wait_for_changes`.

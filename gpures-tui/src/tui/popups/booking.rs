@@ -5,8 +5,8 @@
 //! preview says which and when before Enter books them.
 
 use gpures_proto::{
-    AnyBookingRequest, ApiError, BookingRequest, Holder, Period, Reservation, ReservationChange,
-    SlotOption, SlotQuery, text,
+    AnyBookingRequest, ApiError, BookingRequest, ChangeKind, ChangeTarget, Holder, Period,
+    Reservation, ReservationChange, SlotOption, SlotQuery, text,
 };
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -26,6 +26,8 @@ const F_RESOURCES: usize = 0;
 const F_START: usize = 1;
 const F_END: usize = 2;
 const F_NOTE: usize = 3;
+/// Present when an admin edits someone else's reservation.
+const F_REASON: usize = 4;
 
 /// What the form's live preview says.
 #[derive(Clone, Debug)]
@@ -93,20 +95,24 @@ impl BookingForm {
         }
     }
 
-    /// The form that edits `r`.
+    /// The form that edits `r`; someone else's (an admin's edit) asks why.
     pub fn edit(r: &Reservation, ctx: &Ctx) -> BookingForm {
+        let mut fields = vec![
+            Field {
+                read_only: true,
+                ..Field::new("GPUs", r.resource_name.clone())
+            },
+            Field::new("Start", format_local(r.period.start, ctx.tz)),
+            Field::new("End or length", format_local(r.period.end, ctx.tz)),
+            Field::new("Note", text::sanitize(&r.note)),
+        ];
+        if !ctx.owns(r) {
+            fields.push(Field::new("Why (shown)", ""));
+        }
         BookingForm {
             editing: Some(r.clone()),
             form: Fields {
-                fields: vec![
-                    Field {
-                        read_only: true,
-                        ..Field::new("GPUs", r.resource_name.clone())
-                    },
-                    Field::new("Start", format_local(r.period.start, ctx.tz)),
-                    Field::new("End or length", format_local(r.period.end, ctx.tz)),
-                    Field::new("Note", text::sanitize(&r.note)),
-                ],
+                fields,
                 focus: F_END,
             },
             preview: Preview::Idle,
@@ -262,6 +268,23 @@ impl BookingForm {
             }
         };
         let effect = match &self.editing {
+            Some(r) if self.form.fields.len() > F_REASON => {
+                let reason = text::sanitize_trimmed(&self.form.fields[F_REASON].value);
+                if reason.is_empty() {
+                    return vec![Event::Fail(
+                        "say why in the last field: the owner is shown the reason".into(),
+                    )];
+                }
+                Effect::ChangeWithReason {
+                    target: ChangeTarget::Reservation(r.id),
+                    kind: ChangeKind::Edit(ReservationChange {
+                        start: (period.start != r.period.start).then_some(period.start),
+                        end: (period.end != r.period.end).then_some(period.end),
+                        note: (note != r.note).then_some(note),
+                    }),
+                    reason,
+                }
+            }
             Some(r) => Effect::Update(
                 r.id,
                 ReservationChange {

@@ -1,6 +1,7 @@
 //! What opens over a screen, each a [`Popup`](super::component::Popup): the
 //! booking or edit form ([`booking`]), a y/n question ([`confirm`]), the key
-//! help ([`help`]) and the timeline's filter prompt ([`filter`]). A popup has
+//! help ([`help`]), the timeline's filter prompt ([`filter`]) and the reason
+//! an admin gives for changing someone else's reservation ([`reason`]). A popup has
 //! the keys while it is open. The shared ways into them for a reservation
 //! (edit, cancel, release) are here, so the timeline and the list ask the
 //! same questions.
@@ -9,8 +10,9 @@ pub mod booking;
 pub mod confirm;
 pub mod filter;
 pub mod help;
+pub mod reason;
 
-use gpures_proto::{Reservation, text};
+use gpures_proto::{ChangeKind, ChangeTarget, Reservation, text};
 
 use super::component::Event;
 use super::model::{Ctx, Effect};
@@ -45,6 +47,14 @@ pub fn cancel(target: Option<&Reservation>, ctx: &Ctx) -> Vec<Event> {
                 text::sanitize(&r.user.display_name),
                 ctx.period_text(&r.period)
             );
+            if !ctx.owns(r) {
+                return vec![Event::open(reason::ReasonPrompt {
+                    what,
+                    target: ChangeTarget::Reservation(r.id),
+                    kind: ChangeKind::Cancel,
+                    input: String::new(),
+                })];
+            }
             vec![Event::open(question(
                 what,
                 r,
@@ -68,6 +78,14 @@ pub fn release(target: Option<&Reservation>, ctx: &Ctx) -> Vec<Event> {
                 text::sanitize(&r.resource_name),
                 text::sanitize(&r.user.display_name),
             );
+            if !ctx.owns(r) {
+                return vec![Event::open(reason::ReasonPrompt {
+                    what,
+                    target: ChangeTarget::Reservation(r.id),
+                    kind: ChangeKind::Release,
+                    input: String::new(),
+                })];
+            }
             vec![Event::open(question(
                 what,
                 r,

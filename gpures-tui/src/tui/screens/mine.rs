@@ -134,7 +134,16 @@ impl Component for Mine {
                     Cell::from(format_span(r.period.end - r.period.start)),
                     Cell::from(state),
                     Cell::from(sync_mark(&r.sync)),
-                    Cell::from(text::sanitize(&r.note)),
+                    Cell::from(match &r.change_reason {
+                        Some(why) => format!(
+                            "{} [by an admin: {}]",
+                            text::sanitize(&r.note),
+                            text::sanitize(why)
+                        )
+                        .trim_start()
+                        .to_owned(),
+                        None => text::sanitize(&r.note),
+                    }),
                 ])
                 .style(st)
             })

@@ -441,10 +441,17 @@ impl Component for Timeline {
                 text::sanitize(&r.user.email),
                 ctx.period_text(&r.period),
                 format_span(r.period.end - r.period.start),
-                if r.note.is_empty() {
-                    String::new()
-                } else {
-                    format!(" · {}", text::sanitize(&r.note))
+                match (r.note.is_empty(), &r.change_reason) {
+                    (_, Some(why)) if r.note.is_empty() => {
+                        format!(" · [by an admin: {}]", text::sanitize(why))
+                    }
+                    (_, Some(why)) => format!(
+                        " · {} [by an admin: {}]",
+                        text::sanitize(&r.note),
+                        text::sanitize(why)
+                    ),
+                    (true, None) => String::new(),
+                    (false, None) => format!(" · {}", text::sanitize(&r.note)),
                 },
                 popups::short_id(r.booking_id),
                 match ctx.booking_size(r) {
