@@ -241,6 +241,31 @@ pub fn holders_lines(holders: &[Holder], tz: Tz) -> String {
     out
 }
 
+/// A GPU's load as the CLI and the TUI both write it:
+/// `97% 2787/81559 MiB ▁▃▇` (the sparkline `spark` samples wide).
+pub fn load_text(t: &gpures_proto::GpuTelemetry, spark: usize) -> String {
+    let util = t
+        .utilization_pct
+        .map(|u| format!("{u}%"))
+        .unwrap_or_else(|| "?%".into());
+    let mem = match (t.memory_used_mib, t.memory_total_mib) {
+        (Some(u), Some(m)) => format!("{u}/{m} MiB"),
+        _ => "? MiB".into(),
+    };
+    format!("{util} {mem} {}", crate::cli::sparkline(&t.history, spark))
+}
+
+/// One GPU process: `python3 (kim, pid 638)`; a process the host cannot
+/// see is `(unknown user)`.
+pub fn process_label(p: &gpures_proto::GpuProcess) -> String {
+    format!(
+        "{} ({}, pid {})",
+        text::sanitize(&p.name),
+        text::sanitize(p.unix_user.as_deref().unwrap_or("unknown user")),
+        p.pid
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

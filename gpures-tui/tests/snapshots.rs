@@ -125,8 +125,12 @@ fn status() {
         "flags read without colour:\n{screen}"
     );
     assert!(
-        screen.contains("root:634 labuser1:638 unknown:9999"),
-        "{screen}"
+        screen.contains("python3 (root, pid 634) · python3 (labuser1, pid 638)"),
+        "processes by name, user and pid:\n{screen}"
+    );
+    assert!(
+        screen.contains("Alex Morgan →") && screen.contains("2787/81559 MiB"),
+        "holders unclipped, memory in the CLI's units:\n{screen}"
     );
     assert!(
         screen.contains("no GPU telemetry"),

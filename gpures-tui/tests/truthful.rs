@@ -451,3 +451,42 @@ fn an_admin_says_why_before_changing_someone_elses_reservation() {
     let form = a.booking_form().expect("the edit form");
     assert_eq!(form.fields().last().map(|f| f.label), Some("Why (shown)"));
 }
+
+#[test]
+fn a_click_on_a_tab_opens_its_screen() {
+    use crossterm::event::{KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+    use gpures_tui::tui::app::Screen;
+    let mut a = app();
+    let screen = render(&mut a, 120, 30);
+    let title = screen.lines().next().expect("title bar");
+    for (label, want) in [
+        ("My reservations", Screen::Mine),
+        ("Status", Screen::Status),
+        ("Admin", Screen::Admin),
+        ("Timeline", Screen::Timeline),
+    ] {
+        let at = title.find(label).expect("the tab is drawn");
+        let column = u16::try_from(title[..at].chars().count() + 2).expect("column");
+        a.mouse(
+            MouseEvent {
+                kind: MouseEventKind::Down(MouseButton::Left),
+                column,
+                row: 0,
+                modifiers: KeyModifiers::empty(),
+            },
+            (0, 0),
+        );
+        assert_eq!(a.screen(), want, "a click on {label}");
+    }
+    // A click between tabs changes nothing.
+    a.mouse(
+        MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: 2,
+            row: 0,
+            modifiers: KeyModifiers::empty(),
+        },
+        (0, 0),
+    );
+    assert_eq!(a.screen(), Screen::Timeline);
+}

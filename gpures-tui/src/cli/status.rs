@@ -49,7 +49,7 @@ pub(super) async fn status(ctx: &Ctx) -> CliResult<()> {
                 None => ("-".into(), "-".into()),
             };
             let (load, procs) = match &s.telemetry {
-                Some(t) => (load_text(t), processes_text(t)),
+                Some(t) => (crate::output::load_text(t, 10), processes_text(t)),
                 None => ("no GPU telemetry".into(), "-".into()),
             };
             let flags: Vec<String> = s.flags.iter().map(|f| f.marker()).collect();
@@ -112,19 +112,6 @@ fn flag_name(f: &gpures_proto::GpuFlag) -> String {
         }
         gpures_proto::GpuFlag::Overrun { unix_user, pid } => format!("overrun:{unix_user}:{pid}"),
     }
-}
-
-/// `97% · 2787/81559 MiB · ▁▃▇`.
-fn load_text(t: &gpures_proto::GpuTelemetry) -> String {
-    let util = t
-        .utilization_pct
-        .map(|u| format!("{u}%"))
-        .unwrap_or_else(|| "?%".into());
-    let mem = match (t.memory_used_mib, t.memory_total_mib) {
-        (Some(u), Some(m)) => format!("{u}/{m} MiB"),
-        _ => "? MiB".into(),
-    };
-    format!("{util} {mem} {}", sparkline(&t.history, 10))
 }
 
 /// `root:634 labuser1:638`, unknown users as `?`.

@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use crossterm::event::{KeyEvent, MouseEvent};
+use crossterm::event::{KeyEvent, MouseButton, MouseEvent, MouseEventKind};
 use gpures_proto::{ApiError, Reservation, text};
 
 use super::component::{Component, Event, Popup};
@@ -213,6 +213,21 @@ impl App {
         order
     }
 
+    /// The tab drawn at `column` of the title bar (laid out as
+    /// [`super::draw`] draws it: the name, then ` title │` per tab).
+    pub fn tab_at(&self, column: u16) -> Option<Screen> {
+        let mut x = super::draw::TABS_START;
+        for s in self.tabs() {
+            let start = x + 1;
+            let width = u16::try_from(s.title().chars().count()).unwrap_or(0);
+            if (start..start + width).contains(&column) {
+                return Some(s);
+            }
+            x = start + width + 2;
+        }
+        None
+    }
+
     /// The active screen's component.
     pub fn active(&self) -> &dyn Component {
         self.screens.get(self.screen)
@@ -242,7 +257,21 @@ impl App {
 
     /// Handles a mouse event (the timeline's cells); `origin` is where they start.
     pub fn mouse(&mut self, ev: MouseEvent, origin: (u16, u16)) -> Vec<Effect> {
-        if self.screen != Screen::Timeline || self.popup.is_some() {
+        if self.popup.is_some() {
+            return vec![];
+        }
+        // A click on a tab of the title bar opens that screen.
+        if ev.row == 0
+            && matches!(ev.kind, MouseEventKind::Down(MouseButton::Left))
+            && self.screen != Screen::Login
+        {
+            if let Some(screen) = self.tab_at(ev.column) {
+                self.screen = screen;
+                self.ctx.message = None;
+            }
+            return vec![];
+        }
+        if self.screen != Screen::Timeline {
             return vec![];
         }
         let events = self.screens.timeline.mouse(ev, origin, &self.ctx);

@@ -36,6 +36,10 @@ pub fn draw(app: &App, frame: &mut Frame) {
     }
 }
 
+/// Where the tabs begin in the title bar: after ` gpures `. Each tab is
+/// drawn as ` title │` ([`App::tab_at`] reads the same layout).
+pub const TABS_START: u16 = 8;
+
 fn draw_tabs(app: &App, frame: &mut Frame, area: Rect) {
     let ctx = app.ctx();
     let mut spans = vec![Span::styled(

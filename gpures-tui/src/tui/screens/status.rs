@@ -44,6 +44,30 @@ impl Component for Status {
             Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
             Style::default().add_modifier(Modifier::BOLD),
         );
+        // Columns as wide as what they hold (names and holders unclipped),
+        // the rest for the load and the processes.
+        let width =
+            |t: &str| u16::try_from(unicode_width::UnicodeWidthStr::width(t)).unwrap_or(u16::MAX);
+        let name_w = report
+            .resources
+            .iter()
+            .map(|s| width(&text::sanitize(&s.resource.name)))
+            .max()
+            .unwrap_or(3)
+            .clamp(3, 28);
+        let holder_w =
+            |pick: fn(&gpures_proto::ResourceStatus) -> Option<&gpures_proto::Reservation>| {
+                report
+                    .resources
+                    .iter()
+                    .filter_map(pick)
+                    .map(|r| width(&text::sanitize(&r.user.display_name)) + 12)
+                    .max()
+                    .unwrap_or(4)
+                    .clamp(4, 32)
+            };
+        let now_w = holder_w(|s| s.current.as_ref());
+        let next_w = holder_w(|s| s.next.as_ref());
         let rows: Vec<Row> = report
             .resources
             .iter()
@@ -66,33 +90,17 @@ impl Component for Status {
                 };
                 let (load, procs) = match &s.telemetry {
                     Some(t) => {
-                        let util = t
-                            .utilization_pct
-                            .map(|u| format!("{u:>3}%"))
-                            .unwrap_or_else(|| "  ?%".into());
-                        let mem = match (t.memory_used_mib, t.memory_total_mib) {
-                            (Some(u), Some(m)) => {
-                                format!("{:.1}/{:.0}G", u as f64 / 1024.0, m as f64 / 1024.0)
-                            }
-                            _ => "?".into(),
-                        };
                         let procs: Vec<String> = t
                             .processes
                             .iter()
-                            .map(|p| {
-                                format!(
-                                    "{}:{}",
-                                    text::sanitize(p.unix_user.as_deref().unwrap_or("unknown")),
-                                    p.pid
-                                )
-                            })
+                            .map(crate::output::process_label)
                             .collect();
                         (
-                            format!("{util} {mem} {}", crate::cli::sparkline(&t.history, 12)),
+                            crate::output::load_text(t, 12),
                             if procs.is_empty() {
                                 "no processes".to_owned()
                             } else {
-                                procs.join(" ")
+                                procs.join(" · ")
                             },
                         )
                     }
@@ -152,9 +160,9 @@ impl Component for Status {
         let table = Table::new(
             rows,
             [
-                Constraint::Length(7),
-                Constraint::Length(20),
-                Constraint::Length(17),
+                Constraint::Length(name_w),
+                Constraint::Length(now_w),
+                Constraint::Length(next_w),
                 Constraint::Min(20),
             ],
         )
