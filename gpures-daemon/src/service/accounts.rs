@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
 use super::auth::{AuthError, Claims};
-use super::{Actor, Entity, Error, Result, Service, audit_by, validate};
+use super::{Actor, Entity, Error, Result, Service, audit_by, audit_user, validate};
 use crate::store::audit::{self, AuditAction, Target};
 use crate::store::outbox::{self, Operation};
 use crate::store::reservations;
@@ -550,7 +550,6 @@ impl Service {
                 "you are signed in by your Unix user (peer sign-in): there is no session to end",
             ));
         };
-        let name = actor.audit_name();
         let actor = actor.clone();
         let svc = self.clone();
         self.transaction(async move {
@@ -558,17 +557,7 @@ impl Service {
             sessions::revoke(&mut tx, user.id, sid)
                 .await
                 .map_err(Error::not_found(Entity::Session))?;
-            let target = Target {
-                user: Some(user.id),
-                ..Target::default()
-            };
-            audit::record(
-                &mut tx,
-                audit_by(&actor, &name),
-                AuditAction::UserLogout,
-                target,
-            )
-            .await?;
+            audit_user(&mut tx, &actor, AuditAction::UserLogout, user.id).await?;
             sessions::prune(&mut tx, SESSIONS_KEEP_DAYS).await?;
             store::notify_user(&mut tx, user.id).await?;
             tx.commit().await?;
@@ -652,7 +641,6 @@ impl Service {
         keep: Option<Uuid>,
         action: AuditAction,
     ) -> Result<UserRow> {
-        let name = actor.audit_name();
         let actor = actor.clone();
         let svc = self.clone();
         let row = self
@@ -662,11 +650,7 @@ impl Service {
                     .await
                     .map_err(Error::not_found(Entity::User))?;
                 sessions::revoke_all(&mut tx, id, keep).await?;
-                let target = Target {
-                    user: Some(id),
-                    ..Target::default()
-                };
-                audit::record(&mut tx, audit_by(&actor, &name), action, target).await?;
+                audit_user(&mut tx, &actor, action, id).await?;
                 store::notify_user(&mut tx, id).await?;
                 tx.commit().await?;
                 Ok(row)
@@ -709,20 +693,9 @@ impl Service {
             PasswordReset::Code => {
                 let code = one_time_code();
                 let hash = self.inner.auth.hash_password(code.clone()).await?;
-                let name = actor.audit_name();
                 let mut tx = self.store().begin().await?;
                 users::set_reset_code(&mut tx, row.id, &hash, Utc::now() + RESET_CODE_TTL).await?;
-                let target = Target {
-                    user: Some(row.id),
-                    ..Target::default()
-                };
-                audit::record(
-                    &mut tx,
-                    audit_by(actor, &name),
-                    AuditAction::UserResetCode,
-                    target,
-                )
-                .await?;
+                audit_user(&mut tx, actor, AuditAction::UserResetCode, row.id).await?;
                 tx.commit().await?;
                 Ok(Some(code))
             }
@@ -797,7 +770,6 @@ impl Service {
         if name.is_none() && email.is_none() {
             return Err(Error::invalid("account", "nothing to change"));
         }
-        let who = actor.audit_name();
         let actor = actor.clone();
         let svc = self.clone();
         let row = self
@@ -806,17 +778,7 @@ impl Service {
                 let row = users::set_profile(&mut tx, user.id, name.as_deref(), email.as_deref())
                     .await
                     .map_err(Error::duplicate("email", "already registered"))?;
-                let target = Target {
-                    user: Some(user.id),
-                    ..Target::default()
-                };
-                audit::record(
-                    &mut tx,
-                    audit_by(&actor, &who),
-                    AuditAction::UserProfile,
-                    target,
-                )
-                .await?;
+                audit_user(&mut tx, &actor, AuditAction::UserProfile, user.id).await?;
                 store::notify_user(&mut tx, user.id).await?;
                 store::notify_change(&mut tx).await?;
                 tx.commit().await?;

@@ -422,6 +422,22 @@ impl Drop for InFlightGuard {
     }
 }
 
+/// Records `action` by `actor` on the account `user_id`.
+async fn audit_user(
+    conn: &mut sqlx::PgConnection,
+    actor: &Actor,
+    action: crate::store::audit::AuditAction,
+    user_id: i64,
+) -> Result<()> {
+    let name = actor.audit_name();
+    let target = crate::store::audit::Target {
+        user: Some(user_id),
+        ..Default::default()
+    };
+    crate::store::audit::record(conn, audit_by(actor, &name), action, target).await?;
+    Ok(())
+}
+
 /// The audit `By` of an actor (kept alive by the caller's `name`).
 fn audit_by<'a>(actor: &Actor, name: &'a str) -> By<'a> {
     By {

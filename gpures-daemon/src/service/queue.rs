@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::booking::{Failed, insert_booking};
 use super::slots::search::Need;
-use super::{Actor, Entity, Error, Result, Service, audit_by, validate};
+use super::{Actor, Entity, Error, Result, Service, audit_user, validate};
 use crate::store::audit::{self, AuditAction, Target};
 use crate::store::queue::{self, DbQueueState, NewRequest, QueueRow};
 use crate::store::{self, StoreError};
@@ -61,7 +61,6 @@ impl Service {
         let note = validate::note(&req.note)?;
         // Names what can never be granted (too many GPUs, no such host).
         self.search(&need, 1).await?;
-        let name = actor.audit_name();
         let mut tx = self.store().begin().await?;
         let new = NewRequest {
             id: req.request_id,
@@ -73,17 +72,7 @@ impl Service {
             note: &note,
         };
         if queue::insert(&mut tx, &new).await? {
-            let target = Target {
-                user: Some(user.id),
-                ..Target::default()
-            };
-            audit::record(
-                &mut tx,
-                audit_by(actor, &name),
-                AuditAction::QueueEnqueue,
-                target,
-            )
-            .await?;
+            audit_user(&mut tx, actor, AuditAction::QueueEnqueue, user.id).await?;
             store::notify_change(&mut tx).await?;
         }
         let row = queue::get(&mut tx, req.request_id).await?;
@@ -147,7 +136,6 @@ impl Service {
     /// `NotFound` for an unknown id or one that no longer waits,
     /// `Forbidden` for someone else's.
     pub async fn cancel_queued(&self, actor: &Actor, id: Uuid) -> Result<QueueEntry> {
-        let name = actor.audit_name();
         let mut tx = self.store().begin().await?;
         let row = queue::lock_waiting(&mut tx, id)
             .await?
@@ -156,17 +144,7 @@ impl Service {
             return Err(Error::Forbidden);
         }
         queue::end(&mut tx, id, DbQueueState::Cancelled, None).await?;
-        let target = Target {
-            user: Some(row.user_id),
-            ..Target::default()
-        };
-        audit::record(
-            &mut tx,
-            audit_by(actor, &name),
-            AuditAction::QueueCancel,
-            target,
-        )
-        .await?;
+        audit_user(&mut tx, actor, AuditAction::QueueCancel, row.user_id).await?;
         store::notify_change(&mut tx).await?;
         let row = queue::get(&mut tx, id).await?;
         tx.commit().await?;
