@@ -5,11 +5,14 @@
 //! state dir (and an empty config file, so a host's real configuration is
 //! never touched), seeds 8 GPUs, 6 users with Korean and English names, and
 //! past, current and future reservations including a multi-GPU booking, logs
-//! in as 김민수 (an admin, so every screen is there) and opens the TUI. On
-//! quit the daemon is stopped and the temporary folder removed. [`seed`] is
+//! in as 김민수 (an admin, so every screen is there) and opens the TUI. A
+//! stand-in `nvidia-smi` with three stand-in jobs gives live telemetry: who
+//! really runs, one unreserved use and one idle booking. On quit the shell
+//! comes back at once while the daemon stops and the folder is removed. [`seed`] is
 //! also used by tests and the benchmark.
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,6 +55,13 @@ async fn run_inner() -> Result<u8> {
     // As root the embedded cluster runs as an unprivileged user, who must be
     // able to walk into this folder.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+    // Live telemetry without a GPU: three processes of this user stand in
+    // for jobs, and a stand-in `nvidia-smi` puts them on gpu0 (the viewer's
+    // running fine-tuning), gpu4 (a running booking) and gpu6 (nobody's
+    // booking: unreserved use); gpu2 and gpu3 are booked with nothing on
+    // them (flagged idle after a minute).
+    let jobs = Jobs::start(3)?;
+    write_fake_smi(dir.path(), &jobs.pids())?;
     let mut daemon = DemoDaemon::start(&daemon_bin, dir.path())?;
     eprintln!(
         "gpures demo: starting a private daemon and PostgreSQL in {} …",
@@ -60,9 +70,80 @@ async fn run_inner() -> Result<u8> {
     daemon.wait_ready().await?;
     let token = seed(&daemon.socket, &|args| daemon.admin(args)).await?;
     let code = crate::run_tui(&daemon.socket, false, Some((token, USERS[0].0.to_owned()))).await;
-    daemon.stop();
-    drop(dir);
+    eprintln!("gpures demo: stopping the demo daemon…");
+    drop(jobs);
+    // The shell comes back now; the daemon and PostgreSQL stop, and the
+    // folder is removed, behind it.
+    daemon.stop_in_background(dir.keep());
     Ok(code)
+}
+
+/// Stand-in jobs for the demo's telemetry: `sleep` processes, killed on drop.
+struct Jobs(Vec<Child>);
+
+impl Jobs {
+    fn start(n: usize) -> Result<Jobs> {
+        let mut children = Vec::new();
+        for _ in 0..n {
+            children.push(
+                Command::new("sleep")
+                    .arg("86400")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("starting the demo's stand-in jobs")?,
+            );
+        }
+        Ok(Jobs(children))
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.0.iter().map(Child::id).collect()
+    }
+}
+
+impl Drop for Jobs {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Writes `dir/nvidia-smi`: eight H100s in the two CSV forms the daemon
+/// asks for, their load moving with the clock, and `pids` on gpu0, gpu4
+/// and gpu6.
+fn write_fake_smi(dir: &Path, pids: &[u32]) -> Result<PathBuf> {
+    let uuid = |i: usize| format!("GPU-00000000-0000-4000-8000-00000000000{i}");
+    let mut gpus = String::new();
+    for i in 0..8 {
+        // (utilization, memory used): busy where a job runs.
+        let (util, mem) = match i {
+            0 => ("$((55 + s % 40))", "61234"),
+            4 => ("$((70 + s % 25))", "30211"),
+            6 => ("$((20 + s % 60))", "12288"),
+            _ => ("0", "4"),
+        };
+        gpus.push_str(&format!(
+            "{i}, {}, NVIDIA H100 80GB HBM3, 00000000:0{i}:00.0, {util}, 0, {mem}, 81559, 40, 120.00, 700.00\n",
+            uuid(i)
+        ));
+    }
+    let mut apps = String::new();
+    for (gpu, pid) in [0usize, 4, 6].iter().zip(pids) {
+        apps.push_str(&format!("{}, {pid}, python3, 1386\n", uuid(*gpu)));
+    }
+    let script = format!(
+        "#!/bin/sh\n# gpures demo: a stand-in for nvidia-smi\ns=$(date +%S)\ns=${{s#0}}\n\
+         case \"$1\" in\n  --query-gpu=*) printf \"{gpus}\" ;;\n  \
+         --query-compute-apps=*) printf \"{apps}\" ;;\n  *) exit 2 ;;\nesac\n"
+    );
+    let path = dir.join("nvidia-smi");
+    std::fs::write(&path, script)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(path)
 }
 
 /// The daemon next to this executable, else on PATH.
@@ -109,7 +190,12 @@ impl DemoDaemon {
         // The seeded lab's six people all come from the viewer's Unix user.
         std::fs::write(
             &config,
-            "# gpures demo: six accounts share one Unix user\n[auth]\naccounts_per_unix_user = 16\n",
+            format!(
+                "# gpures demo: six accounts share one Unix user\n[auth]\naccounts_per_unix_user = 16\n\
+                 # A stand-in nvidia-smi with the demo's jobs on it\n[gpu]\nbackend = \"nvidia-smi\"\n\
+                 nvidia_smi = \"{}\"\nsample_interval_secs = 2\nidle_minutes = 1\n",
+                dir.join("nvidia-smi").display()
+            ),
         )?;
         let log = std::fs::File::create(dir.join("daemon.log"))?;
         let child = Command::new(bin)
@@ -177,6 +263,38 @@ impl DemoDaemon {
             );
         }
         Ok(())
+    }
+
+    /// Asks the daemon to stop (SIGTERM) and returns at once; a detached
+    /// shell waits for it (killing it after 30 s) and removes `dir`.
+    pub fn stop_in_background(&mut self, dir: PathBuf) {
+        let Some(child) = self.child.take() else {
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        };
+        let pid = child.id();
+        if let Ok(p) = libc::pid_t::try_from(pid) {
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(p, libc::SIGTERM);
+            }
+        }
+        let script = "for i in $(seq 300); do kill -0 \"$1\" 2>/dev/null || break; sleep 0.1; done; \
+                      kill -9 \"$1\" 2>/dev/null; rm -rf \"$2\"";
+        let spawned = Command::new("sh")
+            .args(["-c", script, "gpures-demo-cleanup"])
+            .arg(pid.to_string())
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        if spawned.is_err() {
+            let mut child = child;
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     /// Stops the daemon (SIGTERM) and waits for it.

@@ -251,17 +251,51 @@ async fn the_demo_runs_and_cleans_up() {
     tmux.keys(&["Tab"]);
     tmux.wait_for("My reservations (now and coming)", 5).await;
     tmux.keys(&["Tab"]);
-    let status = tmux.wait_for("NEXT", 5).await;
-    assert!(status.contains("no GPU telemetry"), "{status}");
+    tmux.wait_for("NEXT", 5).await;
+    // Live telemetry from the demo's stand-in probe: who really runs, and
+    // the unreserved use on gpu6 (F5 reloads until a sample is in).
+    let started = std::time::Instant::now();
+    let status = loop {
+        tmux.keys(&["F5"]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let screen = tmux.capture();
+        if screen.contains("!UNRESERVED") {
+            break screen;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no live telemetry in the demo:\n{screen}"
+        );
+    };
+    assert!(
+        status.contains("pid"),
+        "processes with their pids:\n{status}"
+    );
+    assert!(!status.contains("no GPU telemetry"), "{status}");
     tmux.keys(&["q"]);
+    let quit = std::time::Instant::now();
     let after = tmux.wait_for("GPURES-EXIT=", 30).await;
+    assert!(
+        quit.elapsed() < Duration::from_millis(1500),
+        "the shell is back at once (took {:?})",
+        quit.elapsed()
+    );
     assert!(after.contains("GPURES-EXIT=0"), "{after}");
+    assert!(after.contains("stopping the demo daemon…"), "{after}");
     let dir = after
         .lines()
         .find_map(|l| l.split("PostgreSQL in ").nth(1))
         .map(|rest| rest.trim_end_matches(" …").trim().to_owned())
         .expect("the demo names its folder");
-    assert!(!Path::new(&dir).exists(), "the demo removed {dir}");
+    // The daemon stops and the folder goes behind the shell's back.
+    let t = std::time::Instant::now();
+    while Path::new(&dir).exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the demo did not remove {dir}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
