@@ -1245,6 +1245,28 @@ async fn run_books_gpus_for_a_command_and_gives_them_back() {
     assert_eq!(r.code, 7, "{}{}", r.out, r.err);
     assert!(r.out.contains("CUDA=0"), "{}", r.out);
     assert!(r.err.contains("released when it exits"), "{}", r.err);
+    // Every GPU of the booking, in index order.
+    let r = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &[
+                "run",
+                "--gpus",
+                "2",
+                "--for",
+                "10m",
+                "--index",
+                "--",
+                "sh",
+                "-c",
+                "echo CUDA=$CUDA_VISIBLE_DEVICES",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    assert!(r.out.contains("CUDA=0,1"), "{}", r.out);
     let now = chrono::Utc::now();
     let all = cli
         .ok("kim", &["ls", "--mine", "--all", "--json"])
