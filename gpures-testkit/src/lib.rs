@@ -687,19 +687,29 @@ impl UnixUser {
     /// `useradd` failed (not root?) or the config dir cannot be made.
     pub fn create(gecos: &str) -> Result<UnixUser> {
         let name = format!("gpr{:08x}", rand::random::<u32>());
-        let status = std::process::Command::new("useradd")
-            .args([
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                "--comment",
-                &format!("{gecos},,,"),
-                &name,
-            ])
-            .status()?;
-        anyhow::ensure!(status.success(), "useradd {name} failed: {status}");
+        // Another process may hold the lock on /etc/passwd for a moment
+        // (an embedded cluster creating its user): try again.
+        let mut status = None;
+        for attempt in 0..20 {
+            let done = std::process::Command::new("useradd")
+                .args([
+                    "--no-create-home",
+                    "--home-dir",
+                    "/nonexistent",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    "--comment",
+                    &format!("{gecos},,,"),
+                    &name,
+                ])
+                .status()?;
+            if done.success() {
+                status = Some(done);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50 * (attempt + 1)));
+        }
+        anyhow::ensure!(status.is_some(), "useradd {name} kept failing");
         let config = tempfile::tempdir()?;
         let user = gpures_daemon::host::unix::user_by_name(&name)
             .ok_or_else(|| anyhow::anyhow!("{name} was not created"))?;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use chrono::DurationRound;
 use gpures_proto::ReservationFilter;
 use gpures_testkit::TestDaemon;
 
@@ -365,5 +366,134 @@ async fn a_new_unix_user_meets_the_registration_and_is_signed_in_by_it() {
             && screen.contains("GPURES-EXIT=0"),
         "registered, then the command ran:\n{screen}"
     );
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tmux; .ci/run installs it and runs ignored tests"]
+async fn many_resources_a_filter_fast_typing_and_release_as_a_person_sees_them() {
+    let daemon = TestDaemon::builder()
+        .with_gpus(26)
+        .start()
+        .await
+        .expect("daemon");
+    let home = tempfile::tempdir().expect("home");
+    let cli = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .env("XDG_CONFIG_HOME", home.path())
+            .env("GPURES_SOCKET", &daemon.socket)
+            .env("TZ", "Asia/Seoul")
+            .output()
+            .expect("gpures")
+    };
+    // The viewer: root's only account, signed in by the socket (no login).
+    let out = cli(&["register", "--email", "kim@lab.kr", "--name", "김민수"]);
+    assert!(out.status.success(), "{out:?}");
+    // 이서연 holds gpu0 now (her account belongs to another Unix user).
+    let (lee, login) = daemon.user("lee@lab.kr", "이서연").await.expect("lee");
+    let admin = daemon.host_admin().expect("host admin");
+    let start = chrono::Utc::now()
+        .duration_trunc(chrono::TimeDelta::minutes(1))
+        .expect("trunc");
+    lee.create_booking(
+        tarpc::context::current(),
+        login.token.clone(),
+        gpures_proto::BookingRequest {
+            request_id: uuid::Uuid::new_v4(),
+            resources: vec![daemon.gpus[0]],
+            period: gpures_proto::Period {
+                start,
+                end: start + chrono::TimeDelta::hours(3),
+            },
+            note: "held by Lee".into(),
+        },
+    )
+    .await
+    .expect("rpc")
+    .expect("book");
+    admin
+        .user(gpures_daemon::admin::UserAction::Bind {
+            email: "lee@lab.kr".into(),
+            unix_user: "nobody".into(),
+        })
+        .await
+        .expect("bind");
+    // The viewer holds gpu1 from now.
+    let out = cli(&["book", "gpu1", "--for", "2h"]);
+    assert!(out.status.success(), "{out:?}");
+
+    let command = format!(
+        "env XDG_CONFIG_HOME={} GPURES_SOCKET={} TZ=Asia/Seoul TERM=xterm-256color {}; {AFTER}",
+        shell_quote(home.path()),
+        shell_quote(&daemon.socket),
+        shell_quote(Path::new(BIN)),
+    );
+    let tmux = Tmux::start(&command, 80, 24);
+    tmux.wait_for("gpu1", 20).await;
+
+    // A filter that hides Lee's bar never calls her cell free.
+    tmux.keys(&["/"]);
+    tmux.keys(&["-l", "kim"]);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("filter: kim", 5).await;
+    let footer = screen.lines().rev().nth(1).unwrap_or_default().to_owned();
+    assert!(
+        footer.contains("이서연") && !footer.contains("free"),
+        "the cell under the cursor is Lee's:\n{screen}"
+    );
+    tmux.keys(&["/", "Escape"]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // 26 resources at 80×24: the cursor scrolls to the last, whole name.
+    for _ in 0..25 {
+        tmux.keys(&["j"]);
+    }
+    tmux.wait_for("gpu25", 5).await;
+    for _ in 0..24 {
+        tmux.keys(&["k"]);
+    }
+    tmux.wait_for("gpu1 · 김민수", 5).await;
+
+    // r on the viewer's running booking asks first, then releases.
+    tmux.keys(&["r"]);
+    tmux.wait_for("Release gpu1", 5).await;
+    tmux.keys(&["y"]);
+    tmux.wait_for("released gpu1", 10).await;
+
+    // Fast typing in the booking form: the answer shown is for what the
+    // field says last, and Enter books exactly that.
+    tmux.keys(&["n"]);
+    tmux.wait_for("New booking", 10).await;
+    for _ in 0..30 {
+        tmux.keys(&["BSpace"]);
+    }
+    tmux.keys(&["-l", "tomorrow 9pm"]);
+    tmux.wait_for("✓ free", 10).await;
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("booked gpu1", 10).await;
+    let mine = daemon
+        .reservations(&ReservationFilter {
+            user_email: Some("kim@lab.kr".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let tz: chrono_tz::Tz = "Asia/Seoul".parse().expect("zone");
+    let booked = mine
+        .iter()
+        .find(|r| r.period.start > chrono::Utc::now() + chrono::TimeDelta::hours(3))
+        .expect("the booking typed fast");
+    assert_eq!(
+        booked
+            .period
+            .start
+            .with_timezone(&tz)
+            .format("%H:%M")
+            .to_string(),
+        "21:00"
+    );
+    tmux.keys(&["q"]);
+    tmux.wait_for("GPURES-EXIT=0", 10).await;
     daemon.stop().await.expect("stop");
 }
