@@ -503,12 +503,7 @@ impl Service {
     /// latest it can be used.
     async fn start_session(&self, row: &UserRow) -> Result<(String, DateTime<Utc>)> {
         let mut conn = self.store().acquire().await?;
-        let newest = keys::all(&mut conn)
-            .await?
-            .into_iter()
-            .find(|k| k.retired_at.is_none())
-            .map(|k| k.id);
-        if newest != self.inner.auth.current_key() {
+        if keys::current_id(&mut conn).await? != self.inner.auth.current_key() {
             self.reload_keys().await?;
         }
         let now = Utc::now();

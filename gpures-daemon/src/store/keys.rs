@@ -35,6 +35,15 @@ pub async fn all(conn: &mut PgConnection) -> Result<Vec<KeyRow>> {
     )
 }
 
+/// The id of the key that signs now (the newest not retired), if any.
+pub async fn current_id(conn: &mut PgConnection) -> Result<Option<i32>> {
+    Ok(
+        sqlx::query_scalar("SELECT max(id) FROM signing_keys WHERE retired_at IS NULL")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
 /// Takes the lock that makes two daemons starting at once create one key.
 pub async fn lock(conn: &mut PgConnection) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(4712)")

@@ -124,12 +124,7 @@ pub(super) async fn book(
     if end <= start {
         return Err(Failure::usage("the end must be after the start"));
     }
-    if note.chars().count() > limits::NOTE_MAX_CHARS {
-        return Err(Failure::usage(format!(
-            "the note may have at most {} characters",
-            limits::NOTE_MAX_CHARS
-        )));
-    }
+    super::check_note(&note)?;
     let ids = ctx.resolve_resources(&resources).await?;
     let request = BookingRequest {
         request_id: Uuid::new_v4(),
@@ -227,12 +222,7 @@ impl Need {
 /// says which and why.
 pub(super) async fn book_any(ctx: &Ctx, need: Need, length: Length, note: String) -> CliResult<()> {
     let query = need.query(ctx, &length)?;
-    if note.chars().count() > limits::NOTE_MAX_CHARS {
-        return Err(Failure::usage(format!(
-            "the note may have at most {} characters",
-            limits::NOTE_MAX_CHARS
-        )));
-    }
+    super::check_note(&note)?;
     let request = AnyBookingRequest {
         request_id: Uuid::new_v4(),
         query,

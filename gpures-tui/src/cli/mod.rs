@@ -440,6 +440,28 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// Refuses a note longer than the daemon takes, before any call.
+fn check_note(note: &str) -> CliResult<()> {
+    if note.chars().count() > limits::NOTE_MAX_CHARS {
+        return Err(Failure::usage(format!(
+            "the note may have at most {} characters",
+            limits::NOTE_MAX_CHARS
+        )));
+    }
+    Ok(())
+}
+
+/// `--for DURATION` from `start`, in whole minutes (at least one).
+fn length_minutes(length: &str, start: DateTime<Utc>, tz: Tz) -> CliResult<u32> {
+    let end = timefmt::parse_duration(length)?.add_to(start, tz)?;
+    let minutes = u32::try_from((end - start).num_minutes())
+        .map_err(|_| Failure::usage("that is too long"))?;
+    if minutes == 0 {
+        return Err(Failure::usage("the length must be at least a minute"));
+    }
+    Ok(minutes)
+}
+
 /// A failure with its exit code and the sentence for stderr.
 #[derive(Debug)]
 pub struct Failure {

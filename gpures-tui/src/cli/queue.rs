@@ -1,11 +1,11 @@
 //! `gpures queue [--gpus N --for D …] | queue ls | queue cancel ID`.
 
-use gpures_proto::{QueueEntry, QueueRequest, QueueState, limits, text};
+use gpures_proto::{QueueEntry, QueueRequest, QueueState, text};
 use uuid::Uuid;
 
 use super::{CliResult, Ctx, Failure, QueueAction, QueueArgs, exit};
 use crate::output::table;
-use crate::timefmt::{format_local, parse_duration, parse_time, rfc3339};
+use crate::timefmt::{format_local, parse_time, rfc3339};
 
 pub(super) async fn queue(ctx: &Ctx, args: QueueArgs) -> CliResult<()> {
     match (args.action.clone(), args.gpus) {
@@ -21,24 +21,14 @@ async fn enqueue(ctx: &Ctx, gpus: u32, args: QueueArgs) -> CliResult<()> {
         .r#for
         .as_deref()
         .ok_or_else(|| Failure::usage("give the length with --for 3h"))?;
-    let end = parse_duration(length)?.add_to(now, tz)?;
-    let minutes =
-        u32::try_from((end - now).num_minutes()).map_err(|_| Failure::usage("that is too long"))?;
-    if minutes == 0 {
-        return Err(Failure::usage("the length must be at least a minute"));
-    }
+    let minutes = super::length_minutes(length, now, tz)?;
     let until = args
         .until
         .as_deref()
         .map(|t| parse_time(t, now, tz))
         .transpose()?;
     let note = args.note.unwrap_or_default();
-    if note.chars().count() > limits::NOTE_MAX_CHARS {
-        return Err(Failure::usage(format!(
-            "the note may have at most {} characters",
-            limits::NOTE_MAX_CHARS
-        )));
-    }
+    super::check_note(&note)?;
     let entry = ctx.api(
         ctx.client
             .enqueue(QueueRequest {

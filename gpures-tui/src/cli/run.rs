@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{CliResult, Ctx, Failure, exit};
 use crate::client::ClientError;
-use crate::timefmt::{format_local, parse_duration};
+use crate::timefmt::format_local;
 
 /// Runs a command on the GPUs held now (replaces this process).
 pub(super) async fn run(ctx: &Ctx, wait: bool, index: bool, command: Vec<String>) -> CliResult<()> {
@@ -44,6 +44,17 @@ pub(super) async fn run(ctx: &Ctx, wait: bool, index: bool, command: Vec<String>
         _ => exit::CANNOT_RUN,
     };
     Err(Failure::new(code, format!("cannot run {program}: {err}")))
+}
+
+/// How CUDA_VISIBLE_DEVICES names `res`: its UUID, or its index when asked
+/// (or when it has no UUID); `None` when it has neither.
+fn device_of(res: &gpures_proto::Resource, index: bool) -> Option<String> {
+    match (&res.gpu_uuid, res.gpu_index) {
+        (Some(uuid), _) if !index => Some(uuid.clone()),
+        (_, Some(i)) => Some(i.to_string()),
+        (Some(uuid), None) => Some(uuid.clone()),
+        (None, None) => None,
+    }
 }
 
 /// Prints `export CUDA_VISIBLE_DEVICES=…`.
@@ -92,19 +103,14 @@ async fn held_devices(ctx: &Ctx, index: bool, host: &str) -> CliResult<Held> {
         let Some(res) = here(r.resource_id) else {
             continue;
         };
-        let dev = match (&res.gpu_uuid, res.gpu_index) {
-            (Some(uuid), _) if !index => uuid.clone(),
-            (_, Some(i)) => i.to_string(),
-            (Some(uuid), None) => uuid.clone(),
-            (None, None) => {
-                return Err(Failure::new(
-                    exit::ERROR,
-                    format!(
-                        "{} has no GPU index or UUID: ask an admin to run `gpures-daemon resource discover`",
-                        text::sanitize(&res.name)
-                    ),
-                ));
-            }
+        let Some(dev) = device_of(res, index) else {
+            return Err(Failure::new(
+                exit::ERROR,
+                format!(
+                    "{} has no GPU index or UUID: ask an admin to run `gpures-daemon resource discover`",
+                    text::sanitize(&res.name)
+                ),
+            ));
         };
         if !devices.iter().any(|(_, d)| *d == dev) {
             devices.push((res.gpu_index, dev));
@@ -165,12 +171,8 @@ pub(super) async fn run_booked(ctx: &Ctx, how: Managed, command: Vec<String>) ->
         .split_first()
         .ok_or_else(|| Failure::usage("give a command after --"))?;
     let (tz, now) = (ctx.tz, Utc::now());
-    let end = parse_duration(&length)?.add_to(now, tz)?;
-    let minutes =
-        u32::try_from((end - now).num_minutes()).map_err(|_| Failure::usage("that is too long"))?;
-    if minutes == 0 {
-        return Err(Failure::usage("--for must be at least a minute"));
-    }
+    let minutes = super::length_minutes(&length, now, tz)?;
+    let end = now + chrono::TimeDelta::minutes(i64::from(minutes));
     let host = ctx.client.hello().host.clone();
     let entry = ctx.api(
         ctx.client
@@ -216,12 +218,7 @@ pub(super) async fn run_booked(ctx: &Ctx, how: Managed, command: Vec<String>) ->
         .iter()
         .filter_map(|r| resources.iter().find(|x| x.id == r.resource_id))
         .map(|res| {
-            let dev = match (&res.gpu_uuid, res.gpu_index) {
-                (Some(uuid), _) if !index => uuid.clone(),
-                (_, Some(i)) => i.to_string(),
-                (Some(uuid), None) => uuid.clone(),
-                (None, None) => res.name.clone(),
-            };
+            let dev = device_of(res, index).unwrap_or_else(|| res.name.clone());
             (res.gpu_index, dev, text::sanitize(&res.name))
         })
         .collect();

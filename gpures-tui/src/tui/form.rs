@@ -34,6 +34,19 @@ pub enum Edit {
     Ignored,
 }
 
+/// Applies a typed character or Backspace to a one-line prompt's `input`;
+/// `false` for any other action.
+pub fn edit_line(input: &mut String, action: &Action) -> bool {
+    match action {
+        Action::Type(c) => input.push(*c),
+        Action::Backspace => {
+            input.pop();
+        }
+        _ => return false,
+    }
+    true
+}
+
 /// Fields with one of them focused.
 #[derive(Clone, Debug, Default)]
 pub struct Fields {
@@ -48,20 +61,15 @@ impl Fields {
         match action {
             Action::NextField => self.focus = (self.focus + 1) % n,
             Action::PrevField => self.focus = (self.focus + n - 1) % n,
-            Action::Type(c) => match self.fields.get_mut(self.focus) {
-                Some(f) if !f.read_only => {
-                    f.value.push(c);
-                    return Edit::Changed;
-                }
-                _ => return Edit::Ignored,
-            },
-            Action::Backspace => match self.fields.get_mut(self.focus) {
-                Some(f) if !f.read_only => {
-                    f.value.pop();
-                    return Edit::Changed;
-                }
-                _ => return Edit::Ignored,
-            },
+            Action::Type(_) | Action::Backspace => {
+                return match self.fields.get_mut(self.focus) {
+                    Some(f) if !f.read_only => {
+                        edit_line(&mut f.value, &action);
+                        Edit::Changed
+                    }
+                    _ => Edit::Ignored,
+                };
+            }
             _ => return Edit::Ignored,
         }
         Edit::Moved

@@ -8,6 +8,7 @@ use ratatui::text::Line;
 use ratatui::widgets::Paragraph;
 
 use crate::tui::component::{Component, Event, Popup};
+use crate::tui::form::edit_line;
 use crate::tui::keys::{Action, Scope};
 use crate::tui::model::Ctx;
 use crate::tui::style::footer_area;
@@ -36,16 +37,11 @@ impl Component for FilterPrompt {
                 vec![Event::Close, Event::SetFilter((!f.is_empty()).then_some(f))]
             }
             Action::Close => vec![Event::Close, Event::SetFilter(None)],
-            Action::Backspace => {
-                self.input.pop();
-                vec![]
-            }
-            Action::Type(c) => {
-                self.input.push(c);
-                vec![]
-            }
             Action::Quit => vec![Event::Quit],
-            _ => vec![],
+            other => {
+                edit_line(&mut self.input, &other);
+                vec![]
+            }
         }
     }
 

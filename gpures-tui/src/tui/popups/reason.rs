@@ -8,6 +8,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use crate::tui::component::{Component, Event, Popup};
+use crate::tui::form::edit_line;
 use crate::tui::keys::{Action, Scope};
 use crate::tui::model::{Ctx, Effect};
 use crate::tui::style::centered;
@@ -45,16 +46,11 @@ impl Component for ReasonPrompt {
                 ]
             }
             Action::Close => vec![Event::Close, Event::Say("not done".into())],
-            Action::Backspace => {
-                self.input.pop();
-                vec![]
-            }
-            Action::Type(c) => {
-                self.input.push(c);
-                vec![]
-            }
             Action::Quit => vec![Event::Quit],
-            _ => vec![],
+            other => {
+                edit_line(&mut self.input, &other);
+                vec![]
+            }
         }
     }
 
