@@ -83,6 +83,120 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub gpu: GpuConfig,
     pub calendar: CalendarConfig,
+    pub notify: NotifyConfig,
+    pub reclaim: ReclaimConfig,
+}
+
+/// Notifications beyond each member's inbox: a lab webhook and email.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// A Slack-compatible incoming webhook for the whole lab.
+    pub lab_webhook_url: Option<Secret>,
+    /// The kinds posted to the lab webhook (`gpures notify --kinds` lists them).
+    pub lab_events: Vec<String>,
+    /// Minutes before a booking starts or ends that its owner is told.
+    pub remind_minutes: u32,
+    /// Whether members may set a webhook of their own.
+    pub member_webhooks: bool,
+    pub smtp: SmtpConfig,
+    /// Test only: the first retry's delay in milliseconds (it doubles up to
+    /// 10 minutes). Default 1000.
+    pub retry_base_ms: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            lab_webhook_url: None,
+            lab_events: [
+                "granted",
+                "reclaimed",
+                "runs-on-yours",
+                "action-taken",
+                "admin-changed",
+            ]
+            .map(String::from)
+            .to_vec(),
+            remind_minutes: 10,
+            member_webhooks: true,
+            smtp: SmtpConfig::default(),
+            retry_base_ms: 1000,
+        }
+    }
+}
+
+/// Email over SMTP, for members who turn it on (`gpures notify --email on`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub enabled: bool,
+    /// The relay; usually the host's own MTA.
+    pub host: String,
+    pub port: u16,
+    /// `none` (a local relay), `starttls` or `tls`.
+    pub security: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The sender, e.g. `gpures <gpures@lab.example>`.
+    pub from: String,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            enabled: false,
+            host: "localhost".to_owned(),
+            port: 25,
+            security: "none".to_owned(),
+            username: None,
+            password: None,
+            from: "gpures <gpures@localhost>".to_owned(),
+        }
+    }
+}
+
+/// Idle reclaim: releasing running bookings nobody uses. Off by default.
+/// Fractions of minutes are allowed (tests use seconds).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReclaimConfig {
+    pub enabled: bool,
+    /// Log what would be done, do nothing (no warning, no release).
+    pub dry_run: bool,
+    /// Minutes without a qualifying process of the owner before the warning.
+    pub idle_minutes: f64,
+    /// Minutes after the start before idleness counts at all.
+    pub startup_grace_minutes: f64,
+    /// A booking whose owner never ran anything on it is warned this many
+    /// minutes after its start (a no-show).
+    pub no_show_minutes: f64,
+    /// Minutes between the warning and the release; `gpures keep ID` stops it.
+    pub warn_minutes: f64,
+    /// How long `gpures keep` protects a booking, in minutes.
+    pub keep_minutes: f64,
+    /// Processes using less GPU memory than this (MiB) do not count as use.
+    pub memory_floor_mib: u64,
+    /// Process names that never count as use (desktop sessions, monitors).
+    pub ignore_processes: Vec<String>,
+}
+
+impl Default for ReclaimConfig {
+    fn default() -> Self {
+        ReclaimConfig {
+            enabled: false,
+            dry_run: false,
+            idle_minutes: 60.0,
+            startup_grace_minutes: 15.0,
+            no_show_minutes: 30.0,
+            warn_minutes: 15.0,
+            keep_minutes: 240.0,
+            memory_floor_mib: 256,
+            ignore_processes: ["Xorg", "gnome-shell", "nvtop", "nvidia-smi"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
 }
 
 /// Google Calendar sync (one way: the daemon is the calendar's only writer).
@@ -254,6 +368,8 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             gpu: GpuConfig::default(),
             calendar: CalendarConfig::default(),
+            notify: NotifyConfig::default(),
+            reclaim: ReclaimConfig::default(),
         }
     }
 }
@@ -405,6 +521,36 @@ impl Config {
         }
         if self.gpu.sample_interval_secs == 0 {
             return invalid("gpu.sample_interval_secs", "must be at least 1");
+        }
+        for kind in &self.notify.lab_events {
+            if gpures_proto::NotificationKind::parse(kind).is_none() {
+                return invalid(
+                    "notify.lab_events",
+                    "an unknown kind (gpures notify --kinds lists them)",
+                );
+            }
+        }
+        if !matches!(
+            self.notify.smtp.security.as_str(),
+            "none" | "starttls" | "tls"
+        ) {
+            return invalid(
+                "notify.smtp.security",
+                "must be \"none\", \"starttls\" or \"tls\"",
+            );
+        }
+        let r = &self.reclaim;
+        if [
+            r.idle_minutes,
+            r.startup_grace_minutes,
+            r.no_show_minutes,
+            r.warn_minutes,
+            r.keep_minutes,
+        ]
+        .iter()
+        .any(|m| !m.is_finite() || *m < 0.0 || *m > 525_600.0)
+        {
+            return invalid("reclaim", "the minutes must be between 0 and a year");
         }
         if self.limits.db_pool_size < 2 {
             return invalid(

@@ -73,6 +73,40 @@ pub fn settings(config: &Config) -> Settings {
         peer_login: config.auth.peer_login,
         session_idle: chrono::TimeDelta::days(i64::from(config.auth.session_idle_days)),
         session_max: chrono::TimeDelta::days(i64::from(config.auth.session_max_days)),
+        notify: service::notify::NotifyRules {
+            lab_webhook: config.notify.lab_webhook_url.is_some(),
+            lab_kinds: config
+                .notify
+                .lab_events
+                .iter()
+                .filter_map(|k| gpures_proto::NotificationKind::parse(k))
+                .collect(),
+            email: config.notify.smtp.enabled,
+            member_webhooks: config.notify.member_webhooks,
+            remind: chrono::TimeDelta::minutes(i64::from(config.notify.remind_minutes)),
+        },
+        reclaim: reclaim_rules(config),
+    }
+}
+
+/// `[reclaim]` in the service's units.
+fn reclaim_rules(config: &Config) -> service::reclaim::ReclaimRules {
+    let r = &config.reclaim;
+    // Validated: finite, between 0 and a year.
+    let minutes = |m: f64| chrono::TimeDelta::milliseconds((m * 60_000.0) as i64);
+    service::reclaim::ReclaimRules {
+        enabled: r.enabled,
+        dry_run: r.dry_run,
+        idle: minutes(r.idle_minutes),
+        startup_grace: minutes(r.startup_grace_minutes),
+        no_show: minutes(r.no_show_minutes),
+        warn: minutes(r.warn_minutes),
+        keep: minutes(r.keep_minutes),
+        memory_floor_mib: r.memory_floor_mib,
+        ignore: r.ignore_processes.clone(),
+        stale_after: chrono::TimeDelta::seconds(
+            i64::try_from(config.gpu.sample_interval_secs.saturating_mul(3)).unwrap_or(i64::MAX),
+        ),
     }
 }
 
@@ -145,6 +179,23 @@ async fn serve(
     );
     workers.push(
         workers::jobs::JobWatcher {
+            service: service.clone(),
+            every: Duration::from_secs(config.gpu.sample_interval_secs.max(1)),
+        }
+        .start(trigger.subscribe()),
+    );
+
+    workers.push(
+        workers::notifier::Notifier {
+            service: service.clone(),
+            store: store.clone(),
+            config: config.notify.clone(),
+            changes: changes.clone(),
+        }
+        .start(trigger.subscribe()),
+    );
+    workers.push(
+        workers::watcher::Watcher {
             service: service.clone(),
             every: Duration::from_secs(config.gpu.sample_interval_secs.max(1)),
         }

@@ -21,7 +21,7 @@ use uuid::Uuid;
 /// own. Bump it on any change to a call's arguments, a reply type or an enum's
 /// variants: bincode encodes by position, so an old peer would misread the frame.
 /// `hello` itself (request variant 0, a `u32` argument) never changes shape.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest frame either side accepts; a larger length prefix is hostile or
 /// broken and closes the connection. Every reply fits: listings come in pages
@@ -252,6 +252,20 @@ pub struct JobProcess {
     pub start_ticks: u64,
 }
 
+/// What [`Gpures::adopt`] ties to a booking.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdoptRequest {
+    /// As in [`BookingRequest`]: a retry returns the booking already made.
+    pub request_id: Uuid,
+    /// Processes of the caller running on GPUs of the daemon's host.
+    pub pids: Vec<u32>,
+    /// An existing running booking of the caller; `None`: book the GPUs the
+    /// processes use.
+    pub booking: Option<Uuid>,
+    /// How long a new booking lasts.
+    pub length_minutes: u32,
+}
+
 /// What [`Gpures::change_with_reason`] changes: one reservation or every
 /// reservation of a booking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -458,6 +472,132 @@ pub struct CalendarStatus {
     /// Age of the oldest waiting change, in seconds.
     pub oldest_pending_secs: Option<i64>,
     pub last_error: Option<String>,
+}
+
+/// What a notification is about. The inbox gets every kind; a member may
+/// mute kinds on the other channels (`gpures notify --mute KIND`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NotificationKind {
+    /// Your booking starts in 10 minutes.
+    StartsSoon,
+    /// Your booking ends in 10 minutes.
+    EndsSoon,
+    /// A queue request of yours was granted.
+    Granted,
+    /// Your running booking shows no process of yours: it will be released.
+    IdleWarning,
+    /// Your booking was released for idleness or as a no-show.
+    Reclaimed,
+    /// Someone runs a process on GPUs you hold.
+    RunsOnYours,
+    /// You run a process on a GPU you do not hold.
+    YouRunUnreserved,
+    /// gpures stopped, continued or ended a process of yours.
+    ActionTaken,
+    /// An admin changed, cancelled or released your booking (with the reason).
+    AdminChanged,
+    /// A test sent with `gpures notify --test`.
+    Test,
+}
+
+impl NotificationKind {
+    pub const ALL: [NotificationKind; 10] = [
+        NotificationKind::StartsSoon,
+        NotificationKind::EndsSoon,
+        NotificationKind::Granted,
+        NotificationKind::IdleWarning,
+        NotificationKind::Reclaimed,
+        NotificationKind::RunsOnYours,
+        NotificationKind::YouRunUnreserved,
+        NotificationKind::ActionTaken,
+        NotificationKind::AdminChanged,
+        NotificationKind::Test,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::StartsSoon => "starts-soon",
+            NotificationKind::EndsSoon => "ends-soon",
+            NotificationKind::Granted => "granted",
+            NotificationKind::IdleWarning => "idle-warning",
+            NotificationKind::Reclaimed => "reclaimed",
+            NotificationKind::RunsOnYours => "runs-on-yours",
+            NotificationKind::YouRunUnreserved => "you-run-unreserved",
+            NotificationKind::ActionTaken => "action-taken",
+            NotificationKind::AdminChanged => "admin-changed",
+            NotificationKind::Test => "test",
+        }
+    }
+
+    /// The kind named `s` (as [`Self::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<NotificationKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether it needs the member's attention now (written to their
+    /// terminals where they opted in).
+    pub fn urgent(self) -> bool {
+        matches!(
+            self,
+            NotificationKind::IdleWarning
+                | NotificationKind::Reclaimed
+                | NotificationKind::ActionTaken
+                | NotificationKind::YouRunUnreserved
+                | NotificationKind::Test
+        )
+    }
+}
+
+impl fmt::Display for NotificationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entry of a member's inbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: i64,
+    pub kind: NotificationKind,
+    pub reservation_id: Option<Uuid>,
+    pub title: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub read: bool,
+}
+
+/// The newest entries of an inbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationPage {
+    pub items: Vec<Notification>,
+    /// Unread entries in all (not only those in `items`).
+    pub unread: u32,
+}
+
+/// Where a member's notifications go besides the inbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifySettings {
+    /// A Slack-compatible incoming webhook.
+    pub webhook_url: Option<String>,
+    /// Email to the account's address.
+    pub email: bool,
+    /// Whether this host sends email at all (`[notify.smtp]`).
+    pub email_available: bool,
+    /// Urgent events written to the member's own terminals on the host.
+    pub terminal: bool,
+    /// Kinds kept to the inbox.
+    pub muted: Vec<NotificationKind>,
+}
+
+/// A change to [`NotifySettings`]; `None` keeps a field.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyChange {
+    /// `Some(None)` removes the webhook.
+    pub webhook_url: Option<Option<String>>,
+    pub email: Option<bool>,
+    pub terminal: Option<bool>,
+    pub mute: Vec<NotificationKind>,
+    pub unmute: Vec<NotificationKind>,
 }
 
 /// Who holds a slot that a booking or a change wanted.
@@ -867,6 +1007,30 @@ pub trait Gpures {
         cancel_future: bool,
         reason: String,
     ) -> Result<UserInfo, ApiError>;
+    /// Any user: the newest entries of their inbox (only the unread ones
+    /// when asked), at most `limit` ([`limits::PAGE_MAX`]).
+    async fn notifications(
+        token: Token,
+        unread_only: bool,
+        limit: u32,
+    ) -> Result<NotificationPage, ApiError>;
+    /// Any user: marks their entries up to `up_to` (an id) read; returns
+    /// how many were unread.
+    async fn mark_read(token: Token, up_to: i64) -> Result<u32, ApiError>;
+    /// Any user: where their notifications go, after applying `change`.
+    async fn notify_settings(
+        token: Token,
+        change: Option<NotifyChange>,
+    ) -> Result<NotifySettings, ApiError>;
+    /// Any user: sends themselves a test notification on every channel.
+    async fn test_notification(token: Token) -> Result<Notification, ApiError>;
+    /// Owner or admin: protects a booking from idle reclaim for the host's
+    /// keep time; returns until when.
+    async fn keep(token: Token, booking_id: Uuid) -> Result<DateTime<Utc>, ApiError>;
+    /// Any user, on the GPUs' host: ties running processes of the caller to
+    /// a booking of theirs, a new one of the GPUs the processes use (from
+    /// now for `length_minutes`) or `booking`; the booking ends when they do.
+    async fn adopt(token: Token, request: AdoptRequest) -> Result<Booking, ApiError>;
 }
 
 /// Reading `/proc`: the start time that, with the pid, names a process in a

@@ -17,6 +17,7 @@
 //!   password every test user gets.
 
 pub mod fake_google;
+pub mod sinks;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use gpures_proto::{
-    Booking, BookingRequest, ChangeKind, ChangeTarget, Cursor, Holder, Lookup, PageRequest, Period,
-    Reservation, ReservationChange, ReservationFilter, ReservationPage, ReservationStatus,
-    Timeline, limits,
+    Booking, BookingRequest, ChangeKind, ChangeTarget, Cursor, Holder, Lookup, NotificationKind,
+    PageRequest, Period, Reservation, ReservationChange, ReservationFilter, ReservationPage,
+    ReservationStatus, Timeline, limits,
 };
 use uuid::Uuid;
 
@@ -30,7 +30,7 @@ const MAX_ATTEMPTS: u32 = 8;
 
 /// What a change applies to.
 #[derive(Clone, Copy, Debug)]
-enum Which {
+pub(super) enum Which {
     One(Uuid),
     Booking(Uuid),
 }
@@ -62,10 +62,18 @@ fn paged(mut rows: Vec<Reservation>, limit: i64) -> ReservationPage {
 
 /// One change of an existing reservation.
 #[derive(Clone, Debug)]
-enum Change {
+pub(super) enum Change {
     Edit(ReservationChange),
     Cancel,
     Release,
+}
+
+/// Why someone changed another person's booking: kept on each reservation,
+/// and told its owner as a notification of `kind`.
+#[derive(Clone, Debug)]
+pub(super) struct Reason {
+    pub text: String,
+    pub kind: NotificationKind,
 }
 
 impl Service {
@@ -76,14 +84,25 @@ impl Service {
     /// Rule violations, unknown or inactive resources, `Conflict` with the
     /// holders, store failures.
     pub async fn create_booking(&self, actor: &Actor, req: BookingRequest) -> Result<Booking> {
+        self.book_checked(actor, req, true).await
+    }
+
+    /// [`Self::create_booking`]; `sent`: the period came from the client
+    /// (whole minutes), else the daemon chose it (from this second).
+    pub(super) async fn book_checked(
+        &self,
+        actor: &Actor,
+        req: BookingRequest,
+        sent: bool,
+    ) -> Result<Booking> {
         let user = actor.account()?.clone();
         let resources = validate::booking_resources(&req.resources)?;
         validate::booking_period(
             &self.settings().rules,
             req.period,
             Utc::now(),
-            true,
-            true,
+            sent,
+            sent,
             actor.is_admin(),
         )?;
         let note = validate::note(&req.note)?;
@@ -217,6 +236,10 @@ impl Service {
             ChangeKind::Cancel => Change::Cancel,
             ChangeKind::Release => Change::Release,
         };
+        let reason = Reason {
+            text: reason,
+            kind: NotificationKind::AdminChanged,
+        };
         self.change_for(actor, which, change, Some(reason)).await
     }
 
@@ -230,12 +253,12 @@ impl Service {
     }
 
     /// A change; one of someone else's reservations needs a `reason`.
-    async fn change_for(
+    pub(super) async fn change_for(
         &self,
         actor: &Actor,
         which: Which,
         change: Change,
-        reason: Option<String>,
+        reason: Option<Reason>,
     ) -> Result<Vec<Reservation>> {
         let before = {
             let mut conn = self.store().acquire().await?;
@@ -288,7 +311,7 @@ impl Service {
                     &ids,
                     whole_booking,
                     change.clone(),
-                    reason.as_deref(),
+                    reason.as_ref(),
                 )
             })
             .await
@@ -307,8 +330,9 @@ impl Service {
         ids: &[Uuid],
         whole_booking: bool,
         change: Change,
-        reason: Option<&str>,
+        why: Option<&Reason>,
     ) -> Attempt<Vec<Reservation>> {
+        let reason = why.map(|r| r.text.as_str());
         let now = Utc::now();
         let mut tx = self.store().begin().await?;
         resources::lock(&mut tx, resource_ids).await?;
@@ -404,8 +428,63 @@ impl Service {
         for id in after {
             changed.push(reservations::get(&mut tx, id).await?);
         }
+        if let Some(why) = why {
+            self.tell_owners(&mut tx, actor, &change, why, &changed)
+                .await?;
+        }
         tx.commit().await?;
         Ok(changed)
+    }
+
+    /// Tells each owner (but the actor) what was done to their booking and
+    /// why, once per booking, in the change's transaction.
+    async fn tell_owners(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        actor: &Actor,
+        change: &Change,
+        why: &Reason,
+        changed: &[Reservation],
+    ) -> Result<()> {
+        let verb = match change {
+            Change::Edit(_) => "changed",
+            Change::Cancel => "cancelled",
+            Change::Release => "ended",
+        };
+        let by = match why.kind {
+            NotificationKind::Reclaimed => "gpures".to_owned(),
+            _ => actor.audit_name(),
+        };
+        let mut seen = std::collections::BTreeMap::<(i64, Uuid), Vec<&Reservation>>::new();
+        for r in changed {
+            if actor.user().map(|u| u.id) != Some(r.user.id) {
+                seen.entry((r.user.id, r.booking_id)).or_default().push(r);
+            }
+        }
+        for ((user_id, booking_id), rs) in seen {
+            let names: Vec<&str> = rs.iter().map(|r| r.resource_name.as_str()).collect();
+            let names = names.join(", ");
+            let title = match why.kind {
+                NotificationKind::Reclaimed => {
+                    format!("Your booking of {names} was released for idleness")
+                }
+                _ => format!("{by} {verb} your booking of {names}"),
+            };
+            let new = crate::store::notifications::New {
+                user_id,
+                kind: why.kind,
+                reservation_id: Some(rs[0].id),
+                dedupe: None,
+                title,
+                body: format!(
+                    "{} · booking {}",
+                    why.text,
+                    super::notify::short(booking_id)
+                ),
+            };
+            super::notify::push(tx, &self.settings().notify, new).await?;
+        }
+        Ok(())
     }
 
     /// Who holds any of `resources` during `period` (besides `ignore`).

@@ -6,13 +6,15 @@
 //! reused pid is not mistaken for it; a `/proc` that cannot be read means
 //! "unknown", never "gone".
 
-use chrono::Utc;
-use gpures_proto::{JobProcess, ReservationStatus, procfs};
+use chrono::{DurationRound, TimeDelta, Utc};
+use gpures_proto::{
+    AdoptRequest, Booking, BookingRequest, JobProcess, Period, ReservationStatus, procfs,
+};
 use uuid::Uuid;
 
 use super::{Actor, Error, Peer, Result, Service};
 use crate::store::jobs::{self, JobRow};
-use crate::store::{reservations, resources, users};
+use crate::store::{reservations, resources, telemetry, users};
 
 /// Processes one job may name.
 const PROCESSES_MAX: usize = 8;
@@ -184,5 +186,149 @@ impl Service {
         jobs::delete(&mut conn, row.booking_id).await?;
         tracing::info!(booking = %row.booking_id, "released: the job's processes ended");
         Ok(())
+    }
+}
+
+impl Service {
+    /// Ties running processes of the caller to a booking: `req.booking`, or
+    /// a new one of the GPUs the processes use in this host's latest fresh
+    /// sample, from now for `req.length_minutes`. The booking then ends when
+    /// the processes do, as a `gpures run` job's would.
+    ///
+    /// # Errors
+    /// A process that is not the caller's or uses no GPU here, stale
+    /// telemetry, GPUs outside the booking, a conflict with another holder.
+    pub async fn adopt(&self, actor: &Actor, peer: &Peer, req: AdoptRequest) -> Result<Booking> {
+        actor.account()?;
+        if req.pids.is_empty() || req.pids.len() > PROCESSES_MAX {
+            return Err(Error::invalid(
+                "pids",
+                format!("1 to {PROCESSES_MAX} processes"),
+            ));
+        }
+        let mut processes = Vec::with_capacity(req.pids.len());
+        for &pid in &req.pids {
+            let start_ticks = procfs::start_ticks(pid).ok();
+            match start_ticks {
+                Some(start_ticks) if uid_of(pid) == Some(peer.uid) => {
+                    processes.push(JobProcess { pid, start_ticks });
+                }
+                _ => {
+                    return Err(Error::invalid(
+                        "pids",
+                        format!("pid {pid} is not a running process of yours on this host"),
+                    ));
+                }
+            }
+        }
+        let now = Utc::now();
+        let (gpus, stale) = {
+            let mut conn = self.store().acquire().await?;
+            let own = telemetry::all(&mut conn)
+                .await?
+                .into_iter()
+                .find(|r| r.host == self.host());
+            let stale = own
+                .as_ref()
+                .and_then(|o| o.sampled_at)
+                .is_none_or(|at| now - at > self.settings().reclaim.stale_after);
+            let records: Vec<_> = own.into_iter().collect();
+            let mut gpus = Vec::new();
+            for r in resources::list(&mut conn, false).await? {
+                if r.host != self.host() {
+                    continue;
+                }
+                if let Some(g) = crate::gpu::telemetry_for(&records, &r)
+                    && g.telemetry
+                        .processes
+                        .iter()
+                        .any(|p| req.pids.contains(&p.pid))
+                {
+                    gpus.push((r.id, r.name.clone(), g.telemetry.processes.clone()));
+                }
+            }
+            (gpus, stale)
+        };
+        if stale {
+            return Err(Error::invalid(
+                "pids",
+                "this host's GPU telemetry is missing or stale, so which GPUs they use is unknown",
+            ));
+        }
+        for pid in &req.pids {
+            if !gpus
+                .iter()
+                .any(|(_, _, ps)| ps.iter().any(|p| p.pid == *pid))
+            {
+                return Err(Error::invalid(
+                    "pids",
+                    format!(
+                        "pid {pid} uses no GPU in the latest sample; try again in a few seconds"
+                    ),
+                ));
+            }
+        }
+        let booking = match req.booking {
+            Some(booking_id) => {
+                let mut conn = self.store().acquire().await?;
+                let rs = reservations::by_booking(&mut conn, booking_id).await?;
+                let held: Vec<i64> = rs
+                    .iter()
+                    .filter(|r| r.status == ReservationStatus::Active && r.period.contains(now))
+                    .map(|r| r.resource_id)
+                    .collect();
+                if let Some((_, name, _)) = gpus.iter().find(|(id, _, _)| !held.contains(id)) {
+                    return Err(Error::invalid(
+                        "booking",
+                        format!("the processes use {name}, which this booking does not hold now"),
+                    ));
+                }
+                Booking {
+                    booking_id,
+                    reservations: rs,
+                }
+            }
+            None => {
+                if req.length_minutes == 0 {
+                    return Err(Error::invalid("for", "must be at least 1 minute"));
+                }
+                // From this second: the GPU may have been released a moment ago.
+                let start = now.duration_trunc(TimeDelta::seconds(1)).unwrap_or(now);
+                let request = BookingRequest {
+                    request_id: req.request_id,
+                    resources: gpus.iter().map(|(id, _, _)| *id).collect(),
+                    period: Period {
+                        start,
+                        end: start + TimeDelta::minutes(i64::from(req.length_minutes)),
+                    },
+                    note: format!(
+                        "adopted pid {}",
+                        req.pids
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                self.book_checked(actor, request, false).await?
+            }
+        };
+        // Processes already tied to the booking (a `gpures run`) stay tied.
+        let mut conn = self.store().acquire().await?;
+        if let Some(job) = jobs::of_booking(&mut conn, booking.booking_id).await? {
+            for (pid, start) in job.pids.iter().zip(&job.starts) {
+                let p = JobProcess {
+                    pid: u32::try_from(*pid).unwrap_or(0),
+                    start_ticks: u64::try_from(*start).unwrap_or(0),
+                };
+                if !processes.contains(&p) && processes.len() < PROCESSES_MAX {
+                    processes.push(p);
+                }
+            }
+        }
+        drop(conn);
+        self.attach_job(actor, peer, booking.booking_id, processes)
+            .await?;
+        Ok(booking)
     }
 }

@@ -9,6 +9,8 @@
 //! - [`booking`]: reservations, the timeline, listings and availability.
 //! - [`resources`]: GPUs and servers, and discovery from the probe.
 //! - [`status`]: who holds each GPU, who runs on it, and the flags.
+//! - [`notify`]: the inbox and the deliveries beyond it ([`notify::push`]).
+//! - [`reclaim`]: notices of unreserved use and idle reclaim on this host.
 //!
 //! The service owns every transaction. A transaction that writes runs in a
 //! task of its own ([`Service::transaction`]), so a client deadline that
@@ -19,7 +21,9 @@ pub mod accounts;
 pub mod auth;
 pub mod booking;
 pub mod jobs;
+pub mod notify;
 pub mod queue;
+pub mod reclaim;
 pub mod resources;
 pub mod slots;
 pub mod status;
@@ -271,6 +275,10 @@ pub struct Settings {
     pub session_idle: TimeDelta,
     /// A session ends this long after its login.
     pub session_max: TimeDelta,
+    /// Where notifications go besides the inbox.
+    pub notify: notify::NotifyRules,
+    /// Idle reclaim (off by default).
+    pub reclaim: reclaim::ReclaimRules,
 }
 
 impl Default for Settings {
@@ -285,6 +293,8 @@ impl Default for Settings {
             peer_login: true,
             session_idle: TimeDelta::days(30),
             session_max: TimeDelta::days(365),
+            notify: notify::NotifyRules::default(),
+            reclaim: reclaim::ReclaimRules::default(),
         }
     }
 }

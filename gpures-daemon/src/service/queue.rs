@@ -9,13 +9,15 @@
 //! one grant per request, however many daemons share the database.
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use gpures_proto::{QueueEntry, QueueRequest, SlotOption, SlotQuery};
+use gpures_proto::{NotificationKind, QueueEntry, QueueRequest, SlotOption, SlotQuery};
 use uuid::Uuid;
 
 use super::booking::{Failed, insert_booking};
+use super::notify::{self, short};
 use super::slots::search::Need;
 use super::{Actor, Entity, Error, Result, Service, audit_user, validate};
 use crate::store::audit::{self, AuditAction, Target};
+use crate::store::notifications::New;
 use crate::store::queue::{self, DbQueueState, NewRequest, QueueRow};
 use crate::store::{self, StoreError};
 
@@ -283,6 +285,28 @@ impl Service {
             ..Target::default()
         };
         audit::record(&mut tx, by, AuditAction::QueueGrant, target).await?;
+        let names: Vec<&str> = booking
+            .reservations
+            .iter()
+            .map(|r| r.resource_name.as_str())
+            .collect();
+        let granted = New {
+            user_id: row.user_id,
+            kind: NotificationKind::Granted,
+            reservation_id: booking.reservations.first().map(|r| r.id),
+            dedupe: Some(format!("granted:{}", row.id)),
+            title: format!(
+                "Granted from the queue: {} until {}",
+                names.join(", "),
+                option.period.end.format("%Y-%m-%d %H:%M UTC")
+            ),
+            body: format!(
+                "booking {} · gpures release {} when you are done",
+                short(booking.booking_id),
+                short(booking.booking_id)
+            ),
+        };
+        notify::push(&mut tx, &self.settings().notify, granted).await?;
         match tx.commit().await {
             Ok(()) => Ok(Grant::Done),
             Err(e) => match StoreError::from(e) {

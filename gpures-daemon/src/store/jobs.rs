@@ -63,3 +63,13 @@ pub async fn delete(conn: &mut PgConnection, booking_id: Uuid) -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// The job of a booking, if one is tied to it.
+pub async fn of_booking(conn: &mut PgConnection, booking_id: Uuid) -> Result<Option<JobRow>> {
+    Ok(sqlx::query_as::<_, JobRow>(
+        "SELECT booking_id, user_id, pids, starts FROM booking_jobs WHERE booking_id = $1",
+    )
+    .bind(booking_id)
+    .fetch_optional(&mut *conn)
+    .await?)
+}

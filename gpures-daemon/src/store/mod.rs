@@ -36,8 +36,10 @@ macro_rules! reservation_select {
 pub mod audit;
 pub mod jobs;
 pub mod keys;
+pub mod notifications;
 pub mod outbox;
 pub mod queue;
+pub mod reclaim;
 pub mod reservations;
 pub mod resources;
 pub mod sessions;

@@ -437,3 +437,50 @@ pub async fn busy(
     .fetch_all(&mut *conn)
     .await?)
 }
+
+/// A booking whose start or end is near, for its owner's reminder.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Reminder {
+    pub booking_id: Uuid,
+    pub user_id: i64,
+    /// Whether the start is near (else the end).
+    pub starting: bool,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// Its GPUs' names, comma-separated.
+    pub names: String,
+    pub resource_ids: Vec<i64>,
+    /// One of its reservations (the notification's link).
+    pub first_id: Uuid,
+}
+
+/// Active bookings starting or ending within `within` of `now`, made or
+/// last changed before that window opened.
+pub async fn due_reminders(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    within: chrono::TimeDelta,
+) -> Result<Vec<Reminder>> {
+    Ok(sqlx::query_as(
+        "WITH near AS (
+             SELECT r.*, true AS starting FROM reservations r
+             WHERE r.status = 'active' AND r.period && tstzrange($1, $1 + $2, '[]') AND lower(r.period) > $1 AND lower(r.period) <= $1 + $2
+               AND r.updated_at < lower(r.period) - $2
+             UNION ALL
+             SELECT r.*, false FROM reservations r
+             WHERE r.status = 'active' AND r.period && tstzrange($1, $1 + $2, '[]') AND upper(r.period) > $1 AND upper(r.period) <= $1 + $2
+               AND lower(r.period) < $1 AND r.updated_at < upper(r.period) - $2
+         )
+         SELECT n.booking_id, n.user_id, n.starting, min(lower(n.period)) AS start,
+                max(upper(n.period)) AS \"end\",
+                string_agg(res.name, ', ' ORDER BY res.name) AS names,
+                array_agg(n.resource_id ORDER BY res.name) AS resource_ids,
+                (array_agg(n.id ORDER BY res.name))[1] AS first_id
+         FROM near n JOIN resources res ON res.id = n.resource_id
+         GROUP BY n.booking_id, n.user_id, n.starting",
+    )
+    .bind(now)
+    .bind(within)
+    .fetch_all(&mut *conn)
+    .await?)
+}

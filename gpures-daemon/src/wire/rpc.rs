@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use gpures_proto::{
-    AccountChange, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest, ChangeKind,
-    ChangeTarget, Gpures, HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource,
-    PROTOCOL_VERSION, PageRequest, Period, QueueEntry, QueueRequest, RegisterRequest, Reservation,
-    ReservationChange, ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role,
-    SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline, Token, UserInfo, UserPage, limits,
+    AccountChange, AdoptRequest, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest,
+    ChangeKind, ChangeTarget, Gpures, HelloReply, Holder, JobProcess, LoginReply, Lookup,
+    NewResource, Notification, NotificationPage, NotifyChange, NotifySettings, PROTOCOL_VERSION,
+    PageRequest, Period, QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange,
+    ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role, SessionInfo, SlotOption,
+    SlotQuery, StatusReport, Timeline, Token, UserInfo, UserPage, limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -469,5 +471,49 @@ impl Gpures for Connection {
         let actor = self.actor(&token).await?;
         let change = UserChange::Disable(cancel_future.then_some(reason));
         Ok(self.service().change_user(&actor, &email, change).await?)
+    }
+
+    async fn notifications(
+        self,
+        _: Context,
+        token: Token,
+        unread_only: bool,
+        limit: u32,
+    ) -> Reply<NotificationPage> {
+        let actor = self.actor(&token).await?;
+        Ok(self
+            .service()
+            .notifications(&actor, unread_only, limit)
+            .await?)
+    }
+
+    async fn mark_read(self, _: Context, token: Token, up_to: i64) -> Reply<u32> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().mark_read(&actor, up_to).await?)
+    }
+
+    async fn notify_settings(
+        self,
+        _: Context,
+        token: Token,
+        change: Option<NotifyChange>,
+    ) -> Reply<NotifySettings> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().notify_settings(&actor, change).await?)
+    }
+
+    async fn test_notification(self, _: Context, token: Token) -> Reply<Notification> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().test_notification(&actor).await?)
+    }
+
+    async fn keep(self, _: Context, token: Token, booking_id: Uuid) -> Reply<DateTime<Utc>> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().keep(&actor, booking_id).await?)
+    }
+
+    async fn adopt(self, _: Context, token: Token, request: AdoptRequest) -> Reply<Booking> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().adopt(&actor, &self.peer, request).await?)
     }
 }

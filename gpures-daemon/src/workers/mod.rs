@@ -9,6 +9,10 @@
 //! - [`db_supervisor`]: restarts the embedded PostgreSQL when it dies.
 //! - [`granter`]: grants the queue as capacity frees.
 //! - [`jobs`]: releases the bookings of `gpures run` jobs whose processes ended.
+//! - [`notifier`]: delivers notifications (webhooks, email, terminals) and
+//!   sends the reminders.
+//! - [`watcher`]: notices of unreserved use and idle reclaim, after each
+//!   GPU sample.
 
 pub mod calendar;
 pub mod changes;
@@ -16,6 +20,8 @@ pub mod db_supervisor;
 pub mod gpu_monitor;
 pub mod granter;
 pub mod jobs;
+pub mod notifier;
+pub mod watcher;
 
 use std::future::Future;
 

@@ -117,7 +117,7 @@ impl std::fmt::Debug for Calendar {
     }
 }
 
-fn connector() -> Result<Connector, CalendarError> {
+pub(crate) fn connector() -> Result<Connector, CalendarError> {
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()
         .map_err(|e| {
