@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use gpures_proto::{
-    AccountChange, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest, ChangeKind,
-    ChangeTarget, GpuresClient, HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource,
-    PageRequest, Period, QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange,
-    ReservationFilter, ReservationPage, Resource, Role, SessionInfo, SlotOption, SlotQuery,
-    StatusReport, Timeline, UserInfo, limits,
+    AccountChange, AdoptRequest, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest,
+    ChangeKind, ChangeTarget, GpuresClient, HelloReply, Holder, JobProcess, LoginReply, Lookup,
+    NewResource, Notification, NotificationPage, NotifyChange, NotifySettings, PageRequest, Period,
+    QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange, ReservationFilter,
+    ReservationPage, Resource, Role, SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline,
+    UserInfo, limits,
 };
 use tarpc::client::RpcError;
 use tarpc::context;
@@ -512,6 +514,76 @@ impl Client {
                 .attach_job(context::current(), token, booking_id, processes)
                 .await,
         )
+    }
+
+    /// The newest notifications (only unread ones when asked).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn notifications(&self, unread_only: bool, limit: u32) -> Result<NotificationPage> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .notifications(context::current(), token, unread_only, limit)
+                .await,
+        )
+    }
+
+    /// Marks notifications up to `up_to` read.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn mark_read(&self, up_to: i64) -> Result<u32> {
+        let token = self.need_token()?;
+        flat(self.rpc().mark_read(context::current(), token, up_to).await)
+    }
+
+    /// Where notifications go, after `change`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn notify_settings(&self, change: Option<NotifyChange>) -> Result<NotifySettings> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .notify_settings(context::current(), token, change)
+                .await,
+        )
+    }
+
+    /// Sends a test notification to every channel of the caller.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn test_notification(&self) -> Result<Notification> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .test_notification(context::current(), token)
+                .await,
+        )
+    }
+
+    /// Protects a booking from idle reclaim for a while.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn keep(&self, booking_id: Uuid) -> Result<DateTime<Utc>> {
+        let token = self.need_token()?;
+        flat(self.rpc().keep(context::current(), token, booking_id).await)
+    }
+
+    /// Ties running processes to a booking (a new one by default).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn adopt(&self, req: AdoptRequest) -> Result<Booking> {
+        let token = self.need_token()?;
+        self.resending(|rpc| {
+            let (token, req) = (token.clone(), req.clone());
+            async move { rpc.adopt(context::current(), token, req).await }
+        })
+        .await
     }
 
     /// Makes a call that carries a request id up to [`BOOK_ATTEMPTS`] times

@@ -29,6 +29,59 @@ fn both(name: &str, app: &mut App) {
 }
 
 #[test]
+fn a_new_notification_is_a_banner_and_i_opens_the_inbox() {
+    let mut a = app();
+    let note = |id: i64, kind, title: &str, body: &str, read| gpures_proto::Notification {
+        id,
+        kind,
+        reservation_id: None,
+        title: title.into(),
+        body: body.into(),
+        created_at: now() - TimeDelta::minutes(id),
+        read,
+    };
+    let mut next = common::snapshot();
+    next.notifications = vec![
+        note(
+            3,
+            gpures_proto::NotificationKind::AdminChanged,
+            "김관리 cancelled your booking of gpu0",
+            "노드 점검 (node maintenance) · booking 00000000",
+            false,
+        ),
+        note(
+            2,
+            gpures_proto::NotificationKind::IdleWarning,
+            "Your booking of gpu1 has been idle for 60 min\u{1b}[2J",
+            "No process of yours on gpu1; it will be released at 15:40 UTC unless you run something on it or keep it: gpures keep 00000000",
+            true,
+        ),
+    ];
+    next.unread = 1;
+    // The first load knew no notification: an older one, then the new one.
+    let mut first = common::snapshot();
+    first.notifications = vec![next.notifications[1].clone()];
+    a.apply(Msg::Loaded(Box::new(first)));
+    a.apply(Msg::Loaded(Box::new(next)));
+    let screen = render(&mut a, 80, 24);
+    assert!(
+        screen.contains("● 김관리 cancelled your booking"),
+        "{screen}"
+    );
+    assert!(screen.contains("1 new (i)"), "{screen}");
+    let effects = press(&mut a, KeyCode::Char('i'));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, gpures_tui::tui::app::Effect::MarkRead(3))),
+        "{effects:?}"
+    );
+    both("inbox", &mut a);
+    a.apply(Msg::Read(3));
+    assert!(!render(&mut a, 80, 24).contains("new (i)"));
+}
+
+#[test]
 fn timeline() {
     let mut a = app();
     both("timeline", &mut a);

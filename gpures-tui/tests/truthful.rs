@@ -164,6 +164,8 @@ fn snapshot_of(a: &App) -> Snapshot {
         status: d.status.clone(),
         users: d.users.clone(),
         queue: d.queue.clone(),
+        notifications: d.notifications.clone(),
+        unread: d.unread,
     }
 }
 

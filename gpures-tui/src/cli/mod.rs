@@ -20,6 +20,7 @@ macro_rules! outln {
 mod account;
 mod admin;
 mod booking;
+mod notify;
 mod queue;
 mod run;
 mod status;
@@ -351,6 +352,72 @@ pub enum Command {
     /// stands.
     #[command(after_help = TIMES)]
     Queue(QueueArgs),
+    /// Your notifications, newest first: the unread ones (marking them
+    /// read), or with --all the last ones.
+    #[command(visible_alias = "inbox")]
+    Notifications {
+        /// Read ones too.
+        #[arg(long)]
+        all: bool,
+        /// Leave them unread.
+        #[arg(long)]
+        peek: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// The login message: your unread notifications, or nothing. Quick and
+    /// silent on any failure (for /etc/profile.d).
+    Motd,
+    /// Where your notifications go besides the inbox: a webhook (Slack
+    /// compatible), email, your terminals; mute kinds; send a test.
+    Notify {
+        /// Post to this Slack-compatible incoming webhook.
+        #[arg(long, value_name = "URL", conflicts_with = "no_webhook")]
+        webhook: Option<String>,
+        /// Stop posting to your webhook.
+        #[arg(long)]
+        no_webhook: bool,
+        /// Email to your account's address (where the host sends email).
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        email: Option<bool>,
+        /// Write urgent ones (idle warnings, actions on your processes) to
+        /// your terminals on this host.
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        terminal: Option<bool>,
+        /// Keep these kinds to the inbox (comma-separated, or `all`).
+        #[arg(long, value_name = "KIND")]
+        mute: Vec<String>,
+        /// Deliver these kinds again.
+        #[arg(long, value_name = "KIND")]
+        unmute: Vec<String>,
+        /// Send yourself a test notification on every channel.
+        #[arg(long)]
+        test: bool,
+        /// List the kinds.
+        #[arg(long)]
+        kinds: bool,
+    },
+    /// Keep a running booking from idle reclaim for a while (answers an
+    /// idle warning).
+    Keep {
+        /// The reservation or booking id (or a unique prefix of 6+).
+        id: String,
+    },
+    /// Tie processes you started without gpures to a booking: a new one of
+    /// the GPUs they use, from now --for a length, or --booking ID. The
+    /// booking ends when they do.
+    Adopt {
+        /// The processes (yours, running on GPUs of this host).
+        #[arg(required = true, value_name = "PID")]
+        pids: Vec<u32>,
+        /// The new booking's length: 90m, 3h, 1d.
+        #[arg(long = "for", value_name = "DURATION", conflicts_with = "booking")]
+        r#for: Option<String>,
+        /// A running booking of yours that holds their GPUs.
+        #[arg(long, value_name = "ID")]
+        booking: Option<String>,
+    },
     /// Admin commands.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -421,6 +488,15 @@ pub fn write_stdout(args: std::fmt::Arguments) {
         }
         eprintln!("gpures: cannot write the output: {e}");
         std::process::exit(i32::from(exit::ERROR));
+    }
+}
+
+/// `on`/`off` (also yes/no, true/false).
+fn on_off(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" | "yes" | "true" => Ok(true),
+        "off" | "no" | "false" => Ok(false),
+        _ => Err(format!("{s:?}: say on or off")),
     }
 }
 
@@ -710,6 +786,10 @@ impl Ctx {
 
 /// Runs one subcommand (not `demo`, not the TUI) and returns its exit code.
 pub async fn run(global: Global, command: Command) -> u8 {
+    if let Command::Motd = command {
+        notify::motd(global.socket.as_deref()).await;
+        return exit::OK;
+    }
     let tz = match timefmt::local_zone() {
         Ok(tz) => tz,
         Err(e) => {
@@ -890,7 +970,39 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
         } => run::run(ctx, wait, index, command).await,
         Command::Env { index } => run::env(ctx, index).await,
         Command::Queue(args) => queue::queue(ctx, args).await,
+        Command::Notifications { all, peek, limit } => {
+            notify::notifications(ctx, all, peek, limit).await
+        }
+        Command::Notify {
+            webhook,
+            no_webhook,
+            email,
+            terminal,
+            mute,
+            unmute,
+            test,
+            kinds,
+        } => {
+            let args = notify::NotifyArgs {
+                webhook,
+                no_webhook,
+                email,
+                terminal,
+                mute,
+                unmute,
+                test,
+                kinds,
+            };
+            notify::notify(ctx, args).await
+        }
+        Command::Keep { id } => notify::keep(ctx, &id).await,
+        Command::Adopt {
+            pids,
+            r#for,
+            booking,
+        } => notify::adopt(ctx, pids, r#for, booking).await,
         Command::Admin(cmd) => admin::admin(ctx, cmd).await,
+        Command::Motd => Err(Failure::usage("handled elsewhere")),
         Command::Demo | Command::Completions { .. } | Command::Man { .. } => {
             Err(Failure::usage("handled elsewhere"))
         }

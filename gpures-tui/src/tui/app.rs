@@ -20,6 +20,7 @@ use super::keys::{Action, action_for};
 use super::popups::booking::BookingForm;
 use super::popups::confirm::Confirm;
 use super::popups::help::Help;
+use super::popups::inbox::Inbox;
 use super::screens::admin::Admin;
 use super::screens::login::Login;
 use super::screens::mine::Mine;
@@ -290,6 +291,15 @@ impl App {
         let events = match action {
             Action::Quit => vec![Event::Quit],
             Action::Help => vec![Event::open(Help::default())],
+            Action::Inbox => {
+                let mut events = vec![Event::open(Inbox::default())];
+                if let Some(newest) = self.ctx.data.notifications.first()
+                    && self.ctx.data.unread > 0
+                {
+                    events.push(Event::Call(Effect::MarkRead(newest.id)));
+                }
+                events
+            }
             Action::Refresh => vec![Event::Call(self.refresh())],
             Action::NextScreen | Action::PrevScreen => {
                 let order = self.tabs();
@@ -410,8 +420,25 @@ impl App {
                     })
                     .collect();
                 data.queue = s.queue;
-                if let Some(banner) = granted.first() {
-                    self.say(banner.clone());
+                // Told at once: a notification that arrived since the last
+                // load (not the ones waiting at start: the inbox has them).
+                let seen = data.notifications.first().map(|n| n.id);
+                let fresh = s
+                    .notifications
+                    .iter()
+                    .find(|n| !n.read && seen.is_some_and(|id| n.id > id))
+                    .map(|n| format!("● {} (i: inbox)", n.title));
+                let first_load = data.me.is_some() && seen.is_none() && data.unread == 0;
+                data.notifications = s.notifications;
+                data.unread = s.unread;
+                if let Some(banner) = fresh.or_else(|| granted.first().cloned()) {
+                    self.say(banner);
+                } else if first_load && data.unread > 0 {
+                    let n = data.unread;
+                    self.say(format!(
+                        "{n} unread notification{} (i: inbox)",
+                        if n == 1 { "" } else { "s" }
+                    ));
                 }
                 self.screens.timeline.loaded(&self.ctx);
                 self.screens.mine.loaded(&self.ctx);
@@ -517,6 +544,16 @@ impl App {
                 } else {
                     vec![]
                 }
+            }
+            Msg::Read(up_to) => {
+                let data = &mut self.ctx.data;
+                for n in data.notifications.iter_mut().filter(|n| n.id <= up_to) {
+                    n.read = true;
+                }
+                data.unread = u32::try_from(data.notifications.iter().filter(|n| !n.read).count())
+                    .unwrap_or(0)
+                    .min(data.unread);
+                vec![]
             }
             Msg::Tick(now) => {
                 self.ctx.now = now;

@@ -60,6 +60,18 @@ fn draw_tabs(app: &App, frame: &mut Frame, area: Rect) {
         spans.push(Span::styled(s.title(), st));
         spans.push(Span::raw(" │"));
     }
+    if ctx.data.unread > 0 {
+        spans.push(Span::styled(
+            format!(" ● {} new (i)", ctx.data.unread),
+            style(
+                ctx,
+                Style::default()
+                    .fg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD),
+                Style::default().add_modifier(Modifier::BOLD),
+            ),
+        ));
+    }
     if let Some(me) = &ctx.data.me {
         let who = format!(
             " {} · {}{}",

@@ -30,6 +30,8 @@ pub enum Action {
     Release,
     Filter,
     Help,
+    /// Open the notifications.
+    Inbox,
     Refresh,
     ToggleRole,
     DisableUser,
@@ -138,6 +140,12 @@ pub const BINDINGS: &[Binding] = &[
     b(S::Global, K::Tab, A::NextScreen, "next screen"),
     b(S::Global, K::BackTab, A::PrevScreen, "previous screen"),
     b(S::Global, K::Char('?'), A::Help, "show this help"),
+    b(
+        S::Global,
+        K::Char('i'),
+        A::Inbox,
+        "your notifications (marks them read)",
+    ),
     b(S::Global, K::F(5), A::Refresh, "reload from the daemon"),
     b(S::Timeline, K::Left, A::Left, "earlier"),
     b(S::Timeline, K::Char('h'), A::Left, "earlier"),

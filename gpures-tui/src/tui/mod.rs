@@ -146,13 +146,15 @@ impl Session {
                     ..ReservationFilter::default()
                 };
                 let admin = me.role == gpures_proto::Role::Admin;
-                let (timeline, mine, status, users, queue) = futures::join!(
+                let (timeline, mine, status, users, queue, inbox) = futures::join!(
                     c.timeline(window),
                     c.reservations(mine_filter),
                     c.status(),
                     async { if admin { Some(c.users().await) } else { None } },
-                    c.queue()
+                    c.queue(),
+                    c.notifications(false, 30)
                 );
+                let inbox = inbox?;
                 let timeline = timeline?;
                 let users = match users {
                     Some(u) => u?,
@@ -167,6 +169,8 @@ impl Session {
                     status: Some(status?),
                     users,
                     queue: queue?,
+                    notifications: inbox.items,
+                    unread: inbox.unread,
                 }))
             }
             Effect::Book(req) => {
@@ -181,6 +185,10 @@ impl Session {
             Effect::Update(id, change) => {
                 let r = c.update(id, change).await?;
                 Msg::Done(format!("changed {}", text::sanitize(&r.resource_name)))
+            }
+            Effect::MarkRead(up_to) => {
+                c.mark_read(up_to).await?;
+                Msg::Read(up_to)
             }
             Effect::Cancel(id) => {
                 let r = c.cancel(id).await?;

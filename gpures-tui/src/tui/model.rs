@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use gpures_proto::{
     AnyBookingRequest, ApiError, BookingRequest, ChangeKind, ChangeTarget, Holder, LoginReply,
-    Period, QueueEntry, RegisterRequest, Reservation, ReservationChange, Resource, Role,
-    SlotOption, SlotQuery, StatusReport, UserInfo,
+    Notification, Period, QueueEntry, RegisterRequest, Reservation, ReservationChange, Resource,
+    Role, SlotOption, SlotQuery, StatusReport, UserInfo,
 };
 use uuid::Uuid;
 
@@ -48,6 +48,10 @@ pub struct Data {
     /// The waiting queue in order, and the viewer's requests that left it
     /// in the last day.
     pub queue: Vec<QueueEntry>,
+    /// The newest notifications, read or not, newest first.
+    pub notifications: Vec<Notification>,
+    /// Unread notifications in all.
+    pub unread: u32,
 }
 
 /// A line in the footer.
@@ -118,6 +122,8 @@ pub enum Effect {
         password: String,
     },
     Register(RegisterRequest),
+    /// Marks the notifications up to this id read.
+    MarkRead(i64),
     /// Reload everything shown, with the timeline window to fetch.
     Refresh {
         window: Period,
@@ -163,6 +169,8 @@ pub enum Msg {
         password: String,
     },
     Loaded(Box<Snapshot>),
+    /// The notifications up to this id are read.
+    Read(i64),
     Done(String),
     Checked {
         seq: u64,
@@ -201,4 +209,6 @@ pub struct Snapshot {
     /// The waiting queue in order, and the viewer's requests that left it
     /// in the last day.
     pub queue: Vec<QueueEntry>,
+    pub notifications: Vec<Notification>,
+    pub unread: u32,
 }

@@ -154,6 +154,13 @@ pub fn app() -> App {
     let mut app = App::new(tz(), now(), true, "minsu.kim@lab.example")
         .with_host("gpu01")
         .with_no_color(true);
+    let effects = app.apply(Msg::Loaded(Box::new(snapshot())));
+    assert!(matches!(effects.as_slice(), [Effect::Watch]));
+    app
+}
+
+/// What the daemon answers a refresh with, in [`app`].
+pub fn snapshot() -> Snapshot {
     let us = users();
     let rs = vec![
         reservation(1, &us[0], 1, -2, 3, "LLM fine-tuning"),
@@ -204,7 +211,7 @@ pub fn app() -> App {
             last_error: Some("insert: 403 forbidden".into()),
         }),
     };
-    let effects = app.apply(Msg::Loaded(Box::new(Snapshot {
+    Snapshot {
         me: Some(us[0].clone()),
         resources: resources(),
         reservations: rs.clone(),
@@ -216,9 +223,9 @@ pub fn app() -> App {
         status: Some(status),
         users: us,
         queue: Vec::new(),
-    })));
-    assert!(matches!(effects.as_slice(), [Effect::Watch]));
-    app
+        notifications: Vec::new(),
+        unread: 0,
+    }
 }
 
 pub fn press(a: &mut App, code: KeyCode) -> Vec<Effect> {

@@ -10,6 +10,7 @@ pub mod booking;
 pub mod confirm;
 pub mod filter;
 pub mod help;
+pub mod inbox;
 pub mod reason;
 
 use gpures_proto::{ChangeKind, ChangeTarget, Reservation, text};

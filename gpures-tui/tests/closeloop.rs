@@ -1,0 +1,344 @@
+//! Closing the loop, end to end with the real `gpures` as throwaway Unix
+//! users and a stand-in `nvidia-smi` that reports their real processes:
+//! idle reclaim (a no-show released after its warning; small and ignored
+//! processes are not use; stale telemetry never acts; `keep` stops it),
+//! notices of unreserved use to both sides, `adopt` turning an unreserved
+//! process into a booking that ends with it, and the inbox in
+//! `notifications` and `motd`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gpures_daemon::gpu::BackendChoice;
+use gpures_testkit::{TestDaemon, UnixUser};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gpures");
+const GPU0: &str = "GPU-d823cc85-ff44-26ac-915e-cef58e038574";
+const GPU1: &str = "GPU-5d2f6c1e-0b7a-4c39-9f0e-7a1b2c3d4e5f";
+
+struct Run {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+async fn run(daemon: &TestDaemon, who: &UnixUser, args: &[&str]) -> Run {
+    let out = who
+        .command(&daemon.socket, Path::new(BIN), args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("runuser");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn ok(daemon: &TestDaemon, who: &UnixUser, args: &[&str]) -> String {
+    let r = run(daemon, who, args).await;
+    assert_eq!(
+        r.code, 0,
+        "gpures {args:?} as {}: {}{}",
+        who.name, r.out, r.err
+    );
+    r.out
+}
+
+async fn json(daemon: &TestDaemon, who: &UnixUser, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = ok(daemon, who, &all).await;
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+/// The first `booking_id` in a JSON answer.
+fn booking_id(v: &Value) -> String {
+    match v {
+        Value::Object(m) => m
+            .get("booking_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                m.values()
+                    .map(booking_id)
+                    .find(|s| !s.is_empty())
+                    .unwrap_or_default()
+            }),
+        Value::Array(a) => a
+            .iter()
+            .map(booking_id)
+            .find(|s| !s.is_empty())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// The stand-in `nvidia-smi`: two H100s; the processes are whatever
+/// `apps.csv` in `dir` says; `broken` in `dir` makes it fail (no telemetry).
+fn fake_smi(dir: &Path) -> PathBuf {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../gpures-testkit/data/nvidia-smi/h100-driver580/query-gpu-busy-nounits.csv"
+    );
+    let gpu0 = std::fs::read_to_string(fixture).expect("fixture");
+    let gpu1 = gpu0
+        .trim_end()
+        .replacen("0, ", "1, ", 1)
+        .replace(GPU0, GPU1)
+        .replace("00000000:00:06.0", "00000000:00:07.0");
+    std::fs::write(
+        dir.join("gpus.csv"),
+        format!("{}\n{gpu1}\n", gpu0.trim_end()),
+    )
+    .expect("gpus");
+    std::fs::write(dir.join("apps.csv"), "").expect("apps");
+    let d = dir.display();
+    let script = format!(
+        "#!/bin/sh\n[ -e '{d}/broken' ] && exit 9\ncase \"$1\" in\n  --query-gpu=*) cat '{d}/gpus.csv' ;;\n  --query-compute-apps=*) cat '{d}/apps.csv' ;;\n  *) exit 2 ;;\nesac\n"
+    );
+    let path = dir.join("nvidia-smi");
+    std::fs::write(&path, script).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    path
+}
+
+/// What the GPUs run: (GPU uuid, pid, name, MiB).
+fn set_apps(dir: &Path, apps: &[(&str, u32, &str, u64)]) {
+    let text: String = apps
+        .iter()
+        .map(|(uuid, pid, name, mib)| format!("{uuid}, {pid}, {name}, {mib}\n"))
+        .collect();
+    let tmp = dir.join("apps.tmp");
+    std::fs::write(&tmp, text).expect("apps");
+    std::fs::rename(tmp, dir.join("apps.csv")).expect("rename");
+}
+
+fn sleep_as(uid: u32, gid: u32) -> std::process::Child {
+    std::process::Command::new("sleep")
+        .arg("300")
+        .uid(uid)
+        .gid(gid)
+        .spawn()
+        .expect("sleep")
+}
+
+/// The kinds in a member's inbox (newest first), read or not.
+async fn kinds(daemon: &TestDaemon, who: &UnixUser) -> Vec<(String, String)> {
+    let v = json(daemon, who, &["notifications", "--all", "--peek"]).await;
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|n| {
+            (
+                n["kind"].as_str().unwrap_or_default().to_owned(),
+                format!(
+                    "{} {}",
+                    n["title"].as_str().unwrap_or_default(),
+                    n["body"].as_str().unwrap_or_default()
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn wait_for_kind(daemon: &TestDaemon, who: &UnixUser, kind: &str, secs: u64) -> String {
+    for _ in 0..secs * 4 {
+        if let Some((_, text)) = kinds(daemon, who)
+            .await
+            .into_iter()
+            .find(|(k, _)| k == kind)
+        {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let status = run(daemon, who, &["status"]).await;
+    panic!(
+        "{} got no {kind} notification: {:?}\n{}{}",
+        who.name,
+        kinds(daemon, who).await,
+        status.out,
+        status.err
+    );
+}
+
+/// Whether the booking holds its GPUs now.
+async fn running(daemon: &TestDaemon, who: &UnixUser, booking: &str) -> bool {
+    let v = json(daemon, who, &["ls", "--mine"]).await;
+    let now = chrono::Utc::now();
+    v.as_array().expect("array").iter().any(|r| {
+        r["booking_id"] == booking
+            && r["status"] == "active"
+            && r["end"]
+                .as_str()
+                .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
+                .is_some_and(|e| e > now)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to create Unix users; .ci/run runs ignored tests as root"]
+async fn idle_reclaim_unreserved_notices_and_adopt() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("gpures_daemon=info")
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().expect("dir");
+    let smi = fake_smi(dir.path());
+    let daemon = TestDaemon::builder()
+        .with_gpus(2)
+        .config(move |c| {
+            c.gpu.backend = BackendChoice::NvidiaSmi;
+            c.gpu.nvidia_smi = smi;
+            c.gpu.sample_interval_secs = 1;
+            c.reclaim.enabled = true;
+            c.reclaim.idle_minutes = 0.05;
+            c.reclaim.startup_grace_minutes = 0.0;
+            c.reclaim.no_show_minutes = 0.1;
+            c.reclaim.warn_minutes = 0.1;
+            c.reclaim.keep_minutes = 2.0;
+        })
+        .start()
+        .await
+        .expect("daemon");
+    let alice = UnixUser::create("김민수").expect("useradd");
+    let bob = UnixUser::create("Lee Jiwon").expect("useradd");
+    ok(&daemon, &alice, &["register", "--email", "alice@lab.kr"]).await;
+    ok(&daemon, &bob, &["register", "--email", "bob@lab.kr"]).await;
+
+    // Alice runs on her gpu0; Bob books gpu1 and runs nothing that counts
+    // there: a 100 MiB context (under the floor) and an Xorg (ignored).
+    let alice_job = sleep_as(alice.uid, alice.gid);
+    let bob_small = sleep_as(bob.uid, bob.gid);
+    let bob_x = sleep_as(bob.uid, bob.gid);
+    let apps = vec![
+        (GPU0, alice_job.id(), "python3", 1386),
+        (GPU1, bob_small.id(), "python3", 100),
+        (GPU1, bob_x.id(), "Xorg", 900),
+    ];
+    set_apps(dir.path(), &apps);
+    let a = booking_id(&json(&daemon, &alice, &["book", "gpu0", "--for", "1h"]).await);
+    let b = booking_id(&json(&daemon, &bob, &["book", "gpu1", "--for", "1h"]).await);
+
+    // Bob's no-show: warned, then released after the warning's grace.
+    let warning = wait_for_kind(&daemon, &bob, "idle-warning", 20).await;
+    assert!(warning.contains("gpures keep"), "{warning}");
+    assert!(
+        running(&daemon, &bob, &b).await,
+        "released before the grace"
+    );
+    let reclaimed = wait_for_kind(&daemon, &bob, "reclaimed", 20).await;
+    assert!(reclaimed.contains("reclaimed by gpures"), "{reclaimed}");
+    assert!(
+        !running(&daemon, &bob, &b).await,
+        "the no-show still holds gpu1"
+    );
+    // Alice, busy all along, was never warned.
+    assert!(running(&daemon, &alice, &a).await);
+    assert!(
+        !kinds(&daemon, &alice)
+            .await
+            .iter()
+            .any(|(k, _)| k == "idle-warning")
+    );
+
+    // Telemetry goes away while Alice's job is gone: nothing is done.
+    std::fs::write(dir.path().join("broken"), "").expect("break");
+    set_apps(dir.path(), &[]);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert!(
+        running(&daemon, &alice, &a).await,
+        "acted on missing telemetry"
+    );
+    assert!(
+        !kinds(&daemon, &alice)
+            .await
+            .iter()
+            .any(|(k, _)| k == "idle-warning")
+    );
+
+    // Back, and idle: warned; `keep` stops the release.
+    std::fs::remove_file(dir.path().join("broken")).expect("mend");
+    wait_for_kind(&daemon, &alice, "idle-warning", 20).await;
+    let kept = ok(&daemon, &alice, &["keep", &a[..8]]).await;
+    assert!(kept.contains("kept"), "{kept}");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(running(&daemon, &alice, &a).await, "released despite keep");
+
+    // Someone else on Alice's GPU: both are told, once.
+    let mut bob_intruder = sleep_as(bob.uid, bob.gid);
+    set_apps(dir.path(), &[(GPU0, bob_intruder.id(), "python3", 2048)]);
+    let told = wait_for_kind(&daemon, &alice, "runs-on-yours", 10).await;
+    assert!(told.contains(&bob.name), "{told}");
+    let mine = wait_for_kind(&daemon, &bob, "you-run-unreserved", 10).await;
+    assert!(mine.contains("gpu0"), "{mine}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let count = kinds(&daemon, &alice)
+        .await
+        .iter()
+        .filter(|(k, _)| k == "runs-on-yours")
+        .count();
+    assert_eq!(count, 1, "told more than once");
+
+    // Bob moves to the free gpu1 without booking, is told how to adopt,
+    // adopts, and the booking ends when the process does.
+    let intruder_pid = bob_intruder.id();
+    set_apps(dir.path(), &[(GPU1, intruder_pid, "python3", 2048)]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let advice = kinds(&daemon, &bob).await;
+    assert!(
+        advice
+            .iter()
+            .any(|(k, t)| k == "you-run-unreserved" && t.contains("gpures adopt")),
+        "{advice:?}"
+    );
+    let pid = intruder_pid.to_string();
+    // Someone else's process cannot be adopted.
+    let refused = run(&daemon, &alice, &["adopt", &pid, "--for", "1h"]).await;
+    assert_ne!(refused.code, 0, "{}", refused.out);
+    assert!(
+        refused.err.contains("not a running process of yours"),
+        "{}",
+        refused.err
+    );
+    let adopted = json(&daemon, &bob, &["adopt", &pid, "--for", "1h"]).await;
+    let adopted_booking = booking_id(&adopted);
+    assert!(adopted.to_string().contains("gpu1"), "{adopted}");
+    assert!(running(&daemon, &bob, &adopted_booking).await);
+    bob_intruder.kill().expect("kill");
+    bob_intruder.wait().expect("reap");
+    set_apps(dir.path(), &[]);
+    let mut ended = false;
+    for _ in 0..40 {
+        if !running(&daemon, &bob, &adopted_booking).await {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(ended, "the adopted booking outlived its process");
+
+    // The inbox: motd lists unread ones; reading them silences it.
+    let motd = ok(&daemon, &alice, &["motd"]).await;
+    assert!(motd.contains("unread"), "{motd}");
+    let listed = ok(&daemon, &alice, &["notifications"]).await;
+    assert!(listed.contains("idle"), "{listed}");
+    assert_eq!(ok(&daemon, &alice, &["motd"]).await, "");
+    // A user with no account gets nothing and no question.
+    let stranger = UnixUser::create("Stranger").expect("useradd");
+    let r = run(&daemon, &stranger, &["motd"]).await;
+    assert_eq!((r.code, r.out.as_str(), r.err.as_str()), (0, "", ""));
+
+    for mut c in [alice_job, bob_small, bob_x] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let _ = &mut bob_intruder;
+    daemon.stop().await.expect("stop");
+}
