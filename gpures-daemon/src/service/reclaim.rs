@@ -68,6 +68,13 @@ impl ReclaimRules {
     }
 }
 
+/// One GPU of this host: its fresh telemetry (if any) and its holder now.
+type PerGpu<'a> = (
+    gpures_proto::Resource,
+    Option<&'a StoredGpu>,
+    Option<&'a Reservation>,
+);
+
 /// What one pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WatchReport {
@@ -121,11 +128,7 @@ impl Service {
                 .collect()
         };
         // Per GPU of this host: its telemetry (when fresh) and its holder.
-        let mut per_gpu: Vec<(
-            gpures_proto::Resource,
-            Option<&StoredGpu>,
-            Option<&Reservation>,
-        )> = Vec::new();
+        let mut per_gpu: Vec<PerGpu<'_>> = Vec::new();
         for resource in gpus {
             let telemetry = if fresh {
                 gpu::telemetry_for(&records, &resource)
@@ -152,11 +155,7 @@ impl Service {
     /// holder, once per process and day.
     async fn tell_unreserved(
         &self,
-        per_gpu: &[(
-            gpures_proto::Resource,
-            Option<&StoredGpu>,
-            Option<&Reservation>,
-        )],
+        per_gpu: &[PerGpu<'_>],
         unix_of: &HashMap<i64, String>,
         rules: &ReclaimRules,
         now: DateTime<Utc>,
@@ -238,11 +237,7 @@ impl Service {
     /// owner runs nothing on them.
     async fn reclaim(
         &self,
-        per_gpu: &[(
-            gpures_proto::Resource,
-            Option<&StoredGpu>,
-            Option<&Reservation>,
-        )],
+        per_gpu: &[PerGpu<'_>],
         unix_of: &HashMap<i64, String>,
         rules: &ReclaimRules,
         now: DateTime<Utc>,

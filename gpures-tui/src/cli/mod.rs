@@ -80,6 +80,36 @@ pub struct Global {
     pub json: bool,
 }
 
+/// `gpures notify`: where notifications go besides the inbox.
+#[derive(Args, Debug, Clone, Default)]
+pub struct NotifyArgs {
+    /// Post to this Slack-compatible incoming webhook.
+    #[arg(long, value_name = "URL", conflicts_with = "no_webhook")]
+    pub webhook: Option<String>,
+    /// Stop posting to your webhook.
+    #[arg(long)]
+    pub no_webhook: bool,
+    /// Email to your account's address (where the host sends email).
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    pub email: Option<bool>,
+    /// Write urgent ones (idle warnings, actions on your processes) to
+    /// your terminals on this host.
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    pub terminal: Option<bool>,
+    /// Keep these kinds to the inbox (comma-separated, or `all`).
+    #[arg(long, value_name = "KIND")]
+    pub mute: Vec<String>,
+    /// Deliver these kinds again.
+    #[arg(long, value_name = "KIND")]
+    pub unmute: Vec<String>,
+    /// Send yourself a test notification on every channel.
+    #[arg(long)]
+    pub test: bool,
+    /// List the kinds.
+    #[arg(long)]
+    pub kinds: bool,
+}
+
 #[derive(Args, Debug, Clone)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct QueueArgs {
@@ -371,33 +401,7 @@ pub enum Command {
     Motd,
     /// Where your notifications go besides the inbox: a webhook (Slack
     /// compatible), email, your terminals; mute kinds; send a test.
-    Notify {
-        /// Post to this Slack-compatible incoming webhook.
-        #[arg(long, value_name = "URL", conflicts_with = "no_webhook")]
-        webhook: Option<String>,
-        /// Stop posting to your webhook.
-        #[arg(long)]
-        no_webhook: bool,
-        /// Email to your account's address (where the host sends email).
-        #[arg(long, value_name = "on|off", value_parser = on_off)]
-        email: Option<bool>,
-        /// Write urgent ones (idle warnings, actions on your processes) to
-        /// your terminals on this host.
-        #[arg(long, value_name = "on|off", value_parser = on_off)]
-        terminal: Option<bool>,
-        /// Keep these kinds to the inbox (comma-separated, or `all`).
-        #[arg(long, value_name = "KIND")]
-        mute: Vec<String>,
-        /// Deliver these kinds again.
-        #[arg(long, value_name = "KIND")]
-        unmute: Vec<String>,
-        /// Send yourself a test notification on every channel.
-        #[arg(long)]
-        test: bool,
-        /// List the kinds.
-        #[arg(long)]
-        kinds: bool,
-    },
+    Notify(NotifyArgs),
     /// Keep a running booking from idle reclaim for a while (answers an
     /// idle warning).
     Keep {
@@ -973,28 +977,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
         Command::Notifications { all, peek, limit } => {
             notify::notifications(ctx, all, peek, limit).await
         }
-        Command::Notify {
-            webhook,
-            no_webhook,
-            email,
-            terminal,
-            mute,
-            unmute,
-            test,
-            kinds,
-        } => {
-            let args = notify::NotifyArgs {
-                webhook,
-                no_webhook,
-                email,
-                terminal,
-                mute,
-                unmute,
-                test,
-                kinds,
-            };
-            notify::notify(ctx, args).await
-        }
+        Command::Notify(args) => notify::notify(ctx, args).await,
         Command::Keep { id } => notify::keep(ctx, &id).await,
         Command::Adopt {
             pids,

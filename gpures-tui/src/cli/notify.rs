@@ -8,7 +8,7 @@ use gpures_proto::{AdoptRequest, NotificationKind, NotifyChange, text};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{CliResult, Ctx, Failure, Target};
+use super::{CliResult, Ctx, Failure, NotifyArgs, Target};
 use crate::client::Client;
 use crate::conn::{self, TokenStore};
 use crate::output::table;
@@ -106,19 +106,6 @@ pub async fn motd(socket: Option<&std::path::Path>) {
         page.unread
     ));
     out!("{out}");
-}
-
-/// `gpures notify`: where notifications go besides the inbox.
-#[derive(Debug, Default)]
-pub(super) struct NotifyArgs {
-    pub webhook: Option<String>,
-    pub no_webhook: bool,
-    pub email: Option<bool>,
-    pub terminal: Option<bool>,
-    pub mute: Vec<String>,
-    pub unmute: Vec<String>,
-    pub test: bool,
-    pub kinds: bool,
 }
 
 fn kinds_of(names: &[String]) -> CliResult<Vec<NotificationKind>> {

@@ -119,26 +119,7 @@ impl Component for Help {
 
     fn update(&mut self, action: Action, ctx: &Ctx) -> Vec<Event> {
         let last = u16::try_from(lines(ctx).len()).unwrap_or(u16::MAX);
-        let events = match action {
-            Action::Quit => vec![Event::Quit],
-            Action::Down => {
-                self.scroll = self.scroll.saturating_add(1);
-                vec![]
-            }
-            Action::Up => {
-                self.scroll = self.scroll.saturating_sub(1);
-                vec![]
-            }
-            Action::PageRight => {
-                self.scroll = self.scroll.saturating_add(10);
-                vec![]
-            }
-            Action::PageLeft => {
-                self.scroll = self.scroll.saturating_sub(10);
-                vec![]
-            }
-            _ => vec![Event::Close],
-        };
+        let events = scroll_or_close(&mut self.scroll, action);
         self.scroll = self.scroll.min(last);
         events
     }
@@ -166,6 +147,20 @@ impl Component for Help {
             area,
         );
     }
+}
+
+/// The keys of a scrolled overlay that any other key closes (the help, the
+/// inbox): arrows and pages move `scroll`, quit quits.
+pub fn scroll_or_close(scroll: &mut u16, action: Action) -> Vec<Event> {
+    match action {
+        Action::Quit => return vec![Event::Quit],
+        Action::Down => *scroll = scroll.saturating_add(1),
+        Action::Up => *scroll = scroll.saturating_sub(1),
+        Action::PageRight => *scroll = scroll.saturating_add(10),
+        Action::PageLeft => *scroll = scroll.saturating_sub(10),
+        _ => return vec![Event::Close],
+    }
+    vec![]
 }
 
 impl Popup for Help {

@@ -59,26 +59,7 @@ impl Component for Inbox {
     }
 
     fn update(&mut self, action: Action, _ctx: &Ctx) -> Vec<Event> {
-        match action {
-            Action::Quit => vec![Event::Quit],
-            Action::Down => {
-                self.scroll = self.scroll.saturating_add(1);
-                vec![]
-            }
-            Action::Up => {
-                self.scroll = self.scroll.saturating_sub(1);
-                vec![]
-            }
-            Action::PageRight => {
-                self.scroll = self.scroll.saturating_add(10);
-                vec![]
-            }
-            Action::PageLeft => {
-                self.scroll = self.scroll.saturating_sub(10);
-                vec![]
-            }
-            _ => vec![Event::Close],
-        }
+        super::help::scroll_or_close(&mut self.scroll, action)
     }
 
     fn hints(&self) -> &'static str {
