@@ -85,6 +85,37 @@ pub struct Config {
     pub calendar: CalendarConfig,
     pub notify: NotifyConfig,
     pub reclaim: ReclaimConfig,
+    pub enforce: EnforceConfig,
+}
+
+/// Acting on processes that run on GPUs their owner does not hold.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnforceConfig {
+    /// `off` (not even told), `warn` (the owner and the holder are told),
+    /// `stop` (SIGSTOP after the grace, SIGCONT once the GPU is theirs or
+    /// free) or `kill` (SIGTERM after the grace, SIGKILL 10 s later).
+    pub mode: String,
+    /// Minutes a process may run unreserved before it is acted on.
+    pub grace_minutes: f64,
+    /// Unix users never acted on (root and system users never are).
+    pub exempt_users: Vec<String>,
+    /// Also act on processes on GPUs nobody holds.
+    pub unheld: bool,
+    /// Log what would be done, send no signal.
+    pub dry_run: bool,
+}
+
+impl Default for EnforceConfig {
+    fn default() -> Self {
+        EnforceConfig {
+            mode: "warn".to_owned(),
+            grace_minutes: 10.0,
+            exempt_users: Vec::new(),
+            unheld: false,
+            dry_run: false,
+        }
+    }
 }
 
 /// Notifications beyond each member's inbox: a lab webhook and email.
@@ -370,6 +401,7 @@ impl Default for Config {
             calendar: CalendarConfig::default(),
             notify: NotifyConfig::default(),
             reclaim: ReclaimConfig::default(),
+            enforce: EnforceConfig::default(),
         }
     }
 }
@@ -538,6 +570,18 @@ impl Config {
                 "notify.smtp.security",
                 "must be \"none\", \"starttls\" or \"tls\"",
             );
+        }
+        if !matches!(self.enforce.mode.as_str(), "off" | "warn" | "stop" | "kill") {
+            return invalid(
+                "enforce.mode",
+                "must be \"off\", \"warn\", \"stop\" or \"kill\"",
+            );
+        }
+        if !self.enforce.grace_minutes.is_finite()
+            || self.enforce.grace_minutes < 0.0
+            || self.enforce.grace_minutes > 525_600.0
+        {
+            return invalid("enforce.grace_minutes", "must be between 0 and a year");
         }
         let r = &self.reclaim;
         if [

@@ -86,6 +86,21 @@ pub fn settings(config: &Config) -> Settings {
             remind: chrono::TimeDelta::minutes(i64::from(config.notify.remind_minutes)),
         },
         reclaim: reclaim_rules(config),
+        enforce: service::enforce::EnforceRules {
+            mode: match config.enforce.mode.as_str() {
+                "off" => service::enforce::Mode::Off,
+                "stop" => service::enforce::Mode::Stop,
+                "kill" => service::enforce::Mode::Kill,
+                _ => service::enforce::Mode::Warn,
+            },
+            // Validated: finite, between 0 and a year.
+            grace: chrono::TimeDelta::milliseconds(
+                (config.enforce.grace_minutes * 60_000.0) as i64,
+            ),
+            exempt: config.enforce.exempt_users.clone(),
+            unheld: config.enforce.unheld,
+            dry_run: config.enforce.dry_run,
+        },
     }
 }
 
@@ -298,6 +313,8 @@ async fn serve(
     for worker in workers {
         worker.join().await;
     }
+    // Nothing is left stopped by a daemon that is going away.
+    service.continue_stopped();
     if let Some(path) = bound {
         let _ = std::fs::remove_file(path);
     }

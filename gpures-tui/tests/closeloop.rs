@@ -342,3 +342,142 @@ async fn idle_reclaim_unreserved_notices_and_adopt() {
     let _ = &mut bob_intruder;
     daemon.stop().await.expect("stop");
 }
+
+/// The state letter of `pid` (`T`: stopped), or `None` once it is gone.
+fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(") ")?.1;
+    after.chars().next().filter(|c| *c != 'Z')
+}
+
+async fn wait_state(pid: u32, want: Option<char>, secs: u64) -> bool {
+    for _ in 0..secs * 10 {
+        if state_of(pid) == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A daemon enforcing `mode` over the stand-in nvidia-smi in `dir`, with
+/// `exempt` never acted on; Alice holds gpu0.
+async fn enforcing(
+    dir: &Path,
+    mode: &str,
+    dry_run: bool,
+    exempt: Vec<String>,
+) -> (TestDaemon, UnixUser, String) {
+    let smi = fake_smi(dir);
+    let mode = mode.to_owned();
+    let daemon = TestDaemon::builder()
+        .with_gpus(2)
+        .config(move |c| {
+            c.gpu.backend = BackendChoice::NvidiaSmi;
+            c.gpu.nvidia_smi = smi;
+            c.gpu.sample_interval_secs = 1;
+            c.enforce.mode = mode;
+            c.enforce.grace_minutes = 0.05;
+            c.enforce.dry_run = dry_run;
+            c.enforce.exempt_users = exempt;
+        })
+        .start()
+        .await
+        .expect("daemon");
+    let alice = UnixUser::create("Alice").expect("useradd");
+    ok(&daemon, &alice, &["register", "--email", "alice@lab.kr"]).await;
+    let a = booking_id(&json(&daemon, &alice, &["book", "gpu0", "--for", "1h"]).await);
+    (daemon, alice, a)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to create Unix users and signal uid 65534; .ci/run runs ignored tests as root"]
+async fn stop_mode_stops_an_intruder_after_the_grace_and_continues_it_when_the_gpu_frees() {
+    let dir = tempfile::tempdir().expect("dir");
+    let bob = UnixUser::create("Bob").expect("useradd");
+    let (daemon, alice, a) = enforcing(dir.path(), "stop", false, vec![bob.name.clone()]).await;
+    let mut intruder = sleep_as(65534, 65534);
+    let mut rooted = sleep_as(0, 0);
+    let mut exempt = sleep_as(bob.uid, bob.gid);
+    set_apps(
+        dir.path(),
+        &[
+            (GPU0, intruder.id(), "python3", 4096),
+            (GPU0, rooted.id(), "python3", 4096),
+            (GPU0, exempt.id(), "python3", 4096),
+        ],
+    );
+    assert!(
+        wait_state(intruder.id(), Some('T'), 20).await,
+        "not stopped"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_ne!(state_of(rooted.id()), Some('T'), "root was stopped");
+    assert_ne!(
+        state_of(exempt.id()),
+        Some('T'),
+        "an exempt user was stopped"
+    );
+    // Alice's booking ends: the GPU is free, the process goes on.
+    ok(&daemon, &alice, &["release", &a[..8]]).await;
+    assert!(
+        wait_state(intruder.id(), Some('S'), 20).await,
+        "not continued"
+    );
+    for c in [&mut intruder, &mut rooted, &mut exempt] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    // Both signals are in the audit log, with the process and the reason.
+    let mut conn = daemon.store.acquire().await.expect("conn");
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT action, detail->>'reason' FROM audit_log WHERE action LIKE 'process.%' ORDER BY id",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .expect("audit");
+    drop(conn);
+    let actions: Vec<&str> = rows.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(actions, ["process.stop", "process.continue"], "{rows:?}");
+    assert!(rows[0].1.contains("nobody"), "{rows:?}");
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to create Unix users and signal uid 65534; .ci/run runs ignored tests as root"]
+async fn kill_mode_ends_an_intruder_and_dry_run_acts_on_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (daemon, _alice, _a) = enforcing(dir.path(), "kill", false, Vec::new()).await;
+    // A process that ignores SIGTERM gets SIGKILL.
+    let mut stubborn = std::process::Command::new("sh")
+        .args(["-c", "trap '' TERM; while :; do sleep 1; done"])
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .expect("sh");
+    set_apps(dir.path(), &[(GPU0, stubborn.id(), "python3", 4096)]);
+    let pid = stubborn.id();
+    let mut ended = false;
+    for _ in 0..300 {
+        if matches!(stubborn.try_wait(), Ok(Some(_))) {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ended, "pid {pid} outlived kill mode");
+    daemon.stop().await.expect("stop");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let (daemon, _alice, _a) = enforcing(dir.path(), "kill", true, Vec::new()).await;
+    let mut spared = sleep_as(65534, 65534);
+    set_apps(dir.path(), &[(GPU0, spared.id(), "python3", 4096)]);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        matches!(spared.try_wait(), Ok(None)),
+        "dry run ended a process"
+    );
+    let _ = spared.kill();
+    let _ = spared.wait();
+    daemon.stop().await.expect("stop");
+}

@@ -114,7 +114,9 @@ pub fn euid() -> u32 {
 }
 
 /// Makes a command's child receive `signal` when the thread that spawned it
-/// exits, so a crashed parent never leaves the child behind.
+/// exits, so a crashed parent never leaves the child behind. The child also
+/// loses the daemon's ambient capabilities (CAP_KILL, for `[enforce]`):
+/// PostgreSQL and nvidia-smi need none.
 pub fn die_with_parent(cmd: &mut std::process::Command, signal: i32) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
@@ -123,6 +125,14 @@ pub fn die_with_parent(cmd: &mut std::process::Command, signal: i32) {
             if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
+            // Best effort: kernels without ambient capabilities have none to drop.
+            let _ = libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
             Ok(())
         });
     }

@@ -42,7 +42,7 @@ fn liveness(p: JobProcess) -> Liveness {
 }
 
 /// The real uid of `pid`, from `/proc/<pid>/status`.
-fn uid_of(pid: u32) -> Option<u32> {
+pub(super) fn uid_of(pid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

@@ -11,6 +11,7 @@
 //! - [`status`]: who holds each GPU, who runs on it, and the flags.
 //! - [`notify`]: the inbox and the deliveries beyond it ([`notify::push`]).
 //! - [`reclaim`]: notices of unreserved use and idle reclaim on this host.
+//! - [`enforce`]: stopping or ending unreserved use, where the host says so.
 //!
 //! The service owns every transaction. A transaction that writes runs in a
 //! task of its own ([`Service::transaction`]), so a client deadline that
@@ -20,6 +21,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod booking;
+pub mod enforce;
 pub mod jobs;
 pub mod notify;
 pub mod queue;
@@ -279,6 +281,8 @@ pub struct Settings {
     pub notify: notify::NotifyRules,
     /// Idle reclaim (off by default).
     pub reclaim: reclaim::ReclaimRules,
+    /// Acting on unreserved use (warn by default).
+    pub enforce: enforce::EnforceRules,
 }
 
 impl Default for Settings {
@@ -295,6 +299,7 @@ impl Default for Settings {
             session_max: TimeDelta::days(365),
             notify: notify::NotifyRules::default(),
             reclaim: reclaim::ReclaimRules::default(),
+            enforce: enforce::EnforceRules::default(),
         }
     }
 }
@@ -314,6 +319,8 @@ struct Inner {
     in_flight: InFlight,
     /// Limits how often a token with an unknown key makes us read the keys.
     key_reload: Gate,
+    /// What enforcement saw and did, between passes.
+    enforcer: enforce::EnforcerCell,
 }
 
 /// Lets one caller through at most once per [`Gate::EVERY`].
@@ -347,6 +354,7 @@ impl Service {
                 settings,
                 in_flight: InFlight::default(),
                 key_reload: Gate::default(),
+                enforcer: enforce::EnforcerCell::default(),
             }),
         }
     }
@@ -369,6 +377,10 @@ impl Service {
 
     fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    fn enforcer(&self) -> &enforce::EnforcerCell {
+        &self.inner.enforcer
     }
 
     fn settings(&self) -> &Settings {

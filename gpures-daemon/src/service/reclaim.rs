@@ -16,6 +16,7 @@ use gpures_proto::{GpuProcess, NotificationKind, Reservation};
 use uuid::Uuid;
 
 use super::booking::{Change, Reason, Which};
+use super::enforce::{Intruder, Mode};
 use super::notify::{self, short};
 use super::{Actor, Entity, Error, Result, Service};
 use crate::gpu::{self, HostRecord, StoredGpu};
@@ -81,6 +82,8 @@ pub struct WatchReport {
     pub told: usize,
     pub warned: usize,
     pub released: usize,
+    /// Signals sent by enforcement.
+    pub signalled: usize,
 }
 
 /// What the GPUs of one running booking show about its owner.
@@ -138,12 +141,44 @@ impl Service {
             let holder = running.iter().find(|r| r.resource_id == resource.id);
             per_gpu.push((resource, telemetry, holder));
         }
-        let mut report = WatchReport {
-            told: self
+        let enforce = self.settings().enforce.clone();
+        let mut report = WatchReport::default();
+        if enforce.mode != Mode::Off {
+            report.told = self
                 .tell_unreserved(&per_gpu, &unix_of, &rules, now)
-                .await?,
-            ..WatchReport::default()
-        };
+                .await?;
+        }
+        let mut holders = HashMap::new();
+        let mut intruders = Vec::new();
+        for (resource, telemetry, holder) in &per_gpu {
+            let holder_unix = holder.and_then(|h| unix_of.get(&h.user.id));
+            if let Some(u) = holder_unix {
+                holders.insert(resource.id, u.clone());
+            }
+            let Some(g) = telemetry else { continue };
+            if holder.is_none() && !enforce.unheld {
+                continue;
+            }
+            for p in &g.telemetry.processes {
+                let Some(user) = &p.unix_user else { continue };
+                if Some(user) == holder_unix
+                    || !rules.counts(p)
+                    || exempt(user)
+                    || enforce.exempt.iter().any(|e| e == user)
+                {
+                    continue;
+                }
+                intruders.push(Intruder {
+                    pid: p.pid,
+                    name: p.name.clone(),
+                    unix_user: user.clone(),
+                    resource_id: resource.id,
+                    resource_name: resource.name.clone(),
+                    holder: holder.map(|h| h.user.display_name.clone()),
+                });
+            }
+        }
+        report.signalled = self.enforce(intruders, &holders, now).await?;
         if rules.enabled {
             self.reclaim(&per_gpu, &unix_of, &rules, now, &mut report)
                 .await?;

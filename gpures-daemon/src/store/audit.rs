@@ -41,6 +41,14 @@ pub enum AuditAction {
     QueueCancel,
     #[sqlx(rename = "queue.grant")]
     QueueGrant,
+    #[sqlx(rename = "process.stop")]
+    ProcessStop,
+    #[sqlx(rename = "process.continue")]
+    ProcessContinue,
+    #[sqlx(rename = "process.terminate")]
+    ProcessTerminate,
+    #[sqlx(rename = "process.kill")]
+    ProcessKill,
     #[sqlx(rename = "resource.create")]
     ResourceCreate,
     #[sqlx(rename = "resource.update")]
