@@ -143,8 +143,7 @@ impl Service {
         if let Some(change) = change {
             if let Some(url) = change.webhook_url {
                 s.webhook_url = match url {
-                    Some(url) if !rules.member_webhooks => {
-                        drop(url);
+                    Some(_) if !rules.member_webhooks => {
                         return Err(Error::invalid(
                             "webhook",
                             "this host does not allow member webhooks ([notify] member_webhooks)",

@@ -198,6 +198,7 @@ impl Service {
         let notify_rules = self.settings().notify.clone();
         let day = now.format("%Y-%m-%d");
         let mut out = Vec::new();
+        let mut accounts_of: HashMap<String, Vec<users::UserRow>> = HashMap::new();
         let mut conn = self.store().acquire().await?;
         for (resource, telemetry, holder) in per_gpu {
             let Some(g) = telemetry else { continue };
@@ -209,7 +210,12 @@ impl Service {
                 }
                 let what = format!("{} (pid {})", p.name, p.pid);
                 let key = format!("{}:{}:{}", g.telemetry.uuid, p.pid, day);
-                let accounts = users::of_unix_user(&mut conn, user).await?;
+                // One lookup per Unix user per pass, however many processes.
+                if !accounts_of.contains_key(user) {
+                    let found = users::of_unix_user(&mut conn, user).await?;
+                    accounts_of.insert(user.clone(), found);
+                }
+                let accounts = accounts_of.get(user).map_or(&[][..], Vec::as_slice);
                 for a in accounts.iter().filter(|a| !a.disabled) {
                     let (title, body) = match holder {
                         Some(h) => (
