@@ -60,6 +60,12 @@ pub enum Command {
     /// Token signing keys.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Groups of members (teams, projects) that lab policy can name.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Lab policy: limits on what members may book, checked in every booking.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Check the configuration and print it (secrets redacted).
     CheckConfig,
     /// GPU telemetry.
@@ -153,6 +159,79 @@ pub enum UserCommand {
         /// Make a one-time code for the member instead of setting a password.
         #[arg(long)]
         code: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// List the groups and their members.
+    List,
+    /// Create a group.
+    Add {
+        name: String,
+        #[arg(long, value_name = "TEXT", default_value_t = String::new(), hide_default_value = true)]
+        description: String,
+    },
+    /// Delete a group (its rules go with it; its members stay).
+    Rm { name: String },
+    /// Add members to a group or remove them.
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MemberCommand {
+    /// Add members (by email) to GROUP.
+    Add {
+        group: String,
+        #[arg(required = true)]
+        emails: Vec<String>,
+    },
+    /// Remove members (by email) from GROUP.
+    Rm {
+        group: String,
+        #[arg(required = true)]
+        emails: Vec<String>,
+    },
+}
+
+/// Whom a rule is for: everyone (neither flag), a group or one member.
+#[derive(Args, Debug, Clone)]
+pub struct RuleScope {
+    /// The rule applies to the members of this group.
+    #[arg(long, value_name = "NAME", conflicts_with = "user")]
+    pub group: Option<String>,
+    /// The rule applies to this member (by email).
+    #[arg(long, value_name = "EMAIL")]
+    pub user: Option<String>,
+    /// Only the resources of this host (and only they count).
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// List every rule in force, defaults from gpures.toml included.
+    List,
+    /// Set a rule: max-gpus N, gpu-hours-week H, max-length LEN, horizon LEN,
+    /// max-future N, cooldown LEN --after LEN. Lengths: 90m, 4h, 2d, 1w (a
+    /// bare number is hours). A member's own rule beats their groups' (the
+    /// most generous group wins), which beat everyone's.
+    Set {
+        /// max-gpus, gpu-hours-week, max-length, horizon, max-future or cooldown.
+        rule: String,
+        value: String,
+        #[command(flatten)]
+        scope: RuleScope,
+        /// Cooldown: how long a reservation must be to be followed by one.
+        #[arg(long, value_name = "LEN")]
+        after: Option<String>,
+    },
+    /// Remove a rule set in the database.
+    Unset {
+        rule: String,
+        #[command(flatten)]
+        scope: RuleScope,
     },
 }
 

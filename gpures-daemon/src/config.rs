@@ -86,6 +86,74 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub reclaim: ReclaimConfig,
     pub enforce: EnforceConfig,
+    pub policy: PolicyConfig,
+}
+
+/// Lab policy for everyone, until an admin sets a rule for everyone in the
+/// database (`gpures admin policy set`), which replaces the same rule here.
+/// Absent: no limit. Groups and members get their own rules in the database.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// GPUs one member holds at any one moment.
+    pub max_gpus: Option<u32>,
+    /// GPU-hours one member may book in any 7 days.
+    pub gpu_hours_week: Option<f64>,
+    /// Longest single reservation, in hours (below `booking.max_days`).
+    pub max_length_hours: Option<f64>,
+    /// How far ahead a reservation may end, in days (below
+    /// `booking.horizon_days`).
+    pub horizon_days: Option<f64>,
+    /// Bookings not yet over that one member may have.
+    pub max_future: Option<u32>,
+    /// Hours after a long reservation in which its owner starts no other.
+    pub cooldown_hours: Option<f64>,
+    /// How many hours make a reservation long (with `cooldown_hours`).
+    pub cooldown_after_hours: Option<f64>,
+}
+
+impl PolicyConfig {
+    /// The rules as everyone's defaults (id 0).
+    pub fn rules(&self) -> Vec<gpures_proto::Policy> {
+        use gpures_proto::{Policy, PolicyRule, PolicyScope};
+        let minutes = |hours: f64| (hours * 60.0).round() as i64;
+        let mut out = Vec::new();
+        let mut push = |rule, value: Option<i64>, threshold| {
+            if let Some(value) = value {
+                out.push(Policy {
+                    id: 0,
+                    rule,
+                    scope: PolicyScope::Everyone,
+                    host: None,
+                    value,
+                    threshold,
+                });
+            }
+        };
+        push(PolicyRule::MaxGpus, self.max_gpus.map(i64::from), None);
+        push(
+            PolicyRule::GpuHoursWeek,
+            self.gpu_hours_week.map(minutes),
+            None,
+        );
+        push(
+            PolicyRule::MaxLength,
+            self.max_length_hours.map(minutes),
+            None,
+        );
+        push(
+            PolicyRule::Horizon,
+            self.horizon_days.map(|d| minutes(d * 24.0)),
+            None,
+        );
+        push(PolicyRule::MaxFuture, self.max_future.map(i64::from), None);
+        push(
+            PolicyRule::Cooldown,
+            self.cooldown_hours.map(minutes),
+            self.cooldown_after_hours.map(minutes),
+        );
+        out
+    }
 }
 
 /// Acting on processes that run on GPUs their owner does not hold.
@@ -402,6 +470,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             reclaim: ReclaimConfig::default(),
             enforce: EnforceConfig::default(),
+            policy: PolicyConfig::default(),
         }
     }
 }
@@ -519,6 +588,33 @@ impl Config {
                 reason: reason.to_owned(),
             })
         };
+        for (key, hours) in [
+            ("policy.gpu_hours_week", self.policy.gpu_hours_week),
+            ("policy.max_length_hours", self.policy.max_length_hours),
+            ("policy.horizon_days", self.policy.horizon_days),
+            ("policy.cooldown_hours", self.policy.cooldown_hours),
+            (
+                "policy.cooldown_after_hours",
+                self.policy.cooldown_after_hours,
+            ),
+        ] {
+            if hours.is_some_and(|h| !h.is_finite() || !(0.0..=87_840.0).contains(&h)) {
+                return invalid(key, "must be a number from 0 to 87840 (ten years of hours)");
+            }
+        }
+        if self.policy.cooldown_hours.is_some() != self.policy.cooldown_after_hours.is_some() {
+            return invalid(
+                "policy.cooldown_hours",
+                "set cooldown_hours and cooldown_after_hours together",
+            );
+        }
+        if self
+            .policy
+            .cooldown_after_hours
+            .is_some_and(|h| h * 60.0 < 1.0)
+        {
+            return invalid("policy.cooldown_after_hours", "must be at least a minute");
+        }
         if self.booking.max_days == 0 {
             return invalid("booking.max_days", "must be at least 1");
         }

@@ -86,6 +86,7 @@ pub fn settings(config: &Config) -> Settings {
             remind: chrono::TimeDelta::minutes(i64::from(config.notify.remind_minutes)),
         },
         reclaim: reclaim_rules(config),
+        policy: config.policy.rules(),
         enforce: service::enforce::EnforceRules {
             mode: match config.enforce.mode.as_str() {
                 "off" => service::enforce::Mode::Off,

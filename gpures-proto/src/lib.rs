@@ -8,6 +8,7 @@
 //!
 //! Frames are length-delimited bincode; see [`MAX_FRAME_BYTES`].
 
+pub mod policy;
 pub mod text;
 
 use std::fmt;
@@ -16,12 +17,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use policy::{
+    Group, GroupChange, Policy, PolicyRefusal, PolicyRule, PolicyScope, PolicySet, PolicyTarget,
+};
+
 /// Version of the wire contract. A client sends it in [`Gpures::hello`] first;
 /// the daemon answers [`ApiError::ProtocolMismatch`] unless it is equal to its
 /// own. Bump it on any change to a call's arguments, a reply type or an enum's
 /// variants: bincode encodes by position, so an old peer would misread the frame.
 /// `hello` itself (request variant 0, a `u32` argument) never changes shape.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Largest frame either side accepts; a larger length prefix is hostile or
 /// broken and closes the connection. Every reply fits: listings come in pages
@@ -836,6 +841,9 @@ pub enum ApiError {
     /// The period is taken; `holders` says by whom.
     #[error("the slot is taken: {}", holders.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Conflict { holders: Vec<Holder> },
+    /// A lab policy refuses the booking or change; the refusal has the numbers.
+    #[error("refused by lab policy: {0}")]
+    Policy(Box<PolicyRefusal>),
     /// An argument was rejected; `field` names it, `reason` says why.
     #[error("invalid {field}: {reason}")]
     InvalidArgument { field: String, reason: String },
@@ -1031,6 +1039,20 @@ pub trait Gpures {
     /// a booking of theirs, a new one of the GPUs the processes use (from
     /// now for `length_minutes`) or `booking`; the booking ends when they do.
     async fn adopt(token: Token, request: AdoptRequest) -> Result<Booking, ApiError>;
+    /// Anyone: every rule of lab policy in force, defaults included.
+    async fn policies(token: Token) -> Result<Vec<Policy>, ApiError>;
+    /// Admins: sets or removes one rule; returns every rule in force.
+    async fn set_policy(token: Token, set: PolicySet) -> Result<Vec<Policy>, ApiError>;
+    /// Anyone: the groups and their members.
+    async fn groups(token: Token) -> Result<Vec<Group>, ApiError>;
+    /// Admins: creates, deletes or changes the members of a group.
+    async fn change_group(token: Token, change: GroupChange) -> Result<Group, ApiError>;
+    /// Admins: books past lab policy, with a reason kept in the audit log.
+    async fn book_override(
+        token: Token,
+        request: BookingRequest,
+        reason: String,
+    ) -> Result<Booking, ApiError>;
 }
 
 /// Reading `/proc`: the start time that, with the pid, names a process in a

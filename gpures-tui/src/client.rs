@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use gpures_proto::{
     AccountChange, AdoptRequest, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest,
-    ChangeKind, ChangeTarget, GpuresClient, HelloReply, Holder, JobProcess, LoginReply, Lookup,
-    NewResource, Notification, NotificationPage, NotifyChange, NotifySettings, PageRequest, Period,
-    QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange, ReservationFilter,
-    ReservationPage, Resource, Role, SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline,
-    UserInfo, limits,
+    ChangeKind, ChangeTarget, GpuresClient, Group, GroupChange, HelloReply, Holder, JobProcess,
+    LoginReply, Lookup, NewResource, Notification, NotificationPage, NotifyChange, NotifySettings,
+    PageRequest, Period, Policy, PolicySet, QueueEntry, QueueRequest, RegisterRequest, Reservation,
+    ReservationChange, ReservationFilter, ReservationPage, Resource, Role, SessionInfo, SlotOption,
+    SlotQuery, StatusReport, Timeline, UserInfo, limits,
 };
 use tarpc::client::RpcError;
 use tarpc::context;
@@ -571,6 +571,62 @@ impl Client {
     pub async fn keep(&self, booking_id: Uuid) -> Result<DateTime<Utc>> {
         let token = self.need_token()?;
         flat(self.rpc().keep(context::current(), token, booking_id).await)
+    }
+
+    /// Books past lab policy (admins), with a reason for the audit log.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn book_override(&self, req: BookingRequest, reason: String) -> Result<Booking> {
+        let token = self.need_token()?;
+        self.resending(|rpc| {
+            let (token, req, reason) = (token.clone(), req.clone(), reason.clone());
+            async move {
+                rpc.book_override(context::current(), token, req, reason)
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// Every rule of lab policy in force.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn policies(&self) -> Result<Vec<Policy>> {
+        let token = self.need_token()?;
+        flat(self.rpc().policies(context::current(), token).await)
+    }
+
+    /// Sets or removes a rule (admins); every rule in force after it.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn set_policy(&self, set: PolicySet) -> Result<Vec<Policy>> {
+        let token = self.need_token()?;
+        flat(self.rpc().set_policy(context::current(), token, set).await)
+    }
+
+    /// The groups and their members.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn groups(&self) -> Result<Vec<Group>> {
+        let token = self.need_token()?;
+        flat(self.rpc().groups(context::current(), token).await)
+    }
+
+    /// Changes the groups (admins).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn change_group(&self, change: GroupChange) -> Result<Group> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .change_group(context::current(), token, change)
+                .await,
+        )
     }
 
     /// Ties running processes to a booking (a new one by default).

@@ -9,6 +9,7 @@
 pub mod calendar;
 pub mod db;
 pub mod gpu;
+pub mod policy;
 pub mod resources;
 pub mod users;
 
@@ -60,6 +61,18 @@ pub async fn run(config: &Config, command: Command) -> Result<()> {
                     "new signing key {id}: new logins use it; tokens signed with the old keys \
                      keep working until they expire\n"
                 ))
+            })
+            .await
+        }
+        Command::Group(cmd) => {
+            with_database(config, |svc| async move {
+                policy::group(&svc, &Actor::host_admin(), cmd).await
+            })
+            .await
+        }
+        Command::Policy(cmd) => {
+            with_database(config, |svc| async move {
+                policy::policy(&svc, &Actor::host_admin(), cmd).await
             })
             .await
         }

@@ -18,7 +18,7 @@ use gpures_proto::{
 };
 use uuid::Uuid;
 
-use super::{Actor, Entity, Error, Result, Service, audit_by, validate};
+use super::{Actor, Entity, Error, Result, Service, audit_by, policy, validate};
 use crate::store::audit::{self, AuditAction, Target};
 use crate::store::outbox::{self, Operation};
 use crate::store::reservations::{self, NewReservation};
@@ -84,7 +84,23 @@ impl Service {
     /// Rule violations, unknown or inactive resources, `Conflict` with the
     /// holders, store failures.
     pub async fn create_booking(&self, actor: &Actor, req: BookingRequest) -> Result<Booking> {
-        self.book_checked(actor, req, true).await
+        self.book_checked(actor, req, true, PolicyMode::Check).await
+    }
+
+    /// Books past lab policy (admins), with `reason` kept in the audit log.
+    ///
+    /// # Errors
+    /// Not allowed, an empty reason, and as [`Self::create_booking`].
+    pub async fn book_override(
+        &self,
+        actor: &Actor,
+        req: BookingRequest,
+        reason: &str,
+    ) -> Result<Booking> {
+        actor.require_admin()?;
+        let reason = validate::reason(reason)?;
+        self.book_checked(actor, req, true, PolicyMode::Override(reason))
+            .await
     }
 
     /// [`Self::create_booking`]; `sent`: the period came from the client
@@ -94,6 +110,7 @@ impl Service {
         actor: &Actor,
         req: BookingRequest,
         sent: bool,
+        policy: PolicyMode,
     ) -> Result<Booking> {
         let user = actor.account()?.clone();
         let resources = validate::booking_resources(&req.resources)?;
@@ -105,36 +122,42 @@ impl Service {
             sent,
             actor.is_admin(),
         )?;
-        let note = validate::note(&req.note)?;
+        let clean = BookingRequest {
+            request_id: req.request_id,
+            resources,
+            period: req.period,
+            note: validate::note(&req.note)?,
+        };
         let svc = self.clone();
         let name = actor.audit_name();
         self.transaction(async move {
-            svc.retrying(&resources, req.period, &[], || {
-                svc.book_once(&user, &name, req.request_id, &resources, req.period, &note)
+            svc.retrying(&clean.resources, clean.period, &[], || {
+                svc.book_once(&user, &name, &clean, &policy)
             })
             .await
         })
         .await
     }
 
+    /// One attempt at booking `req` (already validated).
     async fn book_once(
         &self,
         user: &gpures_proto::UserInfo,
         audit_name: &str,
-        request_id: Uuid,
-        resource_ids: &[i64],
-        period: Period,
-        note: &str,
+        req: &BookingRequest,
+        policy: &PolicyMode,
     ) -> Attempt<Booking> {
         let mut tx = self.store().begin().await?;
         let booking = insert_booking(
             &mut tx,
+            &self.settings().policy,
+            policy,
             user.id,
             audit_name,
-            request_id,
-            resource_ids,
-            period,
-            note,
+            req.request_id,
+            &req.resources,
+            req.period,
+            &req.note,
         )
         .await?;
         tx.commit().await?;
@@ -302,11 +325,15 @@ impl Service {
             _ => before[0].period,
         };
         let whole_booking = matches!(which, Which::Booking(_));
+        // An admin changing someone else's booking gives a reason instead.
+        let policed = matches!(change, Change::Edit(_)) && !someone_elses;
+        let owner = policed.then_some(before[0].user.id);
         let (svc, actor) = (self.clone(), actor.clone());
         self.transaction(async move {
             svc.retrying(&resource_ids, period, &ids, || {
                 svc.change_once(
                     &actor,
+                    owner,
                     &resource_ids,
                     &ids,
                     whole_booking,
@@ -322,10 +349,12 @@ impl Service {
     /// One attempt at changing the reservations `ids` (on `resource_ids`).
     /// For a whole booking, reservations already cancelled or over are left
     /// alone (and for a release, those not started); for one reservation
-    /// they are an error.
+    /// they are an error. An edit for `owner` passes lab policy.
+    #[allow(clippy::too_many_arguments)]
     async fn change_once(
         &self,
         actor: &Actor,
+        owner: Option<i64>,
         resource_ids: &[i64],
         ids: &[Uuid],
         whole_booking: bool,
@@ -335,7 +364,15 @@ impl Service {
         let reason = why.map(|r| r.text.as_str());
         let now = Utc::now();
         let mut tx = self.store().begin().await?;
-        resources::lock(&mut tx, resource_ids).await?;
+        let limits = match owner {
+            Some(owner) => policy::lock_member(&mut tx, &self.settings().policy, owner).await?,
+            None => Vec::new(),
+        };
+        let hosts: std::collections::BTreeMap<i64, String> = resources::lock(&mut tx, resource_ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.host))
+            .collect();
         let mut targets = Vec::with_capacity(ids.len());
         for id in ids {
             reservations::lock(&mut tx, *id).await?;
@@ -364,6 +401,9 @@ impl Service {
         }
         let name = actor.audit_name();
         let mut after = Vec::with_capacity(targets.len());
+        // What an edit makes of every target, and whether any grows.
+        let mut proposed = Vec::new();
+        let mut grows = false;
         for current in &targets {
             let id = current.id;
             let action = match &change {
@@ -395,6 +435,12 @@ impl Service {
                     }
                     reservations::set_period_and_note(&mut tx, id, period, &note).await?;
                     outbox::enqueue(&mut tx, id, Operation::Upsert).await?;
+                    grows |= period.start < current.period.start || period.end > current.period.end;
+                    proposed.push(policy::Proposed {
+                        booking: Some(current.booking_id),
+                        host: hosts.get(&current.resource_id).cloned().unwrap_or_default(),
+                        period,
+                    });
                     AuditAction::ReservationUpdate
                 }
                 Change::Cancel => {
@@ -422,6 +468,14 @@ impl Service {
             }
             audit::record_with(&mut tx, audit_by(actor, &name), action, target, reason).await?;
             after.push(id);
+        }
+        if let Some(owner) = owner
+            && grows
+        {
+            // Only a change that moves or grows a reservation is checked: a
+            // member over a limit (the rule came later) may still shorten.
+            let ids: Vec<Uuid> = targets.iter().map(|t| t.id).collect();
+            policy::check(&mut tx, &limits, owner, &proposed, &ids, false).await?;
         }
         store::notify_change(&mut tx).await?;
         let mut changed = Vec::with_capacity(after.len());
@@ -648,8 +702,11 @@ impl Service {
 /// reservations with their outbox and audit rows and the NOTIFY. The caller
 /// commits (a queue grant writes its request's state in the same
 /// transaction).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn insert_booking(
     tx: &mut sqlx::PgConnection,
+    defaults: &[gpures_proto::Policy],
+    mode: &PolicyMode,
     user_id: i64,
     audit_name: &str,
     request_id: Uuid,
@@ -657,7 +714,8 @@ pub(super) async fn insert_booking(
     period: Period,
     note: &str,
 ) -> Attempt<Booking> {
-    let locked = resources::lock(tx, resource_ids).await?;
+    // The member first, then the resources: the one lock order.
+    let limits = policy::lock_member(tx, defaults, user_id).await?;
     let existing = reservations::by_request(tx, user_id, request_id).await?;
     if let Some(first) = existing.first() {
         // A retry of a booking that already happened: give it back.
@@ -666,6 +724,7 @@ pub(super) async fn insert_booking(
             reservations: existing,
         });
     }
+    let locked = resources::lock(tx, resource_ids).await?;
     if locked.len() != resource_ids.len() {
         return Err(Error::NotFound(Entity::Resource).into());
     }
@@ -675,6 +734,17 @@ pub(super) async fn insert_booking(
     let holders = reservations::holders(tx, resource_ids, period, &[]).await?;
     if !holders.is_empty() {
         return Err(Error::Conflict(holders).into());
+    }
+    if let PolicyMode::Check = mode {
+        let proposed: Vec<policy::Proposed> = locked
+            .iter()
+            .map(|r| policy::Proposed {
+                booking: None,
+                host: r.host.clone(),
+                period,
+            })
+            .collect();
+        policy::check(tx, &limits, user_id, &proposed, &[], true).await?;
     }
     let booking_id = Uuid::new_v4();
     let by = audit::By {
@@ -701,6 +771,16 @@ pub(super) async fn insert_booking(
             user: None,
         };
         audit::record(tx, by, AuditAction::ReservationCreate, target).await?;
+        if let PolicyMode::Override(reason) = mode {
+            audit::record_with(
+                tx,
+                by,
+                AuditAction::ReservationPolicyOverride,
+                target,
+                Some(reason),
+            )
+            .await?;
+        }
         ids.push(id);
     }
     store::notify_change(tx).await?;
@@ -712,6 +792,14 @@ pub(super) async fn insert_booking(
         booking_id,
         reservations: booked,
     })
+}
+
+/// Whether a booking passes lab policy.
+#[derive(Clone, Debug)]
+pub(super) enum PolicyMode {
+    Check,
+    /// An admin books past it; the reason is audited.
+    Override(String),
 }
 
 /// How one attempt of a writing transaction ended, when it did not succeed.

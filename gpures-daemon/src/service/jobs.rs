@@ -310,7 +310,8 @@ impl Service {
                             .join(", ")
                     ),
                 };
-                self.book_checked(actor, request, false).await?
+                self.book_checked(actor, request, false, super::booking::PolicyMode::Check)
+                    .await?
             }
         };
         // Processes already tied to the booking (a `gpures run`) stay tied.

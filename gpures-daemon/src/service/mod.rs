@@ -24,6 +24,7 @@ pub mod booking;
 pub mod enforce;
 pub mod jobs;
 pub mod notify;
+pub mod policy;
 pub mod queue;
 pub mod reclaim;
 pub mod resources;
@@ -55,6 +56,8 @@ pub enum Entity {
     User,
     Session,
     QueueRequest,
+    Group,
+    Policy,
 }
 
 impl Entity {
@@ -66,6 +69,8 @@ impl Entity {
             Entity::User => "user",
             Entity::Session => "session",
             Entity::QueueRequest => "queue request",
+            Entity::Group => "group",
+            Entity::Policy => "policy rule",
         }
     }
 }
@@ -86,6 +91,9 @@ pub enum Error {
     /// The period is taken; never empty (a conflict names who holds it).
     #[error("the slot is taken by {} reservation(s)", .0.len())]
     Conflict(Vec<Holder>),
+    /// A lab policy refuses it; the refusal has the numbers.
+    #[error("refused by lab policy: {0}")]
+    Policy(Box<gpures_proto::PolicyRefusal>),
     #[error("invalid {field}: {reason}")]
     Invalid { field: String, reason: String },
     #[error("permission denied")]
@@ -283,6 +291,9 @@ pub struct Settings {
     pub reclaim: reclaim::ReclaimRules,
     /// Acting on unreserved use (warn by default).
     pub enforce: enforce::EnforceRules,
+    /// Lab policy for everyone from `[policy]` in `gpures.toml`; rules in
+    /// the database replace them.
+    pub policy: Vec<gpures_proto::Policy>,
 }
 
 impl Default for Settings {
@@ -300,6 +311,7 @@ impl Default for Settings {
             notify: notify::NotifyRules::default(),
             reclaim: reclaim::ReclaimRules::default(),
             enforce: enforce::EnforceRules::default(),
+            policy: Vec::new(),
         }
     }
 }

@@ -12,7 +12,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use gpures_proto::{NotificationKind, QueueEntry, QueueRequest, SlotOption, SlotQuery};
 use uuid::Uuid;
 
-use super::booking::{Failed, insert_booking};
+use super::booking::{Failed, PolicyMode, insert_booking};
 use super::notify::{self, short};
 use super::slots::search::Need;
 use super::{Actor, Entity, Error, Result, Service, audit_user, validate};
@@ -36,6 +36,8 @@ enum Grant {
     Gone,
     /// The GPUs were taken first: try again on the next change.
     Taken,
+    /// Its owner's lab policy refuses it now (a quota frees later).
+    Refused,
 }
 
 impl Service {
@@ -200,7 +202,9 @@ impl Service {
                         tracing::info!(request = %row.id, user_id = row.user_id, "queue request granted");
                         continue;
                     }
-                    Grant::Gone => continue,
+                    // Its owner's policy refuses it for now: it waits,
+                    // blocking no one.
+                    Grant::Gone | Grant::Refused => continue,
                     Grant::Taken => break,
                 }
             }
@@ -256,6 +260,8 @@ impl Service {
         let ids: Vec<i64> = option.gpus.iter().map(|g| g.id).collect();
         let booking = match insert_booking(
             &mut tx,
+            &self.settings().policy,
+            &PolicyMode::Check,
             row.user_id,
             QUEUE_ACTOR,
             row.id,
@@ -267,6 +273,10 @@ impl Service {
         {
             Ok(b) => b,
             Err(Failed::Abort | Failed::Rule(Error::Conflict(_))) => return Ok(Grant::Taken),
+            Err(Failed::Rule(Error::Policy(refusal))) => {
+                tracing::info!(request = %row.id, user_id = row.user_id, %refusal, "queue request waits for its owner's policy");
+                return Ok(Grant::Refused);
+            }
             Err(Failed::Rule(e)) => return Err(e),
         };
         queue::end(

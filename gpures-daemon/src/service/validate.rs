@@ -296,6 +296,11 @@ pub fn description(d: &str) -> Result<String> {
     limited(d, "description", limits::DESCRIPTION_MAX_CHARS)
 }
 
+/// A group name: like a resource name (short, no spaces).
+pub fn group_name(name: &str) -> Result<String> {
+    resource_name(name)
+}
+
 /// A resource name: short, no spaces, no control characters.
 pub fn resource_name(name: &str) -> Result<String> {
     let clean = limited(name, "name", limits::RESOURCE_NAME_MAX_CHARS)?;

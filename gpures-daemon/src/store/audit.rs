@@ -63,6 +63,13 @@ pub enum AuditAction {
     ReservationCancel,
     #[sqlx(rename = "reservation.release")]
     ReservationRelease,
+    /// An admin booked past lab policy (the reason says why).
+    #[sqlx(rename = "reservation.policy_override")]
+    ReservationPolicyOverride,
+    #[sqlx(rename = "policy.set")]
+    PolicySet,
+    #[sqlx(rename = "group.change")]
+    GroupChange,
 }
 
 /// Who acted: the account (absent for the host admin) and the Unix user.

@@ -38,6 +38,7 @@ pub mod jobs;
 pub mod keys;
 pub mod notifications;
 pub mod outbox;
+pub mod policy;
 pub mod queue;
 pub mod reclaim;
 pub mod reservations;

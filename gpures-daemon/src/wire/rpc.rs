@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use gpures_proto::{
     AccountChange, AdoptRequest, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest,
-    ChangeKind, ChangeTarget, Gpures, HelloReply, Holder, JobProcess, LoginReply, Lookup,
-    NewResource, Notification, NotificationPage, NotifyChange, NotifySettings, PROTOCOL_VERSION,
-    PageRequest, Period, QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange,
-    ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role, SessionInfo, SlotOption,
-    SlotQuery, StatusReport, Timeline, Token, UserInfo, UserPage, limits,
+    ChangeKind, ChangeTarget, Gpures, Group, GroupChange, HelloReply, Holder, JobProcess,
+    LoginReply, Lookup, NewResource, Notification, NotificationPage, NotifyChange, NotifySettings,
+    PROTOCOL_VERSION, PageRequest, Period, Policy, PolicySet, QueueEntry, QueueRequest,
+    RegisterRequest, Reservation, ReservationChange, ReservationFilter, ReservationPage, Resource,
+    ResourceUpdate, Role, SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline, Token,
+    UserInfo, UserPage, limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -34,6 +35,7 @@ impl From<service::Error> for ApiError {
                 what: what.as_str().to_owned(),
             },
             E::Conflict(holders) => ApiError::Conflict { holders },
+            E::Policy(refusal) => ApiError::Policy(refusal),
             E::Invalid { field, reason } => ApiError::InvalidArgument { field, reason },
             E::Forbidden => ApiError::PermissionDenied,
             E::Unauthenticated => ApiError::Unauthenticated,
@@ -515,5 +517,39 @@ impl Gpures for Connection {
     async fn adopt(self, _: Context, token: Token, request: AdoptRequest) -> Reply<Booking> {
         let actor = self.actor(&token).await?;
         Ok(self.service().adopt(&actor, &self.peer, request).await?)
+    }
+
+    async fn policies(self, _: Context, token: Token) -> Reply<Vec<Policy>> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().policies(&actor).await?)
+    }
+
+    async fn set_policy(self, _: Context, token: Token, set: PolicySet) -> Reply<Vec<Policy>> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().set_policy(&actor, set).await?)
+    }
+
+    async fn groups(self, _: Context, token: Token) -> Reply<Vec<Group>> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().groups(&actor).await?)
+    }
+
+    async fn change_group(self, _: Context, token: Token, change: GroupChange) -> Reply<Group> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().change_group(&actor, change).await?)
+    }
+
+    async fn book_override(
+        self,
+        _: Context,
+        token: Token,
+        request: BookingRequest,
+        reason: String,
+    ) -> Reply<Booking> {
+        let actor = self.actor(&token).await?;
+        Ok(self
+            .service()
+            .book_override(&actor, request, &reason)
+            .await?)
     }
 }

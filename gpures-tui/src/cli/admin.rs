@@ -8,6 +8,8 @@ use crate::output::{AccountJson, ResourceJson, table};
 /// Runs an admin subcommand (the daemon checks the role).
 pub(super) async fn admin(ctx: &Ctx, cmd: AdminCommand) -> CliResult<()> {
     match cmd {
+        AdminCommand::Group(cmd) => return super::policy::admin_group(ctx, cmd).await,
+        AdminCommand::Policy(cmd) => return super::policy::admin_policy(ctx, cmd).await,
         AdminCommand::Resource(AdminResource::Add {
             name,
             gpu_index,

@@ -115,6 +115,7 @@ pub(super) async fn book(
     from: Option<String>,
     length: Length,
     note: String,
+    override_reason: Option<String>,
 ) -> CliResult<()> {
     let (tz, now) = (ctx.tz, ctx.now);
     let start = parse_time(from.as_deref().unwrap_or("now"), now, tz)?;
@@ -132,7 +133,10 @@ pub(super) async fn book(
         period: Period { start, end },
         note,
     };
-    let booking = ctx.api(ctx.client.book(request).await)?;
+    let booking = match override_reason {
+        Some(reason) => ctx.api(ctx.client.book_override(request, reason).await)?,
+        None => ctx.api(ctx.client.book(request).await)?,
+    };
     warn_if_busy(ctx, &booking.reservations).await;
     if ctx.json {
         return ctx.print_json(

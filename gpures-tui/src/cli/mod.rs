@@ -21,6 +21,7 @@ mod account;
 mod admin;
 mod booking;
 mod notify;
+mod policy;
 mod queue;
 mod run;
 mod status;
@@ -51,6 +52,8 @@ pub mod exit {
     pub const CONFLICT: u8 = 3;
     pub const AUTH: u8 = 4;
     pub const UNREACHABLE: u8 = 5;
+    /// Lab policy refused the booking or change (the rule and numbers on stderr).
+    pub const POLICY: u8 = 6;
     /// `run`: the command cannot be executed (as a shell says it).
     pub const CANNOT_RUN: u8 = 126;
     /// `run`: no such command.
@@ -266,6 +269,9 @@ pub enum Command {
         /// What it is for, shown to the lab and in the calendar.
         #[arg(long, value_name = "TEXT")]
         note: Option<String>,
+        /// Admins: book past lab policy; the reason is kept in the audit log.
+        #[arg(long = "override", value_name = "REASON", conflicts_with = "gpus")]
+        override_reason: Option<String>,
     },
     /// When N GPUs of one host are free for a length: the earliest three
     /// starts per host at or after --from, without booking.
@@ -422,6 +428,10 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         booking: Option<String>,
     },
+    /// Lab policy: every rule in force, and which apply to you.
+    Policy,
+    /// The groups of the lab and their members.
+    Groups,
     /// Admin commands.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -442,6 +452,85 @@ pub enum AdminCommand {
     /// Manage users.
     #[command(subcommand)]
     User(AdminUser),
+    /// Manage groups of members (teams, projects).
+    #[command(subcommand)]
+    Group(AdminGroup),
+    /// Set lab policy: limits checked in every booking.
+    #[command(subcommand)]
+    Policy(AdminPolicy),
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum AdminGroup {
+    /// List the groups and their members.
+    List,
+    /// Create a group.
+    Add {
+        name: String,
+        #[arg(long, value_name = "TEXT", default_value_t = String::new(), hide_default_value = true)]
+        description: String,
+    },
+    /// Delete a group (its rules go with it; its members stay).
+    Rm { name: String },
+    /// Add members to a group or remove them.
+    #[command(subcommand)]
+    Member(AdminMember),
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum AdminMember {
+    /// Add members (by email) to GROUP.
+    Add {
+        group: String,
+        #[arg(required = true)]
+        emails: Vec<String>,
+    },
+    /// Remove members (by email) from GROUP.
+    Rm {
+        group: String,
+        #[arg(required = true)]
+        emails: Vec<String>,
+    },
+}
+
+/// Whom a rule is for: everyone (neither flag), a group or one member.
+#[derive(Args, Debug, Clone)]
+pub struct RuleScope {
+    /// The rule applies to the members of this group.
+    #[arg(long, value_name = "NAME", conflicts_with = "user")]
+    pub group: Option<String>,
+    /// The rule applies to this member (by email).
+    #[arg(long, value_name = "EMAIL")]
+    pub user: Option<String>,
+    /// Only the resources of this host (and only they count).
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum AdminPolicy {
+    /// List every rule in force, defaults from gpures.toml included.
+    List,
+    /// Set a rule: max-gpus N, gpu-hours-week H, max-length LEN, horizon LEN,
+    /// max-future N, cooldown LEN --after LEN. Lengths: 90m, 4h, 2d, 1w (a
+    /// bare number is hours). A member's own rule beats their groups' (the
+    /// most generous group wins), which beat everyone's.
+    Set {
+        /// max-gpus, gpu-hours-week, max-length, horizon, max-future or cooldown.
+        rule: String,
+        value: String,
+        #[command(flatten)]
+        scope: RuleScope,
+        /// Cooldown: how long a reservation must be to be followed by one.
+        #[arg(long, value_name = "LEN")]
+        after: Option<String>,
+    },
+    /// Remove a rule set in the database.
+    Unset {
+        rule: String,
+        #[command(flatten)]
+        scope: RuleScope,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -633,6 +722,29 @@ fn client_failure(e: ClientError, tz: Tz) -> Failure {
                     serde_json::json!({ "error": "conflict", "holders": json }),
                 )
                 .ok(),
+                signed_out: None,
+            }
+        }
+        ClientError::Api(ApiError::Policy(refusal)) => {
+            let message = refusal.sentence(|t| timefmt::format_local(t, tz));
+            Failure {
+                code: exit::POLICY,
+                json: Some(serde_json::json!({
+                    "error": "policy",
+                    "rule": refusal.rule.as_str(),
+                    "scope": refusal.scope.to_string(),
+                    "host": refusal.host,
+                    "limit": refusal.limit,
+                    "would_be": refusal.would_be,
+                    "unit": if refusal.rule.is_count() { "count" } else { "minutes" },
+                    "window": refusal.window.map(|w| serde_json::json!({
+                        "start": timefmt::rfc3339(w.start, tz),
+                        "end": timefmt::rfc3339(w.end, tz),
+                    })),
+                    "free_from": refusal.free_from.map(|t| timefmt::rfc3339(t, tz)),
+                    "message": message,
+                })),
+                message: format!("refused by lab policy: {message}"),
                 signed_out: None,
             }
         }
@@ -916,11 +1028,15 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
             to,
             r#for,
             note,
+            override_reason,
             ..
         } => {
             let length = booking::Length { to, r#for };
-            booking::book(ctx, resources, from, length, note.unwrap_or_default()).await
+            let note = note.unwrap_or_default();
+            booking::book(ctx, resources, from, length, note, override_reason).await
         }
+        Command::Policy => policy::show(ctx).await,
+        Command::Groups => policy::groups(ctx).await,
         Command::When {
             gpus,
             r#for,

@@ -510,6 +510,13 @@ impl App {
                 self.fail(format!("taken: {}", who.join("; ")));
                 self.handle(events)
             }
+            Msg::Failed(ApiError::Policy(ref refusal)) => {
+                let tz = self.ctx.tz;
+                let said =
+                    refusal.sentence(|t| t.with_timezone(&tz).format("%a %m-%d %H:%M").to_string());
+                self.fail(format!("refused by lab policy: {said}"));
+                vec![]
+            }
             Msg::Failed(e) => {
                 self.fail(e.to_string());
                 vec![]
