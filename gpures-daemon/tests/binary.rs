@@ -124,6 +124,45 @@ async fn serve_on_a_fresh_state_dir_and_admin_beside_it() {
     let (ok, out) = admin(&state, &["user", "promote", "ghost@lab.kr"]);
     assert!(!ok && out.contains("user not found"), "{out}");
 
+    // Groups and lab policy, as the host admin sets them.
+    let (ok, out) = admin(
+        &state,
+        &["group", "add", "vision", "--description", "비전 팀"],
+    );
+    assert!(ok && out.contains("group vision created"), "{out}");
+    let (ok, out) = admin(
+        &state,
+        &["group", "member", "add", "vision", "first@lab.kr"],
+    );
+    assert!(ok && out.contains("first@lab.kr added to vision"), "{out}");
+    let (ok, out) = admin(&state, &["group", "list"]);
+    assert!(
+        ok && out.contains("vision (비전 팀): first@lab.kr"),
+        "{out}"
+    );
+    let (ok, out) = admin(
+        &state,
+        &["policy", "set", "max-gpus", "2", "--group", "vision"],
+    );
+    assert!(
+        ok && out.contains("max-gpus") && out.contains("group vision"),
+        "{out}"
+    );
+    let (ok, out) = admin(
+        &state,
+        &["policy", "set", "cooldown", "12h", "--after", "1d"],
+    );
+    assert!(ok && out.contains("12 h after 1 d"), "{out}");
+    let (ok, out) = admin(&state, &["policy", "set", "max-gpu", "2"]);
+    assert!(!ok && out.contains("unknown rule"), "{out}");
+    let (ok, out) = admin(&state, &["policy", "set", "max-gpus", "two"]);
+    assert!(!ok && out.contains("takes a count"), "{out}");
+    let (ok, out) = admin(
+        &state,
+        &["policy", "unset", "max-gpus", "--group", "vision"],
+    );
+    assert!(ok && !out.contains("max-gpus"), "{out}");
+
     // SIGTERM: stop accepting, remove the socket, stop the cluster.
     let pid = libc::pid_t::try_from(serve.id()).expect("pid");
     // SAFETY: sending a signal to our own child.

@@ -1549,3 +1549,197 @@ async fn an_admin_changing_someone_elses_reservation_says_why() {
         .await;
     assert_eq!(r.code, 4, "{}", r.err);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_policy_refuses_with_the_rule_and_its_numbers_and_admins_may_override() {
+    let cli = Cli {
+        daemon: TestDaemon::builder()
+            .with_gpus(2)
+            .start()
+            .await
+            .expect("daemon"),
+        home: tempfile::tempdir().expect("home"),
+    };
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    cli.register("boss", "boss@lab.kr", "Boss").await;
+    cli.promote("boss@lab.kr").await;
+    let none = cli.ok("kim", &["policy"]).await;
+    assert!(none.out.contains("no lab policy"), "{}", none.out);
+
+    // A member cannot set rules.
+    let r = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &["admin", "policy", "set", "max-gpus", "9"],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 4, "{}", r.err);
+    cli.ok("boss", &["admin", "group", "add", "vision"]).await;
+    cli.ok(
+        "boss",
+        &["admin", "group", "member", "add", "vision", "kim@lab.kr"],
+    )
+    .await;
+    cli.ok("boss", &["admin", "policy", "set", "max-gpus", "1"])
+        .await;
+    let set = cli
+        .ok(
+            "boss",
+            &[
+                "admin",
+                "policy",
+                "set",
+                "gpu-hours-week",
+                "4",
+                "--group",
+                "vision",
+            ],
+        )
+        .await;
+    assert!(
+        set.out.contains("gpu-hours-week") && set.out.contains("group vision"),
+        "{}",
+        set.out
+    );
+    let r = cli
+        .run_as(
+            "boss",
+            "Asia/Seoul",
+            &["admin", "policy", "set", "max-gpus", "2h"],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 2, "a bad value is a usage error: {}", r.err);
+
+    let mine = cli.ok("kim", &["policy"]).await;
+    assert!(mine.out.contains("your groups: vision"), "{}", mine.out);
+    let json = cli.ok("kim", &["policy", "--json"]).await.json();
+    let rules: Vec<(&str, bool)> = json
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|p| {
+            (
+                p["rule"].as_str().expect("rule"),
+                p["applies_to_me"] == true,
+            )
+        })
+        .collect();
+    assert!(rules.contains(&("max-gpus", true)), "{json}");
+    assert!(rules.contains(&("gpu-hours-week", true)), "{json}");
+    let groups = cli.ok("kim", &["groups", "--json"]).await.json();
+    assert_eq!(groups[0]["members"][0], "kim@lab.kr");
+
+    let booked = cli
+        .ok(
+            "kim",
+            &["book", "gpu0", "--from", "+1h", "--for", "2h", "--json"],
+        )
+        .await
+        .json();
+    let id = booked[0]["id"].as_str().expect("id")[..8].to_owned();
+    // A second GPU at the same time: refused, exit 6, the numbers in KST.
+    let r = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &["book", "gpu1", "--from", "+2h", "--for", "1h"],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 6, "{}{}", r.out, r.err);
+    assert!(
+        r.err
+            .contains("refused by lab policy: this makes 2 GPUs held at once")
+            && r.err.contains("the lab's limit is 1 (policy max-gpus)"),
+        "{}",
+        r.err
+    );
+    // The busiest stretch starts at +2h, written in Seoul time.
+    let kst = chrono::FixedOffset::east_opt(9 * 3600).expect("offset");
+    let start = |lag: i64| {
+        (chrono::Utc::now() + chrono::TimeDelta::hours(2) - chrono::TimeDelta::minutes(lag))
+            .with_timezone(&kst)
+            .format("(%Y-%m-%d %H:%M to ")
+            .to_string()
+    };
+    assert!(
+        r.err.contains(&start(0)) || r.err.contains(&start(1)),
+        "{}",
+        r.err
+    );
+    let r = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &["book", "gpu1", "--from", "+2h", "--for", "1h", "--json"],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 6);
+    let refusal = r.json();
+    assert_eq!(refusal["error"], "policy");
+    assert_eq!(refusal["rule"], "max-gpus");
+    assert_eq!(
+        (refusal["limit"].as_i64(), refusal["would_be"].as_i64()),
+        (Some(1), Some(2))
+    );
+    // Extending past the group's 4 GPU-hours a week is refused too.
+    let r = cli
+        .run_as("kim", "Asia/Seoul", &["extend", &id, "--by", "3h"], None)
+        .await;
+    assert_eq!(r.code, 6, "{}", r.err);
+    assert!(
+        r.err
+            .contains("this makes 5 of group vision's 4 GPU-hours in 7 days"),
+        "{}",
+        r.err
+    );
+    cli.ok("kim", &["extend", &id, "--by", "2h"]).await;
+
+    // Admins: refused like anyone, unless they override with a reason.
+    let r = cli
+        .run_as(
+            "boss",
+            "Asia/Seoul",
+            &["book", "gpu0", "gpu1", "--from", "+10h", "--for", "1h"],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 6, "{}", r.err);
+    cli.ok(
+        "boss",
+        &[
+            "book",
+            "gpu0",
+            "gpu1",
+            "--from",
+            "+10h",
+            "--for",
+            "1h",
+            "--override",
+            "deadline run",
+        ],
+    )
+    .await;
+    let r = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &[
+                "book",
+                "gpu1",
+                "--from",
+                "+20h",
+                "--for",
+                "1h",
+                "--override",
+                "please",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 4, "{}", r.err);
+}
