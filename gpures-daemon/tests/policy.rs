@@ -602,3 +602,64 @@ async fn a_queued_request_a_rule_refuses_waits_without_blocking_others() {
     }
     d.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_is_told_before_enter_what_the_booking_would_meet() {
+    let d = TestDaemon::builder()
+        .with_gpus(2)
+        .start()
+        .await
+        .expect("daemon");
+    let g = d.gpus.clone();
+    let (c, boss) = d.admin("boss@lab.kr", "Boss").await.expect("admin");
+    let (_, kim) = d.user("kim@lab.kr", "김민수").await.expect("user");
+    set(
+        &c,
+        &boss,
+        PolicyRule::MaxGpus,
+        PolicyTarget::Everyone,
+        Some(1),
+    )
+    .await;
+    let held = try_book(&c, &kim, &g[..1], at(1), 2).await.expect("kim");
+    let preview = |gpus: &[i64], start, hours, ignore| {
+        let c = c.clone();
+        let token = kim.token.clone();
+        let gpus = gpus.to_vec();
+        async move {
+            c.preview_booking(
+                context::current(),
+                token,
+                gpus,
+                Period {
+                    start,
+                    end: start + TimeDelta::hours(hours),
+                },
+                ignore,
+            )
+            .await
+            .expect("rpc")
+            .expect("preview")
+        }
+    };
+    let p = preview(&g[1..], at(2), 1, None).await;
+    assert!(p.holders.is_empty());
+    let r = p.refusal.expect("a second GPU at once");
+    assert_eq!((r.rule, r.would_be), (PolicyRule::MaxGpus, 2));
+    assert_eq!(preview(&g[1..], at(5), 1, None).await.refusal, None);
+    // Moving her own reservation is not counted against itself.
+    let id = held.reservations[0].id;
+    assert_eq!(preview(&g[..1], at(2), 2, Some(id)).await.refusal, None);
+    // A taken slot names its holder.
+    let (_, lee) = d.user("lee@lab.kr", "이서연").await.expect("user");
+    try_book(&c, &lee, &g[1..], at(10), 1).await.expect("lee");
+    let p = preview(&g[1..], at(10), 1, None).await;
+    assert_eq!(p.holders.len(), 1);
+    // Nothing was booked by looking.
+    let n: (i64,) = sqlx::query_as("SELECT count(*) FROM reservations")
+        .fetch_one(d.store.pool())
+        .await
+        .expect("count");
+    assert_eq!(n.0, 2);
+    d.stop().await.expect("stop");
+}

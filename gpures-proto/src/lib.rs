@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use policy::{
-    Group, GroupChange, Policy, PolicyRefusal, PolicyRule, PolicyScope, PolicySet, PolicyTarget,
+    BookingPreview, Group, GroupChange, Policy, PolicyRefusal, PolicyRule, PolicyScope, PolicySet,
+    PolicyTarget,
 };
 
 /// Version of the wire contract. A client sends it in [`Gpures::hello`] first;
@@ -994,6 +995,15 @@ pub trait Gpures {
         period: Period,
         ignore: Option<Uuid>,
     ) -> Result<Vec<Holder>, ApiError>;
+    /// Any user: [`Gpures::check_availability`] plus the lab rule the
+    /// caller's own booking (or change of `ignore`) would break, for forms
+    /// that tell before Enter.
+    async fn preview_booking(
+        token: Token,
+        resources: Vec<i64>,
+        period: Period,
+        ignore: Option<Uuid>,
+    ) -> Result<BookingPreview, ApiError>;
     /// Any user: per active resource, who holds it now and who is next.
     async fn status(token: Token) -> Result<StatusReport, ApiError>;
     /// Any user: returns as soon as the schedule changed after `since` (a value

@@ -279,6 +279,37 @@ impl PolicyRefusal {
     }
 }
 
+impl PolicyRefusal {
+    /// The numbers in a few words, for a form's one line:
+    /// `2 GPUs at once, limit 1 (…)`.
+    pub fn brief(&self, time: impl Fn(DateTime<Utc>) -> String) -> String {
+        let (would, limit) = (self.would_be, self.limit);
+        let mut s = match self.rule {
+            PolicyRule::MaxGpus => format!("{would} GPUs at once, limit {limit}"),
+            PolicyRule::GpuHoursWeek => {
+                format!("{} of {} GPU-hours in 7 days", hours(would), hours(limit))
+            }
+            PolicyRule::MaxLength => {
+                format!("{}, limit {}", format_minutes(would), format_minutes(limit))
+            }
+            PolicyRule::Horizon => format!(
+                "ends {} ahead, limit {}",
+                format_minutes(would),
+                format_minutes(limit)
+            ),
+            PolicyRule::MaxFuture => format!("{would} bookings to come, limit {limit}"),
+            PolicyRule::Cooldown => format!("{} cooldown after a long one", format_minutes(limit)),
+        };
+        if let Some(w) = self.window {
+            s.push_str(&format!(" ({} to {})", time(w.start), time(w.end)));
+        }
+        if let Some(t) = self.free_from {
+            s.push_str(&format!("; possible from {}", time(t)));
+        }
+        s
+    }
+}
+
 /// GPU-minutes as GPU-hours, one decimal where it matters.
 fn hours(minutes: i64) -> String {
     if minutes % 60 == 0 {
@@ -292,6 +323,14 @@ impl fmt::Display for PolicyRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.sentence(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()))
     }
+}
+
+/// What a booking would meet, checked before it is made: who holds the
+/// slot, and the first lab rule it would break.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingPreview {
+    pub holders: Vec<crate::Holder>,
+    pub refusal: Option<Box<PolicyRefusal>>,
 }
 
 /// A group of members.

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use gpures_proto::{
-    AccountChange, AdoptRequest, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest,
-    ChangeKind, ChangeTarget, GpuresClient, Group, GroupChange, HelloReply, Holder, JobProcess,
-    LoginReply, Lookup, NewResource, Notification, NotificationPage, NotifyChange, NotifySettings,
-    PageRequest, Period, Policy, PolicySet, QueueEntry, QueueRequest, RegisterRequest, Reservation,
-    ReservationChange, ReservationFilter, ReservationPage, Resource, Role, SessionInfo, SlotOption,
-    SlotQuery, StatusReport, Timeline, UserInfo, limits,
+    AccountChange, AdoptRequest, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingPreview,
+    BookingRequest, ChangeKind, ChangeTarget, GpuresClient, Group, GroupChange, HelloReply, Holder,
+    JobProcess, LoginReply, Lookup, NewResource, Notification, NotificationPage, NotifyChange,
+    NotifySettings, PageRequest, Period, Policy, PolicySet, QueueEntry, QueueRequest,
+    RegisterRequest, Reservation, ReservationChange, ReservationFilter, ReservationPage, Resource,
+    Role, SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline, UserInfo, limits,
 };
 use tarpc::client::RpcError;
 use tarpc::context;
@@ -708,6 +708,25 @@ impl Client {
         flat(
             self.rpc()
                 .check_availability(context::current(), token, resources, period, ignore)
+                .await,
+        )
+    }
+
+    /// Who holds any of `resources` during `period` (besides `ignore`), and
+    /// the lab rule our own booking of it would break.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn preview(
+        &self,
+        resources: Vec<i64>,
+        period: Period,
+        ignore: Option<Uuid>,
+    ) -> Result<BookingPreview> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .preview_booking(context::current(), token, resources, period, ignore)
                 .await,
         )
     }

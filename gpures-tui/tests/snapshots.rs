@@ -8,7 +8,7 @@ mod common;
 use chrono::TimeDelta;
 use common::{app, check_seq, now, press, type_text, tz};
 use crossterm::event::{KeyCode, KeyEvent};
-use gpures_proto::{Holder, Period, UserRef};
+use gpures_proto::{Holder, Period, PolicyRefusal, PolicyRule, PolicyScope, UserRef};
 use gpures_tui::tui::app::{App, Msg, Preview, Screen};
 use gpures_tui::tui::render;
 use uuid::Uuid;
@@ -123,12 +123,46 @@ fn booking_form_with_a_conflict() {
     a.apply(Msg::Checked {
         seq,
         holders: vec![holder],
+        refusal: None,
     });
     assert!(matches!(
         a.booking_form().map(|f| &f.preview),
         Some(Preview::Taken(_))
     ));
     both("booking_form", &mut a);
+}
+
+#[test]
+fn booking_form_tells_a_policy_refusal_before_enter() {
+    let mut a = app();
+    let seq = check_seq(&press(&mut a, KeyCode::Char('n')));
+    let refusal = PolicyRefusal {
+        rule: PolicyRule::GpuHoursWeek,
+        scope: PolicyScope::Group("비전".into()),
+        host: None,
+        limit: 48 * 60,
+        would_be: 52 * 60,
+        window: Some(Period {
+            start: now() - TimeDelta::days(2),
+            end: now() + TimeDelta::days(5),
+        }),
+        free_from: None,
+    };
+    a.apply(Msg::Checked {
+        seq,
+        holders: vec![],
+        refusal: Some(Box::new(refusal)),
+    });
+    assert!(matches!(
+        a.booking_form().map(|f| &f.preview),
+        Some(Preview::Refused(_))
+    ));
+    let screen = render(&mut a, 160, 48);
+    assert!(
+        screen.contains("✗ lab policy gpu-hours-week: 52 of 48 GPU-hours in 7 days"),
+        "{screen}"
+    );
+    both("booking_form_policy", &mut a);
 }
 
 #[test]
@@ -139,6 +173,7 @@ fn edit_form_and_confirm() {
     a.apply(Msg::Checked {
         seq,
         holders: vec![],
+        refusal: None,
     });
     let form = a.booking_form().expect("the edit form is open");
     let values: Vec<&str> = form.fields().iter().map(|f| f.value.as_str()).collect();

@@ -68,6 +68,7 @@ fn an_answer_for_what_the_form_said_before_is_never_shown() {
     a.apply(Msg::Checked {
         seq: early,
         holders: vec![],
+        refusal: None,
     });
     let form = a.booking_form().expect("form");
     assert!(
@@ -81,6 +82,7 @@ fn an_answer_for_what_the_form_said_before_is_never_shown() {
     a.apply(Msg::Checked {
         seq: early,
         holders: vec![],
+        refusal: None,
     });
     let form = a.booking_form().expect("form");
     assert!(
@@ -92,6 +94,7 @@ fn an_answer_for_what_the_form_said_before_is_never_shown() {
     a.apply(Msg::Checked {
         seq,
         holders: vec![],
+        refusal: None,
     });
     assert!(matches!(
         a.booking_form().map(|f| &f.preview),

@@ -559,6 +559,67 @@ impl Service {
         Ok(reservations::holders(&mut conn, resource_ids, period, &ignore).await?)
     }
 
+    /// [`Self::check_availability`], plus the first lab rule the actor's own
+    /// booking of it (or change of `ignore`, if that grows it) would break.
+    /// Reads only: the booking itself checks again under the lock.
+    ///
+    /// # Errors
+    /// As [`Self::check_availability`]; an unknown `ignore`.
+    pub async fn preview_booking(
+        &self,
+        actor: &Actor,
+        resource_ids: &[i64],
+        period: Period,
+        ignore: Option<Uuid>,
+    ) -> Result<gpures_proto::BookingPreview> {
+        let holders = self
+            .check_availability(actor, resource_ids, period, ignore)
+            .await?;
+        let Some(user) = actor.user() else {
+            return Ok(gpures_proto::BookingPreview {
+                holders,
+                refusal: None,
+            });
+        };
+        let mut conn = self.store().acquire().await?;
+        let (booking, new_booking) = match ignore {
+            Some(id) => {
+                let current = reservations::get(&mut conn, id)
+                    .await
+                    .map_err(Error::not_found(Entity::Reservation))?;
+                let grows = period.start < current.period.start || period.end > current.period.end;
+                if !grows || current.user.id != user.id {
+                    return Ok(gpures_proto::BookingPreview {
+                        holders,
+                        refusal: None,
+                    });
+                }
+                (Some(current.booking_id), false)
+            }
+            None => (None, true),
+        };
+        let proposed: Vec<policy::Proposed> = policy::hosts(&mut conn, resource_ids)
+            .await?
+            .into_iter()
+            .map(|(_, host)| policy::Proposed {
+                booking,
+                host,
+                period,
+            })
+            .collect();
+        let ignore: Vec<Uuid> = ignore.into_iter().collect();
+        let refusal = policy::preview(
+            &mut conn,
+            &self.settings().policy,
+            user.id,
+            &proposed,
+            &ignore,
+            new_booking,
+        )
+        .await?;
+        Ok(gpures_proto::BookingPreview { holders, refusal })
+    }
+
     /// One page of the reservations matching `filter`.
     ///
     /// # Errors

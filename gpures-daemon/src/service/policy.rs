@@ -617,6 +617,37 @@ pub(super) async fn check(
     }
 }
 
+/// What [`check`] would say now, without locking anything (for forms).
+///
+/// # Errors
+/// Store failures.
+pub(super) async fn preview(
+    conn: &mut PgConnection,
+    defaults: &[Policy],
+    user_id: i64,
+    proposed: &[Proposed],
+    ignore: &[Uuid],
+    new_booking: bool,
+) -> std::result::Result<Option<Box<PolicyRefusal>>, StoreError> {
+    let limits = effective(&store::rules(conn, user_id).await?, defaults);
+    match check(conn, &limits, user_id, proposed, ignore, new_booking).await {
+        Ok(()) => Ok(None),
+        Err(CheckError::Refused(r)) => Ok(Some(r)),
+        Err(CheckError::Store(e)) => Err(e),
+    }
+}
+
+/// The hosts of `resources`, by id.
+///
+/// # Errors
+/// Store failures.
+pub(super) async fn hosts(
+    conn: &mut PgConnection,
+    resources: &[i64],
+) -> std::result::Result<Vec<(i64, String)>, StoreError> {
+    store::hosts(conn, resources).await
+}
+
 /// Why [`check`] did not pass.
 pub(super) enum CheckError {
     Refused(Box<PolicyRefusal>),

@@ -35,12 +35,17 @@ impl RuleRow {
 
 /// Locks the member's `users` row (so that one member's bookings check their
 /// quotas one after another, on every daemon) and returns the rules that
-/// apply to them: everyone's, their groups' and their own.
+/// apply to them.
 pub async fn lock_and_rules(conn: &mut PgConnection, user_id: i64) -> Result<Vec<RuleRow>> {
     sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
         .bind(user_id)
         .fetch_one(&mut *conn)
         .await?;
+    rules(conn, user_id).await
+}
+
+/// The rules that apply to a member: everyone's, their groups' and their own.
+pub async fn rules(conn: &mut PgConnection, user_id: i64) -> Result<Vec<RuleRow>> {
     Ok(sqlx::query_as::<_, RuleRow>(
         "SELECT p.id, p.rule, p.scope, g.name AS group_name, p.user_id, u.email, u.display_name,
                 p.host, p.value, p.threshold
@@ -155,6 +160,16 @@ pub async fn held(
     .bind(ignore)
     .fetch_all(&mut *conn)
     .await?)
+}
+
+/// The hosts of `resources`, by id.
+pub async fn hosts(conn: &mut PgConnection, resources: &[i64]) -> Result<Vec<(i64, String)>> {
+    Ok(
+        sqlx::query_as::<_, (i64, String)>("SELECT id, host FROM resources WHERE id = ANY($1)")
+            .bind(resources)
+            .fetch_all(&mut *conn)
+            .await?,
+    )
 }
 
 /// A group with its id.

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use gpures_proto::{
-    AccountChange, AdoptRequest, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingRequest,
-    ChangeKind, ChangeTarget, Gpures, Group, GroupChange, HelloReply, Holder, JobProcess,
-    LoginReply, Lookup, NewResource, Notification, NotificationPage, NotifyChange, NotifySettings,
-    PROTOCOL_VERSION, PageRequest, Period, Policy, PolicySet, QueueEntry, QueueRequest,
-    RegisterRequest, Reservation, ReservationChange, ReservationFilter, ReservationPage, Resource,
-    ResourceUpdate, Role, SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline, Token,
-    UserInfo, UserPage, limits,
+    AccountChange, AdoptRequest, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingPreview,
+    BookingRequest, ChangeKind, ChangeTarget, Gpures, Group, GroupChange, HelloReply, Holder,
+    JobProcess, LoginReply, Lookup, NewResource, Notification, NotificationPage, NotifyChange,
+    NotifySettings, PROTOCOL_VERSION, PageRequest, Period, Policy, PolicySet, QueueEntry,
+    QueueRequest, RegisterRequest, Reservation, ReservationChange, ReservationFilter,
+    ReservationPage, Resource, ResourceUpdate, Role, SessionInfo, SlotOption, SlotQuery,
+    StatusReport, Timeline, Token, UserInfo, UserPage, limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -517,6 +517,21 @@ impl Gpures for Connection {
     async fn adopt(self, _: Context, token: Token, request: AdoptRequest) -> Reply<Booking> {
         let actor = self.actor(&token).await?;
         Ok(self.service().adopt(&actor, &self.peer, request).await?)
+    }
+
+    async fn preview_booking(
+        self,
+        _: Context,
+        token: Token,
+        resources: Vec<i64>,
+        period: Period,
+        ignore: Option<Uuid>,
+    ) -> Reply<BookingPreview> {
+        let actor = self.actor(&token).await?;
+        Ok(self
+            .service()
+            .preview_booking(&actor, &resources, period, ignore)
+            .await?)
     }
 
     async fn policies(self, _: Context, token: Token) -> Reply<Vec<Policy>> {

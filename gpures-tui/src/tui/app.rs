@@ -511,9 +511,7 @@ impl App {
                 self.handle(events)
             }
             Msg::Failed(ApiError::Policy(ref refusal)) => {
-                let tz = self.ctx.tz;
-                let said =
-                    refusal.sentence(|t| t.with_timezone(&tz).format("%a %m-%d %H:%M").to_string());
+                let said = refusal.sentence(|t| self.ctx.time_text(t));
                 self.fail(format!("refused by lab policy: {said}"));
                 vec![]
             }

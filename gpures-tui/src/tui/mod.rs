@@ -211,10 +211,14 @@ impl Session {
                 resources,
                 period,
                 ignore,
-            } => Msg::Checked {
-                seq,
-                holders: c.availability(resources, period, ignore).await?,
-            },
+            } => {
+                let preview = c.preview(resources, period, ignore).await?;
+                Msg::Checked {
+                    seq,
+                    holders: preview.holders,
+                    refusal: preview.refusal,
+                }
+            }
             Effect::FindSlots { seq, query } => Msg::SlotsFound {
                 seq,
                 options: c.find_slots(query).await?,

@@ -98,6 +98,13 @@ impl Ctx {
             .max(1)
     }
 
+    /// `Thu 11-26 10:00`, in the viewer's zone.
+    pub fn time_text(&self, t: chrono::DateTime<chrono::Utc>) -> String {
+        t.with_timezone(&self.tz)
+            .format("%a %m-%d %H:%M")
+            .to_string()
+    }
+
     /// `Thu 11-26 10:00–12:00` (or both dates when it spans days), in the viewer's zone.
     pub fn period_text(&self, p: &Period) -> String {
         let start = p.start.with_timezone(&self.tz);
@@ -175,6 +182,8 @@ pub enum Msg {
     Checked {
         seq: u64,
         holders: Vec<Holder>,
+        /// The lab rule our booking would break, if any.
+        refusal: Option<Box<gpures_proto::PolicyRefusal>>,
     },
     /// The answer to [`Effect::FindSlots`] number `seq`.
     SlotsFound {

@@ -6,7 +6,7 @@
 
 use gpures_proto::{
     AnyBookingRequest, ApiError, BookingRequest, ChangeKind, ChangeTarget, Holder, Period,
-    Reservation, ReservationChange, SlotOption, SlotQuery, text,
+    PolicyRefusal, Reservation, ReservationChange, SlotOption, SlotQuery, text,
 };
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -36,6 +36,8 @@ pub enum Preview {
     Checking,
     Free,
     Taken(Vec<Holder>),
+    /// Free, but lab policy would refuse it.
+    Refused(Box<PolicyRefusal>),
     /// "any N": these GPUs, from this start.
     Found {
         gpus: Vec<String>,
@@ -221,12 +223,12 @@ impl BookingForm {
     }
 
     /// The answer to check `seq`; answers to older checks are dropped.
-    pub fn checked(&mut self, seq: u64, holders: Vec<Holder>) {
+    pub fn checked(&mut self, seq: u64, holders: Vec<Holder>, refusal: Option<Box<PolicyRefusal>>) {
         if self.check_seq == seq {
-            self.preview = if holders.is_empty() {
-                Preview::Free
-            } else {
-                Preview::Taken(holders)
+            self.preview = match refusal {
+                _ if !holders.is_empty() => Preview::Taken(holders),
+                Some(r) => Preview::Refused(r),
+                None => Preview::Free,
             };
         }
     }
@@ -335,7 +337,11 @@ impl Component for BookingForm {
     fn apply(&mut self, msg: &Msg, ctx: &Ctx) -> Vec<Event> {
         match msg {
             Msg::Reconnected => return self.check(ctx).map(Event::Call).into_iter().collect(),
-            Msg::Checked { seq, holders } => self.checked(*seq, holders.clone()),
+            Msg::Checked {
+                seq,
+                holders,
+                refusal,
+            } => self.checked(*seq, holders.clone(), refusal.clone()),
             Msg::SlotsFound { seq, options } => self.found(*seq, options),
             Msg::Failed(ApiError::Conflict { holders }) => self.taken(holders.clone()),
             Msg::Disconnected(_) if matches!(self.preview, Preview::Checking) => {
@@ -407,6 +413,14 @@ impl Component for BookingForm {
                         .collect::<Vec<_>>()
                         .join("; ")
                 ),
+                style(
+                    ctx,
+                    Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+                    Style::default().add_modifier(Modifier::BOLD),
+                ),
+            ),
+            Preview::Refused(r) => (
+                format!("✗ lab policy {}: {}", r.rule, r.brief(|t| ctx.time_text(t))),
                 style(
                     ctx,
                     Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
