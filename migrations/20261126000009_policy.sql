@@ -41,3 +41,9 @@ CREATE TABLE policies (
     CHECK ((rule = 'cooldown') = (threshold IS NOT NULL)),
     UNIQUE NULLS NOT DISTINCT (rule, scope, group_id, user_id, host)
 );
+
+-- The policy check counts one member's reservations around a booking and
+-- those not over yet: an index on (member, period) keeps that cheap however
+-- long the member's history grows.
+CREATE INDEX reservations_user_period_idx ON reservations USING gist (user_id, period)
+    WHERE status = 'active';

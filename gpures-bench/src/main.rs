@@ -338,6 +338,95 @@ async fn scenario_book(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     d.stop().await
 }
 
+/// Booking latency with lab policy on and off, sampled interleaved in one
+/// run: one member has all six rules set for them (limits generous enough
+/// that none refuses), another none. Each holds 30 bookings over the next
+/// three weeks (a busy member: every quota has rows to count), then they
+/// book in turn, each booking cancelled again untimed so the count stays.
+async fn scenario_policy(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
+    const N: i64 = 400;
+    let d = env.daemon(|_| {}).await?;
+    let gpus = d.gpus(4).await?;
+    let (c, boss) = d.boss("boss@bench.kr").await?;
+    let (_, on) = d.member("on@bench.kr").await?;
+    let (_, off) = d.member("off@bench.kr").await?;
+    use gpures_proto::{PolicyRule as R, PolicySet, PolicyTarget};
+    for (rule, value, threshold) in [
+        (R::MaxGpus, 64, None),
+        (R::GpuHoursWeek, 10_000 * 60, None),
+        (R::MaxLength, 14 * 1440, None),
+        (R::Horizon, 365 * 1440, None),
+        (R::MaxFuture, 10_000, None),
+        (R::Cooldown, 1, Some(14 * 1440)),
+    ] {
+        let set = PolicySet {
+            rule,
+            target: PolicyTarget::User("on@bench.kr".into()),
+            host: None,
+            value: Some(value),
+            threshold,
+        };
+        c.set_policy(context::current(), boss.clone(), set)
+            .await??;
+    }
+    let book = |token: &String, gpu: i64, period: Period| {
+        let (c, token) = (c.clone(), token.clone());
+        async move {
+            let req = BookingRequest {
+                request_id: uuid::Uuid::new_v4(),
+                resources: vec![gpu],
+                period,
+                note: String::new(),
+            };
+            anyhow::Ok(c.create_booking(context::current(), token, req).await??)
+        }
+    };
+    for k in 0..30 {
+        book(&on, gpus[0], hour_slot(2 + 16 * k)).await?;
+        book(&off, gpus[1], hour_slot(2 + 16 * k)).await?;
+    }
+    let mut lat_on = Vec::new();
+    let mut lat_off = Vec::new();
+    for n in 0..(N + 40) {
+        let slot = hour_slot(3 + (n % 400));
+        for (token, gpu, lat) in [(&on, gpus[2], &mut lat_on), (&off, gpus[3], &mut lat_off)] {
+            let t = Instant::now();
+            let made = book(token, gpu, slot).await?;
+            // The first 40 of each warm up the connection and the caches.
+            if n >= 40 {
+                lat.push(t.elapsed());
+            }
+            c.cancel_booking(context::current(), token.clone(), made.booking_id)
+                .await??;
+        }
+    }
+    lat_on.sort();
+    lat_off.sort();
+    let (p_on, p_off) = (percentile(&lat_on, 0.5), percentile(&lat_off, 0.5));
+    let ratio = us(p_on) / us(p_off);
+    figures.push(Figure {
+        scenario: "policy",
+        name: "booking p50, all six rules on (vs none)".into(),
+        value: us(p_on),
+        unit: "µs",
+        baseline: Some(us(p_off)),
+        ratio: Some(ratio),
+        goal: "≤ 1.2× with no rules",
+        met: Some(ratio <= 1.2),
+    });
+    figures.push(Figure {
+        scenario: "policy",
+        name: "booking p99, all six rules on (vs none)".into(),
+        value: us(percentile(&lat_on, 0.99)),
+        unit: "µs",
+        baseline: Some(us(percentile(&lat_off, 0.99))),
+        ratio: Some(us(percentile(&lat_on, 0.99)) / us(percentile(&lat_off, 0.99))),
+        goal: "-",
+        met: None,
+    });
+    d.stop().await
+}
+
 /// Runs `f(worker, n)` in `workers` loops for `secs`; returns operations/s.
 async fn run_for<F, Fut>(secs: Duration, workers: usize, f: F) -> Result<f64>
 where
@@ -1250,7 +1339,7 @@ async fn main() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "gpures-bench [--json] [--history N] [--burst N] [ping book race timeline login memory tui gpu calendar fair slot queue]"
+                    "gpures-bench [--json] [--history N] [--burst N] [ping book race timeline login memory tui gpu calendar fair slot queue policy]"
                 );
                 return Ok(());
             }
@@ -1259,7 +1348,7 @@ async fn main() -> Result<()> {
     }
     let all = [
         "ping", "book", "race", "timeline", "login", "memory", "tui", "gpu", "calendar", "fair",
-        "slot", "queue",
+        "slot", "queue", "policy",
     ];
     if chosen.is_empty() {
         chosen = all.iter().map(|s| (*s).to_owned()).collect();
@@ -1285,6 +1374,7 @@ async fn main() -> Result<()> {
             "fair" => scenario_fair(&mut env, &mut figures).await?,
             "slot" => scenario_slot(&mut env, &mut figures).await?,
             "queue" => scenario_queue(&mut env, &mut figures).await?,
+            "policy" => scenario_policy(&mut env, &mut figures).await?,
             _ => {}
         }
     }

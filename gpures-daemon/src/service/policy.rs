@@ -393,28 +393,46 @@ struct Item {
     proposed: bool,
 }
 
-/// The first limit `proposed` would break, given what the member `held`.
+/// A member's bookings not over yet, on one host or all (`host: None`).
+#[derive(Clone, Debug)]
+pub struct Open {
+    pub host: Option<String>,
+    pub count: i64,
+    /// When the first of them is over.
+    pub first_end: Option<DateTime<Utc>>,
+}
+
+/// What the member holds that the limits count: reservations around the
+/// proposal, and bookings not over yet (for max-future).
+#[derive(Clone, Debug, Default)]
+pub struct Counted {
+    pub held: Vec<Held>,
+    pub open: Vec<Open>,
+}
+
+/// The first limit `proposed` would break, given what the member holds.
 /// `new_booking`: the proposal is a booking of its own (counted against
 /// max-future), not a change of one.
 pub fn evaluate(
     limits: &[Limit],
-    held: &[Held],
+    counted: &Counted,
     proposed: &[Proposed],
     new_booking: bool,
     now: DateTime<Utc>,
 ) -> Option<PolicyRefusal> {
     limits
         .iter()
-        .find_map(|limit| evaluate_one(limit, held, proposed, new_booking, now))
+        .find_map(|limit| evaluate_one(limit, counted, proposed, new_booking, now))
 }
 
 fn evaluate_one(
     limit: &Limit,
-    held: &[Held],
+    counted: &Counted,
     proposed: &[Proposed],
     new_booking: bool,
     now: DateTime<Utc>,
 ) -> Option<PolicyRefusal> {
+    let held = &counted.held;
     let in_scope = |host: &str| limit.host.as_deref().is_none_or(|h| h == host);
     let mine: Vec<&Proposed> = proposed.iter().filter(|p| in_scope(&p.host)).collect();
     if mine.is_empty() {
@@ -467,16 +485,10 @@ fn evaluate_one(
             if !new_booking {
                 return None;
             }
-            let mut open: BTreeMap<Uuid, DateTime<Utc>> = BTreeMap::new();
-            for i in items.iter().filter(|i| !i.proposed && i.period.end > now) {
-                if let Some(b) = i.booking {
-                    let end = open.entry(b).or_insert(i.period.end);
-                    *end = (*end).max(i.period.end);
-                }
-            }
-            let would_be = i64::try_from(open.len()).unwrap_or(i64::MAX) + 1;
+            let open = counted.open.iter().find(|o| o.host == limit.host)?;
+            let would_be = open.count + 1;
             (would_be > limit.value).then_some(())?;
-            refusal(would_be, None, open.values().min().copied())
+            refusal(would_be, None, open.first_end)
         }
         PolicyRule::MaxGpus => {
             let mut worst: Option<(i64, Period)> = None;
@@ -605,15 +617,58 @@ pub(super) async fn check(
         return Ok(());
     }
     let now = Utc::now();
-    let week = TimeDelta::days(7);
-    let span = Period {
-        start: proposed.iter().map(|p| p.period.start).min().unwrap_or(now) - week,
-        end: proposed.iter().map(|p| p.period.end).max().unwrap_or(now) + week,
-    };
-    let held = store::held(tx, user_id, span, now, ignore).await?;
-    match evaluate(limits, &held, proposed, new_booking, now) {
+    let around = limits.iter().filter(|l| {
+        matches!(
+            l.rule,
+            PolicyRule::MaxGpus | PolicyRule::GpuHoursWeek | PolicyRule::Cooldown
+        )
+    });
+    // Far enough to see every 7-day window and every cooldown that touches
+    // the proposal.
+    let span = around
+        .map(|l| match l.rule {
+            PolicyRule::Cooldown => TimeDelta::minutes(l.value).max(TimeDelta::days(7)),
+            _ => TimeDelta::days(7),
+        })
+        .max()
+        .map(|margin| Period {
+            start: proposed.iter().map(|p| p.period.start).min().unwrap_or(now) - margin,
+            end: proposed.iter().map(|p| p.period.end).max().unwrap_or(now) + margin,
+        });
+    let future_limits: Vec<&Limit> = limits
+        .iter()
+        .filter(|l| new_booking && l.rule == PolicyRule::MaxFuture)
+        .collect();
+    let future = (!future_limits.is_empty()).then_some(now);
+    let mut counted = Counted::default();
+    if span.is_some() || future.is_some() {
+        counted.held = store::held(tx, user_id, span, future, ignore).await?;
+    }
+    for l in future_limits {
+        counted
+            .open
+            .push(open_bookings(&counted.held, l.host.as_deref(), now));
+    }
+    match evaluate(limits, &counted, proposed, new_booking, now) {
         Some(refusal) => Err(CheckError::Refused(Box::new(refusal))),
         None => Ok(()),
+    }
+}
+
+/// The bookings of `held` not over at `now`, on `host` if given.
+fn open_bookings(held: &[Held], host: Option<&str>, now: DateTime<Utc>) -> Open {
+    let mut ends: BTreeMap<Uuid, DateTime<Utc>> = BTreeMap::new();
+    for h in held
+        .iter()
+        .filter(|h| h.end_at > now && host.is_none_or(|x| x == h.host))
+    {
+        let end = ends.entry(h.booking_id).or_insert(h.end_at);
+        *end = (*end).max(h.end_at);
+    }
+    Open {
+        host: host.map(str::to_owned),
+        count: i64::try_from(ends.len()).unwrap_or(i64::MAX),
+        first_end: ends.values().min().copied(),
     }
 }
 
@@ -704,6 +759,13 @@ mod tests {
         }
     }
 
+    fn c(held: &[Held]) -> Counted {
+        Counted {
+            held: held.to_vec(),
+            open: vec![],
+        }
+    }
+
     fn new(p: Period) -> Proposed {
         Proposed {
             booking: None,
@@ -720,13 +782,28 @@ mod tests {
             held(1, period(t(2, 9), t(2, 12))),
             held(2, period(t(2, 13), t(2, 15))),
         ];
-        assert!(evaluate(&l, &h, &[new(period(t(2, 10), t(2, 14)))], true, t(1, 0)).is_none());
+        assert!(
+            evaluate(
+                &l,
+                &c(&h),
+                &[new(period(t(2, 10), t(2, 14)))],
+                true,
+                t(1, 0)
+            )
+            .is_none()
+        );
         let both = [
             held(1, period(t(2, 9), t(2, 12))),
             held(2, period(t(2, 9), t(2, 12))),
         ];
-        let r = evaluate(&l, &both, &[new(period(t(2, 11), t(2, 14)))], true, t(1, 0))
-            .expect("refused");
+        let r = evaluate(
+            &l,
+            &c(&both),
+            &[new(period(t(2, 11), t(2, 14)))],
+            true,
+            t(1, 0),
+        )
+        .expect("refused");
         assert_eq!((r.would_be, r.limit), (3, 2));
         assert_eq!(r.window, Some(period(t(2, 11), t(2, 12))));
     }
@@ -736,36 +813,54 @@ mod tests {
         let l = [limit(PolicyRule::GpuHoursWeek, 48 * 60)];
         // 40 h held on the 2nd; 10 more on the 8th is 50 h within 7 days.
         let h = [held(1, period(t(2, 0), t(3, 16)))];
-        let r =
-            evaluate(&l, &h, &[new(period(t(8, 0), t(8, 10)))], true, t(1, 0)).expect("refused");
+        let r = evaluate(&l, &c(&h), &[new(period(t(8, 0), t(8, 10)))], true, t(1, 0))
+            .expect("refused");
         assert_eq!((r.would_be, r.limit), (50 * 60, 48 * 60));
         // On the 10th the held booking is out of every window with it.
-        assert!(evaluate(&l, &h, &[new(period(t(10, 17), t(11, 3)))], true, t(1, 0)).is_none());
+        assert!(
+            evaluate(
+                &l,
+                &c(&h),
+                &[new(period(t(10, 17), t(11, 3)))],
+                true,
+                t(1, 0)
+            )
+            .is_none()
+        );
         // Two GPUs count twice.
         let two = [
             new(period(t(20, 0), t(21, 0))),
             new(period(t(20, 0), t(21, 0))),
         ];
         assert_eq!(
-            evaluate(&l, &[], &two, true, t(1, 0)).map(|r| r.would_be),
+            evaluate(&l, &Counted::default(), &two, true, t(1, 0)).map(|r| r.would_be),
             None,
             "48 GPU-hours exactly is allowed"
         );
     }
 
     #[test]
-    fn max_future_counts_bookings_not_reservations() {
+    fn max_future_counts_bookings_to_come_on_the_rule_s_hosts() {
         let l = [limit(PolicyRule::MaxFuture, 2)];
-        let h = [
-            held(1, period(t(2, 9), t(2, 12))),
-            held(1, period(t(2, 9), t(2, 12))),
-            held(2, period(t(3, 9), t(3, 12))),
-        ];
+        let open = |host: Option<&str>, count| Open {
+            host: host.map(Into::into),
+            count,
+            first_end: Some(t(2, 12)),
+        };
+        let two = Counted {
+            held: vec![],
+            open: vec![open(None, 2)],
+        };
         let r =
-            evaluate(&l, &h, &[new(period(t(4, 9), t(4, 10)))], true, t(1, 0)).expect("refused");
+            evaluate(&l, &two, &[new(period(t(4, 9), t(4, 10)))], true, t(1, 0)).expect("refused");
         assert_eq!((r.would_be, r.free_from), (3, Some(t(2, 12))));
         // An edit is not a new booking.
-        assert!(evaluate(&l, &h, &[new(period(t(4, 9), t(4, 10)))], false, t(1, 0)).is_none());
+        assert!(evaluate(&l, &two, &[new(period(t(4, 9), t(4, 10)))], false, t(1, 0)).is_none());
+        let one = Counted {
+            held: vec![],
+            open: vec![open(None, 1)],
+        };
+        assert!(evaluate(&l, &one, &[new(period(t(4, 9), t(4, 10)))], true, t(1, 0)).is_none());
     }
 
     #[test]
@@ -774,15 +869,30 @@ mod tests {
         l.threshold = Some(24 * 60);
         let l = [l];
         let long = [held(1, period(t(2, 0), t(3, 0)))];
-        let r =
-            evaluate(&l, &long, &[new(period(t(3, 6), t(3, 8)))], true, t(1, 0)).expect("refused");
+        let r = evaluate(
+            &l,
+            &c(&long),
+            &[new(period(t(3, 6), t(3, 8)))],
+            true,
+            t(1, 0),
+        )
+        .expect("refused");
         assert_eq!((r.would_be, r.free_from), (6 * 60, Some(t(3, 12))));
-        assert!(evaluate(&l, &long, &[new(period(t(3, 12), t(3, 14)))], true, t(1, 0)).is_none());
+        assert!(
+            evaluate(
+                &l,
+                &c(&long),
+                &[new(period(t(3, 12), t(3, 14)))],
+                true,
+                t(1, 0)
+            )
+            .is_none()
+        );
         let short = [held(1, period(t(2, 0), t(2, 20)))];
         assert!(
             evaluate(
                 &l,
-                &short,
+                &c(&short),
                 &[new(period(t(2, 21), t(2, 22)))],
                 true,
                 t(1, 0)
@@ -794,7 +904,7 @@ mod tests {
         assert!(
             evaluate(
                 &l,
-                &later,
+                &c(&later),
                 &[new(period(t(3, 23), t(4, 23)))],
                 true,
                 t(1, 0)
@@ -809,11 +919,23 @@ mod tests {
             limit(PolicyRule::MaxLength, 8 * 60),
             limit(PolicyRule::Horizon, 7 * 1440),
         ];
-        let r =
-            evaluate(&l, &[], &[new(period(t(2, 0), t(2, 9)))], true, t(1, 0)).expect("refused");
+        let r = evaluate(
+            &l,
+            &Counted::default(),
+            &[new(period(t(2, 0), t(2, 9)))],
+            true,
+            t(1, 0),
+        )
+        .expect("refused");
         assert_eq!((r.rule, r.would_be), (PolicyRule::MaxLength, 9 * 60));
-        let r =
-            evaluate(&l, &[], &[new(period(t(10, 0), t(10, 1)))], true, t(1, 0)).expect("refused");
+        let r = evaluate(
+            &l,
+            &Counted::default(),
+            &[new(period(t(10, 0), t(10, 1)))],
+            true,
+            t(1, 0),
+        )
+        .expect("refused");
         assert_eq!(r.rule, PolicyRule::Horizon);
         assert_eq!(r.free_from, Some(t(3, 1)));
     }
@@ -826,7 +948,7 @@ mod tests {
         assert!(
             evaluate(
                 &[l.clone()],
-                &h,
+                &c(&h),
                 &[new(period(t(2, 9), t(2, 12)))],
                 true,
                 t(1, 0)
@@ -835,7 +957,7 @@ mod tests {
         );
         let mut on_big = new(period(t(2, 9), t(2, 12)));
         on_big.host = "big".into();
-        assert!(evaluate(&[l], &h, &[on_big.clone(), on_big], true, t(1, 0)).is_some());
+        assert!(evaluate(&[l], &c(&h), &[on_big.clone(), on_big], true, t(1, 0)).is_some());
     }
 
     fn row(rule: &str, scope: &str, group: Option<&str>, value: i64) -> RuleRow {

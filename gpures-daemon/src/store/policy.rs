@@ -33,20 +33,10 @@ impl RuleRow {
     }
 }
 
-/// Locks the member's `users` row (so that one member's bookings check their
-/// quotas one after another, on every daemon) and returns the rules that
-/// apply to them.
-pub async fn lock_and_rules(conn: &mut PgConnection, user_id: i64) -> Result<Vec<RuleRow>> {
-    sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(user_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    rules(conn, user_id).await
-}
-
-/// The rules that apply to a member: everyone's, their groups' and their own.
-pub async fn rules(conn: &mut PgConnection, user_id: i64) -> Result<Vec<RuleRow>> {
-    Ok(sqlx::query_as::<_, RuleRow>(
+/// The rules that apply to a member (everyone's, their groups' and their
+/// own), as one query's condition on `p` for member `$1`.
+macro_rules! member_rules {
+    () => {
         "SELECT p.id, p.rule, p.scope, g.name AS group_name, p.user_id, u.email, u.display_name,
                 p.host, p.value, p.threshold
            FROM policies p
@@ -54,11 +44,63 @@ pub async fn rules(conn: &mut PgConnection, user_id: i64) -> Result<Vec<RuleRow>
            LEFT JOIN users u ON u.id = p.user_id
           WHERE p.scope = 'everyone'
              OR p.user_id = $1
-             OR p.group_id IN (SELECT group_id FROM group_members WHERE user_id = $1)",
-    )
+             OR p.group_id IN (SELECT group_id FROM group_members WHERE user_id = $1)"
+    };
+}
+
+/// A rule row of [`lock_and_rules`]: all NULL when no rule applies.
+#[derive(sqlx::FromRow)]
+struct MaybeRule {
+    id: Option<i64>,
+    rule: Option<String>,
+    scope: Option<String>,
+    group_name: Option<String>,
+    user_id: Option<i64>,
+    email: Option<String>,
+    display_name: Option<String>,
+    host: Option<String>,
+    value: Option<i64>,
+    threshold: Option<i64>,
+}
+
+/// Locks the member's `users` row (so that one member's bookings check their
+/// quotas one after another, on every daemon) and returns the rules that
+/// apply to them, in one round trip.
+pub async fn lock_and_rules(conn: &mut PgConnection, user_id: i64) -> Result<Vec<RuleRow>> {
+    let rows = sqlx::query_as::<_, MaybeRule>(concat!(
+        "SELECT r.* FROM (SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE) me
+         LEFT JOIN LATERAL (",
+        member_rules!(),
+        ") r ON true"
+    ))
     .bind(user_id)
     .fetch_all(&mut *conn)
-    .await?)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(RuleRow {
+                id: r.id?,
+                rule: r.rule?,
+                scope: r.scope?,
+                group_name: r.group_name,
+                user_id: r.user_id,
+                email: r.email,
+                display_name: r.display_name,
+                host: r.host,
+                value: r.value?,
+                threshold: r.threshold,
+            })
+        })
+        .collect())
+}
+
+/// The rules that apply to a member, without locking (for previews).
+pub async fn rules(conn: &mut PgConnection, user_id: i64) -> Result<Vec<RuleRow>> {
+    Ok(sqlx::query_as::<_, RuleRow>(member_rules!())
+        .bind(user_id)
+        .fetch_all(&mut *conn)
+        .await?)
 }
 
 /// Every rule, for listings.
@@ -137,13 +179,15 @@ pub struct Held {
     pub end_at: DateTime<Utc>,
 }
 
-/// The member's active reservations that overlap `span` or are not over at
-/// `now`, besides `ignore`, with their resources' hosts.
+/// The member's active reservations that overlap `span` (if given) or are
+/// not over at `future` (if given), besides `ignore`, with their resources'
+/// hosts. Both conditions use the (member, period) index, so the cost grows
+/// with what is counted, not with the member's history.
 pub async fn held(
     conn: &mut PgConnection,
     user_id: i64,
-    span: Period,
-    now: DateTime<Utc>,
+    span: Option<Period>,
+    future: Option<DateTime<Utc>>,
     ignore: &[Uuid],
 ) -> Result<Vec<Held>> {
     Ok(sqlx::query_as::<_, Held>(
@@ -151,12 +195,13 @@ pub async fn held(
            FROM reservations r
            JOIN resources res ON res.id = r.resource_id
           WHERE r.user_id = $1 AND r.status = 'active' AND r.id <> ALL($5)
-            AND (r.period && tstzrange($2, $3, '[)') OR upper(r.period) > $4)",
+            AND (($2::timestamptz IS NOT NULL AND r.period && tstzrange($2, $3, '[)'))
+                 OR ($4::timestamptz IS NOT NULL AND r.period && tstzrange($4, NULL, '[)')))",
     )
     .bind(user_id)
-    .bind(span.start)
-    .bind(span.end)
-    .bind(now)
+    .bind(span.map(|s| s.start))
+    .bind(span.map(|s| s.end))
+    .bind(future)
     .bind(ignore)
     .fetch_all(&mut *conn)
     .await?)
