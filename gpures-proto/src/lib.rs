@@ -504,10 +504,12 @@ pub enum NotificationKind {
     AdminChanged,
     /// A test sent with `gpures notify --test`.
     Test,
+    /// An admin blocked GPUs you hold a reservation on (maintenance).
+    Maintenance,
 }
 
 impl NotificationKind {
-    pub const ALL: [NotificationKind; 10] = [
+    pub const ALL: [NotificationKind; 11] = [
         NotificationKind::StartsSoon,
         NotificationKind::EndsSoon,
         NotificationKind::Granted,
@@ -518,6 +520,7 @@ impl NotificationKind {
         NotificationKind::ActionTaken,
         NotificationKind::AdminChanged,
         NotificationKind::Test,
+        NotificationKind::Maintenance,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -532,6 +535,7 @@ impl NotificationKind {
             NotificationKind::ActionTaken => "action-taken",
             NotificationKind::AdminChanged => "admin-changed",
             NotificationKind::Test => "test",
+            NotificationKind::Maintenance => "maintenance",
         }
     }
 
@@ -725,6 +729,43 @@ pub struct Timeline {
     pub reservations: Vec<Reservation>,
     /// Where the next page starts; `None` on the last.
     pub next: Option<Cursor>,
+    /// Maintenance blocks overlapping the window (on the first page only).
+    pub blocks: Vec<Block>,
+}
+
+/// A period in which an admin blocked one resource (maintenance, a
+/// blackout): nobody can book into it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    /// Shared by the resources one `gpures admin block` blocked together.
+    pub block_id: Uuid,
+    pub resource_id: i64,
+    pub resource_name: String,
+    pub period: Period,
+    pub reason: String,
+    /// Who blocked it (the audit name).
+    pub created_by: String,
+}
+
+/// Blocks resources for a period (admins).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlockRequest {
+    pub resources: Vec<i64>,
+    pub period: Period,
+    pub reason: String,
+    /// Cancel (or end) the reservations inside it; otherwise they are kept
+    /// and their owners told.
+    pub cancel_overlapping: bool,
+}
+
+/// What blocking did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlockReply {
+    pub blocks: Vec<Block>,
+    /// The reservations inside the block: cancelled or ended if asked,
+    /// else kept; their owners are told either way.
+    pub overlapping: Vec<Reservation>,
+    pub cancelled: bool,
 }
 
 /// One resource in the status report.
@@ -739,6 +780,8 @@ pub struct ResourceStatus {
     pub telemetry: Option<GpuTelemetry>,
     /// Where reality and the schedule disagree.
     pub flags: Vec<GpuFlag>,
+    /// The maintenance block in force now, or else the next one.
+    pub block: Option<Block>,
 }
 
 /// Who holds what now and next, per active resource.
@@ -845,6 +888,10 @@ pub enum ApiError {
     /// A lab policy refuses the booking or change; the refusal has the numbers.
     #[error("refused by lab policy: {0}")]
     Policy(Box<PolicyRefusal>),
+    /// The period is blocked by an admin (maintenance); `blocks` says when
+    /// and why.
+    #[error("blocked: {}", blocks.iter().map(|b| format!("{} {} to {}: {}", b.resource_name, b.period.start.to_rfc3339(), b.period.end.to_rfc3339(), b.reason)).collect::<Vec<_>>().join("; "))]
+    Blocked { blocks: Vec<Block> },
     /// An argument was rejected; `field` names it, `reason` says why.
     #[error("invalid {field}: {reason}")]
     InvalidArgument { field: String, reason: String },
@@ -1057,6 +1104,13 @@ pub trait Gpures {
     async fn groups(token: Token) -> Result<Vec<Group>, ApiError>;
     /// Admins: creates, deletes or changes the members of a group.
     async fn change_group(token: Token, change: GroupChange) -> Result<Group, ApiError>;
+    /// Admins: blocks resources for a period; the reservations inside are
+    /// listed, their owners told, and cancelled if asked.
+    async fn block(token: Token, request: BlockRequest) -> Result<BlockReply, ApiError>;
+    /// Admins: lifts a block (all its resources); returns what it was.
+    async fn unblock(token: Token, block_id: Uuid) -> Result<Vec<Block>, ApiError>;
+    /// Anyone: the blocks overlapping `window`.
+    async fn blocks(token: Token, window: Period) -> Result<Vec<Block>, ApiError>;
     /// Admins: books past lab policy, with a reason kept in the audit log.
     async fn book_override(
         token: Token,

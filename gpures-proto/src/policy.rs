@@ -331,6 +331,8 @@ impl fmt::Display for PolicyRefusal {
 pub struct BookingPreview {
     pub holders: Vec<crate::Holder>,
     pub refusal: Option<Box<PolicyRefusal>>,
+    /// Maintenance blocks in the way.
+    pub blocks: Vec<crate::Block>,
 }
 
 /// A group of members.

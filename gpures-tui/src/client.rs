@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use gpures_proto::{
-    AccountChange, AdoptRequest, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingPreview,
-    BookingRequest, ChangeKind, ChangeTarget, GpuresClient, Group, GroupChange, HelloReply, Holder,
-    JobProcess, LoginReply, Lookup, NewResource, Notification, NotificationPage, NotifyChange,
-    NotifySettings, PageRequest, Period, Policy, PolicySet, QueueEntry, QueueRequest,
-    RegisterRequest, Reservation, ReservationChange, ReservationFilter, ReservationPage, Resource,
-    Role, SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline, UserInfo, limits,
+    AccountChange, AdoptRequest, AnyBooking, AnyBookingRequest, ApiError, Block, BlockReply,
+    BlockRequest, Booking, BookingPreview, BookingRequest, ChangeKind, ChangeTarget, GpuresClient,
+    Group, GroupChange, HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource,
+    Notification, NotificationPage, NotifyChange, NotifySettings, PageRequest, Period, Policy,
+    PolicySet, QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange,
+    ReservationFilter, ReservationPage, Resource, Role, SessionInfo, SlotOption, SlotQuery,
+    StatusReport, Timeline, UserInfo, limits,
 };
 use tarpc::client::RpcError;
 use tarpc::context;
@@ -587,6 +588,37 @@ impl Client {
             }
         })
         .await
+    }
+
+    /// Blocks resources for a period (admins).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn block(&self, req: BlockRequest) -> Result<BlockReply> {
+        let token = self.need_token()?;
+        flat(self.rpc().block(context::current(), token, req).await)
+    }
+
+    /// Lifts a block (admins).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn unblock(&self, block_id: Uuid) -> Result<Vec<Block>> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .unblock(context::current(), token, block_id)
+                .await,
+        )
+    }
+
+    /// The blocks overlapping `window`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn blocks(&self, window: Period) -> Result<Vec<Block>> {
+        let token = self.need_token()?;
+        flat(self.rpc().blocks(context::current(), token, window).await)
     }
 
     /// Every rule of lab policy in force.

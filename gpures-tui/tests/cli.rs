@@ -1743,3 +1743,106 @@ async fn lab_policy_refuses_with_the_rule_and_its_numbers_and_admins_may_overrid
         .await;
     assert_eq!(r.code, 4, "{}", r.err);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_blocks_from_the_cli() {
+    let cli = Cli {
+        daemon: TestDaemon::builder()
+            .with_gpus(2)
+            .start()
+            .await
+            .expect("daemon"),
+        home: tempfile::tempdir().expect("home"),
+    };
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    cli.register("boss", "boss@lab.kr", "Boss").await;
+    cli.promote("boss@lab.kr").await;
+    cli.ok("kim", &["book", "gpu0", "--from", "+3h", "--for", "2h"])
+        .await;
+    let r = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &[
+                "admin", "block", "gpu0", "--from", "+2h", "--for", "2h", "--reason", "x",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 4, "members cannot block: {}", r.err);
+    let blocked = cli
+        .ok(
+            "boss",
+            &[
+                "admin",
+                "block",
+                "gpu0",
+                "--from",
+                "+2h",
+                "--for",
+                "2h",
+                "--reason",
+                "드라이버 업데이트",
+            ],
+        )
+        .await;
+    assert!(blocked.out.contains("드라이버 업데이트"), "{}", blocked.out);
+    assert!(blocked.out.contains("kept, owners told"), "{}", blocked.out);
+    assert!(
+        blocked.out.contains("김민수"),
+        "the reservation inside: {}",
+        blocked.out
+    );
+
+    let r = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &["book", "gpu0", "--from", "+2h", "--for", "30m"],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 3, "{}", r.err);
+    assert!(
+        r.err.contains("blocked for maintenance") && r.err.contains("드라이버 업데이트"),
+        "{}",
+        r.err
+    );
+    let r = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &["book", "gpu0", "--from", "+2h", "--for", "30m", "--json"],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 3);
+    let json = r.json();
+    assert_eq!(json["error"], "blocked");
+    assert_eq!(json["blocks"][0]["resource"], "gpu0");
+
+    let list = cli.ok("kim", &["blocks"]).await;
+    assert!(
+        list.out.contains("gpu0") && list.out.contains("드라이버 업데이트"),
+        "{}",
+        list.out
+    );
+    let ls = cli.ok("kim", &["ls"]).await;
+    assert!(ls.out.contains("blocked for maintenance:"), "{}", ls.out);
+    let status = cli.ok("kim", &["status"]).await;
+    assert!(
+        status.out.contains("maintenance (nobody can book these):"),
+        "{}",
+        status.out
+    );
+    let json = cli.ok("kim", &["blocks", "--json"]).await.json();
+    let id = json[0]["block_id"].as_str().expect("id").replace('-', "")[..8].to_owned();
+    let r = cli
+        .run_as("boss", "Asia/Seoul", &["admin", "unblock", "abc"], None)
+        .await;
+    assert_eq!(r.code, 2, "{}", r.err);
+    let lifted = cli.ok("boss", &["admin", "unblock", &id]).await;
+    assert!(lifted.out.contains("lifted"), "{}", lifted.out);
+    cli.ok("kim", &["book", "gpu0", "--from", "+2h", "--for", "30m"])
+        .await;
+}

@@ -124,6 +124,7 @@ fn booking_form_with_a_conflict() {
         seq,
         holders: vec![holder],
         refusal: None,
+        blocks: vec![],
     });
     assert!(matches!(
         a.booking_form().map(|f| &f.preview),
@@ -152,6 +153,7 @@ fn booking_form_tells_a_policy_refusal_before_enter() {
         seq,
         holders: vec![],
         refusal: Some(Box::new(refusal)),
+        blocks: vec![],
     });
     assert!(matches!(
         a.booking_form().map(|f| &f.preview),
@@ -174,6 +176,7 @@ fn edit_form_and_confirm() {
         seq,
         holders: vec![],
         refusal: None,
+        blocks: vec![],
     });
     let form = a.booking_form().expect("the edit form is open");
     let values: Vec<&str> = form.fields().iter().map(|f| f.value.as_str()).collect();

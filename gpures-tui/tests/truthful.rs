@@ -69,6 +69,7 @@ fn an_answer_for_what_the_form_said_before_is_never_shown() {
         seq: early,
         holders: vec![],
         refusal: None,
+        blocks: vec![],
     });
     let form = a.booking_form().expect("form");
     assert!(
@@ -83,6 +84,7 @@ fn an_answer_for_what_the_form_said_before_is_never_shown() {
         seq: early,
         holders: vec![],
         refusal: None,
+        blocks: vec![],
     });
     let form = a.booking_form().expect("form");
     assert!(
@@ -95,6 +97,7 @@ fn an_answer_for_what_the_form_said_before_is_never_shown() {
         seq,
         holders: vec![],
         refusal: None,
+        blocks: vec![],
     });
     assert!(matches!(
         a.booking_form().map(|f| &f.preview),
@@ -169,6 +172,7 @@ fn snapshot_of(a: &App) -> Snapshot {
         queue: d.queue.clone(),
         notifications: d.notifications.clone(),
         unread: d.unread,
+        blocks: Vec::new(),
     }
 }
 

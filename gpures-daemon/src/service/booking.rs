@@ -18,7 +18,7 @@ use gpures_proto::{
 };
 use uuid::Uuid;
 
-use super::{Actor, Entity, Error, Result, Service, audit_by, policy, validate};
+use super::{Actor, Entity, Error, Result, Service, audit_by, blocks, policy, validate};
 use crate::store::audit::{self, AuditAction, Target};
 use crate::store::outbox::{self, Operation};
 use crate::store::reservations::{self, NewReservation};
@@ -433,6 +433,9 @@ impl Service {
                     if !holders.is_empty() {
                         return Err(Error::Conflict(holders).into());
                     }
+                    if period.start < current.period.start || period.end > current.period.end {
+                        blocks::check(&mut tx, &[current.resource_id], period).await?;
+                    }
                     reservations::set_period_and_note(&mut tx, id, period, &note).await?;
                     outbox::enqueue(&mut tx, id, Operation::Upsert).await?;
                     grows |= period.start < current.period.start || period.end > current.period.end;
@@ -575,49 +578,53 @@ impl Service {
         let holders = self
             .check_availability(actor, resource_ids, period, ignore)
             .await?;
-        let Some(user) = actor.user() else {
-            return Ok(gpures_proto::BookingPreview {
-                holders,
-                refusal: None,
-            });
-        };
         let mut conn = self.store().acquire().await?;
-        let (booking, new_booking) = match ignore {
-            Some(id) => {
-                let current = reservations::get(&mut conn, id)
+        let current = match ignore {
+            Some(id) => Some(
+                reservations::get(&mut conn, id)
                     .await
-                    .map_err(Error::not_found(Entity::Reservation))?;
-                let grows = period.start < current.period.start || period.end > current.period.end;
-                if !grows || current.user.id != user.id {
-                    return Ok(gpures_proto::BookingPreview {
-                        holders,
-                        refusal: None,
-                    });
-                }
-                (Some(current.booking_id), false)
-            }
-            None => (None, true),
+                    .map_err(Error::not_found(Entity::Reservation))?,
+            ),
+            None => None,
         };
+        // A change is checked only where it moves or grows the reservation.
+        let grows = current
+            .as_ref()
+            .is_none_or(|c| period.start < c.period.start || period.end > c.period.end);
+        let mut preview = gpures_proto::BookingPreview {
+            holders,
+            ..Default::default()
+        };
+        if !grows {
+            return Ok(preview);
+        }
+        preview.blocks = crate::store::blocks::overlapping(&mut conn, resource_ids, period).await?;
+        let Some(user) = actor.user() else {
+            return Ok(preview);
+        };
+        if current.as_ref().is_some_and(|c| c.user.id != user.id) {
+            return Ok(preview);
+        }
         let proposed: Vec<policy::Proposed> = policy::hosts(&mut conn, resource_ids)
             .await?
             .into_iter()
             .map(|(_, host)| policy::Proposed {
-                booking,
+                booking: current.as_ref().map(|c| c.booking_id),
                 host,
                 period,
             })
             .collect();
         let ignore: Vec<Uuid> = ignore.into_iter().collect();
-        let refusal = policy::preview(
+        preview.refusal = policy::preview(
             &mut conn,
             &self.settings().policy,
             user.id,
             &proposed,
             &ignore,
-            new_booking,
+            current.is_none(),
         )
         .await?;
-        Ok(gpures_proto::BookingPreview { holders, refusal })
+        Ok(preview)
     }
 
     /// One page of the reservations matching `filter`.
@@ -659,10 +666,13 @@ impl Service {
         validate::cursor(page.after.as_ref())?;
         let limit = validate::page_limit(page.limit);
         let mut conn = self.store().acquire().await?;
-        let resources = if page.after.is_none() {
-            resources::list(&mut conn, false).await?
+        let (resources, blocks) = if page.after.is_none() {
+            (
+                resources::list(&mut conn, false).await?,
+                crate::store::blocks::in_window(&mut conn, window).await?,
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let rows =
             reservations::active_page(&mut conn, window, page.after.as_ref(), limit + 1).await?;
@@ -672,6 +682,7 @@ impl Service {
             resources,
             reservations,
             next,
+            blocks,
         })
     }
 
@@ -796,6 +807,7 @@ pub(super) async fn insert_booking(
     if !holders.is_empty() {
         return Err(Error::Conflict(holders).into());
     }
+    blocks::check(tx, resource_ids, period).await?;
     if let PolicyMode::Check = mode {
         let proposed: Vec<policy::Proposed> = locked
             .iter()

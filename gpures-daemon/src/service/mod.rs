@@ -20,6 +20,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod blocks;
 pub mod booking;
 pub mod enforce;
 pub mod jobs;
@@ -58,6 +59,7 @@ pub enum Entity {
     QueueRequest,
     Group,
     Policy,
+    Block,
 }
 
 impl Entity {
@@ -71,6 +73,7 @@ impl Entity {
             Entity::QueueRequest => "queue request",
             Entity::Group => "group",
             Entity::Policy => "policy rule",
+            Entity::Block => "block",
         }
     }
 }
@@ -91,6 +94,9 @@ pub enum Error {
     /// The period is taken; never empty (a conflict names who holds it).
     #[error("the slot is taken by {} reservation(s)", .0.len())]
     Conflict(Vec<Holder>),
+    /// An admin blocked the period (maintenance); never empty.
+    #[error("blocked for maintenance ({} block(s))", .0.len())]
+    Blocked(Vec<gpures_proto::Block>),
     /// A lab policy refuses it; the refusal has the numbers.
     #[error("refused by lab policy: {0}")]
     Policy(Box<gpures_proto::PolicyRefusal>),

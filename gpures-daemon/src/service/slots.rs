@@ -426,10 +426,12 @@ pub(crate) mod search {
                 chunk.sort_unstable();
                 for (id, s, e) in chunk {
                     let list = busy.entry(id).or_default();
-                    // A reservation spanning the chunk boundary came with
-                    // the previous chunk already.
-                    if list.last().is_none_or(|last| last.0 < s) {
-                        list.push((s, e));
+                    // Merged as they come: a reservation spanning the chunk
+                    // boundary came with the previous chunk already, and a
+                    // reservation kept inside a maintenance block overlaps it.
+                    match list.last_mut() {
+                        Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                        _ => list.push((s, e)),
                     }
                 }
                 loaded = end;

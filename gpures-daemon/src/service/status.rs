@@ -26,6 +26,7 @@ impl Service {
         let (current, next) = reservations::current_and_next(&mut conn, now).await?;
         let records = telemetry::all(&mut conn).await?;
         let recent = reservations::recently_ended(&mut conn, now, OVERRUN_LOOKBACK).await?;
+        let blocks = crate::store::blocks::current_or_next(&mut conn, now).await?;
         // Only the owners of what is shown, and only their Unix users.
         let mut ids: Vec<i64> = current
             .iter()
@@ -59,6 +60,10 @@ impl Service {
                     None => Vec::new(),
                 };
                 ResourceStatus {
+                    block: blocks
+                        .iter()
+                        .find(|b| b.resource_id == resource.id)
+                        .cloned(),
                     next: next.iter().find(|r| r.resource_id == resource.id).cloned(),
                     telemetry: gpu.map(|g| g.telemetry.clone()),
                     flags,

@@ -66,6 +66,10 @@ pub enum AuditAction {
     /// An admin booked past lab policy (the reason says why).
     #[sqlx(rename = "reservation.policy_override")]
     ReservationPolicyOverride,
+    #[sqlx(rename = "block.create")]
+    BlockCreate,
+    #[sqlx(rename = "block.remove")]
+    BlockRemove,
     #[sqlx(rename = "policy.set")]
     PolicySet,
     #[sqlx(rename = "group.change")]

@@ -34,6 +34,7 @@ macro_rules! reservation_select {
 }
 
 pub mod audit;
+pub mod blocks;
 pub mod jobs;
 pub mod keys;
 pub mod notifications;

@@ -419,9 +419,9 @@ pub async fn stop_user_future(
         .collect())
 }
 
-/// The active reservations of `resource_ids` overlapping `window`, as
-/// `(resource, start, end)` in no order: what the earliest-slot search
-/// needs, without names, notes or calendar state.
+/// The active reservations and maintenance blocks of `resource_ids`
+/// overlapping `window`, as `(resource, start, end)` in no order: what the
+/// earliest-slot search needs, without names, notes or calendar state.
 pub async fn busy(
     conn: &mut PgConnection,
     resource_ids: &[i64],
@@ -429,7 +429,10 @@ pub async fn busy(
 ) -> Result<Vec<(i64, DateTime<Utc>, DateTime<Utc>)>> {
     Ok(sqlx::query_as(
         "SELECT resource_id, lower(period), upper(period) FROM reservations
-         WHERE status = 'active' AND resource_id = ANY($1) AND period && tstzrange($2, $3)",
+         WHERE status = 'active' AND resource_id = ANY($1) AND period && tstzrange($2, $3)
+         UNION ALL
+         SELECT resource_id, lower(period), upper(period) FROM blocks
+         WHERE removed_at IS NULL AND resource_id = ANY($1) AND period && tstzrange($2, $3)",
     )
     .bind(resource_ids)
     .bind(window.start)

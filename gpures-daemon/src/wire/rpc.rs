@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use gpures_proto::{
-    AccountChange, AdoptRequest, AnyBooking, AnyBookingRequest, ApiError, Booking, BookingPreview,
-    BookingRequest, ChangeKind, ChangeTarget, Gpures, Group, GroupChange, HelloReply, Holder,
-    JobProcess, LoginReply, Lookup, NewResource, Notification, NotificationPage, NotifyChange,
-    NotifySettings, PROTOCOL_VERSION, PageRequest, Period, Policy, PolicySet, QueueEntry,
-    QueueRequest, RegisterRequest, Reservation, ReservationChange, ReservationFilter,
-    ReservationPage, Resource, ResourceUpdate, Role, SessionInfo, SlotOption, SlotQuery,
-    StatusReport, Timeline, Token, UserInfo, UserPage, limits,
+    AccountChange, AdoptRequest, AnyBooking, AnyBookingRequest, ApiError, Block, BlockReply,
+    BlockRequest, Booking, BookingPreview, BookingRequest, ChangeKind, ChangeTarget, Gpures, Group,
+    GroupChange, HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource, Notification,
+    NotificationPage, NotifyChange, NotifySettings, PROTOCOL_VERSION, PageRequest, Period, Policy,
+    PolicySet, QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange,
+    ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role, SessionInfo, SlotOption,
+    SlotQuery, StatusReport, Timeline, Token, UserInfo, UserPage, limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -36,6 +36,7 @@ impl From<service::Error> for ApiError {
             },
             E::Conflict(holders) => ApiError::Conflict { holders },
             E::Policy(refusal) => ApiError::Policy(refusal),
+            E::Blocked(blocks) => ApiError::Blocked { blocks },
             E::Invalid { field, reason } => ApiError::InvalidArgument { field, reason },
             E::Forbidden => ApiError::PermissionDenied,
             E::Unauthenticated => ApiError::Unauthenticated,
@@ -532,6 +533,21 @@ impl Gpures for Connection {
             .service()
             .preview_booking(&actor, &resources, period, ignore)
             .await?)
+    }
+
+    async fn block(self, _: Context, token: Token, request: BlockRequest) -> Reply<BlockReply> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().block(&actor, request).await?)
+    }
+
+    async fn unblock(self, _: Context, token: Token, block_id: Uuid) -> Reply<Vec<Block>> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().unblock(&actor, block_id).await?)
+    }
+
+    async fn blocks(self, _: Context, token: Token, window: Period) -> Reply<Vec<Block>> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().blocks(&actor, window).await?)
     }
 
     async fn policies(self, _: Context, token: Token) -> Reply<Vec<Policy>> {

@@ -10,6 +10,25 @@ pub(super) async fn admin(ctx: &Ctx, cmd: AdminCommand) -> CliResult<()> {
     match cmd {
         AdminCommand::Group(cmd) => return super::policy::admin_group(ctx, cmd).await,
         AdminCommand::Policy(cmd) => return super::policy::admin_policy(ctx, cmd).await,
+        AdminCommand::Block {
+            resources,
+            from,
+            to,
+            r#for,
+            reason,
+            cancel,
+        } => {
+            let length = super::booking::Length { to, r#for };
+            let request = super::blocks::Blocking {
+                resources,
+                from,
+                length,
+                reason,
+                cancel,
+            };
+            return super::blocks::block(ctx, request).await;
+        }
+        AdminCommand::Unblock { id } => return super::blocks::unblock(ctx, &id).await,
         AdminCommand::Resource(AdminResource::Add {
             name,
             gpu_index,

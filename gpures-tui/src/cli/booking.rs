@@ -1,6 +1,6 @@
 //! `gpures resources | ls | book | edit | extend | cancel | release`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use gpures_proto::{
     AnyBookingRequest, BookingRequest, ChangeKind, ChangeTarget, Period, Reservation,
     ReservationChange, ReservationFilter, SlotQuery, limits, text,
@@ -81,13 +81,28 @@ pub(super) async fn ls(
     };
     let rs = ctx
         .list(ReservationFilter {
-            resources: resource_ids,
+            resources: resource_ids.clone(),
             user_email,
             window,
             include_cancelled: all,
         })
         .await?;
     ctx.print_reservations(&rs)?;
+    // Maintenance blocks in the same window, after the table (JSON keeps
+    // its shape: `gpures blocks --json` has them).
+    if let Some(window) =
+        window.filter(|w| !ctx.json && w.end - w.start <= TimeDelta::days(limits::WINDOW_MAX_DAYS))
+    {
+        let blocks: Vec<gpures_proto::Block> = ctx
+            .api(ctx.client.blocks(window).await)?
+            .into_iter()
+            .filter(|b| resource_ids.is_empty() || resource_ids.contains(&b.resource_id))
+            .collect();
+        if !blocks.is_empty() {
+            outln!("blocked for maintenance:");
+            out!("{}", super::blocks::lines(&blocks, tz));
+        }
+    }
     Ok(())
 }
 
@@ -99,7 +114,7 @@ pub(super) struct Length {
 
 impl Length {
     /// The end for a period starting at `start`, if one was given.
-    fn end(&self, ctx: &Ctx, start: DateTime<Utc>) -> CliResult<Option<DateTime<Utc>>> {
+    pub(super) fn end(&self, ctx: &Ctx, start: DateTime<Utc>) -> CliResult<Option<DateTime<Utc>>> {
         Ok(match (&self.to, &self.r#for) {
             (Some(t), _) => Some(parse_time(t, ctx.now, ctx.tz)?),
             (None, Some(d)) => Some(parse_duration(d)?.add_to(start, ctx.tz)?),

@@ -19,6 +19,7 @@ macro_rules! outln {
 
 mod account;
 mod admin;
+mod blocks;
 mod booking;
 mod notify;
 mod policy;
@@ -430,6 +431,12 @@ pub enum Command {
     },
     /// Lab policy: every rule in force, and which apply to you.
     Policy,
+    /// Maintenance blocks to come: when nobody can book which GPUs, and why.
+    Blocks {
+        /// How many days ahead (default 30).
+        #[arg(long, value_name = "N", default_value_t = 30)]
+        days: i64,
+    },
     /// The groups of the lab and their members.
     Groups,
     /// Admin commands.
@@ -458,6 +465,32 @@ pub enum AdminCommand {
     /// Set lab policy: limits checked in every booking.
     #[command(subcommand)]
     Policy(AdminPolicy),
+    /// Block GPUs for a period (maintenance, a blackout): nobody can book
+    /// into it. Reservations inside are listed and their owners told; with
+    /// --cancel they are cancelled (or cut at the block's start).
+    #[command(after_help = TIMES)]
+    Block {
+        /// The resources to block (gpu0 gpu1 …).
+        #[arg(value_name = "NAME", required = true)]
+        resources: Vec<String>,
+        /// The start (default: now).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// The end; or give the length with --for.
+        #[arg(long, value_name = "TIME", conflicts_with = "for")]
+        to: Option<String>,
+        /// The length instead of --to: 90m, 3h, 1d2h.
+        #[arg(long = "for", value_name = "DURATION")]
+        r#for: Option<String>,
+        /// Why, shown to everyone and told to the owners of reservations inside.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// Cancel the reservations inside (else they are kept).
+        #[arg(long)]
+        cancel: bool,
+    },
+    /// Lift a block (its id or a unique prefix of 6+, from `gpures blocks`).
+    Unblock { id: String },
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -652,7 +685,7 @@ pub enum SignedOut {
 }
 
 impl Failure {
-    fn new(code: u8, message: impl Into<String>) -> Failure {
+    pub(super) fn new(code: u8, message: impl Into<String>) -> Failure {
         Failure {
             code,
             message: message.into(),
@@ -668,7 +701,7 @@ impl Failure {
         }
     }
 
-    fn usage(message: impl Into<String>) -> Failure {
+    pub(super) fn usage(message: impl Into<String>) -> Failure {
         Failure::new(exit::USAGE, message)
     }
 }
@@ -725,6 +758,18 @@ fn client_failure(e: ClientError, tz: Tz) -> Failure {
                 signed_out: None,
             }
         }
+        ClientError::Api(ApiError::Blocked { blocks }) => Failure {
+            code: exit::CONFLICT,
+            message: format!(
+                "blocked for maintenance:\n{}",
+                blocks::lines(&blocks, tz).trim_end()
+            ),
+            json: Some(serde_json::json!({
+                "error": "blocked",
+                "blocks": blocks.iter().map(|b| blocks::BlockJson::new(b, tz)).collect::<Vec<_>>(),
+            })),
+            signed_out: None,
+        },
         ClientError::Api(ApiError::Policy(refusal)) => {
             let message = refusal.sentence(|t| timefmt::format_local(t, tz));
             Failure {
@@ -1036,6 +1081,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
             booking::book(ctx, resources, from, length, note, override_reason).await
         }
         Command::Policy => policy::show(ctx).await,
+        Command::Blocks { days } => blocks::list(ctx, days).await,
         Command::Groups => policy::groups(ctx).await,
         Command::When {
             gpus,

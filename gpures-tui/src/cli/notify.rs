@@ -213,6 +213,7 @@ fn describe(k: NotificationKind) -> &'static str {
         NotificationKind::ActionTaken => "gpures stopped or ended a process of yours",
         NotificationKind::AdminChanged => "an admin changed your booking (with the reason)",
         NotificationKind::Test => "gpures notify --test",
+        NotificationKind::Maintenance => "an admin blocked GPUs during your booking",
     }
 }
 

@@ -19,6 +19,8 @@ pub(super) async fn status(ctx: &Ctx) -> CliResult<()> {
             next: Option<ReservationJson>,
             telemetry: Option<&'a gpures_proto::GpuTelemetry>,
             flags: Vec<String>,
+            /// The maintenance block in force now, or else the next one.
+            block: Option<super::blocks::BlockJson>,
         }
         let rows: Vec<Row> = report
             .resources
@@ -29,6 +31,10 @@ pub(super) async fn status(ctx: &Ctx) -> CliResult<()> {
                 next: s.next.as_ref().map(|r| ReservationJson::new(r, tz)),
                 telemetry: s.telemetry.as_ref(),
                 flags: s.flags.iter().map(flag_name).collect(),
+                block: s
+                    .block
+                    .as_ref()
+                    .map(|b| super::blocks::BlockJson::new(b, tz)),
             })
             .collect();
         return ctx.print_json(&rows);
@@ -37,9 +43,14 @@ pub(super) async fn status(ctx: &Ctx) -> CliResult<()> {
         .resources
         .iter()
         .map(|s| {
-            let (now_holder, until) = match &s.current {
-                Some(r) => (r.user.display_name.clone(), format_local(r.period.end, tz)),
-                None => ("free".into(), "-".into()),
+            let blocked_now = s
+                .block
+                .as_ref()
+                .filter(|b| b.period.contains(report.generated_at));
+            let (now_holder, until) = match (&s.current, blocked_now) {
+                (Some(r), _) => (r.user.display_name.clone(), format_local(r.period.end, tz)),
+                (None, Some(b)) => ("blocked".into(), format_local(b.period.end, tz)),
+                (None, None) => ("free".into(), "-".into()),
             };
             let (next, from) = match &s.next {
                 Some(r) => (
@@ -87,6 +98,15 @@ pub(super) async fn status(ctx: &Ctx) -> CliResult<()> {
             &rows
         )
     );
+    let blocks: Vec<gpures_proto::Block> = report
+        .resources
+        .iter()
+        .filter_map(|s| s.block.clone())
+        .collect();
+    if !blocks.is_empty() {
+        outln!("maintenance (nobody can book these):");
+        out!("{}", super::blocks::lines(&blocks, tz));
+    }
     for h in &report.hosts {
         if let Some(note) = &h.note {
             outln!("{}: {}", text::sanitize(&h.host), text::sanitize(note));

@@ -390,6 +390,7 @@ impl App {
                 }
                 data.resources = s.resources;
                 data.reservations = s.reservations;
+                data.blocks = s.blocks;
                 data.fetched = s.window;
                 data.mine = s.mine;
                 data.status = s.status;

@@ -171,6 +171,7 @@ impl Session {
                     queue: queue?,
                     notifications: inbox.items,
                     unread: inbox.unread,
+                    blocks: timeline.blocks,
                 }))
             }
             Effect::Book(req) => {
@@ -217,6 +218,7 @@ impl Session {
                     seq,
                     holders: preview.holders,
                     refusal: preview.refusal,
+                    blocks: preview.blocks,
                 }
             }
             Effect::FindSlots { seq, query } => Msg::SlotsFound {

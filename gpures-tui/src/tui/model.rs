@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use gpures_proto::{
-    AnyBookingRequest, ApiError, BookingRequest, ChangeKind, ChangeTarget, Holder, LoginReply,
-    Notification, Period, QueueEntry, RegisterRequest, Reservation, ReservationChange, Resource,
-    Role, SlotOption, SlotQuery, StatusReport, UserInfo,
+    AnyBookingRequest, ApiError, Block, BookingRequest, ChangeKind, ChangeTarget, Holder,
+    LoginReply, Notification, Period, QueueEntry, RegisterRequest, Reservation, ReservationChange,
+    Resource, Role, SlotOption, SlotQuery, StatusReport, UserInfo,
 };
 use uuid::Uuid;
 
@@ -52,6 +52,8 @@ pub struct Data {
     pub notifications: Vec<Notification>,
     /// Unread notifications in all.
     pub unread: u32,
+    /// Maintenance blocks in `fetched`.
+    pub blocks: Vec<Block>,
 }
 
 /// A line in the footer.
@@ -184,6 +186,8 @@ pub enum Msg {
         holders: Vec<Holder>,
         /// The lab rule our booking would break, if any.
         refusal: Option<Box<gpures_proto::PolicyRefusal>>,
+        /// Maintenance blocks in the way.
+        blocks: Vec<Block>,
     },
     /// The answer to [`Effect::FindSlots`] number `seq`.
     SlotsFound {
@@ -220,4 +224,6 @@ pub struct Snapshot {
     pub queue: Vec<QueueEntry>,
     pub notifications: Vec<Notification>,
     pub unread: u32,
+    /// Maintenance blocks in the window.
+    pub blocks: Vec<Block>,
 }

@@ -159,6 +159,21 @@ pub fn app() -> App {
     app
 }
 
+/// gpu3 is blocked for a driver update from +8 h to +12 h.
+pub fn maintenance() -> gpures_proto::Block {
+    gpures_proto::Block {
+        block_id: uuid::Uuid::from_u128(0xb10c),
+        resource_id: 4,
+        resource_name: "gpu3".into(),
+        period: Period {
+            start: now() + TimeDelta::hours(8),
+            end: now() + TimeDelta::hours(12),
+        },
+        reason: "드라이버 업데이트 driver update".into(),
+        created_by: "boss".into(),
+    }
+}
+
 /// What the daemon answers a refresh with, in [`app`].
 pub fn snapshot() -> Snapshot {
     let us = users();
@@ -175,6 +190,7 @@ pub fn snapshot() -> Snapshot {
         resources: resources()
             .into_iter()
             .map(|r| ResourceStatus {
+                block: (r.id == 4).then(maintenance),
                 current: rs
                     .iter()
                     .find(|x| x.resource_id == r.id && x.period.contains(now()))
@@ -225,6 +241,7 @@ pub fn snapshot() -> Snapshot {
         queue: Vec::new(),
         notifications: Vec::new(),
         unread: 0,
+        blocks: vec![maintenance()],
     }
 }
 

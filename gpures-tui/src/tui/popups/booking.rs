@@ -38,6 +38,8 @@ pub enum Preview {
     Taken(Vec<Holder>),
     /// Free, but lab policy would refuse it.
     Refused(Box<PolicyRefusal>),
+    /// An admin blocked it for maintenance.
+    Blocked(Vec<gpures_proto::Block>),
     /// "any N": these GPUs, from this start.
     Found {
         gpus: Vec<String>,
@@ -223,10 +225,17 @@ impl BookingForm {
     }
 
     /// The answer to check `seq`; answers to older checks are dropped.
-    pub fn checked(&mut self, seq: u64, holders: Vec<Holder>, refusal: Option<Box<PolicyRefusal>>) {
+    pub fn checked(
+        &mut self,
+        seq: u64,
+        holders: Vec<Holder>,
+        refusal: Option<Box<PolicyRefusal>>,
+        blocks: Vec<gpures_proto::Block>,
+    ) {
         if self.check_seq == seq {
             self.preview = match refusal {
                 _ if !holders.is_empty() => Preview::Taken(holders),
+                _ if !blocks.is_empty() => Preview::Blocked(blocks),
                 Some(r) => Preview::Refused(r),
                 None => Preview::Free,
             };
@@ -341,7 +350,8 @@ impl Component for BookingForm {
                 seq,
                 holders,
                 refusal,
-            } => self.checked(*seq, holders.clone(), refusal.clone()),
+                blocks,
+            } => self.checked(*seq, holders.clone(), refusal.clone(), blocks.clone()),
             Msg::SlotsFound { seq, options } => self.found(*seq, options),
             Msg::Failed(ApiError::Conflict { holders }) => self.taken(holders.clone()),
             Msg::Disconnected(_) if matches!(self.preview, Preview::Checking) => {
@@ -409,6 +419,26 @@ impl Component for BookingForm {
                             text::sanitize(&h.resource_name),
                             text::sanitize(&h.user.display_name),
                             ctx.period_text(&h.period)
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                style(
+                    ctx,
+                    Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+                    Style::default().add_modifier(Modifier::BOLD),
+                ),
+            ),
+            Preview::Blocked(blocks) => (
+                format!(
+                    "✗ blocked: {}",
+                    blocks
+                        .iter()
+                        .map(|b| format!(
+                            "{} {} · {}",
+                            text::sanitize(&b.resource_name),
+                            ctx.period_text(&b.period),
+                            text::sanitize(&b.reason)
                         ))
                         .collect::<Vec<_>>()
                         .join("; ")

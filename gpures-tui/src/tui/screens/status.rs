@@ -1,7 +1,7 @@
 //! The Status screen: per GPU, who holds it now and until when, who is next,
 //! live load, who really runs on it, and the flags.
 
-use gpures_proto::text;
+use gpures_proto::{ResourceStatus, text};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -66,27 +66,61 @@ impl Component for Status {
                     .unwrap_or(4)
                     .clamp(4, 32)
             };
-        let now_w = holder_w(|s| s.current.as_ref());
-        let next_w = holder_w(|s| s.next.as_ref());
+        let generated = report.generated_at;
+        let block_now = |s: &ResourceStatus| {
+            s.block
+                .as_ref()
+                .filter(|b| b.period.contains(generated))
+                .cloned()
+        };
+        let block_next = |s: &ResourceStatus| {
+            s.block
+                .as_ref()
+                .filter(|b| b.period.start > generated)
+                .filter(|b| {
+                    s.next
+                        .as_ref()
+                        .is_none_or(|n| b.period.start < n.period.start)
+                })
+                .cloned()
+        };
+        // "blocked →Fri 22:00" and "maintenance Fri 18:00" need room too.
+        let room = |w: u16, need: u16, shown: bool| if shown { w.max(need) } else { w };
+        let now_w = room(
+            holder_w(|s| s.current.as_ref()),
+            18,
+            report.resources.iter().any(|s| block_now(s).is_some()),
+        );
+        let next_w = room(
+            holder_w(|s| s.next.as_ref()),
+            22,
+            report.resources.iter().any(|s| block_next(s).is_some()),
+        );
         let rows: Vec<Row> = report
             .resources
             .iter()
             .map(|s| {
-                let now = match &s.current {
-                    Some(r) => format!(
+                let at = |t: chrono::DateTime<chrono::Utc>| {
+                    t.with_timezone(&ctx.tz).format("%a %H:%M").to_string()
+                };
+                let (block_now, block_next) = (block_now(s), block_next(s));
+                let now = match (&s.current, &block_now) {
+                    (Some(r), _) => format!(
                         "{} →{}",
                         text::sanitize(&r.user.display_name),
-                        r.period.end.with_timezone(&ctx.tz).format("%a %H:%M")
+                        at(r.period.end)
                     ),
-                    None => "free".into(),
+                    (None, Some(b)) => format!("blocked →{}", at(b.period.end)),
+                    (None, None) => "free".into(),
                 };
-                let next = match &s.next {
-                    Some(r) => format!(
+                let next = match (&s.next, block_next) {
+                    (_, Some(b)) => format!("maintenance {}", at(b.period.start)),
+                    (Some(r), None) => format!(
                         "{} {}",
                         text::sanitize(&r.user.display_name),
-                        r.period.start.with_timezone(&ctx.tz).format("%a %H:%M")
+                        at(r.period.start)
                     ),
-                    None => "-".into(),
+                    (None, None) => "-".into(),
                 };
                 let (load, procs) = match &s.telemetry {
                     Some(t) => {
@@ -111,7 +145,7 @@ impl Component for Status {
                     .iter()
                     .map(|f| text::sanitize(&f.marker()))
                     .collect();
-                let free = s.current.is_none();
+                let free = s.current.is_none() && block_now.is_none();
                 let now_style = if free {
                     style(ctx, Style::default().fg(Color::Green), Style::default())
                 } else {

@@ -459,11 +459,22 @@ impl Component for Timeline {
                     n => format!(" ({n} GPUs)"),
                 },
             ),
-            None => format!(
-                "{} · free · {}",
-                text::sanitize(&res.name),
-                t.format("%a %m-%d %H:%M")
-            ),
+            None => match ctx.data.blocks.iter().find(|b| {
+                b.resource_id == res.id && b.period.contains(self.cell_start(self.cursor_col))
+            }) {
+                Some(b) => format!(
+                    "{} · blocked for maintenance {} · {} · by {}",
+                    text::sanitize(&res.name),
+                    ctx.period_text(&b.period),
+                    text::sanitize(&b.reason),
+                    text::sanitize(&b.created_by)
+                ),
+                None => format!(
+                    "{} · free · {}",
+                    text::sanitize(&res.name),
+                    t.format("%a %m-%d %H:%M")
+                ),
+            },
         }
     }
 
@@ -596,6 +607,10 @@ impl Timeline {
                 }
                 buf.set_string(x, y, sym, st);
             }
+            // Maintenance blocks, under any bar kept inside them.
+            for b in ctx.data.blocks.iter().filter(|b| b.resource_id == res.id) {
+                self.draw_block(ctx, buf, b, x0, y, cols);
+            }
             // Bars.
             for r in self.shown(ctx).filter(|r| r.resource_id == res.id) {
                 self.draw_bar(ctx, buf, r, x0, y, cols, me == Some(r.user.id));
@@ -644,6 +659,50 @@ impl Timeline {
         }
     }
 
+    /// Cells `c0..c1` that `period` covers in a row `cols` wide, if any.
+    fn cells(&self, period: &gpures_proto::Period, cols: usize) -> Option<(usize, usize)> {
+        let cell_min = self.zoom.cell().num_minutes().max(1);
+        let from = (period.start - self.view_start).num_minutes();
+        let to = (period.end - self.view_start).num_minutes();
+        if to <= 0 {
+            return None;
+        }
+        let c0 = usize::try_from(from.max(0) / cell_min).unwrap_or(0);
+        let c1 = usize::try_from((to + cell_min - 1) / cell_min)
+            .unwrap_or(usize::MAX)
+            .min(cols);
+        (c0 < c1).then_some((c0, c1))
+    }
+
+    /// A maintenance block: hatched cells and its reason, distinct from any
+    /// booking in colour and without colour.
+    fn draw_block(
+        &self,
+        ctx: &Ctx,
+        buf: &mut Buffer,
+        b: &gpures_proto::Block,
+        x0: u16,
+        y: u16,
+        cols: usize,
+    ) {
+        let Some((c0, c1)) = self.cells(&b.period, cols) else {
+            return;
+        };
+        let st = style(
+            ctx,
+            Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+            Style::default().add_modifier(Modifier::BOLD),
+        );
+        for c in c0..c1 {
+            let x = x0 + u16::try_from(c).unwrap_or(0);
+            // ASCII: a hatch no terminal draws twice as wide.
+            buf.set_string(x, y, "/", st);
+        }
+        let x = x0 + u16::try_from(c0).unwrap_or(0);
+        let label = format!("//{}", text::sanitize(&b.reason));
+        buf.set_stringn(x, y, label, c1 - c0, st);
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn draw_bar(
         &self,
@@ -655,19 +714,9 @@ impl Timeline {
         cols: usize,
         mine: bool,
     ) {
-        let cell_min = self.zoom.cell().num_minutes().max(1);
-        let from = (r.period.start - self.view_start).num_minutes();
-        let to = (r.period.end - self.view_start).num_minutes();
-        if to <= 0 {
+        let Some((c0, c1)) = self.cells(&r.period, cols) else {
             return;
-        }
-        let c0 = usize::try_from(from.max(0) / cell_min).unwrap_or(0);
-        let c1 = usize::try_from((to + cell_min - 1) / cell_min)
-            .unwrap_or(usize::MAX)
-            .min(cols);
-        if c0 >= c1 {
-            return;
-        }
+        };
         let mut st = style(
             ctx,
             Style::default().fg(Color::Black).bg(user_color(r.user.id)),
