@@ -989,6 +989,7 @@ fn synthetic_week(now: chrono::DateTime<Utc>) -> (Vec<Resource>, Vec<Reservation
                 updated_at: now,
                 sync: gpures_proto::SyncState::Off,
                 change_reason: None,
+                series_id: None,
             }
         })
         .collect();

@@ -778,6 +778,37 @@ mod tests {
     }
 
     #[test]
+    fn policy_defaults_come_from_the_file_and_bad_ones_are_named() {
+        let ok = Config::parse(
+            "[policy]\nmax_gpus = 2\ngpu_hours_week = 48\ncooldown_hours = 12\ncooldown_after_hours = 24\n",
+            Path::new("p.toml"),
+        )
+        .expect("parses");
+        ok.validate().expect("valid");
+        let rules = ok.policy.rules();
+        let find = |r| {
+            rules
+                .iter()
+                .find(|p| p.rule == r)
+                .map(|p| (p.value, p.threshold))
+        };
+        use gpures_proto::PolicyRule as R;
+        assert_eq!(find(R::MaxGpus), Some((2, None)));
+        assert_eq!(find(R::GpuHoursWeek), Some((48 * 60, None)));
+        assert_eq!(find(R::Cooldown), Some((12 * 60, Some(24 * 60))));
+        assert_eq!(find(R::MaxFuture), None, "absent: no limit");
+        for bad in [
+            "[policy]\ncooldown_hours = 12\n",
+            "[policy]\ngpu_hours_week = -1\n",
+            "[policy]\nhorizon_days = nan\n",
+        ] {
+            let c = Config::parse(bad, Path::new("p.toml")).expect("parses");
+            let e = c.validate().expect_err(bad);
+            assert!(e.to_string().contains("policy."), "{e}");
+        }
+    }
+
+    #[test]
     fn example_config_parses_and_matches_defaults() {
         let parsed =
             Config::parse(EXAMPLE, Path::new("gpures.example.toml")).expect("example parses");

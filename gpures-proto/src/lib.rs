@@ -38,6 +38,8 @@ pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 
 /// Limits the daemon enforces on input; clients use them to validate early.
 pub mod limits {
+    /// Most occurrences one recurring booking may have.
+    pub const SERIES_MAX: usize = 200;
     /// Longest note on a reservation, in characters.
     pub const NOTE_MAX_CHARS: usize = 500;
     /// Shortest accepted password, in characters.
@@ -440,6 +442,8 @@ pub struct Reservation {
     pub sync: SyncState,
     /// Why an admin cancelled or ended it, if one did with a reason.
     pub change_reason: Option<String>,
+    /// The recurring series it is an occurrence of.
+    pub series_id: Option<Uuid>,
 }
 
 /// A reservation's state in Google Calendar.
@@ -747,6 +751,36 @@ pub struct Block {
     pub created_by: String,
 }
 
+/// A recurring booking: the same resources for each of `periods` (the
+/// client computes them in the member's zone, so wall-clock times survive a
+/// DST change), each occurrence a booking of its own.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeriesRequest {
+    /// Chosen by the client; a retry with the same id returns what it made.
+    pub request_id: Uuid,
+    pub resources: Vec<i64>,
+    pub periods: Vec<Period>,
+    pub note: String,
+    /// Book the occurrences that can be and report the others; otherwise
+    /// one that cannot be booked refuses the whole series.
+    pub skip_conflicts: bool,
+}
+
+/// An occurrence that was not booked, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub period: Period,
+    pub why: ApiError,
+}
+
+/// What a series booked.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeriesReply {
+    pub series_id: Uuid,
+    pub booked: Vec<Booking>,
+    pub skipped: Vec<Skipped>,
+}
+
 /// Blocks resources for a period (admins).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BlockRequest {
@@ -885,6 +919,10 @@ pub enum ApiError {
     /// The period is taken; `holders` says by whom.
     #[error("the slot is taken: {}", holders.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Conflict { holders: Vec<Holder> },
+    /// Occurrences of a recurring booking cannot be booked (each with why);
+    /// nothing was booked.
+    #[error("{} occurrence(s) cannot be booked: {}", refused.len(), refused.iter().map(|s| format!("{}: {}", s.period.start.to_rfc3339(), s.why)).collect::<Vec<_>>().join("; "))]
+    Series { refused: Vec<Skipped> },
     /// A lab policy refuses the booking or change; the refusal has the numbers.
     #[error("refused by lab policy: {0}")]
     Policy(Box<PolicyRefusal>),
@@ -1111,6 +1149,16 @@ pub trait Gpures {
     async fn unblock(token: Token, block_id: Uuid) -> Result<Vec<Block>, ApiError>;
     /// Anyone: the blocks overlapping `window`.
     async fn blocks(token: Token, window: Period) -> Result<Vec<Block>, ApiError>;
+    /// Any user: a recurring booking, all or nothing unless
+    /// `skip_conflicts`.
+    async fn book_series(token: Token, request: SeriesRequest) -> Result<SeriesReply, ApiError>;
+    /// Owner or admin: cancels the occurrences of a series that start at or
+    /// after `from` (this one and the following).
+    async fn cancel_series(
+        token: Token,
+        series_id: Uuid,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<Reservation>, ApiError>;
     /// Admins: books past lab policy, with a reason kept in the audit log.
     async fn book_override(
         token: Token,

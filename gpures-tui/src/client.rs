@@ -17,8 +17,8 @@ use gpures_proto::{
     Group, GroupChange, HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource,
     Notification, NotificationPage, NotifyChange, NotifySettings, PageRequest, Period, Policy,
     PolicySet, QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange,
-    ReservationFilter, ReservationPage, Resource, Role, SessionInfo, SlotOption, SlotQuery,
-    StatusReport, Timeline, UserInfo, limits,
+    ReservationFilter, ReservationPage, Resource, Role, SeriesReply, SeriesRequest, SessionInfo,
+    SlotOption, SlotQuery, StatusReport, Timeline, UserInfo, limits,
 };
 use tarpc::client::RpcError;
 use tarpc::context;
@@ -588,6 +588,37 @@ impl Client {
             }
         })
         .await
+    }
+
+    /// Books a recurring series; a lost reply is asked for again with the
+    /// same request id, which returns what was made.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn book_series(&self, req: SeriesRequest) -> Result<SeriesReply> {
+        let token = self.need_token()?;
+        self.resending(|rpc| {
+            let (token, req) = (token.clone(), req.clone());
+            async move { rpc.book_series(context::current(), token, req).await }
+        })
+        .await
+    }
+
+    /// Cancels the occurrences of a series from `from` on.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn cancel_series(
+        &self,
+        series_id: Uuid,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<Reservation>> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .cancel_series(context::current(), token, series_id, from)
+                .await,
+        )
     }
 
     /// Blocks resources for a period (admins).

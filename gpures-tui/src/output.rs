@@ -68,6 +68,8 @@ pub struct ReservationJson {
     pub sync_error: Option<String>,
     /// Why an admin cancelled or ended it, if one said.
     pub change_reason: Option<String>,
+    /// The recurring series it is an occurrence of.
+    pub series_id: Option<String>,
 }
 
 impl ReservationJson {
@@ -90,6 +92,7 @@ impl ReservationJson {
                 _ => None,
             },
             change_reason: r.change_reason.as_deref().map(text::sanitize),
+            series_id: r.series_id.map(|s| s.to_string()),
         }
     }
 }

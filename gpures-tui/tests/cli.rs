@@ -1846,3 +1846,116 @@ async fn maintenance_blocks_from_the_cli() {
     cli.ok("kim", &["book", "gpu0", "--from", "+2h", "--for", "30m"])
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weekly_booking_keeps_its_wall_clock_time_across_dst() {
+    let cli = Cli {
+        daemon: TestDaemon::builder()
+            .with_gpus(1)
+            .config(|c| c.booking.horizon_days = 400)
+            .start()
+            .await
+            .expect("daemon"),
+        home: tempfile::tempdir().expect("home"),
+    };
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    let ny = "America/New_York";
+    // Sundays 10:00-14:00 New York time; DST starts on 2027-03-14.
+    let args = [
+        "book",
+        "gpu0",
+        "--from",
+        "2027-03-07 10:00",
+        "--for",
+        "4h",
+        "--every",
+        "week",
+        "--until",
+        "2027-03-21",
+        "--note",
+        "주간 실험",
+        "--json",
+    ];
+    let r = cli.run_as("kim", ny, &args, None).await;
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    let json = r.json();
+    let starts: Vec<&str> = json["booked"]
+        .as_array()
+        .expect("booked")
+        .iter()
+        .map(|b| b["start"].as_str().expect("start"))
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "2027-03-07T10:00:00-05:00",
+            "2027-03-14T10:00:00-04:00",
+            "2027-03-21T10:00:00-04:00"
+        ]
+    );
+    let series = json["series_id"].as_str().expect("series").to_owned();
+    assert_eq!(json["booked"][1]["series_id"], series.as_str());
+
+    // Someone holds the 28th: all or nothing refuses, naming the occurrence.
+    cli.register("lee", "lee@lab.kr", "이서연").await;
+    let r = cli
+        .run_as(
+            "lee",
+            ny,
+            &["book", "gpu0", "--from", "2027-03-28 11:00", "--for", "1h"],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let clash = [
+        "book",
+        "gpu0",
+        "--from",
+        "2027-03-28 11:00",
+        "--for",
+        "2h",
+        "--every",
+        "2 weeks",
+        "--until",
+        "2027-04-30",
+    ];
+    let r = cli.run_as("kim", ny, &clash, None).await;
+    assert_eq!(r.code, 3, "{}{}", r.out, r.err);
+    assert!(
+        r.err.contains("nothing booked: 1 occurrence(s) cannot be"),
+        "{}",
+        r.err
+    );
+    assert!(
+        r.err
+            .contains("2027-03-28 11:00 to 2027-03-28 13:00: taken by 이서연"),
+        "in New York time: {}",
+        r.err
+    );
+    let mut skipping = clash.to_vec();
+    skipping.push("--skip-conflicts");
+    let r = cli.run_as("kim", ny, &skipping, None).await;
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    assert!(r.out.contains("skipped 1:"), "{}", r.out);
+
+    // Cancel the second Sunday and the following ones of the first series.
+    let second = json["booked"][1]["id"].as_str().expect("id")[..8].to_owned();
+    let r = cli
+        .run_as(
+            "kim",
+            ny,
+            &["cancel", &second, "--following", "--json"],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    assert_eq!(r.json().as_array().map(Vec::len), Some(2));
+    let r = cli
+        .run_as("lee", ny, &["ls", "--mine", "--json"], None)
+        .await;
+    let lees = r.json()[0]["id"].as_str().expect("id")[..8].to_owned();
+    let r = cli
+        .run_as("lee", ny, &["cancel", &lees, "--following"], None)
+        .await;
+    assert_eq!(r.code, 2, "not part of a series: {}", r.err);
+}

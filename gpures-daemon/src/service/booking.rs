@@ -33,6 +33,11 @@ const MAX_ATTEMPTS: u32 = 8;
 pub(super) enum Which {
     One(Uuid),
     Booking(Uuid),
+    /// The occurrences of a series that start at or after `from`.
+    Series {
+        id: Uuid,
+        from: chrono::DateTime<Utc>,
+    },
 }
 
 /// The one reservation a single-reservation change returns.
@@ -148,18 +153,16 @@ impl Service {
         policy: &PolicyMode,
     ) -> Attempt<Booking> {
         let mut tx = self.store().begin().await?;
-        let booking = insert_booking(
-            &mut tx,
-            &self.settings().policy,
-            policy,
-            user.id,
+        let new = NewBooking {
+            user_id: user.id,
             audit_name,
-            req.request_id,
-            &req.resources,
-            req.period,
-            &req.note,
-        )
-        .await?;
+            request_id: req.request_id,
+            resources: &req.resources,
+            period: req.period,
+            note: &req.note,
+            series_id: None,
+        };
+        let booking = insert_booking(&mut tx, &self.settings().policy, policy, &new).await?;
         tx.commit().await?;
         Ok(booking)
     }
@@ -298,6 +301,13 @@ impl Service {
                     }
                     all
                 }
+                Which::Series { id, from } => {
+                    let all = reservations::by_series(&mut conn, id, from).await?;
+                    if all.is_empty() {
+                        return Err(Error::NotFound(Entity::Series));
+                    }
+                    all
+                }
             }
         };
         if before.iter().any(|r| !actor.owns_or_admin(r.user.id)) {
@@ -324,7 +334,7 @@ impl Service {
             },
             _ => before[0].period,
         };
-        let whole_booking = matches!(which, Which::Booking(_));
+        let whole_booking = matches!(which, Which::Booking(_) | Which::Series { .. });
         // An admin changing someone else's booking gives a reason instead.
         let policed = matches!(change, Change::Edit(_)) && !someone_elses;
         let owner = policed.then_some(before[0].user.id);
@@ -729,7 +739,7 @@ impl Service {
     /// overlap outlives every attempt, the caller is told who holds the slot
     /// (`resource_ids` over `period`, besides `ignore`); if nobody does any
     /// more, the database is reported as too busy.
-    async fn retrying<T, F, Fut>(
+    pub(super) async fn retrying<T, F, Fut>(
         &self,
         resource_ids: &[i64],
         period: Period,
@@ -774,18 +784,34 @@ impl Service {
 /// reservations with their outbox and audit rows and the NOTIFY. The caller
 /// commits (a queue grant writes its request's state in the same
 /// transaction).
-#[allow(clippy::too_many_arguments)]
+/// One booking to make: whose, its request id, what, when.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct NewBooking<'a> {
+    pub user_id: i64,
+    pub audit_name: &'a str,
+    pub request_id: Uuid,
+    pub resources: &'a [i64],
+    pub period: Period,
+    pub note: &'a str,
+    /// The recurring series it is an occurrence of.
+    pub series_id: Option<Uuid>,
+}
+
 pub(super) async fn insert_booking(
     tx: &mut sqlx::PgConnection,
     defaults: &[gpures_proto::Policy],
     mode: &PolicyMode,
-    user_id: i64,
-    audit_name: &str,
-    request_id: Uuid,
-    resource_ids: &[i64],
-    period: Period,
-    note: &str,
+    new: &NewBooking<'_>,
 ) -> Attempt<Booking> {
+    let NewBooking {
+        user_id,
+        audit_name,
+        request_id,
+        resources: resource_ids,
+        period,
+        note,
+        series_id,
+    } = *new;
     // The member first, then the resources: the one lock order.
     let limits = policy::lock_member(tx, defaults, user_id).await?;
     let existing = reservations::by_request(tx, user_id, request_id).await?;
@@ -835,6 +861,7 @@ pub(super) async fn insert_booking(
             resource_id: *resource_id,
             period,
             note,
+            series_id,
         };
         reservations::insert(tx, &row).await?;
         outbox::enqueue(tx, id, Operation::Upsert).await?;

@@ -29,6 +29,7 @@ pub mod policy;
 pub mod queue;
 pub mod reclaim;
 pub mod resources;
+pub mod series;
 pub mod slots;
 pub mod status;
 pub mod validate;
@@ -60,6 +61,7 @@ pub enum Entity {
     Group,
     Policy,
     Block,
+    Series,
 }
 
 impl Entity {
@@ -74,6 +76,7 @@ impl Entity {
             Entity::Group => "group",
             Entity::Policy => "policy rule",
             Entity::Block => "block",
+            Entity::Series => "series",
         }
     }
 }
@@ -97,6 +100,10 @@ pub enum Error {
     /// An admin blocked the period (maintenance); never empty.
     #[error("blocked for maintenance ({} block(s))", .0.len())]
     Blocked(Vec<gpures_proto::Block>),
+    /// Occurrences of a recurring booking that cannot be booked, with why;
+    /// nothing was booked. Never empty.
+    #[error("{} occurrence(s) of the series cannot be booked", .0.len())]
+    Series(Vec<(gpures_proto::Period, Error)>),
     /// A lab policy refuses it; the refusal has the numbers.
     #[error("refused by lab policy: {0}")]
     Policy(Box<gpures_proto::PolicyRefusal>),

@@ -12,7 +12,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use gpures_proto::{NotificationKind, QueueEntry, QueueRequest, SlotOption, SlotQuery};
 use uuid::Uuid;
 
-use super::booking::{Failed, PolicyMode, insert_booking};
+use super::booking::{Failed, NewBooking, PolicyMode, insert_booking};
 use super::notify::{self, short};
 use super::slots::search::Need;
 use super::{Actor, Entity, Error, Result, Service, audit_user, validate};
@@ -258,16 +258,20 @@ impl Service {
             return Ok(Grant::Gone);
         }
         let ids: Vec<i64> = option.gpus.iter().map(|g| g.id).collect();
+        let new = NewBooking {
+            user_id: row.user_id,
+            audit_name: QUEUE_ACTOR,
+            request_id: row.id,
+            resources: &ids,
+            period: option.period,
+            note: &row.note,
+            series_id: None,
+        };
         let booking = match insert_booking(
             &mut tx,
             &self.settings().policy,
             &PolicyMode::Check,
-            row.user_id,
-            QUEUE_ACTOR,
-            row.id,
-            &ids,
-            option.period,
-            &row.note,
+            &new,
         )
         .await
         {

@@ -48,6 +48,7 @@ struct ReservationRow {
     sync_state: DbSync,
     sync_error: Option<String>,
     change_reason: Option<String>,
+    series_id: Option<Uuid>,
 }
 
 impl From<ReservationRow> for Reservation {
@@ -67,6 +68,7 @@ impl From<ReservationRow> for Reservation {
                 end: r.end_at,
             },
             note: r.note,
+            series_id: r.series_id,
             status: match r.status {
                 DbStatus::Active => ReservationStatus::Active,
                 DbStatus::Cancelled => ReservationStatus::Cancelled,
@@ -317,12 +319,14 @@ pub struct NewReservation<'a> {
     pub resource_id: i64,
     pub period: Period,
     pub note: &'a str,
+    /// The series it is an occurrence of.
+    pub series_id: Option<Uuid>,
 }
 
 pub async fn insert(conn: &mut PgConnection, r: &NewReservation<'_>) -> Result<()> {
     sqlx::query(
-        "INSERT INTO reservations (id, booking_id, request_id, user_id, resource_id, period, note)
-         VALUES ($1, $2, $3, $4, $5, tstzrange($6, $7, '[)'), $8)",
+        "INSERT INTO reservations (id, booking_id, request_id, user_id, resource_id, period, note, series_id)
+         VALUES ($1, $2, $3, $4, $5, tstzrange($6, $7, '[)'), $8, $9)",
     )
     .bind(r.id)
     .bind(r.booking_id)
@@ -332,9 +336,27 @@ pub async fn insert(conn: &mut PgConnection, r: &NewReservation<'_>) -> Result<(
     .bind(r.period.start)
     .bind(r.period.end)
     .bind(r.note)
+    .bind(r.series_id)
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// The occurrences of series `series_id` that start at or after `from`.
+pub async fn by_series(
+    conn: &mut PgConnection,
+    series_id: Uuid,
+    from: DateTime<Utc>,
+) -> Result<Vec<Reservation>> {
+    let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+        reservation_select!(),
+        " WHERE r.series_id = $1 AND lower(r.period) >= $2 ORDER BY lower(r.period), res.name"
+    ))
+    .bind(series_id)
+    .bind(from)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(all(rows))
 }
 
 /// Locks one reservation row for a change.

@@ -16,8 +16,9 @@ use gpures_proto::{
     GroupChange, HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource, Notification,
     NotificationPage, NotifyChange, NotifySettings, PROTOCOL_VERSION, PageRequest, Period, Policy,
     PolicySet, QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange,
-    ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role, SessionInfo, SlotOption,
-    SlotQuery, StatusReport, Timeline, Token, UserInfo, UserPage, limits,
+    ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role, SeriesReply, SeriesRequest,
+    SessionInfo, Skipped, SlotOption, SlotQuery, StatusReport, Timeline, Token, UserInfo, UserPage,
+    limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -37,6 +38,15 @@ impl From<service::Error> for ApiError {
             E::Conflict(holders) => ApiError::Conflict { holders },
             E::Policy(refusal) => ApiError::Policy(refusal),
             E::Blocked(blocks) => ApiError::Blocked { blocks },
+            E::Series(refused) => ApiError::Series {
+                refused: refused
+                    .into_iter()
+                    .map(|(period, e)| Skipped {
+                        period,
+                        why: e.into(),
+                    })
+                    .collect(),
+            },
             E::Invalid { field, reason } => ApiError::InvalidArgument { field, reason },
             E::Forbidden => ApiError::PermissionDenied,
             E::Unauthenticated => ApiError::Unauthenticated,
@@ -532,6 +542,42 @@ impl Gpures for Connection {
         Ok(self
             .service()
             .preview_booking(&actor, &resources, period, ignore)
+            .await?)
+    }
+
+    async fn book_series(
+        self,
+        _: Context,
+        token: Token,
+        request: SeriesRequest,
+    ) -> Reply<SeriesReply> {
+        let actor = self.actor(&token).await?;
+        let made = self.service().book_series(&actor, request).await?;
+        Ok(SeriesReply {
+            series_id: made.series_id,
+            booked: made.booked,
+            skipped: made
+                .skipped
+                .into_iter()
+                .map(|(period, e)| Skipped {
+                    period,
+                    why: e.into(),
+                })
+                .collect(),
+        })
+    }
+
+    async fn cancel_series(
+        self,
+        _: Context,
+        token: Token,
+        series_id: Uuid,
+        from: DateTime<Utc>,
+    ) -> Reply<Vec<Reservation>> {
+        let actor = self.actor(&token).await?;
+        Ok(self
+            .service()
+            .cancel_series(&actor, series_id, from, None)
             .await?)
     }
 

@@ -458,3 +458,272 @@ fn done(ctx: &Ctx, what: &str, rs: &[Reservation]) -> CliResult<()> {
     out!("{}", output::reservations_table(rs, ctx.tz));
     Ok(())
 }
+
+/// How `book --every` repeats.
+pub(super) struct Repeat {
+    pub every: String,
+    pub until: String,
+    pub skip_conflicts: bool,
+}
+
+/// `day`, `daily`, `week`, `weekly`, `2 weeks`, `3d`, `1w`: days between
+/// occurrences.
+fn every_days(s: &str) -> CliResult<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let bad = || {
+        Failure::usage(format!(
+            "--every takes day, week, 2 weeks, 3d or 1w (got {s:?})"
+        ))
+    };
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = if n.is_empty() {
+        1
+    } else {
+        n.parse().map_err(|_| bad())?
+    };
+    let per = match unit.trim() {
+        "d" | "day" | "days" | "daily" => 1,
+        "w" | "week" | "weeks" | "weekly" => 7,
+        _ => return Err(bad()),
+    };
+    match n * per {
+        0 => Err(bad()),
+        d if d > 366 => Err(Failure::usage("--every: at most a year")),
+        d => Ok(d),
+    }
+}
+
+/// The occurrences of `first` every `days` days whose start falls on or
+/// before the day of `until`, keeping the wall-clock start and end in `tz`
+/// (so 14:00 stays 14:00 across a DST change).
+pub(super) fn occurrences(
+    first: Period,
+    days: u64,
+    until: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+) -> CliResult<Vec<Period>> {
+    let start = first.start.with_timezone(&tz).naive_local();
+    let end = first.end.with_timezone(&tz).naive_local();
+    let last_day = until.with_timezone(&tz).date_naive();
+    let mut out = Vec::new();
+    for k in 0u64.. {
+        let shift = chrono::Days::new(k * days);
+        let (Some(s), Some(e)) = (start.checked_add_days(shift), end.checked_add_days(shift))
+        else {
+            break;
+        };
+        if s.date() > last_day {
+            break;
+        }
+        if out.len() >= limits::SERIES_MAX {
+            return Err(Failure::usage(format!(
+                "at most {} occurrences: choose an earlier --until",
+                limits::SERIES_MAX
+            )));
+        }
+        out.push(Period {
+            start: timefmt::resolve(s, tz)?,
+            end: timefmt::resolve(e, tz)?,
+        });
+    }
+    if out.is_empty() {
+        return Err(Failure::usage("--until is before the first occurrence"));
+    }
+    Ok(out)
+}
+
+/// `book NAME… --from … --for … --every … --until … [--skip-conflicts]`.
+pub(super) async fn book_series(
+    ctx: &Ctx,
+    resources: Vec<String>,
+    from: Option<String>,
+    length: Length,
+    note: String,
+    repeat: Repeat,
+) -> CliResult<()> {
+    let (tz, now) = (ctx.tz, ctx.now);
+    let start = parse_time(from.as_deref().unwrap_or("now"), now, tz)?;
+    let end = length
+        .end(ctx, start)?
+        .ok_or_else(|| Failure::usage("give the end with --to TIME or the length with --for 3h"))?;
+    if end <= start {
+        return Err(Failure::usage("the end must be after the start"));
+    }
+    let days = every_days(&repeat.every)?;
+    if end - start > TimeDelta::days(i64::try_from(days).unwrap_or(i64::MAX)) {
+        return Err(Failure::usage(
+            "each occurrence must end before the next starts",
+        ));
+    }
+    let until = parse_time(&repeat.until, now, tz)?;
+    let periods = occurrences(Period { start, end }, days, until, tz)?;
+    super::check_note(&note)?;
+    let ids = ctx.resolve_resources(&resources).await?;
+    let reply = ctx.api(
+        ctx.client
+            .book_series(gpures_proto::SeriesRequest {
+                request_id: Uuid::new_v4(),
+                resources: ids,
+                periods,
+                note,
+                skip_conflicts: repeat.skip_conflicts,
+            })
+            .await,
+    )?;
+    let booked: Vec<Reservation> = reply
+        .booked
+        .iter()
+        .flat_map(|b| b.reservations.iter().cloned())
+        .collect();
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({
+            "series_id": reply.series_id.to_string(),
+            "booked": booked.iter().map(|r| ReservationJson::new(r, tz)).collect::<Vec<_>>(),
+            "skipped": skipped_json(&reply.skipped, tz),
+        }));
+    }
+    outln!(
+        "booked {} occurrence(s) (series {}; cancel one and the rest with `gpures cancel ID --following`):",
+        reply.booked.len(),
+        &reply.series_id.simple().to_string()[..8]
+    );
+    out!("{}", output::reservations_table(&booked, tz));
+    if !reply.skipped.is_empty() {
+        outln!("skipped {}:", reply.skipped.len());
+        out!("{}", skipped_lines(&reply.skipped, tz));
+    }
+    Ok(())
+}
+
+/// One line per occurrence not booked: when, and why.
+pub(super) fn skipped_lines(skipped: &[gpures_proto::Skipped], tz: chrono_tz::Tz) -> String {
+    let mut out = String::new();
+    for s in skipped {
+        out.push_str(&format!(
+            "  {} to {}: {}\n",
+            format_local(s.period.start, tz),
+            format_local(s.period.end, tz),
+            why_text(&s.why, tz)
+        ));
+    }
+    out
+}
+
+/// Why an occurrence was not booked, times in `tz`.
+fn why_text(e: &gpures_proto::ApiError, tz: chrono_tz::Tz) -> String {
+    use gpures_proto::ApiError;
+    match e {
+        ApiError::Conflict { holders } => format!(
+            "taken by {}",
+            holders
+                .iter()
+                .map(|h| format!(
+                    "{} <{}> on {}",
+                    text::sanitize(&h.user.display_name),
+                    text::sanitize(&h.user.email),
+                    text::sanitize(&h.resource_name)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        ApiError::Blocked { blocks } => format!(
+            "blocked for maintenance: {}",
+            blocks
+                .iter()
+                .map(|b| text::sanitize(&b.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        ApiError::Policy(r) => format!(
+            "refused by lab policy: {}",
+            r.sentence(|t| format_local(t, tz))
+        ),
+        e => text::sanitize(&e.to_string()),
+    }
+}
+
+/// The occurrences not booked, for `--json`.
+pub(super) fn skipped_json(
+    skipped: &[gpures_proto::Skipped],
+    tz: chrono_tz::Tz,
+) -> serde_json::Value {
+    serde_json::Value::Array(
+        skipped
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "start": timefmt::rfc3339(s.period.start, tz),
+                    "end": timefmt::rfc3339(s.period.end, tz),
+                    "why": why_text(&s.why, tz),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `cancel ID --following`: the occurrence `id` names and every later one
+/// of its series.
+pub(super) async fn cancel_following(ctx: &Ctx, id: &str) -> CliResult<()> {
+    let first = match ctx.find_target(id).await? {
+        Target::One(r) => *r,
+        Target::Booking(_, rs) => rs
+            .into_iter()
+            .next()
+            .ok_or_else(|| Failure::new(super::exit::ERROR, "no such booking"))?,
+    };
+    let Some(series) = first.series_id else {
+        return Err(Failure::usage(
+            "--following: this reservation is not part of a recurring booking",
+        ));
+    };
+    let cancelled = ctx.api(ctx.client.cancel_series(series, first.period.start).await)?;
+    done(ctx, "cancelled", &cancelled)
+}
+
+#[cfg(test)]
+mod series_tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn every_reads_what_people_type() {
+        assert_eq!(every_days("week").ok(), Some(7));
+        assert_eq!(every_days("2 weeks").ok(), Some(14));
+        assert_eq!(every_days("3d").ok(), Some(3));
+        assert_eq!(every_days("daily").ok(), Some(1));
+        assert!(every_days("0d").is_err());
+        assert!(every_days("fortnight").is_err());
+    }
+
+    #[test]
+    fn weekly_occurrences_keep_the_wall_clock_across_dst() {
+        let tz: chrono_tz::Tz = "America/New_York".parse().expect("zone");
+        // Sundays 10:00–14:00 from 2027-03-07; DST starts 2027-03-14.
+        let first = Period {
+            start: tz
+                .with_ymd_and_hms(2027, 3, 7, 10, 0, 0)
+                .single()
+                .expect("time")
+                .with_timezone(&Utc),
+            end: tz
+                .with_ymd_and_hms(2027, 3, 7, 14, 0, 0)
+                .single()
+                .expect("time")
+                .with_timezone(&Utc),
+        };
+        let until = tz
+            .with_ymd_and_hms(2027, 3, 21, 0, 0, 0)
+            .single()
+            .expect("time")
+            .with_timezone(&Utc);
+        let ps = occurrences(first, 7, until, tz).expect("occurrences");
+        assert_eq!(ps.len(), 3, "the 7th, 14th and 21st");
+        for p in &ps {
+            let local = p.start.with_timezone(&tz);
+            assert_eq!(local.format("%H:%M").to_string(), "10:00");
+            assert_eq!(p.end - p.start, TimeDelta::hours(4));
+        }
+        assert_eq!(ps[1].start - ps[0].start, TimeDelta::hours(24 * 7 - 1));
+    }
+}

@@ -273,6 +273,17 @@ pub enum Command {
         /// Admins: book past lab policy; the reason is kept in the audit log.
         #[arg(long = "override", value_name = "REASON", conflicts_with = "gpus")]
         override_reason: Option<String>,
+        /// Repeat: day, week, 2 weeks, 3d, 1w (wall-clock times are kept
+        /// across DST); needs --until.
+        #[arg(long, value_name = "EVERY", requires = "until", conflicts_with_all = ["gpus", "override_reason"])]
+        every: Option<String>,
+        /// With --every: the last day an occurrence may start on.
+        #[arg(long, value_name = "DATE", requires = "every")]
+        until: Option<String>,
+        /// With --every: book the occurrences that are free and report the
+        /// others (default: all or nothing).
+        #[arg(long, requires = "every")]
+        skip_conflicts: bool,
     },
     /// When N GPUs of one host are free for a length: the earliest three
     /// starts per host at or after --from, without booking.
@@ -322,6 +333,10 @@ pub enum Command {
         /// its owner sees it (`ls`, the TUI).
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
+        /// An occurrence of a recurring booking: cancel it and every later
+        /// one of its series.
+        #[arg(long, conflicts_with = "reason")]
+        following: bool,
     },
     /// End a running reservation (or booking) now.
     Release {
@@ -770,6 +785,26 @@ fn client_failure(e: ClientError, tz: Tz) -> Failure {
             })),
             signed_out: None,
         },
+        ClientError::Api(ApiError::Series { refused }) => {
+            let all_policy = refused.iter().all(|s| matches!(s.why, ApiError::Policy(_)));
+            Failure {
+                code: if all_policy {
+                    exit::POLICY
+                } else {
+                    exit::CONFLICT
+                },
+                message: format!(
+                    "nothing booked: {} occurrence(s) cannot be (add --skip-conflicts to book the others):\n{}",
+                    refused.len(),
+                    booking::skipped_lines(&refused, tz).trim_end()
+                ),
+                json: Some(serde_json::json!({
+                    "error": "series",
+                    "refused": booking::skipped_json(&refused, tz),
+                })),
+                signed_out: None,
+            }
+        }
         ClientError::Api(ApiError::Policy(refusal)) => {
             let message = refusal.sentence(|t| timefmt::format_local(t, tz));
             Failure {
@@ -1073,6 +1108,26 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
             to,
             r#for,
             note,
+            every: Some(every),
+            until: Some(until),
+            skip_conflicts,
+            ..
+        } => {
+            let length = booking::Length { to, r#for };
+            let repeat = booking::Repeat {
+                every,
+                until,
+                skip_conflicts,
+            };
+            let note = note.unwrap_or_default();
+            booking::book_series(ctx, resources, from, length, note, repeat).await
+        }
+        Command::Book {
+            resources,
+            from,
+            to,
+            r#for,
+            note,
             override_reason,
             ..
         } => {
@@ -1104,7 +1159,12 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
             reason,
         } => booking::edit(ctx, id, from, booking::Length { to, r#for }, note, reason).await,
         Command::Extend { id, by, reason } => booking::extend(ctx, id, by, reason).await,
-        Command::Cancel { id, reason } => {
+        Command::Cancel {
+            id,
+            following: true,
+            ..
+        } => booking::cancel_following(ctx, &id).await,
+        Command::Cancel { id, reason, .. } => {
             booking::apply(ctx, &id, ChangeKind::Cancel, reason, "cancelled").await
         }
         Command::Release { id, reason } => {

@@ -102,6 +102,7 @@ pub fn reservation(
             _ => SyncState::Synced,
         },
         change_reason: None,
+        series_id: None,
     }
 }
 
