@@ -663,3 +663,80 @@ async fn a_form_is_told_before_enter_what_the_booking_would_meet() {
     assert_eq!(n.0, 2);
     d.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_never_change_the_past_and_admins_correct_it_with_a_reason() {
+    use gpures_proto::{ChangeKind, ChangeTarget};
+    let d = TestDaemon::builder()
+        .with_gpus(1)
+        .start()
+        .await
+        .expect("daemon");
+    let g = d.gpus.clone();
+    let (c, boss) = d.admin("boss@lab.kr", "Boss").await.expect("admin");
+    let (_, kim) = d.user("kim@lab.kr", "김민수").await.expect("user");
+    // Yesterday's reservation of kim's (written directly: nobody books the past).
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO reservations (id, booking_id, user_id, resource_id, period)
+         SELECT $1, $1, u.id, $2, tstzrange(now() - interval '26 hours', now() - interval '24 hours')
+           FROM users u WHERE u.email = 'kim@lab.kr'",
+    )
+    .bind(id)
+    .bind(g[0])
+    .execute(d.store.pool())
+    .await
+    .expect("insert");
+    let cancel = c
+        .cancel_reservation(context::current(), kim.token.clone(), id)
+        .await
+        .expect("rpc");
+    assert!(
+        matches!(&cancel, Err(ApiError::InvalidArgument { reason, .. }) if reason.contains("already over")),
+        "{cancel:?}"
+    );
+    let longer = ReservationChange {
+        end: Some(at(1)),
+        ..Default::default()
+    };
+    let edit = c
+        .update_reservation(context::current(), kim.token.clone(), id, longer)
+        .await
+        .expect("rpc");
+    assert!(
+        matches!(edit, Err(ApiError::InvalidArgument { .. })),
+        "{edit:?}"
+    );
+    // An admin: released is never possible, cancelled is with a reason.
+    let release = c
+        .change_with_reason(
+            context::current(),
+            boss.token.clone(),
+            ChangeTarget::Reservation(id),
+            ChangeKind::Release,
+            "fix".into(),
+        )
+        .await
+        .expect("rpc");
+    assert!(
+        matches!(release, Err(ApiError::InvalidArgument { .. })),
+        "{release:?}"
+    );
+    let fixed = c
+        .change_with_reason(
+            context::current(),
+            boss.token.clone(),
+            ChangeTarget::Reservation(id),
+            ChangeKind::Cancel,
+            "GPU was down all day: not counted".into(),
+        )
+        .await
+        .expect("rpc")
+        .expect("an admin corrects the past");
+    assert_eq!(fixed[0].status, gpures_proto::ReservationStatus::Cancelled);
+    assert_eq!(
+        fixed[0].change_reason.as_deref(),
+        Some("GPU was down all day: not counted")
+    );
+    d.stop().await.expect("stop");
+}

@@ -373,6 +373,8 @@ impl Service {
     ) -> Attempt<Vec<Reservation>> {
         let reason = why.map(|r| r.text.as_str());
         let now = Utc::now();
+        // Members never change the past; an admin may correct it, saying why.
+        let past_fix = actor.is_admin() && why.is_some();
         let mut tx = self.store().begin().await?;
         let limits = match owner {
             Some(owner) => policy::lock_member(&mut tx, &self.settings().policy, owner).await?,
@@ -389,8 +391,13 @@ impl Service {
             let current = reservations::get(&mut tx, *id).await?;
             let refusal = if current.status != ReservationStatus::Active {
                 Some("it is cancelled")
-            } else if current.period.end <= now {
-                Some("it is already over and cannot be changed")
+            } else if current.period.end <= now && (!past_fix || matches!(change, Change::Release))
+            {
+                Some(if actor.is_admin() {
+                    "it is already over: an admin may cancel or edit it with --reason"
+                } else {
+                    "it is already over and cannot be changed"
+                })
             } else if matches!(change, Change::Release) && current.period.start >= now {
                 Some("it has not started yet: cancel it instead")
             } else {
@@ -431,7 +438,7 @@ impl Service {
                         edit.end.is_some_and(|e| e != current.period.end),
                         actor.is_admin(),
                     )?;
-                    if period.end <= now {
+                    if period.end <= now && !past_fix {
                         return Err(Error::invalid("end", "must be in the future").into());
                     }
                     let note = match &edit.note {
