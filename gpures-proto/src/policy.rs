@@ -75,6 +75,7 @@ impl PolicyRule {
             PolicyRule::MaxFuture => {
                 format!("{value} booking{}", if value == 1 { "" } else { "s" })
             }
+            PolicyRule::GpuHoursWeek => format!("{} GPU-hours", hours(value)),
             _ => format_minutes(value),
         }
     }

@@ -172,7 +172,9 @@ fn snapshot_of(a: &App) -> Snapshot {
         queue: d.queue.clone(),
         notifications: d.notifications.clone(),
         unread: d.unread,
-        blocks: Vec::new(),
+        blocks: d.blocks.clone(),
+        policies: d.policies.clone(),
+        groups: d.groups.clone(),
     }
 }
 

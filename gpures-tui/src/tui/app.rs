@@ -391,6 +391,8 @@ impl App {
                 data.resources = s.resources;
                 data.reservations = s.reservations;
                 data.blocks = s.blocks;
+                data.policies = s.policies;
+                data.groups = s.groups;
                 data.fetched = s.window;
                 data.mine = s.mine;
                 data.status = s.status;

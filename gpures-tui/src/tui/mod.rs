@@ -150,15 +150,21 @@ impl Session {
                     c.timeline(window),
                     c.reservations(mine_filter),
                     c.status(),
-                    async { if admin { Some(c.users().await) } else { None } },
+                    async {
+                        if admin {
+                            Some(futures::join!(c.users(), c.policies(), c.groups()))
+                        } else {
+                            None
+                        }
+                    },
                     c.queue(),
                     c.notifications(false, 30)
                 );
                 let inbox = inbox?;
                 let timeline = timeline?;
-                let users = match users {
-                    Some(u) => u?,
-                    None => Vec::new(),
+                let (users, policies, groups) = match users {
+                    Some((u, p, g)) => (u?, p?, g?),
+                    None => Default::default(),
                 };
                 Msg::Loaded(Box::new(Snapshot {
                     me: Some(me),
@@ -172,6 +178,8 @@ impl Session {
                     notifications: inbox.items,
                     unread: inbox.unread,
                     blocks: timeline.blocks,
+                    policies,
+                    groups,
                 }))
             }
             Effect::Book(req) => {

@@ -54,6 +54,9 @@ pub struct Data {
     pub unread: u32,
     /// Maintenance blocks in `fetched`.
     pub blocks: Vec<Block>,
+    /// Lab policy and the groups (loaded for admins).
+    pub policies: Vec<gpures_proto::Policy>,
+    pub groups: Vec<gpures_proto::Group>,
 }
 
 /// A line in the footer.
@@ -226,4 +229,7 @@ pub struct Snapshot {
     pub unread: u32,
     /// Maintenance blocks in the window.
     pub blocks: Vec<Block>,
+    /// Lab policy and the groups (for admins; empty for members).
+    pub policies: Vec<gpures_proto::Policy>,
+    pub groups: Vec<gpures_proto::Group>,
 }

@@ -243,6 +243,33 @@ pub fn snapshot() -> Snapshot {
         notifications: Vec::new(),
         unread: 0,
         blocks: vec![maintenance()],
+        policies: vec![
+            gpures_proto::Policy {
+                id: 1,
+                rule: gpures_proto::PolicyRule::MaxGpus,
+                scope: gpures_proto::PolicyScope::Everyone,
+                host: None,
+                value: 2,
+                threshold: None,
+            },
+            gpures_proto::Policy {
+                id: 2,
+                rule: gpures_proto::PolicyRule::GpuHoursWeek,
+                scope: gpures_proto::PolicyScope::Group("비전".into()),
+                host: None,
+                value: 96 * 60,
+                threshold: None,
+            },
+        ],
+        groups: vec![gpures_proto::Group {
+            name: "비전".into(),
+            description: "vision team".into(),
+            members: vec![UserRef {
+                id: 1,
+                email: "minsu.kim@lab.example".into(),
+                display_name: "김민수".into(),
+            }],
+        }],
     }
 }
 

@@ -1,5 +1,5 @@
-//! The Admin screen: the accounts (make admin or member, disable) and the
-//! resources.
+//! The Admin screen: the accounts (make admin or member, disable), lab
+//! policy and groups, and the resources.
 
 use gpures_proto::{Role, text};
 use ratatui::Frame;
@@ -67,8 +67,12 @@ impl Component for Admin {
     }
 
     fn draw(&self, ctx: &Ctx, frame: &mut Frame, area: Rect) {
-        let [top, bottom] =
-            Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
+        let [top, middle, bottom] = Layout::vertical([
+            Constraint::Percentage(45),
+            Constraint::Percentage(25),
+            Constraint::Percentage(30),
+        ])
+        .areas(area);
         let users: Vec<Row> = ctx
             .data
             .users
@@ -115,6 +119,48 @@ impl Component for Admin {
             )
             .block(Block::default().borders(Borders::ALL).title(" Users ")),
             top,
+        );
+        // Lab policy, then one row per group with its members.
+        let mut policy: Vec<Row> = ctx
+            .data
+            .policies
+            .iter()
+            .map(|p| Row::new(p.cells().map(|c| text::sanitize(&c)).to_vec()))
+            .collect();
+        policy.extend(ctx.data.groups.iter().map(|g| {
+            let members: Vec<String> = g
+                .members
+                .iter()
+                .map(|m| text::sanitize(&m.display_name))
+                .collect();
+            Row::new(vec![
+                "group".to_owned(),
+                text::sanitize(&g.name),
+                members.join(", "),
+                text::sanitize(&g.description),
+            ])
+        }));
+        let title = if policy.is_empty() {
+            " Lab policy: none (gpures admin policy set RULE VALUE) "
+        } else {
+            " Lab policy and groups (gpures admin policy … / group …) "
+        };
+        frame.render_widget(
+            Table::new(
+                policy,
+                [
+                    Constraint::Length(15),
+                    Constraint::Length(20),
+                    Constraint::Length(26),
+                    Constraint::Min(8),
+                ],
+            )
+            .header(
+                Row::new(vec!["RULE", "LIMIT", "FOR", "WHERE"])
+                    .style(Style::default().add_modifier(Modifier::BOLD)),
+            )
+            .block(Block::default().borders(Borders::ALL).title(title)),
+            middle,
         );
         let resources: Vec<Row> = ctx
             .data
