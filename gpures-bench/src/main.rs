@@ -990,6 +990,7 @@ fn synthetic_week(now: chrono::DateTime<Utc>) -> (Vec<Resource>, Vec<Reservation
                 sync: gpures_proto::SyncState::Off,
                 change_reason: None,
                 series_id: None,
+                pending: None,
             }
         })
         .collect();

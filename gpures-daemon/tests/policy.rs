@@ -740,3 +740,159 @@ async fn members_never_change_the_past_and_admins_correct_it_with_a_reason() {
     );
     d.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_policy_holds_its_slot_until_an_admin_decides_or_it_expires() {
+    let d = TestDaemon::builder()
+        .with_gpus(2)
+        .start()
+        .await
+        .expect("daemon");
+    let g = d.gpus.clone();
+    let (c, boss) = d.admin("boss@lab.kr", "Boss").await.expect("admin");
+    let (_, kim) = d.user("kim@lab.kr", "김민수").await.expect("user");
+    let (_, lee) = d.user("lee@lab.kr", "이서연").await.expect("user");
+    set(
+        &c,
+        &boss,
+        PolicyRule::MaxGpus,
+        PolicyTarget::Everyone,
+        Some(1),
+    )
+    .await;
+    try_book(&c, &kim, &g[..1], at(2), 2)
+        .await
+        .expect("kim's one GPU");
+    refused(try_book(&c, &kim, &g[1..], at(2), 2).await);
+    let ask = |start, reason: &str| {
+        let (c, token, reason) = (c.clone(), kim.token.clone(), reason.to_owned());
+        let g1 = g[1];
+        async move {
+            c.request_approval(
+                context::current(),
+                token,
+                BookingRequest {
+                    request_id: Uuid::new_v4(),
+                    resources: vec![g1],
+                    period: Period {
+                        start,
+                        end: start + TimeDelta::hours(2),
+                    },
+                    note: String::new(),
+                },
+                reason,
+                None,
+            )
+            .await
+            .expect("rpc")
+        }
+    };
+    let asked = ask(at(2), "two GPUs for the rebuttal experiments")
+        .await
+        .expect("request");
+    let pending = asked.reservations[0].pending.clone().expect("pending");
+    assert_eq!(pending.until, at(2), "undecided by its start: cancelled");
+    let inbox = c
+        .notifications(context::current(), boss.token.clone(), false, 10)
+        .await
+        .expect("rpc")
+        .expect("inbox");
+    assert!(
+        inbox
+            .items
+            .iter()
+            .any(|n| n.kind == gpures_proto::NotificationKind::ApprovalRequested)
+    );
+    // It holds the slot against everyone else.
+    assert!(matches!(
+        try_book(&c, &lee, &g[1..], at(3), 1).await,
+        Err(ApiError::Conflict { .. })
+    ));
+    let decide = |token: &str, booking, approve, reason: Option<&str>| {
+        let (c, token) = (c.clone(), token.to_owned());
+        let reason = reason.map(str::to_owned);
+        async move {
+            c.decide_approval(context::current(), token, booking, approve, reason)
+                .await
+                .expect("rpc")
+        }
+    };
+    let e = decide(&kim.token, asked.booking_id, true, None).await;
+    assert!(matches!(e, Err(ApiError::PermissionDenied)), "{e:?}");
+    let approved = decide(
+        &boss.token,
+        asked.booking_id,
+        true,
+        Some("ok for this week"),
+    )
+    .await
+    .expect("approve");
+    assert_eq!(approved[0].pending, None);
+    let again = decide(&boss.token, asked.booking_id, true, None).await;
+    assert!(
+        matches!(again, Err(ApiError::InvalidArgument { .. })),
+        "{again:?}"
+    );
+
+    // Denied: cancelled, with the reason.
+    let second = ask(at(6), "one more").await.expect("request");
+    let e = decide(&boss.token, second.booking_id, false, None).await;
+    assert!(
+        matches!(e, Err(ApiError::InvalidArgument { .. })),
+        "a denial says why: {e:?}"
+    );
+    let denied = decide(
+        &boss.token,
+        second.booking_id,
+        false,
+        Some("the queue is long"),
+    )
+    .await
+    .expect("deny");
+    assert_eq!(denied[0].status, gpures_proto::ReservationStatus::Cancelled);
+    assert!(
+        denied[0]
+            .change_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("the queue is long"))
+    );
+
+    // Undecided past its deadline: cancelled by the daemon, kim told.
+    let third = ask(at(10), "later").await.expect("request");
+    sqlx::query(
+        "UPDATE reservations SET pending_until = now() - interval '1 second' WHERE booking_id = $1",
+    )
+    .bind(third.booking_id)
+    .execute(d.store.pool())
+    .await
+    .expect("age it");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c
+            .find_reservations(
+                context::current(),
+                kim.token.clone(),
+                gpures_proto::Lookup::Booking(third.booking_id),
+            )
+            .await
+            .expect("rpc")
+            .expect("find");
+        if r[0].status == gpures_proto::ReservationStatus::Cancelled {
+            assert!(
+                r[0].change_reason
+                    .as_deref()
+                    .is_some_and(|w| w.contains("no admin approved"))
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not expired: {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mine = c
+        .pending_approvals(context::current(), kim.token.clone())
+        .await
+        .expect("rpc")
+        .expect("pending");
+    assert!(mine.is_empty(), "{mine:?}");
+    d.stop().await.expect("stop");
+}

@@ -444,6 +444,17 @@ pub struct Reservation {
     pub change_reason: Option<String>,
     /// The recurring series it is an occurrence of.
     pub series_id: Option<Uuid>,
+    /// Asked past lab policy and waiting for an admin: it holds its slot,
+    /// and is cancelled if nobody approves it by `until`.
+    pub pending: Option<Pending>,
+}
+
+/// A booking waiting for an admin's approval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub until: DateTime<Utc>,
+    /// Why the member asked.
+    pub reason: String,
 }
 
 /// A reservation's state in Google Calendar.
@@ -510,10 +521,14 @@ pub enum NotificationKind {
     Test,
     /// An admin blocked GPUs you hold a reservation on (maintenance).
     Maintenance,
+    /// Admins: a member asks to book past lab policy.
+    ApprovalRequested,
+    /// Your request was approved, denied, or expired undecided.
+    ApprovalDecided,
 }
 
 impl NotificationKind {
-    pub const ALL: [NotificationKind; 11] = [
+    pub const ALL: [NotificationKind; 13] = [
         NotificationKind::StartsSoon,
         NotificationKind::EndsSoon,
         NotificationKind::Granted,
@@ -525,6 +540,8 @@ impl NotificationKind {
         NotificationKind::AdminChanged,
         NotificationKind::Test,
         NotificationKind::Maintenance,
+        NotificationKind::ApprovalRequested,
+        NotificationKind::ApprovalDecided,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -540,6 +557,8 @@ impl NotificationKind {
             NotificationKind::AdminChanged => "admin-changed",
             NotificationKind::Test => "test",
             NotificationKind::Maintenance => "maintenance",
+            NotificationKind::ApprovalRequested => "approval-requested",
+            NotificationKind::ApprovalDecided => "approval-decided",
         }
     }
 
@@ -1149,6 +1168,25 @@ pub trait Gpures {
     async fn unblock(token: Token, block_id: Uuid) -> Result<Vec<Block>, ApiError>;
     /// Anyone: the blocks overlapping `window`.
     async fn blocks(token: Token, window: Period) -> Result<Vec<Block>, ApiError>;
+    /// Any user: books past lab policy as a request for an admin's approval:
+    /// it holds the slot until an admin decides, or is cancelled at
+    /// `decide_by` (at the latest its start). Admins are told.
+    async fn request_approval(
+        token: Token,
+        request: BookingRequest,
+        reason: String,
+        decide_by: Option<DateTime<Utc>>,
+    ) -> Result<Booking, ApiError>;
+    /// Admins: approves or denies (with a reason) a pending booking; its
+    /// owner is told.
+    async fn decide_approval(
+        token: Token,
+        booking_id: Uuid,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<Vec<Reservation>, ApiError>;
+    /// Admins: every booking waiting for approval; members: their own.
+    async fn pending_approvals(token: Token) -> Result<Vec<Reservation>, ApiError>;
     /// Any user: a recurring booking, all or nothing unless
     /// `skip_conflicts`.
     async fn book_series(token: Token, request: SeriesRequest) -> Result<SeriesReply, ApiError>;

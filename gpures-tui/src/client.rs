@@ -590,6 +590,58 @@ impl Client {
         .await
     }
 
+    /// Books past lab policy as a request for an admin's approval.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn request_approval(
+        &self,
+        req: BookingRequest,
+        reason: String,
+        decide_by: Option<DateTime<Utc>>,
+    ) -> Result<Booking> {
+        let token = self.need_token()?;
+        self.resending(|rpc| {
+            let (token, req, reason) = (token.clone(), req.clone(), reason.clone());
+            async move {
+                rpc.request_approval(context::current(), token, req, reason, decide_by)
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// Approves or denies a pending booking (admins).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn decide_approval(
+        &self,
+        booking_id: Uuid,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<Vec<Reservation>> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .decide_approval(context::current(), token, booking_id, approve, reason)
+                .await,
+        )
+    }
+
+    /// What waits for approval (admins: all; members: theirs).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn pending_approvals(&self) -> Result<Vec<Reservation>> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .pending_approvals(context::current(), token)
+                .await,
+        )
+    }
+
     /// Books a recurring series; a lost reply is asked for again with the
     /// same request id, which returns what was made.
     ///

@@ -51,6 +51,14 @@ pub struct UserJson {
     pub name: String,
 }
 
+/// `active`, `cancelled`, or `pending` (active, waiting for an admin).
+pub fn status_word(r: &Reservation) -> &'static str {
+    match (&r.pending, r.status) {
+        (Some(_), gpures_proto::ReservationStatus::Active) => "pending",
+        (_, s) => s.as_str(),
+    }
+}
+
 /// A reservation in `--json` output.
 #[derive(Serialize)]
 pub struct ReservationJson {
@@ -70,6 +78,9 @@ pub struct ReservationJson {
     pub change_reason: Option<String>,
     /// The recurring series it is an occurrence of.
     pub series_id: Option<String>,
+    /// Waiting for an admin's approval until then (status `pending`).
+    pub pending_until: Option<String>,
+    pub pending_reason: Option<String>,
 }
 
 impl ReservationJson {
@@ -85,7 +96,7 @@ impl ReservationJson {
             start: rfc3339(r.period.start, tz),
             end: rfc3339(r.period.end, tz),
             note: text::sanitize(&r.note),
-            status: r.status.as_str().to_owned(),
+            status: status_word(r).to_owned(),
             sync: r.sync.as_str().to_owned(),
             sync_error: match &r.sync {
                 gpures_proto::SyncState::Failed(e) => Some(text::sanitize(e)),
@@ -93,6 +104,8 @@ impl ReservationJson {
             },
             change_reason: r.change_reason.as_deref().map(text::sanitize),
             series_id: r.series_id.map(|s| s.to_string()),
+            pending_until: r.pending.as_ref().map(|p| rfc3339(p.until, tz)),
+            pending_reason: r.pending.as_ref().map(|p| text::sanitize(&p.reason)),
         }
     }
 }
@@ -211,7 +224,7 @@ pub fn reservations_table(rs: &[Reservation], tz: Tz) -> String {
                 r.user.display_name.clone(),
                 format_local(r.period.start, tz),
                 format_local(r.period.end, tz),
-                r.status.as_str().to_owned(),
+                status_word(r).to_owned(),
                 match &r.change_reason {
                     Some(why) if r.note.is_empty() => format!("[by an admin: {why}]"),
                     Some(why) => format!("{} [by an admin: {why}]", r.note),

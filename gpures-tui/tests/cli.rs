@@ -1959,3 +1959,74 @@ async fn a_weekly_booking_keeps_its_wall_clock_time_across_dst() {
         .await;
     assert_eq!(r.code, 2, "not part of a series: {}", r.err);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_asks_for_an_exception_and_an_admin_approves_it() {
+    let cli = Cli {
+        daemon: TestDaemon::builder()
+            .with_gpus(2)
+            .start()
+            .await
+            .expect("daemon"),
+        home: tempfile::tempdir().expect("home"),
+    };
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    cli.register("boss", "boss@lab.kr", "Boss").await;
+    cli.promote("boss@lab.kr").await;
+    cli.ok("boss", &["admin", "policy", "set", "max-length", "2h"])
+        .await;
+    let r = cli
+        .run_as(
+            "kim",
+            "Asia/Seoul",
+            &["book", "gpu0", "--from", "+3h", "--for", "5h"],
+            None,
+        )
+        .await;
+    assert_eq!(r.code, 6, "{}", r.err);
+    let asked = cli
+        .ok(
+            "kim",
+            &[
+                "book",
+                "gpu0",
+                "--from",
+                "+3h",
+                "--for",
+                "5h",
+                "--request-approval",
+                "논문 마감 paper deadline",
+                "--decide-by",
+                "+2h",
+            ],
+        )
+        .await;
+    assert!(asked.out.contains("asked for approval"), "{}", asked.out);
+    assert!(asked.out.contains("pending"), "{}", asked.out);
+    let json = cli.ok("kim", &["ls", "--mine", "--json"]).await.json();
+    assert_eq!(json[0]["status"], "pending");
+    assert_eq!(json[0]["pending_reason"], "논문 마감 paper deadline");
+    let id = json[0]["id"].as_str().expect("id")[..8].to_owned();
+    let r = cli
+        .run_as("kim", "Asia/Seoul", &["admin", "approve", &id], None)
+        .await;
+    assert_eq!(r.code, 4, "{}", r.err);
+    let pending = cli.ok("boss", &["admin", "pending"]).await;
+    assert!(
+        pending.out.contains("pending") && pending.out.contains("김민수"),
+        "{}",
+        pending.out
+    );
+    cli.ok("boss", &["admin", "approve", &id]).await;
+    let json = cli.ok("kim", &["ls", "--mine", "--json"]).await.json();
+    assert_eq!(json[0]["status"], "active");
+    let inbox = cli.ok("kim", &["notifications", "--json"]).await.json();
+    assert!(
+        inbox
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|n| n["kind"] == "approval-decided"),
+        "{inbox}"
+    );
+}

@@ -161,6 +161,10 @@ impl Service {
             period: req.period,
             note: &req.note,
             series_id: None,
+            pending: match policy {
+                PolicyMode::Request { reason, until } => Some((*until, reason.as_str())),
+                _ => None,
+            },
         };
         let booking = insert_booking(&mut tx, &self.settings().policy, policy, &new).await?;
         tx.commit().await?;
@@ -802,6 +806,8 @@ pub(super) struct NewBooking<'a> {
     pub note: &'a str,
     /// The recurring series it is an occurrence of.
     pub series_id: Option<Uuid>,
+    /// Waiting for an admin until then (a request past lab policy).
+    pub pending: Option<(chrono::DateTime<Utc>, &'a str)>,
 }
 
 pub(super) async fn insert_booking(
@@ -818,6 +824,7 @@ pub(super) async fn insert_booking(
         period,
         note,
         series_id,
+        pending,
     } = *new;
     // The member first, then the resources: the one lock order.
     let limits = policy::lock_member(tx, defaults, user_id).await?;
@@ -869,6 +876,7 @@ pub(super) async fn insert_booking(
             period,
             note,
             series_id,
+            pending,
         };
         reservations::insert(tx, &row).await?;
         outbox::enqueue(tx, id, Operation::Upsert).await?;
@@ -907,6 +915,11 @@ pub(super) enum PolicyMode {
     Check,
     /// An admin books past it; the reason is audited.
     Override(String),
+    /// A member asks an admin to allow it: booked pending until `until`.
+    Request {
+        reason: String,
+        until: chrono::DateTime<Utc>,
+    },
 }
 
 /// How one attempt of a writing transaction ended, when it did not succeed.

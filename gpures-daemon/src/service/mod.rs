@@ -19,6 +19,7 @@
 //! daemon's shutdown waits for those tasks ([`Service::drain`]).
 
 pub mod accounts;
+pub mod approvals;
 pub mod auth;
 pub mod blocks;
 pub mod booking;

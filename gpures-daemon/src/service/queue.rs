@@ -266,6 +266,7 @@ impl Service {
             period: option.period,
             note: &row.note,
             series_id: None,
+            pending: None,
         };
         let booking = match insert_booking(
             &mut tx,

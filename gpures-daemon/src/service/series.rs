@@ -119,6 +119,7 @@ impl Service {
                 period: *period,
                 note,
                 series_id: Some(series_id),
+                pending: None,
             };
             match insert_booking(&mut tx, &self.settings().policy, &PolicyMode::Check, &new).await {
                 Ok(b) => booked.push(b),

@@ -66,6 +66,8 @@ pub enum AuditAction {
     /// An admin booked past lab policy (the reason says why).
     #[sqlx(rename = "reservation.policy_override")]
     ReservationPolicyOverride,
+    #[sqlx(rename = "reservation.approve")]
+    ReservationApprove,
     #[sqlx(rename = "block.create")]
     BlockCreate,
     #[sqlx(rename = "block.remove")]

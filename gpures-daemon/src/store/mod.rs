@@ -21,6 +21,7 @@ macro_rules! reservation_select {
         "SELECT r.id, r.booking_id, r.resource_id, res.name AS resource_name,
         r.user_id, u.email, u.display_name, lower(r.period) AS start_at, upper(r.period) AS end_at,
         r.note, r.status, r.created_at, r.updated_at, r.change_reason, r.series_id,
+        r.pending_until, r.pending_reason,
         CASE WHEN coalesce(current_setting('gpures.calendar', true), 'off') <> 'on' THEN 'off'
              WHEN EXISTS (SELECT 1 FROM calendar_outbox o WHERE o.reservation_id = r.id AND o.failed) THEN 'failed'
              WHEN EXISTS (SELECT 1 FROM calendar_outbox o WHERE o.reservation_id = r.id) THEN 'pending'

@@ -5,7 +5,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use gpures_proto::{
-    Cursor, Holder, Period, Reservation, ReservationFilter, ReservationStatus, SyncState, UserRef,
+    Cursor, Holder, Pending, Period, Reservation, ReservationFilter, ReservationStatus, SyncState,
+    UserRef,
 };
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -49,6 +50,8 @@ struct ReservationRow {
     sync_error: Option<String>,
     change_reason: Option<String>,
     series_id: Option<Uuid>,
+    pending_until: Option<DateTime<Utc>>,
+    pending_reason: Option<String>,
 }
 
 impl From<ReservationRow> for Reservation {
@@ -69,6 +72,10 @@ impl From<ReservationRow> for Reservation {
             },
             note: r.note,
             series_id: r.series_id,
+            pending: r.pending_until.map(|until| Pending {
+                until,
+                reason: r.pending_reason.unwrap_or_default(),
+            }),
             status: match r.status {
                 DbStatus::Active => ReservationStatus::Active,
                 DbStatus::Cancelled => ReservationStatus::Cancelled,
@@ -321,12 +328,15 @@ pub struct NewReservation<'a> {
     pub note: &'a str,
     /// The series it is an occurrence of.
     pub series_id: Option<Uuid>,
+    /// Waiting for an admin until then, and why it was asked.
+    pub pending: Option<(DateTime<Utc>, &'a str)>,
 }
 
 pub async fn insert(conn: &mut PgConnection, r: &NewReservation<'_>) -> Result<()> {
     sqlx::query(
-        "INSERT INTO reservations (id, booking_id, request_id, user_id, resource_id, period, note, series_id)
-         VALUES ($1, $2, $3, $4, $5, tstzrange($6, $7, '[)'), $8, $9)",
+        "INSERT INTO reservations (id, booking_id, request_id, user_id, resource_id, period, note, series_id,
+                                   pending_until, pending_reason)
+         VALUES ($1, $2, $3, $4, $5, tstzrange($6, $7, '[)'), $8, $9, $10, $11)",
     )
     .bind(r.id)
     .bind(r.booking_id)
@@ -337,6 +347,8 @@ pub async fn insert(conn: &mut PgConnection, r: &NewReservation<'_>) -> Result<(
     .bind(r.period.end)
     .bind(r.note)
     .bind(r.series_id)
+    .bind(r.pending.map(|p| p.0))
+    .bind(r.pending.map(|p| p.1))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -354,6 +366,36 @@ pub async fn by_series(
     ))
     .bind(series_id)
     .bind(from)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(all(rows))
+}
+
+/// Approves the pending reservations of `booking_id`; their ids.
+pub async fn approve(conn: &mut PgConnection, booking_id: Uuid) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE reservations SET pending_until = NULL, updated_at = now()
+          WHERE booking_id = $1 AND status = 'active' AND pending_until IS NOT NULL
+         RETURNING id",
+    )
+    .bind(booking_id)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// The bookings still waiting for an admin (all, or those due by `due`).
+pub async fn pending(
+    conn: &mut PgConnection,
+    due: Option<DateTime<Utc>>,
+) -> Result<Vec<Reservation>> {
+    let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+        reservation_select!(),
+        " WHERE r.status = 'active' AND r.pending_until IS NOT NULL
+            AND ($1::timestamptz IS NULL OR r.pending_until <= $1)
+          ORDER BY r.pending_until, res.name
+          LIMIT 200"
+    ))
+    .bind(due)
     .fetch_all(&mut *conn)
     .await?;
     Ok(all(rows))

@@ -226,6 +226,17 @@ pub async fn unix_users(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<(i64
     )
 }
 
+/// The active admins' ids (to tell them what waits for an admin).
+pub async fn admin_ids(conn: &mut PgConnection) -> Result<Vec<i64>> {
+    Ok(
+        sqlx::query_scalar(
+            "SELECT id FROM users WHERE role = 'admin' AND NOT disabled ORDER BY id",
+        )
+        .fetch_all(&mut *conn)
+        .await?,
+    )
+}
+
 /// Changes one account field by email. `change` is one of the fixed
 /// statements of [`UserChange`], never text from a caller.
 pub async fn change(conn: &mut PgConnection, email: &str, change: &UserChange) -> Result<UserRow> {

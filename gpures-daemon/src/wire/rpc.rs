@@ -545,6 +545,41 @@ impl Gpures for Connection {
             .await?)
     }
 
+    async fn request_approval(
+        self,
+        _: Context,
+        token: Token,
+        request: BookingRequest,
+        reason: String,
+        decide_by: Option<DateTime<Utc>>,
+    ) -> Reply<Booking> {
+        let actor = self.actor(&token).await?;
+        Ok(self
+            .service()
+            .request_approval(&actor, request, &reason, decide_by)
+            .await?)
+    }
+
+    async fn decide_approval(
+        self,
+        _: Context,
+        token: Token,
+        booking_id: Uuid,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Reply<Vec<Reservation>> {
+        let actor = self.actor(&token).await?;
+        Ok(self
+            .service()
+            .decide_approval(&actor, booking_id, approve, reason.as_deref())
+            .await?)
+    }
+
+    async fn pending_approvals(self, _: Context, token: Token) -> Reply<Vec<Reservation>> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().pending_approvals(&actor).await?)
+    }
+
     async fn book_series(
         self,
         _: Context,

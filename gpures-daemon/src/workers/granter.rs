@@ -39,6 +39,10 @@ impl Granter {
                 }
                 tokio::time::sleep(SETTLE).await;
                 changes.borrow_and_update();
+                // Requests nobody approved in time free their slots first.
+                if let Err(e) = service.expire_pending().await {
+                    tracing::warn!(error = %e, "expiring approval requests failed");
+                }
                 match service.grant_queue().await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(granted = n, "queue pass"),

@@ -29,6 +29,16 @@ pub(super) async fn admin(ctx: &Ctx, cmd: AdminCommand) -> CliResult<()> {
             return super::blocks::block(ctx, request).await;
         }
         AdminCommand::Unblock { id } => return super::blocks::unblock(ctx, &id).await,
+        AdminCommand::Pending => {
+            let pending = ctx.api(ctx.client.pending_approvals().await)?;
+            return ctx.print_reservations(&pending);
+        }
+        AdminCommand::Approve { id, reason } => {
+            return super::booking::decide(ctx, &id, true, reason).await;
+        }
+        AdminCommand::Deny { id, reason } => {
+            return super::booking::decide(ctx, &id, false, Some(reason)).await;
+        }
         AdminCommand::Resource(AdminResource::Add {
             name,
             gpu_index,

@@ -130,7 +130,7 @@ pub(super) async fn book(
     from: Option<String>,
     length: Length,
     note: String,
-    override_reason: Option<String>,
+    how: How,
 ) -> CliResult<()> {
     let (tz, now) = (ctx.tz, ctx.now);
     let start = parse_time(from.as_deref().unwrap_or("now"), now, tz)?;
@@ -148,9 +148,18 @@ pub(super) async fn book(
         period: Period { start, end },
         note,
     };
-    let booking = match override_reason {
-        Some(reason) => ctx.api(ctx.client.book_override(request, reason).await)?,
-        None => ctx.api(ctx.client.book(request).await)?,
+    let pending = matches!(how, How::Request { .. });
+    let booking = match how {
+        How::Override(reason) => ctx.api(ctx.client.book_override(request, reason).await)?,
+        How::Request { reason, decide_by } => {
+            let decide_by = decide_by.map(|t| parse_time(&t, now, tz)).transpose()?;
+            ctx.api(
+                ctx.client
+                    .request_approval(request, reason, decide_by)
+                    .await,
+            )?
+        }
+        How::Plain => ctx.api(ctx.client.book(request).await)?,
     };
     warn_if_busy(ctx, &booking.reservations).await;
     if ctx.json {
@@ -161,6 +170,20 @@ pub(super) async fn book(
                 .map(|r| ReservationJson::new(r, tz))
                 .collect::<Vec<_>>(),
         );
+    }
+    if pending {
+        let until = booking
+            .reservations
+            .first()
+            .and_then(|r| r.pending.as_ref())
+            .map(|p| format_local(p.until, tz))
+            .unwrap_or_default();
+        outln!(
+            "asked for approval (booking {}): it holds the slot, pending, until an admin decides or {until}; you will be told",
+            &booking.booking_id.to_string()[..8]
+        );
+        out!("{}", output::reservations_table(&booking.reservations, tz));
+        return Ok(());
     }
     outln!("booked (booking {}):", &booking.booking_id.to_string()[..8]);
     out!("{}", output::reservations_table(&booking.reservations, tz));
@@ -679,6 +702,31 @@ pub(super) async fn cancel_following(ctx: &Ctx, id: &str) -> CliResult<()> {
     };
     let cancelled = ctx.api(ctx.client.cancel_series(series, first.period.start).await)?;
     done(ctx, "cancelled", &cancelled)
+}
+
+/// How `book` asks: plainly, past policy as an admin, or as a request.
+pub(super) enum How {
+    Plain,
+    Override(String),
+    Request {
+        reason: String,
+        decide_by: Option<String>,
+    },
+}
+
+/// `admin approve|deny ID`.
+pub(super) async fn decide(
+    ctx: &Ctx,
+    id: &str,
+    approve: bool,
+    reason: Option<String>,
+) -> CliResult<()> {
+    let booking = match ctx.find_target(id).await? {
+        Target::One(r) => r.booking_id,
+        Target::Booking(b, _) => b,
+    };
+    let changed = ctx.api(ctx.client.decide_approval(booking, approve, reason).await)?;
+    done(ctx, if approve { "approved" } else { "denied" }, &changed)
 }
 
 #[cfg(test)]

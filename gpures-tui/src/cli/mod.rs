@@ -273,6 +273,17 @@ pub enum Command {
         /// Admins: book past lab policy; the reason is kept in the audit log.
         #[arg(long = "override", value_name = "REASON", conflicts_with = "gpus")]
         override_reason: Option<String>,
+        /// Past lab policy: ask an admin; the booking holds its slot,
+        /// pending, until approved, denied, or --decide-by (default: its start).
+        #[arg(
+            long,
+            value_name = "REASON",
+            conflicts_with_all = ["gpus", "override_reason", "every"]
+        )]
+        request_approval: Option<String>,
+        /// With --request-approval: cancelled unless approved by then.
+        #[arg(long, value_name = "TIME", requires = "request_approval")]
+        decide_by: Option<String>,
         /// Repeat: day, week, 2 weeks, 3d, 1w (wall-clock times are kept
         /// across DST); needs --until.
         #[arg(long, value_name = "EVERY", requires = "until", conflicts_with_all = ["gpus", "override_reason"])]
@@ -506,6 +517,21 @@ pub enum AdminCommand {
     },
     /// Lift a block (its id or a unique prefix of 6+, from `gpures blocks`).
     Unblock { id: String },
+    /// Bookings waiting for approval (asked with book --request-approval).
+    Pending,
+    /// Approve a pending booking (its id or booking id); the owner is told.
+    Approve {
+        id: String,
+        /// Shown to the owner and kept in the audit log.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Deny a pending booking: cancelled, and the owner told why.
+    Deny {
+        id: String,
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -1129,11 +1155,18 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
             r#for,
             note,
             override_reason,
+            request_approval,
+            decide_by,
             ..
         } => {
             let length = booking::Length { to, r#for };
             let note = note.unwrap_or_default();
-            booking::book(ctx, resources, from, length, note, override_reason).await
+            let how = match (override_reason, request_approval) {
+                (Some(reason), _) => booking::How::Override(reason),
+                (None, Some(reason)) => booking::How::Request { reason, decide_by },
+                (None, None) => booking::How::Plain,
+            };
+            booking::book(ctx, resources, from, length, note, how).await
         }
         Command::Policy => policy::show(ctx).await,
         Command::Blocks { days } => blocks::list(ctx, days).await,

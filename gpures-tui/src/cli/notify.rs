@@ -214,6 +214,8 @@ fn describe(k: NotificationKind) -> &'static str {
         NotificationKind::AdminChanged => "an admin changed your booking (with the reason)",
         NotificationKind::Test => "gpures notify --test",
         NotificationKind::Maintenance => "an admin blocked GPUs during your booking",
+        NotificationKind::ApprovalRequested => "admins: a member asks to book past lab policy",
+        NotificationKind::ApprovalDecided => "your request was approved, denied or expired",
     }
 }
 

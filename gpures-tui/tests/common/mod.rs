@@ -103,6 +103,7 @@ pub fn reservation(
         },
         change_reason: None,
         series_id: None,
+        pending: None,
     }
 }
 

@@ -454,9 +454,18 @@ impl Component for Timeline {
                     (false, None) => format!(" · {}", text::sanitize(&r.note)),
                 },
                 popups::short_id(r.booking_id),
-                match ctx.booking_size(r) {
-                    1 => String::new(),
-                    n => format!(" ({n} GPUs)"),
+                match (ctx.booking_size(r), &r.pending) {
+                    (1, None) => String::new(),
+                    (n, None) => format!(" ({n} GPUs)"),
+                    (n, Some(p)) => format!(
+                        "{} · pending approval until {}",
+                        if n > 1 {
+                            format!(" ({n} GPUs)")
+                        } else {
+                            String::new()
+                        },
+                        ctx.time_text(p.until)
+                    ),
                 },
             ),
             None => match ctx.data.blocks.iter().find(|b| {
@@ -734,9 +743,11 @@ impl Timeline {
             buf.set_string(x, y, " ", st);
         }
         // The name at the bar's first visible cell; `*` marks your own.
+        // `*` marks your own; `?` one waiting for an admin's approval.
         let label = format!(
-            "{}{}",
+            "{}{}{}",
             if mine { "*" } else { "" },
+            if r.pending.is_some() { "?" } else { "" },
             text::sanitize(&r.user.display_name)
         );
         let x = x0 + u16::try_from(c0).unwrap_or(0);
