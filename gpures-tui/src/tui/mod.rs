@@ -76,12 +76,15 @@ impl Session {
     /// request id (the daemon answers with the booking it made), and a
     /// change already made is refused the second time with the reason.
     pub async fn execute(&self, effect: Effect) -> Msg {
-        let result = match self.try_execute(effect.clone()).await {
+        // Each attempt is boxed: one effect's future (a refresh runs six
+        // calls at once) is large, and three of them would otherwise sit in
+        // this one, on the stack of whoever polls it.
+        let result = match Box::pin(self.try_execute(effect.clone())).await {
             Err(ClientError::Lost(_) | ClientError::Connect(_)) if self.reconnect().await => {
-                self.try_execute(effect).await
+                Box::pin(self.try_execute(effect)).await
             }
             Err(ClientError::Api(ApiError::Unauthenticated)) if self.fall_back_to_peer() => {
-                self.try_execute(effect).await
+                Box::pin(self.try_execute(effect)).await
             }
             other => other,
         };
@@ -152,7 +155,12 @@ impl Session {
                     c.status(),
                     async {
                         if admin {
-                            Some(futures::join!(c.users(), c.policies(), c.groups()))
+                            // Boxed: the three calls' state would otherwise
+                            // sit on the stack of whoever polls the refresh.
+                            let three = Box::pin(async {
+                                futures::join!(c.users(), c.policies(), c.groups())
+                            });
+                            Some(three.await)
                         } else {
                             None
                         }
