@@ -208,6 +208,46 @@ pub struct PolicySet {
     pub threshold: Option<i64>,
 }
 
+/// A `policy set|unset` command line, as both CLIs take it.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyWords<'a> {
+    pub rule: &'a str,
+    /// `None`: unset.
+    pub value: Option<&'a str>,
+    /// Cooldown: the length that makes a reservation long.
+    pub after: Option<&'a str>,
+    pub group: Option<String>,
+    pub user: Option<String>,
+    pub host: Option<String>,
+}
+
+impl PolicySet {
+    /// The change a command line asks for.
+    ///
+    /// # Errors
+    /// An unknown rule or a value that does not read, for people.
+    pub fn from_words(w: PolicyWords<'_>) -> Result<PolicySet, String> {
+        let rule = PolicyRule::parse(w.rule).ok_or_else(|| {
+            let names: Vec<&str> = PolicyRule::ALL.iter().map(|r| r.as_str()).collect();
+            format!("unknown rule {:?}: one of {}", w.rule, names.join(", "))
+        })?;
+        Ok(PolicySet {
+            rule,
+            target: match (w.group, w.user) {
+                (Some(g), _) => PolicyTarget::Group(g),
+                (None, Some(u)) => PolicyTarget::User(u),
+                (None, None) => PolicyTarget::Everyone,
+            },
+            host: w.host,
+            value: w.value.map(|v| parse_value(rule, v)).transpose()?,
+            threshold: w
+                .after
+                .map(|a| parse_value(PolicyRule::MaxLength, a))
+                .transpose()?,
+        })
+    }
+}
+
 /// Why a booking or a change was refused by a policy, with the numbers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRefusal {

@@ -2,9 +2,9 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Result, bail};
-use gpures_proto::policy::parse_value;
-use gpures_proto::{GroupChange, Policy, PolicyRule, PolicySet, PolicyTarget};
+use anyhow::Result;
+use gpures_proto::policy::PolicyWords;
+use gpures_proto::{GroupChange, Policy, PolicySet};
 
 use crate::cli::{GroupCommand, MemberCommand, PolicyCommand, RuleScope};
 use crate::service::{Actor, Service};
@@ -97,52 +97,32 @@ pub async fn policy(svc: &Service, actor: &Actor, cmd: PolicyCommand) -> Result<
             scope,
             after,
         } => {
-            let rule = rule_of(&rule)?;
-            let value = parse_value(rule, &value).map_err(anyhow::Error::msg)?;
-            let threshold = match after {
-                Some(a) => {
-                    Some(parse_value(PolicyRule::MaxLength, &a).map_err(anyhow::Error::msg)?)
-                }
-                None => None,
-            };
-            svc.set_policy(actor, set_of(rule, scope, Some(value), threshold))
-                .await?
+            let words = words(&rule, Some(&value), after.as_deref(), scope);
+            let set = PolicySet::from_words(words).map_err(anyhow::Error::msg)?;
+            svc.set_policy(actor, set).await?
         }
         PolicyCommand::Unset { rule, scope } => {
-            let rule = rule_of(&rule)?;
-            svc.set_policy(actor, set_of(rule, scope, None, None))
-                .await?
+            let set = PolicySet::from_words(words(&rule, None, None, scope))
+                .map_err(anyhow::Error::msg)?;
+            svc.set_policy(actor, set).await?
         }
     };
     Ok(table(&policies))
 }
 
-fn rule_of(s: &str) -> Result<PolicyRule> {
-    match PolicyRule::parse(s) {
-        Some(r) => Ok(r),
-        None => {
-            let names: Vec<&str> = PolicyRule::ALL.iter().map(|r| r.as_str()).collect();
-            bail!("unknown rule {s:?}: one of {}", names.join(", "))
-        }
-    }
-}
-
-fn set_of(
-    rule: PolicyRule,
+fn words<'a>(
+    rule: &'a str,
+    value: Option<&'a str>,
+    after: Option<&'a str>,
     scope: RuleScope,
-    value: Option<i64>,
-    threshold: Option<i64>,
-) -> PolicySet {
-    PolicySet {
+) -> PolicyWords<'a> {
+    PolicyWords {
         rule,
-        target: match (scope.group, scope.user) {
-            (Some(g), _) => PolicyTarget::Group(g),
-            (None, Some(u)) => PolicyTarget::User(u),
-            (None, None) => PolicyTarget::Everyone,
-        },
-        host: scope.host,
         value,
-        threshold,
+        after,
+        group: scope.group,
+        user: scope.user,
+        host: scope.host,
     }
 }
 

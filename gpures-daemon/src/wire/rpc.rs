@@ -39,13 +39,7 @@ impl From<service::Error> for ApiError {
             E::Policy(refusal) => ApiError::Policy(refusal),
             E::Blocked(blocks) => ApiError::Blocked { blocks },
             E::Series(refused) => ApiError::Series {
-                refused: refused
-                    .into_iter()
-                    .map(|(period, e)| Skipped {
-                        period,
-                        why: e.into(),
-                    })
-                    .collect(),
+                refused: skipped(refused),
             },
             E::Invalid { field, reason } => ApiError::InvalidArgument { field, reason },
             E::Forbidden => ApiError::PermissionDenied,
@@ -65,6 +59,17 @@ impl From<service::Error> for ApiError {
             }
         }
     }
+}
+
+/// Occurrences of a series that were not booked, each with its reason.
+fn skipped(refused: Vec<(Period, service::Error)>) -> Vec<Skipped> {
+    refused
+        .into_iter()
+        .map(|(period, e)| Skipped {
+            period,
+            why: e.into(),
+        })
+        .collect()
 }
 
 /// State shared by every connection. Cheap to clone.
@@ -591,14 +596,7 @@ impl Gpures for Connection {
         Ok(SeriesReply {
             series_id: made.series_id,
             booked: made.booked,
-            skipped: made
-                .skipped
-                .into_iter()
-                .map(|(period, e)| Skipped {
-                    period,
-                    why: e.into(),
-                })
-                .collect(),
+            skipped: skipped(made.skipped),
         })
     }
 

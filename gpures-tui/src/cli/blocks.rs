@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::booking::Length;
 use super::{CliResult, Ctx, Failure};
 use crate::output::{self, ReservationJson, table};
-use crate::timefmt::{format_local, parse_time, rfc3339};
+use crate::timefmt::{format_local, rfc3339};
 
 /// A block as `--json` prints it.
 #[derive(Serialize)]
@@ -103,14 +103,7 @@ pub(super) struct Blocking {
 
 /// `gpures admin block NAME… --from … --to|--for … --reason … [--cancel]`.
 pub(super) async fn block(ctx: &Ctx, b: Blocking) -> CliResult<()> {
-    let start = parse_time(b.from.as_deref().unwrap_or("now"), ctx.now, ctx.tz)?;
-    let end = b
-        .length
-        .end(ctx, start)?
-        .ok_or_else(|| Failure::usage("give the end with --to TIME or the length with --for 3h"))?;
-    if end <= start {
-        return Err(Failure::usage("the end must be after the start"));
-    }
+    let Period { start, end } = b.length.period(ctx, b.from.as_deref())?;
     let resources = ctx.resolve_resources(&b.resources).await?;
     let reply = ctx.api(
         ctx.client

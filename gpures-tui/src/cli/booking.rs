@@ -121,6 +121,19 @@ impl Length {
             (None, None) => None,
         })
     }
+
+    /// The period from `from` (default now) to this end, which must be
+    /// given and after the start.
+    pub(super) fn period(&self, ctx: &Ctx, from: Option<&str>) -> CliResult<Period> {
+        let start = parse_time(from.unwrap_or("now"), ctx.now, ctx.tz)?;
+        let end = self.end(ctx, start)?.ok_or_else(|| {
+            Failure::usage("give the end with --to TIME or the length with --for 3h")
+        })?;
+        if end <= start {
+            return Err(Failure::usage("the end must be after the start"));
+        }
+        Ok(Period { start, end })
+    }
 }
 
 /// Books resources, all or nothing, from `from` (default now).
@@ -133,13 +146,7 @@ pub(super) async fn book(
     how: How,
 ) -> CliResult<()> {
     let (tz, now) = (ctx.tz, ctx.now);
-    let start = parse_time(from.as_deref().unwrap_or("now"), now, tz)?;
-    let end = length
-        .end(ctx, start)?
-        .ok_or_else(|| Failure::usage("give the end with --to TIME or the length with --for 3h"))?;
-    if end <= start {
-        return Err(Failure::usage("the end must be after the start"));
-    }
+    let Period { start, end } = length.period(ctx, from.as_deref())?;
     super::check_note(&note)?;
     let ids = ctx.resolve_resources(&resources).await?;
     let request = BookingRequest {
@@ -566,13 +573,7 @@ pub(super) async fn book_series(
     repeat: Repeat,
 ) -> CliResult<()> {
     let (tz, now) = (ctx.tz, ctx.now);
-    let start = parse_time(from.as_deref().unwrap_or("now"), now, tz)?;
-    let end = length
-        .end(ctx, start)?
-        .ok_or_else(|| Failure::usage("give the end with --to TIME or the length with --for 3h"))?;
-    if end <= start {
-        return Err(Failure::usage("the end must be after the start"));
-    }
+    let Period { start, end } = length.period(ctx, from.as_deref())?;
     let days = every_days(&repeat.every)?;
     if end - start > TimeDelta::days(i64::try_from(days).unwrap_or(i64::MAX)) {
         return Err(Failure::usage(

@@ -1,10 +1,8 @@
 //! `gpures policy`, `gpures groups`, `gpures admin group …` and
 //! `gpures admin policy …`.
 
-use gpures_proto::policy::parse_value;
-use gpures_proto::{
-    Group, GroupChange, Policy, PolicyRule, PolicyScope, PolicySet, PolicyTarget, text,
-};
+use gpures_proto::policy::PolicyWords;
+use gpures_proto::{Group, GroupChange, Policy, PolicyScope, PolicySet, text};
 use serde::Serialize;
 
 use super::{AdminGroup, AdminMember, AdminPolicy, CliResult, Ctx, Failure, RuleScope};
@@ -190,44 +188,31 @@ pub(super) async fn admin_policy(ctx: &Ctx, cmd: AdminPolicy) -> CliResult<()> {
             scope,
             after,
         } => {
-            let rule = rule_of(&rule)?;
-            let value = parse_value(rule, &value).map_err(Failure::usage)?;
-            let threshold = after
-                .map(|a| parse_value(PolicyRule::MaxLength, &a).map_err(Failure::usage))
-                .transpose()?;
-            let set = set_of(rule, scope, Some(value), threshold);
+            let words = words(&rule, Some(&value), after.as_deref(), scope);
+            let set = PolicySet::from_words(words).map_err(Failure::usage)?;
             ctx.api(ctx.client.set_policy(set).await)?
         }
         AdminPolicy::Unset { rule, scope } => {
-            let set = set_of(rule_of(&rule)?, scope, None, None);
+            let set =
+                PolicySet::from_words(words(&rule, None, None, scope)).map_err(Failure::usage)?;
             ctx.api(ctx.client.set_policy(set).await)?
         }
     };
     print_policies(ctx, &policies, |_| false)
 }
 
-fn rule_of(s: &str) -> CliResult<PolicyRule> {
-    PolicyRule::parse(s).ok_or_else(|| {
-        let names: Vec<&str> = PolicyRule::ALL.iter().map(|r| r.as_str()).collect();
-        Failure::usage(format!("unknown rule {s:?}: one of {}", names.join(", ")))
-    })
-}
-
-fn set_of(
-    rule: PolicyRule,
+fn words<'a>(
+    rule: &'a str,
+    value: Option<&'a str>,
+    after: Option<&'a str>,
     scope: RuleScope,
-    value: Option<i64>,
-    threshold: Option<i64>,
-) -> PolicySet {
-    PolicySet {
+) -> PolicyWords<'a> {
+    PolicyWords {
         rule,
-        target: match (scope.group, scope.user) {
-            (Some(g), _) => PolicyTarget::Group(g),
-            (None, Some(u)) => PolicyTarget::User(u),
-            (None, None) => PolicyTarget::Everyone,
-        },
-        host: scope.host,
         value,
-        threshold,
+        after,
+        group: scope.group,
+        user: scope.user,
+        host: scope.host,
     }
 }
