@@ -789,12 +789,6 @@ impl Service {
     }
 }
 
-/// Books `resource_ids` for `period` in the caller's transaction: locks the
-/// resources in id order, returns the booking `request_id` already made if
-/// there is one, refuses disabled resources and taken slots, and writes the
-/// reservations with their outbox and audit rows and the NOTIFY. The caller
-/// commits (a queue grant writes its request's state in the same
-/// transaction).
 /// One booking to make: whose, its request id, what, when.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct NewBooking<'a> {
@@ -810,6 +804,14 @@ pub(super) struct NewBooking<'a> {
     pub pending: Option<(chrono::DateTime<Utc>, &'a str)>,
 }
 
+/// Makes `new` in the caller's transaction: locks the member (and reads the
+/// rules that apply to them), returns the booking `request_id` already made
+/// if there is one, locks the resources in id order, refuses disabled
+/// resources, taken slots, maintenance blocks and (`mode`) what lab policy
+/// forbids, and writes the reservations with their outbox and audit rows
+/// and the NOTIFY. The caller
+/// commits (a queue grant writes its request's state in the same
+/// transaction).
 pub(super) async fn insert_booking(
     tx: &mut sqlx::PgConnection,
     defaults: &[gpures_proto::Policy],

@@ -12,6 +12,9 @@
 //! - [`notify`]: the inbox and the deliveries beyond it ([`notify::push`]).
 //! - [`reclaim`]: notices of unreserved use and idle reclaim on this host.
 //! - [`enforce`]: stopping or ending unreserved use, where the host says so.
+//! - [`policy`]: groups and lab rules, checked in every booking transaction;
+//!   [`approvals`]: exceptions an admin approves; [`blocks`]: maintenance
+//!   windows; [`series`]: recurring bookings.
 //!
 //! The service owns every transaction. A transaction that writes runs in a
 //! task of its own ([`Service::transaction`]), so a client deadline that

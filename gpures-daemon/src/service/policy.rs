@@ -7,9 +7,10 @@
 //! rules; else the rule for everyone; else the default from `gpures.toml`
 //! (`[policy]`, every host only).
 //!
-//! Why it cannot be squeezed: [`check`] first locks the member's `users`
-//! row, so two bookings of one member, on any daemon of one database, check
-//! their quotas one after the other, each seeing what the other committed.
+//! Why it cannot be squeezed: every booking transaction first calls
+//! [`lock_member`], which locks the member's `users` row, so two bookings of
+//! one member, on any daemon of one database, [`check`] their quotas one
+//! after the other, each seeing what the other committed.
 
 use std::collections::BTreeMap;
 
