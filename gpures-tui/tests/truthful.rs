@@ -501,3 +501,57 @@ fn a_click_on_a_tab_opens_its_screen() {
     );
     assert_eq!(a.screen(), Screen::Timeline);
 }
+
+#[test]
+fn an_admin_approves_or_denies_a_pending_booking_with_one_key() {
+    let mut a = app();
+    let mut s = snapshot_of(&a);
+    s.reservations[0].pending = Some(gpures_proto::Pending {
+        until: now() + TimeDelta::hours(1),
+        reason: "논문 마감 deadline".into(),
+    });
+    a.apply(Msg::Loaded(Box::new(s)));
+    let line = footer(&mut a);
+    assert!(line.contains("pending approval until"), "{line}");
+    let screen = render(&mut a, 160, 48);
+    assert!(screen.contains("*?김민수"), "the bar marks it: {screen}");
+
+    // A: the question, then y approves.
+    press(&mut a, KeyCode::Char('A'));
+    let screen = render(&mut a, 160, 48);
+    assert!(screen.contains("Approve 김민수"), "{screen}");
+    let effects = press(&mut a, KeyCode::Char('y'));
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Decide {
+                approve: true,
+                reason: None,
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+    // D: the reason, then Enter denies with it.
+    press(&mut a, KeyCode::Char('D'));
+    type_text(&mut a, "queue is long");
+    let effects = press(&mut a, KeyCode::Enter);
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Decide { approve: false, reason: Some(r), .. } if r == "queue is long"
+        )),
+        "{effects:?}"
+    );
+    // Not pending: said so, nothing asked.
+    let mut s = snapshot_of(&a);
+    s.reservations[0].pending = None;
+    a.apply(Msg::Loaded(Box::new(s)));
+    let effects = press(&mut a, KeyCode::Char('A'));
+    assert!(effects.is_empty(), "{effects:?}");
+    assert!(
+        footer(&mut a).contains("not waiting for approval"),
+        "{}",
+        footer(&mut a)
+    );
+}

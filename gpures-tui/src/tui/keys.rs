@@ -35,6 +35,10 @@ pub enum Action {
     Refresh,
     ToggleRole,
     DisableUser,
+    /// Admins: approve the pending booking here.
+    Approve,
+    /// Admins: deny the pending booking here (asks why).
+    Deny,
     /// A character typed into a text field.
     Type(char),
     Backspace,
@@ -202,6 +206,18 @@ pub const BINDINGS: &[Binding] = &[
         K::Char('/'),
         A::Filter,
         "filter by user (@host: by host)",
+    ),
+    b(
+        S::Timeline,
+        K::Char('A'),
+        A::Approve,
+        "admins: approve the pending booking here (? on its bar)",
+    ),
+    b(
+        S::Timeline,
+        K::Char('D'),
+        A::Deny,
+        "admins: deny the pending booking here (asks why)",
     ),
     b(S::List, K::Up, A::Up, "previous row"),
     b(S::List, K::Char('k'), A::Up, "previous row"),

@@ -251,6 +251,18 @@ impl Session {
                     .collect();
                 Msg::Done(format!("booked {}", names.join(", ")))
             }
+            Effect::Decide {
+                booking_id,
+                approve,
+                reason,
+            } => {
+                let rs = c.decide_approval(booking_id, approve, reason).await?;
+                Msg::Done(if approve {
+                    format!("approved {} (the owner is told)", names(&rs))
+                } else {
+                    format!("denied {} (the owner sees why)", names(&rs))
+                })
+            }
             Effect::ChangeWithReason {
                 target,
                 kind,

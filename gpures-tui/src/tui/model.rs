@@ -168,6 +168,12 @@ pub enum Effect {
     },
     SetRole(String, Role),
     DisableUser(String),
+    /// An admin's decision on a booking waiting for approval.
+    Decide {
+        booking_id: uuid::Uuid,
+        approve: bool,
+        reason: Option<String>,
+    },
     /// Start following `wait_for_changes`.
     Watch,
 }

@@ -51,8 +51,10 @@ pub fn cancel(target: Option<&Reservation>, ctx: &Ctx) -> Vec<Event> {
             if !ctx.owns(r) {
                 return vec![Event::open(reason::ReasonPrompt {
                     what,
-                    target: ChangeTarget::Reservation(r.id),
-                    kind: ChangeKind::Cancel,
+                    then: reason::Then::Change {
+                        target: ChangeTarget::Reservation(r.id),
+                        kind: ChangeKind::Cancel,
+                    },
                     input: String::new(),
                 })];
             }
@@ -82,8 +84,10 @@ pub fn release(target: Option<&Reservation>, ctx: &Ctx) -> Vec<Event> {
             if !ctx.owns(r) {
                 return vec![Event::open(reason::ReasonPrompt {
                     what,
-                    target: ChangeTarget::Reservation(r.id),
-                    kind: ChangeKind::Release,
+                    then: reason::Then::Change {
+                        target: ChangeTarget::Reservation(r.id),
+                        kind: ChangeKind::Release,
+                    },
                     input: String::new(),
                 })];
             }
@@ -95,6 +99,47 @@ pub fn release(target: Option<&Reservation>, ctx: &Ctx) -> Vec<Event> {
                 Effect::ReleaseBooking(r.booking_id),
             ))]
         }
+    }
+}
+
+/// An admin's decision on the pending booking of `target`: approve (after
+/// a y/n question) or deny (after the reason, which its owner is shown).
+pub fn decide(target: Option<&Reservation>, ctx: &Ctx, approve: bool) -> Vec<Event> {
+    let Some(r) = target else {
+        return vec![Event::Fail("no reservation here".into())];
+    };
+    if !ctx.is_admin() {
+        return vec![Event::Fail("only an admin approves or denies".into())];
+    }
+    let Some(p) = &r.pending else {
+        return vec![Event::Fail(
+            "this booking is not waiting for approval".into(),
+        )];
+    };
+    let what = format!(
+        "{} {} · {} · {} (asked: {})",
+        if approve { "Approve" } else { "Deny" },
+        text::sanitize(&r.user.display_name),
+        text::sanitize(&r.resource_name),
+        ctx.period_text(&r.period),
+        text::sanitize(&p.reason)
+    );
+    if approve {
+        vec![Event::open(Confirm {
+            question: format!("{what}? (y/n)"),
+            effect: Effect::Decide {
+                booking_id: r.booking_id,
+                approve: true,
+                reason: None,
+            },
+            all: None,
+        })]
+    } else {
+        vec![Event::open(reason::ReasonPrompt {
+            what,
+            then: reason::Then::Deny(r.booking_id),
+            input: String::new(),
+        })]
     }
 }
 

@@ -18,9 +18,20 @@ use crate::tui::style::centered;
 pub struct ReasonPrompt {
     /// "Cancel gpu0 · 이서연 · …".
     pub what: String,
-    pub target: ChangeTarget,
-    pub kind: ChangeKind,
+    pub then: Then,
     pub input: String,
+}
+
+/// What the reason is for.
+#[derive(Clone, Debug)]
+pub enum Then {
+    /// An admin's change of someone else's reservation.
+    Change {
+        target: ChangeTarget,
+        kind: ChangeKind,
+    },
+    /// Denying the pending booking.
+    Deny(uuid::Uuid),
 }
 
 impl Component for ReasonPrompt {
@@ -35,14 +46,22 @@ impl Component for ReasonPrompt {
                 if reason.is_empty() {
                     return vec![Event::Fail("say why: the owner is shown the reason".into())];
                 }
+                let effect = match &self.then {
+                    Then::Change { target, kind } => Effect::ChangeWithReason {
+                        target: *target,
+                        kind: kind.clone(),
+                        reason,
+                    },
+                    Then::Deny(booking_id) => Effect::Decide {
+                        booking_id: *booking_id,
+                        approve: false,
+                        reason: Some(reason),
+                    },
+                };
                 vec![
                     Event::Close,
                     Event::Say("saving…".into()),
-                    Event::Call(Effect::ChangeWithReason {
-                        target: self.target,
-                        kind: self.kind.clone(),
-                        reason,
-                    }),
+                    Event::Call(effect),
                 ]
             }
             Action::Close => vec![Event::Close, Event::Say("not done".into())],

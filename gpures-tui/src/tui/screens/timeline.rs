@@ -413,6 +413,8 @@ impl Component for Timeline {
             Action::Edit => return popups::edit(self.reservation_at_cursor(ctx), ctx),
             Action::Cancel => return popups::cancel(self.reservation_at_cursor(ctx), ctx),
             Action::Release => return popups::release(self.reservation_at_cursor(ctx), ctx),
+            Action::Approve => return popups::decide(self.reservation_at_cursor(ctx), ctx, true),
+            Action::Deny => return popups::decide(self.reservation_at_cursor(ctx), ctx, false),
             Action::Filter => {
                 return vec![Event::open(FilterPrompt::new(
                     self.filter.clone().unwrap_or_default(),
