@@ -555,3 +555,38 @@ fn an_admin_approves_or_denies_a_pending_booking_with_one_key() {
         footer(&mut a)
     );
 }
+
+#[test]
+fn x_on_an_occurrence_asks_this_one_or_this_and_every_later_one() {
+    let mut a = app();
+    let series = uuid::Uuid::from_u128(0x5e);
+    let mut s = snapshot_of(&a);
+    s.reservations[0].series_id = Some(series);
+    a.apply(Msg::Loaded(Box::new(s)));
+    press(&mut a, KeyCode::Char('x'));
+    let screen = render(&mut a, 160, 48);
+    assert!(screen.contains("recurring booking"), "{screen}");
+    assert!(
+        screen.contains("n no"),
+        "the whole question shows: {screen}"
+    );
+    assert!(
+        screen.contains("y this one · a this and every later one · any other key no"),
+        "{screen}"
+    );
+    let effects = press(&mut a, KeyCode::Char('a'));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::CancelSeries { series_id, .. } if *series_id == series)),
+        "{effects:?}"
+    );
+    press(&mut a, KeyCode::Char('x'));
+    let effects = press(&mut a, KeyCode::Char('y'));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::CancelBooking(_))),
+        "{effects:?}"
+    );
+}

@@ -251,6 +251,13 @@ impl Session {
                     .collect();
                 Msg::Done(format!("booked {}", names.join(", ")))
             }
+            Effect::CancelSeries { series_id, from } => {
+                let rs = c.cancel_series(series_id, from).await?;
+                Msg::Done(format!(
+                    "cancelled {} reservation(s) of the series",
+                    rs.len()
+                ))
+            }
             Effect::Decide {
                 booking_id,
                 approve,

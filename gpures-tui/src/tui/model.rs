@@ -168,6 +168,11 @@ pub enum Effect {
     },
     SetRole(String, Role),
     DisableUser(String),
+    /// Cancels the occurrences of a series from `from` on.
+    CancelSeries {
+        series_id: uuid::Uuid,
+        from: chrono::DateTime<chrono::Utc>,
+    },
     /// An admin's decision on a booking waiting for approval.
     Decide {
         booking_id: uuid::Uuid,

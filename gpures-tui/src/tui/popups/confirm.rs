@@ -15,7 +15,8 @@ pub struct Confirm {
     pub question: String,
     /// The call a yes makes.
     pub effect: Effect,
-    /// The call `a` makes: the same for every GPU of the booking.
+    /// The call `a` makes: the same for every GPU of the booking, or for
+    /// this and every later occurrence of a series.
     pub all: Option<Effect>,
 }
 
@@ -37,15 +38,23 @@ impl Component for Confirm {
     }
 
     fn hints(&self) -> &'static str {
-        if self.all.is_some() {
-            "y this GPU · a all GPUs of the booking · any other key no"
-        } else {
-            "y yes · any other key no"
+        match &self.all {
+            Some(Effect::CancelSeries { .. }) => {
+                "y this one · a this and every later one · any other key no"
+            }
+            Some(_) => "y this GPU · a all GPUs of the booking · any other key no",
+            None => "y yes · any other key no",
         }
     }
 
     fn draw(&self, _ctx: &Ctx, frame: &mut Frame, size: Rect) {
-        let area = centered(size, 64.min(size.width), 4);
+        // As many lines as the question needs (it wraps), in a box 64 wide.
+        let width = 64.min(size.width);
+        let text_width = usize::from(width.saturating_sub(2)).max(1);
+        let lines =
+            unicode_width::UnicodeWidthStr::width(self.question.as_str()).div_ceil(text_width);
+        let height = u16::try_from(lines + 3).unwrap_or(u16::MAX).max(4);
+        let area = centered(size, width, height.min(size.height));
         frame.render_widget(Clear, area);
         frame.render_widget(
             Paragraph::new(self.question.as_str())

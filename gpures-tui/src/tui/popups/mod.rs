@@ -58,6 +58,20 @@ pub fn cancel(target: Option<&Reservation>, ctx: &Ctx) -> Vec<Event> {
                     input: String::new(),
                 })];
             }
+            if let Some(series_id) = r.series_id {
+                // An occurrence: this one (all its GPUs), or it and every
+                // later one of its series.
+                return vec![Event::open(Confirm {
+                    question: format!(
+                        "{what}? It is an occurrence of a recurring booking: y this one · a this and every later one · n no"
+                    ),
+                    effect: Effect::CancelBooking(r.booking_id),
+                    all: Some(Effect::CancelSeries {
+                        series_id,
+                        from: r.period.start,
+                    }),
+                })];
+            }
             vec![Event::open(question(
                 what,
                 r,
