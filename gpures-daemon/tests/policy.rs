@@ -78,16 +78,30 @@ async fn set(
         .expect("set policy");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_rule_refuses_with_its_numbers_and_edits_cannot_get_around_it() {
+/// A daemon with `gpus` GPUs, an admin (boss) and a member (kim).
+struct Lab {
+    d: TestDaemon,
+    g: Vec<i64>,
+    c: GpuresClient,
+    boss: LoginReply,
+    kim: LoginReply,
+}
+
+async fn lab(gpus: i32) -> Lab {
     let d = TestDaemon::builder()
-        .with_gpus(4)
+        .with_gpus(gpus)
         .start()
         .await
         .expect("daemon");
     let g = d.gpus.clone();
     let (c, boss) = d.admin("boss@lab.kr", "Boss").await.expect("admin");
     let (_, kim) = d.user("kim@lab.kr", "김민수").await.expect("user");
+    Lab { d, g, c, boss, kim }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rule_refuses_with_its_numbers_and_edits_cannot_get_around_it() {
+    let Lab { d, g, c, boss, kim } = lab(4).await;
     let everyone = || PolicyTarget::Everyone;
 
     // Max length: 8 h.
@@ -304,14 +318,7 @@ async fn every_rule_refuses_with_its_numbers_and_edits_cannot_get_around_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_and_members_get_their_own_limits_and_cooldowns_hold() {
-    let d = TestDaemon::builder()
-        .with_gpus(4)
-        .start()
-        .await
-        .expect("daemon");
-    let g = d.gpus.clone();
-    let (c, boss) = d.admin("boss@lab.kr", "Boss").await.expect("admin");
-    let (_, kim) = d.user("kim@lab.kr", "김민수").await.expect("user");
+    let Lab { d, g, c, boss, kim } = lab(4).await;
     let (_, lee) = d.user("lee@lab.kr", "이서연").await.expect("user");
     let change = |change| {
         let c = c.clone();
@@ -535,14 +542,7 @@ async fn concurrent_bookings_cannot_both_squeeze_under_a_quota() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_request_a_rule_refuses_waits_without_blocking_others() {
-    let d = TestDaemon::builder()
-        .with_gpus(2)
-        .start()
-        .await
-        .expect("daemon");
-    let g = d.gpus.clone();
-    let (c, boss) = d.admin("boss@lab.kr", "Boss").await.expect("admin");
-    let (_, kim) = d.user("kim@lab.kr", "김민수").await.expect("user");
+    let Lab { d, g, c, boss, kim } = lab(2).await;
     let (_, lee) = d.user("lee@lab.kr", "이서연").await.expect("user");
     set(
         &c,
@@ -605,14 +605,7 @@ async fn a_queued_request_a_rule_refuses_waits_without_blocking_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_form_is_told_before_enter_what_the_booking_would_meet() {
-    let d = TestDaemon::builder()
-        .with_gpus(2)
-        .start()
-        .await
-        .expect("daemon");
-    let g = d.gpus.clone();
-    let (c, boss) = d.admin("boss@lab.kr", "Boss").await.expect("admin");
-    let (_, kim) = d.user("kim@lab.kr", "김민수").await.expect("user");
+    let Lab { d, g, c, boss, kim } = lab(2).await;
     set(
         &c,
         &boss,
@@ -667,14 +660,7 @@ async fn a_form_is_told_before_enter_what_the_booking_would_meet() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_never_change_the_past_and_admins_correct_it_with_a_reason() {
     use gpures_proto::{ChangeKind, ChangeTarget};
-    let d = TestDaemon::builder()
-        .with_gpus(1)
-        .start()
-        .await
-        .expect("daemon");
-    let g = d.gpus.clone();
-    let (c, boss) = d.admin("boss@lab.kr", "Boss").await.expect("admin");
-    let (_, kim) = d.user("kim@lab.kr", "김민수").await.expect("user");
+    let Lab { d, g, c, boss, kim } = lab(1).await;
     // Yesterday's reservation of kim's (written directly: nobody books the past).
     let id = Uuid::new_v4();
     sqlx::query(
@@ -743,14 +729,7 @@ async fn members_never_change_the_past_and_admins_correct_it_with_a_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_past_policy_holds_its_slot_until_an_admin_decides_or_it_expires() {
-    let d = TestDaemon::builder()
-        .with_gpus(2)
-        .start()
-        .await
-        .expect("daemon");
-    let g = d.gpus.clone();
-    let (c, boss) = d.admin("boss@lab.kr", "Boss").await.expect("admin");
-    let (_, kim) = d.user("kim@lab.kr", "김민수").await.expect("user");
+    let Lab { d, g, c, boss, kim } = lab(2).await;
     let (_, lee) = d.user("lee@lab.kr", "이서연").await.expect("user");
     set(
         &c,

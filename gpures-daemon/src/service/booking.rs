@@ -596,10 +596,11 @@ impl Service {
         period: Period,
         ignore: Option<Uuid>,
     ) -> Result<gpures_proto::BookingPreview> {
-        let holders = self
-            .check_availability(actor, resource_ids, period, ignore)
-            .await?;
+        validate::resource_count(resource_ids.len())?;
+        validate::nonempty_period(&period)?;
         let mut conn = self.store().acquire().await?;
+        let ignored: Vec<Uuid> = ignore.into_iter().collect();
+        let holders = reservations::holders(&mut conn, resource_ids, period, &ignored).await?;
         let current = match ignore {
             Some(id) => Some(
                 reservations::get(&mut conn, id)
@@ -626,7 +627,7 @@ impl Service {
         if current.as_ref().is_some_and(|c| c.user.id != user.id) {
             return Ok(preview);
         }
-        let proposed: Vec<policy::Proposed> = policy::hosts(&mut conn, resource_ids)
+        let proposed: Vec<policy::Proposed> = crate::store::policy::hosts(&mut conn, resource_ids)
             .await?
             .into_iter()
             .map(|(_, host)| policy::Proposed {
@@ -635,13 +636,12 @@ impl Service {
                 period,
             })
             .collect();
-        let ignore: Vec<Uuid> = ignore.into_iter().collect();
         preview.refusal = policy::preview(
             &mut conn,
             &self.settings().policy,
             user.id,
             &proposed,
-            &ignore,
+            &ignored,
             current.is_none(),
         )
         .await?;

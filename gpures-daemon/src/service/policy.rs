@@ -693,17 +693,6 @@ pub(super) async fn preview(
     }
 }
 
-/// The hosts of `resources`, by id.
-///
-/// # Errors
-/// Store failures.
-pub(super) async fn hosts(
-    conn: &mut PgConnection,
-    resources: &[i64],
-) -> std::result::Result<Vec<(i64, String)>, StoreError> {
-    store::hosts(conn, resources).await
-}
-
 /// Why [`check`] did not pass.
 pub(super) enum CheckError {
     Refused(Box<PolicyRefusal>),
