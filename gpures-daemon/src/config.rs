@@ -87,6 +87,24 @@ pub struct Config {
     pub reclaim: ReclaimConfig,
     pub enforce: EnforceConfig,
     pub policy: PolicyConfig,
+    pub usage: UsageConfig,
+}
+
+/// Usage accounting (`gpures report`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsageConfig {
+    /// Days the per-minute rows are kept; hourly rollups and per-booking
+    /// totals are kept forever.
+    pub keep_minutes_days: u32,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig {
+            keep_minutes_days: 90,
+        }
+    }
 }
 
 /// Lab policy for everyone, until an admin sets a rule for everyone in the
@@ -471,6 +489,7 @@ impl Default for Config {
             reclaim: ReclaimConfig::default(),
             enforce: EnforceConfig::default(),
             policy: PolicyConfig::default(),
+            usage: UsageConfig::default(),
         }
     }
 }
@@ -614,6 +633,9 @@ impl Config {
             .is_some_and(|h| h * 60.0 < 1.0)
         {
             return invalid("policy.cooldown_after_hours", "must be at least a minute");
+        }
+        if !(1..=3660).contains(&self.usage.keep_minutes_days) {
+            return invalid("usage.keep_minutes_days", "must be from 1 to 3660");
         }
         if self.booking.max_days == 0 {
             return invalid("booking.max_days", "must be at least 1");

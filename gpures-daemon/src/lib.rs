@@ -87,6 +87,7 @@ pub fn settings(config: &Config) -> Settings {
         },
         reclaim: reclaim_rules(config),
         policy: config.policy.rules(),
+        usage_keep: chrono::TimeDelta::days(i64::from(config.usage.keep_minutes_days)),
         enforce: service::enforce::EnforceRules {
             mode: match config.enforce.mode.as_str() {
                 "off" => service::enforce::Mode::Off,

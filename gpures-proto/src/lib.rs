@@ -9,6 +9,7 @@
 //! Frames are length-delimited bincode; see [`MAX_FRAME_BYTES`].
 
 pub mod policy;
+pub mod report;
 pub mod text;
 
 use std::fmt;
@@ -16,6 +17,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+pub use report::{Report, ReportBy, ReportRequest, ReportRow, Usage};
 
 pub use policy::{
     BookingPreview, Group, GroupChange, Policy, PolicyRefusal, PolicyRule, PolicyScope, PolicySet,
@@ -27,7 +30,7 @@ pub use policy::{
 /// own. Bump it on any change to a call's arguments, a reply type or an enum's
 /// variants: bincode encodes by position, so an old peer would misread the frame.
 /// `hello` itself (request variant 0, a `u32` argument) never changes shape.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Largest frame either side accepts; a larger length prefix is hostile or
 /// broken and closes the connection. Every reply fits: listings come in pages
@@ -1203,6 +1206,9 @@ pub trait Gpures {
         request: BookingRequest,
         reason: String,
     ) -> Result<Booking, ApiError>;
+    /// Any user: usage in a window; members get their own rows and the lab
+    /// totals, admins every row.
+    async fn report(token: Token, request: ReportRequest) -> Result<Report, ApiError>;
 }
 
 /// Reading `/proc`: the start time that, with the pid, names a process in a

@@ -18,6 +18,7 @@
 
 pub mod fake_google;
 pub mod sinks;
+pub mod smi;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -16,9 +16,9 @@ use gpures_proto::{
     BlockRequest, Booking, BookingPreview, BookingRequest, ChangeKind, ChangeTarget, GpuresClient,
     Group, GroupChange, HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource,
     Notification, NotificationPage, NotifyChange, NotifySettings, PageRequest, Period, Policy,
-    PolicySet, QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange,
-    ReservationFilter, ReservationPage, Resource, Role, SeriesReply, SeriesRequest, SessionInfo,
-    SlotOption, SlotQuery, StatusReport, Timeline, UserInfo, limits,
+    PolicySet, QueueEntry, QueueRequest, RegisterRequest, Report, ReportRequest, Reservation,
+    ReservationChange, ReservationFilter, ReservationPage, Resource, Role, SeriesReply,
+    SeriesRequest, SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline, UserInfo, limits,
 };
 use tarpc::client::RpcError;
 use tarpc::context;
@@ -702,6 +702,15 @@ impl Client {
     pub async fn blocks(&self, window: Period) -> Result<Vec<Block>> {
         let token = self.need_token()?;
         flat(self.rpc().blocks(context::current(), token, window).await)
+    }
+
+    /// Usage figures of a window.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn report(&self, request: ReportRequest) -> Result<Report> {
+        let token = self.need_token()?;
+        flat(self.rpc().report(context::current(), token, request).await)
     }
 
     /// Every rule of lab policy in force.

@@ -6,18 +6,16 @@
 //! process into a booking that ends with it, and the inbox in
 //! `notifications` and `motd`.
 
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use gpures_daemon::gpu::BackendChoice;
+use gpures_testkit::smi::{GPU0, GPU1, fake_smi, set_apps, sleep_as};
 use gpures_testkit::{TestDaemon, UnixUser};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gpures");
-const GPU0: &str = "GPU-d823cc85-ff44-26ac-915e-cef58e038574";
-const GPU1: &str = "GPU-5d2f6c1e-0b7a-4c39-9f0e-7a1b2c3d4e5f";
 
 struct Run {
     code: i32,
@@ -76,56 +74,6 @@ fn booking_id(v: &Value) -> String {
             .unwrap_or_default(),
         _ => String::new(),
     }
-}
-
-/// The stand-in `nvidia-smi`: two H100s; the processes are whatever
-/// `apps.csv` in `dir` says; `broken` in `dir` makes it fail (no telemetry).
-fn fake_smi(dir: &Path) -> PathBuf {
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../gpures-testkit/data/nvidia-smi/h100-driver580/query-gpu-busy-nounits.csv"
-    );
-    let gpu0 = std::fs::read_to_string(fixture).expect("fixture");
-    let gpu1 = gpu0
-        .trim_end()
-        .replacen("0, ", "1, ", 1)
-        .replace(GPU0, GPU1)
-        .replace("00000000:00:06.0", "00000000:00:07.0");
-    std::fs::write(
-        dir.join("gpus.csv"),
-        format!("{}\n{gpu1}\n", gpu0.trim_end()),
-    )
-    .expect("gpus");
-    std::fs::write(dir.join("apps.csv"), "").expect("apps");
-    let d = dir.display();
-    let script = format!(
-        "#!/bin/sh\n[ -e '{d}/broken' ] && exit 9\ncase \"$1\" in\n  --query-gpu=*) cat '{d}/gpus.csv' ;;\n  --query-compute-apps=*) cat '{d}/apps.csv' ;;\n  *) exit 2 ;;\nesac\n"
-    );
-    let path = dir.join("nvidia-smi");
-    std::fs::write(&path, script).expect("write");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
-    path
-}
-
-/// What the GPUs run: (GPU uuid, pid, name, MiB).
-fn set_apps(dir: &Path, apps: &[(&str, u32, &str, u64)]) {
-    let text: String = apps
-        .iter()
-        .map(|(uuid, pid, name, mib)| format!("{uuid}, {pid}, {name}, {mib}\n"))
-        .collect();
-    let tmp = dir.join("apps.tmp");
-    std::fs::write(&tmp, text).expect("apps");
-    std::fs::rename(tmp, dir.join("apps.csv")).expect("rename");
-}
-
-fn sleep_as(uid: u32, gid: u32) -> std::process::Child {
-    std::process::Command::new("sleep")
-        .arg("300")
-        .uid(uid)
-        .gid(gid)
-        .spawn()
-        .expect("sleep")
 }
 
 /// The kinds in a member's inbox (newest first), read or not.
@@ -238,6 +186,13 @@ async fn idle_reclaim_unreserved_notices_and_adopt() {
     assert!(
         !running(&daemon, &bob, &b).await,
         "the no-show still holds gpu1"
+    );
+    // Usage reports count it as reclaimed, from its booked end.
+    let mine = json(&daemon, &bob, &["report", "--from", "today", "--to", "+2h"]).await;
+    assert_eq!(mine["rows"][0]["reclaimed_count"], 1, "{mine:#}");
+    assert!(
+        mine["rows"][0]["reclaimed_gpu_hours"].as_f64() > Some(0.9),
+        "{mine:#}"
     );
     // Alice, busy all along, was never warned.
     assert!(running(&daemon, &alice, &a).await);

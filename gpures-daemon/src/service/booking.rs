@@ -473,11 +473,8 @@ impl Service {
                     AuditAction::ReservationCancel
                 }
                 Change::Release => {
-                    let period = Period {
-                        start: current.period.start,
-                        end: now,
-                    };
-                    reservations::set_period_and_note(&mut tx, id, period, &current.note).await?;
+                    let reclaimed = why.is_some_and(|w| w.kind == NotificationKind::Reclaimed);
+                    reservations::set_released(&mut tx, id, now, reclaimed).await?;
                     outbox::enqueue(&mut tx, id, Operation::Upsert).await?;
                     AuditAction::ReservationRelease
                 }

@@ -32,10 +32,12 @@ pub mod notify;
 pub mod policy;
 pub mod queue;
 pub mod reclaim;
+pub mod report;
 pub mod resources;
 pub mod series;
 pub mod slots;
 pub mod status;
+pub mod usage;
 pub mod validate;
 
 use std::sync::Arc;
@@ -311,6 +313,8 @@ pub struct Settings {
     /// Lab policy for everyone from `[policy]` in `gpures.toml`; rules in
     /// the database replace them.
     pub policy: Vec<gpures_proto::Policy>,
+    /// How long per-minute usage rows are kept.
+    pub usage_keep: TimeDelta,
 }
 
 impl Default for Settings {
@@ -329,6 +333,7 @@ impl Default for Settings {
             reclaim: reclaim::ReclaimRules::default(),
             enforce: enforce::EnforceRules::default(),
             policy: Vec::new(),
+            usage_keep: TimeDelta::days(90),
         }
     }
 }
@@ -350,6 +355,8 @@ struct Inner {
     key_reload: Gate,
     /// What enforcement saw and did, between passes.
     enforcer: enforce::EnforcerCell,
+    /// Usage minutes still open.
+    meter: usage::MeterCell,
 }
 
 /// Lets one caller through at most once per [`Gate::EVERY`].
@@ -384,6 +391,7 @@ impl Service {
                 in_flight: InFlight::default(),
                 key_reload: Gate::default(),
                 enforcer: enforce::EnforcerCell::default(),
+                meter: usage::MeterCell::default(),
             }),
         }
     }
@@ -410,6 +418,10 @@ impl Service {
 
     fn enforcer(&self) -> &enforce::EnforcerCell {
         &self.inner.enforcer
+    }
+
+    fn inner_meter(&self) -> &usage::MeterCell {
+        &self.inner.meter
     }
 
     fn settings(&self) -> &Settings {

@@ -115,10 +115,11 @@ impl Service {
             let (current, _) = reservations::current_and_next(&mut conn, now).await?;
             (own, mine, current)
         };
-        let fresh = own
+        let sampled_at = own
             .as_ref()
             .and_then(|o| o.sampled_at)
-            .is_some_and(|at| now - at <= rules.stale_after);
+            .filter(|at| now - *at <= rules.stale_after);
+        let fresh = sampled_at.is_some();
         let records: Vec<HostRecord> = own.into_iter().collect();
         let mut owners: Vec<i64> = running.iter().map(|r| r.user.id).collect();
         owners.sort_unstable();
@@ -140,6 +141,12 @@ impl Service {
             };
             let holder = running.iter().find(|r| r.resource_id == resource.id);
             per_gpu.push((resource, telemetry, holder));
+        }
+        if let Err(e) = self
+            .meter(sampled_at, &per_gpu, &unix_of, &rules, now)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot store usage minutes (counted as unknown)");
         }
         let enforce = self.settings().enforce.clone();
         let mut report = WatchReport::default();
@@ -184,6 +191,45 @@ impl Service {
                 .await?;
         }
         Ok(report)
+    }
+
+    /// Adds this pass's sample (when trusted and not counted yet) to the
+    /// usage meter and writes the minutes it finished; prunes old minutes
+    /// once an hour.
+    async fn meter(
+        &self,
+        sampled_at: Option<DateTime<Utc>>,
+        per_gpu: &[PerGpu<'_>],
+        unix_of: &HashMap<i64, String>,
+        rules: &ReclaimRules,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let (finished, prune) = {
+            let mut meter = self
+                .inner_meter()
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(at) = sampled_at {
+                let samples = per_gpu
+                    .iter()
+                    .filter_map(|(resource, telemetry, holder)| {
+                        usage_sample(resource.id, (*telemetry)?, *holder, unix_of, rules)
+                    })
+                    .collect();
+                meter.observe(at, samples);
+            }
+            let prune = meter.pruned.is_none_or(|p| now - p >= TimeDelta::hours(1));
+            if prune {
+                meter.pruned = Some(now);
+            }
+            (meter.finished(now), prune)
+        };
+        let mut conn = self.store().acquire().await?;
+        crate::store::usage::put(&mut conn, &finished).await?;
+        if prune {
+            crate::store::usage::prune(&mut conn, now - self.settings().usage_keep).await?;
+        }
+        Ok(())
     }
 
     /// Tells the owner of a process on a GPU they do not hold, and the GPU's
@@ -500,6 +546,39 @@ impl Service {
 
 /// Root and system users (uid below 1000, `nobody` aside) are never told
 /// or acted on, nor a user this host does not know.
+/// What one trusted sample says about one GPU for usage accounting, or
+/// `None` when it cannot tell (a process of an owner the host cannot see).
+fn usage_sample(
+    resource_id: i64,
+    g: &StoredGpu,
+    holder: Option<&Reservation>,
+    unix_of: &HashMap<i64, String>,
+    rules: &ReclaimRules,
+) -> Option<super::usage::Sample> {
+    let processes = &g.telemetry.processes;
+    if processes.iter().any(|p| p.unix_user.is_none()) {
+        return None;
+    }
+    let owner = match holder {
+        Some(h) => Some(unix_of.get(&h.user.id)?),
+        None => None,
+    };
+    let real = processes.iter().filter(|p| rules.counts(p));
+    let (mine, others): (Vec<&GpuProcess>, Vec<&GpuProcess>) =
+        real.partition(|p| owner.is_some() && p.unix_user.as_ref() == owner);
+    Some(super::usage::Sample {
+        resource_id,
+        reservation_id: holder.map(|h| h.id),
+        used: !mine.is_empty(),
+        util_pct: g
+            .telemetry
+            .utilization_pct
+            .map(|u| u8::try_from(u.min(100)).unwrap_or(100)),
+        memory_used_mib: g.telemetry.memory_used_mib,
+        unreserved: others.iter().filter_map(|p| p.unix_user.clone()).collect(),
+    })
+}
+
 fn exempt(unix_user: &str) -> bool {
     match crate::host::unix::user_by_name(unix_user) {
         // `nobody` (65534) runs what nobody owns: never exempt.

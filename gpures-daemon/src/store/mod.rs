@@ -47,6 +47,7 @@ pub mod reservations;
 pub mod resources;
 pub mod sessions;
 pub mod telemetry;
+pub mod usage;
 pub mod users;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -428,6 +428,29 @@ pub async fn set_period_and_note(
     Ok(())
 }
 
+/// Ends reservation `id` at `end`, before its booked end (kept, with who
+/// ended it, for usage reports): `reclaimed` by idle reclaim, else released.
+pub async fn set_released(
+    conn: &mut PgConnection,
+    id: Uuid,
+    end: DateTime<Utc>,
+    reclaimed: bool,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE reservations
+            SET booked_end = coalesce(booked_end, upper(period)),
+                ended_by = CASE WHEN $3 THEN 'reclaim' ELSE 'release' END,
+                period = tstzrange(lower(period), $2, '[)'), updated_at = now()
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(end)
+    .bind(reclaimed)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Records why an admin changed reservation `id` (shown to its owner).
 pub async fn set_change_reason(conn: &mut PgConnection, id: Uuid, reason: &str) -> Result<()> {
     sqlx::query("UPDATE reservations SET change_reason = $2 WHERE id = $1")

@@ -15,10 +15,10 @@ use gpures_proto::{
     BlockRequest, Booking, BookingPreview, BookingRequest, ChangeKind, ChangeTarget, Gpures, Group,
     GroupChange, HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource, Notification,
     NotificationPage, NotifyChange, NotifySettings, PROTOCOL_VERSION, PageRequest, Period, Policy,
-    PolicySet, QueueEntry, QueueRequest, RegisterRequest, Reservation, ReservationChange,
-    ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role, SeriesReply, SeriesRequest,
-    SessionInfo, Skipped, SlotOption, SlotQuery, StatusReport, Timeline, Token, UserInfo, UserPage,
-    limits,
+    PolicySet, QueueEntry, QueueRequest, RegisterRequest, Report, ReportRequest, Reservation,
+    ReservationChange, ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role,
+    SeriesReply, SeriesRequest, SessionInfo, Skipped, SlotOption, SlotQuery, StatusReport,
+    Timeline, Token, UserInfo, UserPage, limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -661,5 +661,10 @@ impl Gpures for Connection {
             .service()
             .book_override(&actor, request, &reason)
             .await?)
+    }
+
+    async fn report(self, _: Context, token: Token, request: ReportRequest) -> Reply<Report> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().report(&actor, request).await?)
     }
 }

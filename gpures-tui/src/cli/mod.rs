@@ -24,6 +24,7 @@ mod booking;
 mod notify;
 mod policy;
 mod queue;
+mod report;
 mod run;
 mod status;
 
@@ -465,6 +466,26 @@ pub enum Command {
     },
     /// The groups of the lab and their members.
     Groups,
+    /// GPU-hours booked, really used, left idle and used without a booking,
+    /// per user, group, resource or host (members see their own rows and the
+    /// lab's total). Default: this month.
+    Report {
+        /// A calendar month in your time zone: 2026-11.
+        #[arg(long, value_name = "YYYY-MM", conflicts_with_all = ["from", "to"])]
+        month: Option<String>,
+        /// Start of the window: 2026-11-01, "2026-11-01 09:00", yesterday.
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// End of the window (default now).
+        #[arg(long, value_name = "TIME", requires = "from")]
+        to: Option<String>,
+        /// Rows per user, group, resource or host.
+        #[arg(long, value_name = "WHAT", default_value = "user")]
+        by: String,
+        /// CSV instead of a table (one line per row, the lab's last).
+        #[arg(long)]
+        csv: bool,
+    },
     /// Admin commands.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -1171,6 +1192,25 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
         Command::Policy => policy::show(ctx).await,
         Command::Blocks { days } => blocks::list(ctx, days).await,
         Command::Groups => policy::groups(ctx).await,
+        Command::Report {
+            month,
+            from,
+            to,
+            by,
+            csv,
+        } => {
+            report::report(
+                ctx,
+                report::Asked {
+                    month,
+                    from,
+                    to,
+                    by,
+                    csv,
+                },
+            )
+            .await
+        }
         Command::When {
             gpus,
             r#for,

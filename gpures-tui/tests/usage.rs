@@ -1,0 +1,472 @@
+//! Usage reports end to end: a seeded October with known use (minutes
+//! written by the daemon's own writer) gives exact figures in `gpures report
+//! --json` and `--csv` for an admin and for a member; and a live daemon with
+//! a stand-in `nvidia-smi` reporting real processes of two Unix users counts
+//! the holder's minutes as used and the other's as unreserved.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use gpures_daemon::gpu::BackendChoice;
+use gpures_daemon::store::usage::{self, Minute};
+use gpures_testkit::smi::{GPU0, GPU1, fake_smi, set_apps, sleep_as};
+use gpures_testkit::{TestDaemon, UnixUser};
+use serde_json::{Value, json};
+use sqlx::Connection as _;
+use uuid::Uuid;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gpures");
+
+struct Run {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+async fn run(daemon: &TestDaemon, who: &UnixUser, args: &[&str]) -> Run {
+    let out = who
+        .command(&daemon.socket, Path::new(BIN), args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("runuser");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn ok(daemon: &TestDaemon, who: &UnixUser, args: &[&str]) -> String {
+    let r = run(daemon, who, args).await;
+    assert_eq!(r.code, 0, "gpures {args:?}: {}{}", r.out, r.err);
+    r.out
+}
+
+async fn report(daemon: &TestDaemon, who: &UnixUser, args: &[&str]) -> Value {
+    let mut all = vec!["--json", "report"];
+    all.extend_from_slice(args);
+    let out = ok(daemon, who, &all).await;
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+/// Korean time as UTC.
+fn kst(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&format!("{s}:00+09:00"))
+        .expect("time")
+        .with_timezone(&Utc)
+}
+
+/// Minutes of `resource` from `start`, `n` of them, held by `holder`;
+/// `used` says which were used.
+fn minutes(
+    resource: i64,
+    start: DateTime<Utc>,
+    n: i64,
+    holder: Option<Uuid>,
+    used: impl Fn(i64) -> bool,
+    unreserved: &[&str],
+) -> Vec<Minute> {
+    (0..n)
+        .map(|i| Minute {
+            resource_id: resource,
+            minute: start + TimeDelta::minutes(i),
+            reservation_id: holder,
+            samples: 12,
+            used_samples: if used(i) { 12 } else { 0 },
+            util_mean: Some(if used(i) { 90 } else { 0 }),
+            util_peak: Some(if used(i) { 100 } else { 0 }),
+            mem_peak_mib: Some(if used(i) { 40_000 } else { 0 }),
+            unreserved: unreserved.iter().map(|u| (*u).to_owned()).collect(),
+        })
+        .collect()
+}
+
+/// A row of `--json` by key, without the key.
+fn row<'a>(v: &'a Value, key: &str) -> &'a Value {
+    v["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["key"] == key)
+        .unwrap_or_else(|| panic!("no row {key}: {v:#}"))
+}
+
+/// Booked, used, idle, unknown and unreserved GPU-hours; released and
+/// reclaimed (hours, count); efficiency.
+fn figures(
+    [booked, used, idle, unknown, unreserved]: [f64; 5],
+    released: (f64, i64),
+    reclaimed: (f64, i64),
+    efficiency: Option<f64>,
+) -> Value {
+    json!({
+        "booked_gpu_hours": booked,
+        "used_gpu_hours": used,
+        "idle_gpu_hours": idle,
+        "unknown_gpu_hours": unknown,
+        "unreserved_gpu_hours": unreserved,
+        "released_gpu_hours": released.0,
+        "released_count": released.1,
+        "reclaimed_gpu_hours": reclaimed.0,
+        "reclaimed_count": reclaimed.1,
+        "efficiency": efficiency,
+    })
+}
+
+fn without_key(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("key");
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to create Unix users; .ci/run runs ignored tests as root"]
+async fn a_seeded_month_gives_exact_figures_to_admins_and_members() {
+    let daemon = TestDaemon::builder()
+        .with_gpus(2)
+        .start()
+        .await
+        .expect("daemon");
+    let alice = UnixUser::create("김민수").expect("useradd");
+    let bob = UnixUser::create("Lee Jiwon").expect("useradd");
+    let carol = UnixUser::create("Carol Admin").expect("useradd");
+    ok(&daemon, &alice, &["register", "--email", "alice@lab.kr"]).await;
+    ok(&daemon, &bob, &["register", "--email", "bob@lab.kr"]).await;
+    ok(&daemon, &carol, &["register", "--email", "carol@lab.kr"]).await;
+    daemon
+        .host_admin()
+        .expect("host admin")
+        .promote("carol@lab.kr")
+        .await
+        .expect("promote");
+    ok(&daemon, &carol, &["admin", "group", "add", "vision"]).await;
+    ok(
+        &daemon,
+        &carol,
+        &["admin", "group", "member", "add", "vision", "alice@lab.kr"],
+    )
+    .await;
+
+    let mut conn = sqlx::PgConnection::connect(&daemon.database_url)
+        .await
+        .expect("db");
+    let id_of = |email: &'static str| {
+        sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE email = $1").bind(email)
+    };
+    let alice_id = id_of("alice@lab.kr")
+        .fetch_one(&mut conn)
+        .await
+        .expect("id");
+    let bob_id = id_of("bob@lab.kr").fetch_one(&mut conn).await.expect("id");
+    let (gpu0, gpu1) = (daemon.gpus[0], daemon.gpus[1]);
+    let mut reserve = async |user: i64,
+                             gpu: i64,
+                             from: &str,
+                             to: &str,
+                             status: &str,
+                             ended: Option<(&str, &str)>,
+                             pending: bool| {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO reservations (id, booking_id, user_id, resource_id, period, status,
+                                       booked_end, ended_by, pending_until, pending_reason)
+             VALUES ($1, $1, $2, $3, tstzrange($4, $5, '[)'), $6, $7, $8,
+                     CASE WHEN $9 THEN $4 END, CASE WHEN $9 THEN 'please' END)",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(gpu)
+        .bind(kst(from))
+        .bind(kst(to))
+        .bind(status)
+        .bind(ended.map(|e| kst(e.0)))
+        .bind(ended.map(|e| e.1))
+        .bind(pending)
+        .execute(&mut conn)
+        .await
+        .expect("reservation");
+        id
+    };
+    // Alice, 4 h on gpu0: 2 h used, 1 h idle, then 1 h without telemetry.
+    let a = reserve(
+        alice_id,
+        gpu0,
+        "2026-10-05T09:00",
+        "2026-10-05T13:00",
+        "active",
+        None,
+        false,
+    )
+    .await;
+    // Bob, 2 h on gpu1 all idle, given back 2 h early.
+    let b1 = reserve(
+        bob_id,
+        gpu1,
+        "2026-10-06T10:00",
+        "2026-10-06T12:00",
+        "active",
+        Some(("2026-10-06T14:00", "release")),
+        false,
+    )
+    .await;
+    // Bob, 1 h on gpu1, half used, then reclaimed 1 h before its end.
+    let b2 = reserve(
+        bob_id,
+        gpu1,
+        "2026-10-07T10:00",
+        "2026-10-07T11:00",
+        "active",
+        Some(("2026-10-07T12:00", "reclaim")),
+        false,
+    )
+    .await;
+    // Never counted: a cancelled booking, a pending request, another month.
+    reserve(
+        alice_id,
+        gpu1,
+        "2026-10-09T09:00",
+        "2026-10-09T19:00",
+        "cancelled",
+        None,
+        false,
+    )
+    .await;
+    reserve(
+        alice_id,
+        gpu1,
+        "2026-10-10T09:00",
+        "2026-10-10T19:00",
+        "active",
+        None,
+        true,
+    )
+    .await;
+    reserve(
+        alice_id,
+        gpu0,
+        "2026-11-02T09:00",
+        "2026-11-02T19:00",
+        "active",
+        None,
+        false,
+    )
+    .await;
+    let mut seeded = Vec::new();
+    seeded.extend(minutes(
+        gpu0,
+        kst("2026-10-05T09:00"),
+        180,
+        Some(a),
+        |i| i < 120,
+        &[],
+    ));
+    seeded.extend(minutes(
+        gpu1,
+        kst("2026-10-06T10:00"),
+        120,
+        Some(b1),
+        |_| false,
+        &[],
+    ));
+    seeded.extend(minutes(
+        gpu1,
+        kst("2026-10-07T10:00"),
+        60,
+        Some(b2),
+        |i| i % 2 == 0,
+        &[],
+    ));
+    // Bob (45 min) and a Unix user without an account (15 of them) on the
+    // free gpu0.
+    let bob_unix = bob.name.as_str();
+    seeded.extend(minutes(
+        gpu0,
+        kst("2026-10-08T10:00"),
+        15,
+        None,
+        |_| false,
+        &[bob_unix, "ghost"],
+    ));
+    seeded.extend(minutes(
+        gpu0,
+        kst("2026-10-08T10:15"),
+        30,
+        None,
+        |_| false,
+        &[bob_unix],
+    ));
+    // Written in two calls, the second repeating the first's last minutes:
+    // a minute is counted once.
+    usage::put(&mut conn, &seeded[..200]).await.expect("put");
+    usage::put(&mut conn, &seeded[190..]).await.expect("put");
+
+    let alice_row = figures([4.0, 2.0, 1.0, 1.0, 0.0], (0.0, 0), (0.0, 0), Some(0.667));
+    let bob_row = figures([3.0, 0.5, 2.5, 0.0, 0.75], (2.0, 1), (1.0, 1), Some(0.167));
+    let ghost_row = figures([0.0, 0.0, 0.0, 0.0, 0.25], (0.0, 0), (0.0, 0), None);
+    let lab = figures([7.0, 2.5, 3.5, 1.0, 1.0], (2.0, 1), (1.0, 1), Some(0.417));
+
+    let all = report(&daemon, &carol, &["--month", "2026-10"]).await;
+    assert_eq!(all["from"], "2026-10-01T00:00:00+09:00");
+    assert_eq!(all["to"], "2026-11-01T00:00:00+09:00");
+    assert_eq!(all["everyone"], true);
+    assert_eq!(all["rows"].as_array().map(Vec::len), Some(3), "{all:#}");
+    assert_eq!(without_key(row(&all, "김민수")), alice_row);
+    assert_eq!(without_key(row(&all, "Lee Jiwon")), bob_row);
+    assert_eq!(without_key(row(&all, "ghost")), ghost_row);
+    assert_eq!(all["lab"], lab);
+
+    let groups = report(&daemon, &carol, &["--month", "2026-10", "--by", "group"]).await;
+    assert_eq!(without_key(row(&groups, "vision")), alice_row);
+    assert_eq!(
+        without_key(row(&groups, "(no group)")),
+        figures([3.0, 0.5, 2.5, 0.0, 1.0], (2.0, 1), (1.0, 1), Some(0.167))
+    );
+    let gpus = report(&daemon, &carol, &["--month", "2026-10", "--by", "resource"]).await;
+    assert_eq!(
+        without_key(row(&gpus, "gpu0")),
+        figures([4.0, 2.0, 1.0, 1.0, 1.0], (0.0, 0), (0.0, 0), Some(0.667))
+    );
+    assert_eq!(
+        without_key(row(&gpus, "gpu1")),
+        figures([3.0, 0.5, 2.5, 0.0, 0.0], (2.0, 1), (1.0, 1), Some(0.167))
+    );
+    let hosts = report(&daemon, &carol, &["--month", "2026-10", "--by", "host"]).await;
+    assert_eq!(hosts["rows"].as_array().map(Vec::len), Some(1));
+    assert_eq!(without_key(&hosts["rows"][0]), lab);
+
+    // A member sees their own row and the lab's total, nobody else's.
+    let mine = report(&daemon, &bob, &["--month", "2026-10"]).await;
+    assert_eq!(mine["everyone"], false);
+    assert_eq!(mine["rows"].as_array().map(Vec::len), Some(1), "{mine:#}");
+    assert_eq!(without_key(row(&mine, "Lee Jiwon")), bob_row);
+    assert_eq!(mine["lab"], lab);
+
+    // The same figures as CSV, the lab's line last; a window of hours.
+    let csv = ok(&daemon, &carol, &["report", "--month", "2026-10", "--csv"]).await;
+    assert_eq!(
+        csv,
+        "user,booked_gpu_hours,used_gpu_hours,idle_gpu_hours,unknown_gpu_hours,unreserved_gpu_hours,released_gpu_hours,released_count,reclaimed_gpu_hours,reclaimed_count,efficiency\n\
+         김민수,4.00,2.00,1.00,1.00,0.00,0.00,0,0.00,0,0.667\n\
+         Lee Jiwon,3.00,0.50,2.50,0.00,0.75,2.00,1,1.00,1,0.167\n\
+         ghost,0.00,0.00,0.00,0.00,0.25,0.00,0,0.00,0,\n\
+         (lab),7.00,2.50,3.50,1.00,1.00,2.00,1,1.00,1,0.417\n"
+    );
+    let day = report(
+        &daemon,
+        &carol,
+        &["--from", "2026-10-05 10:30", "--to", "2026-10-05 12:00"],
+    )
+    .await;
+    // Widened to whole hours: 10:00 to 12:00, one hour used and one idle.
+    assert_eq!(day["from"], "2026-10-05T10:00:00+09:00");
+    assert_eq!(
+        day["lab"],
+        figures([2.0, 1.0, 1.0, 0.0, 0.0], (0.0, 0), (0.0, 0), Some(0.5))
+    );
+    let table = ok(&daemon, &alice, &["report", "--month", "2026-10"]).await;
+    assert!(table.contains("김민수"), "{table}");
+    assert!(table.contains("67%"), "{table}");
+    assert!(table.contains("never counted as idle"), "{table}");
+
+    // Bad input: a clear error, exit 2.
+    for args in [
+        &["report", "--month", "2026-13"][..],
+        &["report", "--by", "team"],
+        &["report", "--from", "2026-10-05", "--to", "2026-10-01"],
+        &["report", "--month", "2026-10", "--from", "2026-10-01"],
+        &["--json", "report", "--csv"],
+    ] {
+        let r = run(&daemon, &alice, args).await;
+        assert_eq!(r.code, 2, "{args:?}: {}{}", r.out, r.err);
+        assert!(!r.err.is_empty(), "{args:?}");
+    }
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to create Unix users; .ci/run runs ignored tests as root"]
+async fn a_live_daemon_counts_used_and_unreserved_minutes_from_real_processes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let smi = fake_smi(dir.path());
+    let daemon = TestDaemon::builder()
+        .with_gpus(2)
+        .config(move |c| {
+            c.gpu.backend = BackendChoice::NvidiaSmi;
+            c.gpu.nvidia_smi = smi;
+            c.gpu.sample_interval_secs = 1;
+        })
+        .start()
+        .await
+        .expect("daemon");
+    let alice = UnixUser::create("김민수").expect("useradd");
+    let bob = UnixUser::create("Lee Jiwon").expect("useradd");
+    ok(&daemon, &alice, &["register", "--email", "alice@lab.kr"]).await;
+    ok(&daemon, &bob, &["register", "--email", "bob@lab.kr"]).await;
+    let started = Utc::now();
+    let booked = ok(&daemon, &alice, &["--json", "book", "gpu0", "--for", "1h"]).await;
+    let booking: Value = serde_json::from_str(&booked).expect("json");
+    let booking = booking["booking_id"]
+        .as_str()
+        .expect("booking id")
+        .to_owned();
+    // Alice runs on her gpu0; Bob on gpu1, which nobody booked.
+    let mut alice_job = sleep_as(alice.uid, alice.gid);
+    let mut bob_job = sleep_as(bob.uid, bob.gid);
+    set_apps(
+        dir.path(),
+        &[
+            (GPU0, alice_job.id(), "python3", 4096),
+            (GPU1, bob_job.id(), "python3", 2048),
+        ],
+    );
+    // Wait for a finished minute with both in it.
+    let mut conn = sqlx::PgConnection::connect(&daemon.database_url)
+        .await
+        .expect("db");
+    let mut seen = (0, 0);
+    for _ in 0..150 {
+        seen = sqlx::query_as::<_, (i64, i64)>(
+            "SELECT count(*) FILTER (WHERE reservation_id IS NOT NULL AND used_samples > 0),
+                    count(*) FILTER (WHERE reservation_id IS NULL AND unreserved <> '{}')
+               FROM usage_minutes",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("minutes");
+        if seen.0 > 0 && seen.1 > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(seen.0 > 0 && seen.1 > 0, "no finished minute: {seen:?}");
+    let from = (started - TimeDelta::hours(1)).to_rfc3339();
+    let to = (Utc::now() + TimeDelta::hours(1)).to_rfc3339();
+    let v = report(&daemon, &alice, &["--from", &from, "--to", &to]).await;
+    let a = row(&v, "김민수");
+    assert!(a["used_gpu_hours"].as_f64() > Some(0.0), "{v:#}");
+    assert_eq!(a["idle_gpu_hours"], 0.0, "{v:#}");
+    assert!(
+        v["lab"]["unreserved_gpu_hours"].as_f64() > Some(0.0),
+        "{v:#}"
+    );
+    let b = report(&daemon, &bob, &["--from", &from, "--to", &to]).await;
+    assert!(
+        row(&b, "Lee Jiwon")["unreserved_gpu_hours"].as_f64() > Some(0.0),
+        "{b:#}"
+    );
+    // Given back early: counted as released, from its booked end.
+    ok(&daemon, &alice, &["release", &booking]).await;
+    let v = report(&daemon, &alice, &["--from", &from, "--to", &to]).await;
+    let a = row(&v, "김민수");
+    assert_eq!(a["released_count"], 1, "{v:#}");
+    assert!(a["released_gpu_hours"].as_f64() > Some(0.9), "{v:#}");
+    let _ = alice_job.kill();
+    let _ = bob_job.kill();
+    let _ = alice_job.wait();
+    let _ = bob_job.wait();
+    daemon.stop().await.expect("stop");
+}
