@@ -88,6 +88,30 @@ pub struct Config {
     pub enforce: EnforceConfig,
     pub policy: PolicyConfig,
     pub usage: UsageConfig,
+    pub feeds: FeedsConfig,
+}
+
+/// iCalendar feeds for calendars that are not Google: `lab.ics` and
+/// `users/<unix user>.ics` in `dir`, kept up to date on every change.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedsConfig {
+    /// The folder (for a web server or a sync client to serve); `None`: off.
+    pub dir: Option<PathBuf>,
+    /// Days of past reservations the feeds keep.
+    pub past_days: u32,
+    /// Days ahead the feeds reach.
+    pub ahead_days: u32,
+}
+
+impl Default for FeedsConfig {
+    fn default() -> Self {
+        FeedsConfig {
+            dir: None,
+            past_days: 30,
+            ahead_days: 180,
+        }
+    }
 }
 
 /// Usage accounting (`gpures report`).
@@ -490,6 +514,7 @@ impl Default for Config {
             enforce: EnforceConfig::default(),
             policy: PolicyConfig::default(),
             usage: UsageConfig::default(),
+            feeds: FeedsConfig::default(),
         }
     }
 }
@@ -633,6 +658,12 @@ impl Config {
             .is_some_and(|h| h * 60.0 < 1.0)
         {
             return invalid("policy.cooldown_after_hours", "must be at least a minute");
+        }
+        if self.feeds.past_days.saturating_add(self.feeds.ahead_days) > 400 {
+            return invalid(
+                "feeds.ahead_days",
+                "past_days and ahead_days add up to at most 400",
+            );
         }
         if !(1..=3660).contains(&self.usage.keep_minutes_days) {
             return invalid("usage.keep_minutes_days", "must be from 1 to 3660");

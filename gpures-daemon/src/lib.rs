@@ -211,6 +211,18 @@ async fn serve(
         }
         .start(trigger.subscribe()),
     );
+    if let Some(dir) = &config.feeds.dir {
+        workers.push(
+            workers::feeds::FeedWriter {
+                service: service.clone(),
+                dir: dir.clone(),
+                past: chrono::TimeDelta::days(i64::from(config.feeds.past_days)),
+                ahead: chrono::TimeDelta::days(i64::from(config.feeds.ahead_days)),
+                changes: changes.clone(),
+            }
+            .start(trigger.subscribe()),
+        );
+    }
     workers.push(
         workers::watcher::Watcher {
             service: service.clone(),

@@ -8,6 +8,7 @@
 //!
 //! Frames are length-delimited bincode; see [`MAX_FRAME_BYTES`].
 
+pub mod ics;
 pub mod policy;
 pub mod report;
 pub mod text;

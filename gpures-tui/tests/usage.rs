@@ -470,3 +470,178 @@ async fn a_live_daemon_counts_used_and_unreserved_minutes_from_real_processes() 
     let _ = bob_job.wait();
     daemon.stop().await.expect("stop");
 }
+
+/// The events of an iCalendar text, parsed by the `icalendar` crate: UID →
+/// (summary, start, end, status, description).
+fn events(text: &str) -> std::collections::BTreeMap<String, [String; 5]> {
+    use icalendar::{Component as _, DatePerhapsTime};
+    let cal: icalendar::Calendar = text
+        .parse()
+        .unwrap_or_else(|e| panic!("not iCalendar: {e}\n{text}"));
+    let time = |t: Option<DatePerhapsTime>| match t {
+        Some(DatePerhapsTime::DateTime(icalendar::CalendarDateTime::Utc(t))) => t.to_rfc3339(),
+        other => panic!("not a UTC time: {other:?}"),
+    };
+    cal.components
+        .iter()
+        .filter_map(|c| c.as_event())
+        .map(|e| {
+            (
+                e.get_uid().expect("uid").to_owned(),
+                [
+                    e.get_summary().expect("summary").to_owned(),
+                    time(e.get_start()),
+                    time(e.get_end()),
+                    format!("{:?}", e.get_status().expect("status")),
+                    e.get_description().unwrap_or_default().to_owned(),
+                ],
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to create Unix users; .ci/run runs ignored tests as root"]
+async fn ics_exports_and_feeds_round_trip_and_change_only_what_changed() {
+    let feeds = tempfile::tempdir().expect("dir");
+    let feed_dir = feeds.path().to_owned();
+    let daemon = TestDaemon::builder()
+        .with_gpus(2)
+        .config(move |c| c.feeds.dir = Some(feed_dir))
+        .start()
+        .await
+        .expect("daemon");
+    let alice = UnixUser::create("김민수").expect("useradd");
+    let bob = UnixUser::create("Lee Jiwon").expect("useradd");
+    ok(&daemon, &alice, &["register", "--email", "alice@lab.kr"]).await;
+    ok(&daemon, &bob, &["register", "--email", "bob@lab.kr"]).await;
+    let note = format!("a, b; c\\d {}", "긴 메모 ".repeat(30));
+    let book = async |who: &UnixUser, args: &[&str]| -> String {
+        let mut all = vec!["--json", "book"];
+        all.extend_from_slice(args);
+        let v: Value = serde_json::from_str(&ok(&daemon, who, &all).await).expect("json");
+        // A booking of named GPUs prints its reservations.
+        v.get(0).unwrap_or(&v)["booking_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no booking id: {v}"))
+            .to_owned()
+    };
+    book(
+        &alice,
+        &[
+            "gpu0",
+            "--from",
+            "tomorrow 9am",
+            "--for",
+            "2h",
+            "--note",
+            &note,
+        ],
+    )
+    .await;
+    let both = book(
+        &alice,
+        &["gpu0", "gpu1", "--from", "tomorrow 1pm", "--for", "1h"],
+    )
+    .await;
+    let gone = book(&bob, &["gpu1", "--from", "tomorrow 9am", "--for", "3h"]).await;
+    ok(&daemon, &bob, &["cancel", &gone]).await;
+
+    // Alice's own folder: she writes the file.
+    let out = alice.config.path().join("lab.ics");
+    let out_s = out.to_str().expect("path");
+    ok(&daemon, &alice, &["export", "--ics", "-o", out_s]).await;
+    let first = std::fs::read_to_string(&out).expect("read");
+    assert!(
+        first.lines().all(|l| l.len() <= 76),
+        "a line over 75 octets"
+    );
+    assert!(first.contains("\r\n "), "the long note is folded");
+    let got = events(&first);
+    // Every reservation of the window, cancelled ones as cancelled.
+    let listed: Value = serde_json::from_str(
+        &ok(
+            &daemon,
+            &alice,
+            &["--json", "ls", "--all", "--from", "today"],
+        )
+        .await,
+    )
+    .expect("json");
+    let listed = listed.as_array().expect("array");
+    assert_eq!(got.len(), listed.len(), "{got:#?}");
+    assert_eq!(got.len(), 4);
+    for r in listed {
+        let e = &got[&format!("{}@gpures", r["id"].as_str().expect("id"))];
+        let at = |k: &str| {
+            DateTime::parse_from_rfc3339(r[k].as_str().expect("time"))
+                .expect("time")
+                .with_timezone(&Utc)
+                .to_rfc3339()
+        };
+        assert_eq!((&e[1], &e[2]), (&at("start"), &at("end")));
+        let status = if r["status"] == "cancelled" {
+            "Cancelled"
+        } else {
+            "Confirmed"
+        };
+        assert_eq!(e[3], status, "{e:?}");
+        let who = if r["user"]["email"] == "alice@lab.kr" {
+            "김민수"
+        } else {
+            "Lee Jiwon"
+        };
+        assert_eq!(
+            e[0],
+            format!("{} · {who}", r["resource"].as_str().expect("name"))
+        );
+    }
+    assert!(
+        got.values().any(|e| e[4].ends_with(note.trim_end())),
+        "{got:#?}"
+    );
+
+    // Stable: the same bytes again; after one edit only that event differs.
+    let again = ok(&daemon, &alice, &["export", "--ics"]).await;
+    assert_eq!(again, first);
+    ok(&daemon, &alice, &["edit", &both, "--for", "2h"]).await;
+    let edited = events(&ok(&daemon, &alice, &["export", "--ics"]).await);
+    let changed: Vec<&String> = got
+        .keys()
+        .filter(|uid| got.get(*uid) != edited.get(*uid))
+        .collect();
+    assert_eq!(changed.len(), 2, "the two GPUs of the edited booking only");
+    // --mine: Bob's cancelled one only.
+    let bobs = events(&ok(&daemon, &bob, &["export", "--ics", "--mine"]).await);
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs.values().next().expect("one")[3], "Cancelled");
+
+    // The daemon's feeds follow every change: the lab's, and one per member.
+    let lab = feeds.path().join("lab.ics");
+    let mine = feeds.path().join(format!("users/{}.ics", alice.name));
+    let mut feed = String::new();
+    for _ in 0..40 {
+        feed = std::fs::read_to_string(&lab).unwrap_or_default();
+        if !feed.is_empty() && events(&feed) == edited {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(events(&feed), edited, "the lab feed did not follow");
+    let alices = events(&std::fs::read_to_string(&mine).expect("alice's feed"));
+    assert_eq!(alices.len(), 3);
+    assert!(alices.values().all(|e| e[0].ends_with("김민수")));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&lab).expect("meta").permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+
+    // Bad input: a clear error, exit 2, nothing written.
+    for args in [
+        &["export"][..],
+        &["export", "--ics", "--from", "tomorrow", "--to", "today"],
+    ] {
+        let r = run(&daemon, &alice, args).await;
+        assert_eq!(r.code, 2, "{args:?}: {}{}", r.out, r.err);
+    }
+    daemon.stop().await.expect("stop");
+}

@@ -27,6 +27,7 @@ pub mod auth;
 pub mod blocks;
 pub mod booking;
 pub mod enforce;
+pub mod feeds;
 pub mod jobs;
 pub mod notify;
 pub mod policy;

@@ -226,6 +226,15 @@ pub async fn unix_users(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<(i64
     )
 }
 
+/// Every account's id and Unix user.
+pub async fn all_unix_users(conn: &mut PgConnection) -> Result<Vec<(i64, String)>> {
+    Ok(
+        sqlx::query_as("SELECT id, unix_user FROM users ORDER BY id")
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
+
 /// The active admins' ids (to tell them what waits for an admin).
 pub async fn admin_ids(conn: &mut PgConnection) -> Result<Vec<i64>> {
     Ok(

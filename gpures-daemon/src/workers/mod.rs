@@ -5,6 +5,7 @@
 //!
 //! - [`changes`]: LISTEN/NOTIFY into a change counter and the account cache.
 //! - [`calendar`]: delivers the calendar outbox to Google, and repairs.
+//! - [`feeds`]: keeps the iCalendar feeds in `[feeds] dir` up to date.
 //! - [`gpu_monitor`]: samples this host's GPUs into `host_telemetry`.
 //! - [`db_supervisor`]: restarts the embedded PostgreSQL when it dies.
 //! - [`granter`]: grants the queue as capacity frees.
@@ -17,6 +18,7 @@
 pub mod calendar;
 pub mod changes;
 pub mod db_supervisor;
+pub mod feeds;
 pub mod gpu_monitor;
 pub mod granter;
 pub mod jobs;

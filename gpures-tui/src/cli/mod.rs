@@ -21,6 +21,7 @@ mod account;
 mod admin;
 mod blocks;
 mod booking;
+mod export;
 mod notify;
 mod policy;
 mod queue;
@@ -466,6 +467,26 @@ pub enum Command {
     },
     /// The groups of the lab and their members.
     Groups,
+    /// The reservations of a window as an iCalendar file (RFC 5545), for
+    /// calendars that are not Google: cancelled ones stay in as cancelled,
+    /// and each event keeps its UID, so a subscribed calendar updates.
+    Export {
+        /// iCalendar, the only format so far (required).
+        #[arg(long, required = true)]
+        ics: bool,
+        /// Only your own reservations.
+        #[arg(long)]
+        mine: bool,
+        /// Start of the window (default 30 days ago): 2026-11-01, yesterday.
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// End of the window (default 180 days ahead).
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// Write FILE (replaced whole, mode 0644) instead of standard output.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
     /// GPU-hours booked, really used, left idle and used without a booking,
     /// per user, group, resource or host (members see their own rows and the
     /// lab's total). Default: this month.
@@ -1192,6 +1213,24 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
         Command::Policy => policy::show(ctx).await,
         Command::Blocks { days } => blocks::list(ctx, days).await,
         Command::Groups => policy::groups(ctx).await,
+        Command::Export {
+            ics: _,
+            mine,
+            from,
+            to,
+            output,
+        } => {
+            export::ics(
+                ctx,
+                export::Asked {
+                    mine,
+                    from,
+                    to,
+                    output,
+                },
+            )
+            .await
+        }
         Command::Report {
             month,
             from,
