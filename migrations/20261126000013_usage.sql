@@ -20,9 +20,9 @@ CREATE TABLE usage_minutes (
     mem_peak_mib    integer CHECK (mem_peak_mib >= 0),
     -- Unix users with a qualifying process on a GPU they did not hold.
     unreserved      text[] NOT NULL DEFAULT '{}',
+    -- Also what pruning walks, per resource (no second index to pay for).
     PRIMARY KEY (resource_id, minute)
 );
-CREATE INDEX usage_minutes_minute_idx ON usage_minutes (minute);
 
 -- Per GPU, hour and holder, kept forever: what reports and the per-booking
 -- totals read (24 rows per GPU and day at most, more only when the holder

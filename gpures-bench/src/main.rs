@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Scenarios: ping, book, race, timeline, login, memory, tui, gpu, calendar,
-//! fair, slot, queue (all when none is named; fair needs root). `docs/BENCHMARKS.md`
+//! fair, slot, queue, policy, report (all when none is named; fair needs root). `docs/BENCHMARKS.md`
 //! records the figures.
 
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use chrono::{DurationRound, TimeDelta, Utc};
+use chrono::{Datelike, DurationRound, TimeDelta, Utc};
 use gpures_daemon::config::Config;
 use gpures_daemon::host::pg::ClusterOptions;
 use gpures_proto::{
@@ -424,6 +424,210 @@ async fn scenario_policy(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()>
         goal: "-",
         met: None,
     });
+    d.stop().await
+}
+
+/// `gpures report` over a year of history on 64 GPUs (a 4-hour booking after
+/// another on every GPU, with hourly usage rows), and what the per-minute
+/// rollup costs the daemon.
+async fn scenario_report(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
+    use gpures_daemon::service::usage::{Meter, Sample};
+    use gpures_daemon::store::usage as store_usage;
+    let d = env.daemon(|_| {}).await?;
+    let gpus = d.gpus(64).await?;
+    let (c, boss) = d.boss("boss@bench.kr").await?;
+    let mut members = Vec::new();
+    for i in 0..20 {
+        members.push(d.member(&format!("m{i}@bench.kr")).await?);
+    }
+    let mut db = sqlx::PgConnection::connect(&d.database_url).await?;
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM users WHERE email LIKE 'm%' ORDER BY id")
+            .fetch_all(&mut db)
+            .await?;
+    let year_ago = Utc::now().duration_trunc(TimeDelta::hours(4))? - TimeDelta::days(365);
+    let seeded = Instant::now();
+    sqlx::query(
+        "INSERT INTO reservations (id, booking_id, user_id, resource_id, period)
+         SELECT gen_random_uuid(), gen_random_uuid(), ($1::bigint[])[1 + (g.i + k) % 20], g.id,
+                tstzrange($2 + make_interval(hours => 4 * k), $2 + make_interval(hours => 4 * k + 4), '[)')
+           FROM unnest($3::bigint[]) WITH ORDINALITY AS g(id, i), generate_series(0, 365 * 6 - 1) k",
+    )
+    .bind(&ids)
+    .bind(year_ago)
+    .bind(&gpus)
+    .execute(&mut db)
+    .await?;
+    sqlx::query(
+        "INSERT INTO usage_hours (resource_id, hour, reservation_id, used_min, idle_min, util_sum, util_n, util_peak, mem_peak_mib)
+         SELECT r.resource_id, h, r.id, u, 60 - u, u * 80, 60, 100, 40000
+           FROM reservations r,
+                generate_series(lower(r.period), upper(r.period) - interval '1 hour', interval '1 hour') h,
+                LATERAL (SELECT (abs(hashtext(r.id::text || h::text)) % 61)::int AS u) x",
+    )
+    .execute(&mut db)
+    .await?;
+    sqlx::query(
+        "INSERT INTO unreserved_hours (resource_id, hour, unix_user, minutes)
+         SELECT g, $1 + make_interval(days => d), 'intruder' || (d % 7), 15
+           FROM unnest($2::bigint[]) g, generate_series(0, 364) d",
+    )
+    .bind(year_ago)
+    .bind(&gpus)
+    .execute(&mut db)
+    .await?;
+    sqlx::query("ANALYZE").execute(&mut db).await?;
+    eprintln!("  seeded a year in {:.1} s", seeded.elapsed().as_secs_f64());
+    // Last full calendar month (UTC).
+    let now = Utc::now();
+    let this_month = now
+        .date_naive()
+        .with_day(1)
+        .context("month")?
+        .and_hms_opt(0, 0, 0)
+        .context("month")?
+        .and_utc();
+    let last_month = this_month
+        .checked_sub_months(chrono::Months::new(1))
+        .context("month")?;
+    let window = Period {
+        start: last_month,
+        end: this_month,
+    };
+    let report = |token: String, by: gpures_proto::ReportBy| {
+        let c = c.clone();
+        async move {
+            let req = gpures_proto::ReportRequest { window, by };
+            anyhow::Ok(c.report(context::current(), token, req).await??)
+        }
+    };
+    let first = report(boss.clone(), gpures_proto::ReportBy::User).await?;
+    // 20 members and 7 intruders without accounts.
+    if first.rows.len() != 27 || first.lab.booked < 64 * 28 * 24 * 60 {
+        bail!("report: unexpected figures {:?}", first.lab);
+    }
+    for (who, token, by) in [
+        (
+            "admin, --by user",
+            boss.clone(),
+            gpures_proto::ReportBy::User,
+        ),
+        (
+            "admin, --by resource",
+            boss.clone(),
+            gpures_proto::ReportBy::Resource,
+        ),
+        (
+            "member, --by user",
+            members[0].1.clone(),
+            gpures_proto::ReportBy::User,
+        ),
+    ] {
+        let mut lat = Vec::new();
+        for _ in 0..30 {
+            let t = Instant::now();
+            report(token.clone(), by).await?;
+            lat.push(t.elapsed());
+        }
+        lat.sort();
+        let p50 = percentile(&lat, 0.5).as_secs_f64() * 1e3;
+        figures.push(Figure {
+            scenario: "report",
+            name: format!("report --month over a year of 64 GPUs, {who}, p50"),
+            value: p50,
+            unit: "ms",
+            baseline: None,
+            ratio: None,
+            goal: "≤ 200 ms",
+            met: Some(p50 <= 200.0),
+        });
+    }
+    // The rollup: a minute of 64 GPUs at the default 5 s sampling is 12
+    // samples into the meter and one write of 64 rows.
+    let minute0 = now.duration_trunc(TimeDelta::minutes(1))? + TimeDelta::days(1);
+    let mut meter = Meter::default();
+    let mut lat = Vec::new();
+    for m in 0..200 {
+        let start = minute0 + TimeDelta::minutes(m);
+        let t = Instant::now();
+        for s in 0..12 {
+            let samples = gpus
+                .iter()
+                .map(|g| Sample {
+                    resource_id: *g,
+                    reservation_id: None,
+                    used: false,
+                    util_pct: Some(50),
+                    memory_used_mib: Some(1000),
+                    unreserved: std::collections::BTreeSet::new(),
+                })
+                .collect();
+            meter.observe(start + TimeDelta::seconds(5 * s), samples);
+        }
+        let done = meter.finished(start + TimeDelta::minutes(1));
+        if done.len() != gpus.len() {
+            bail!("rollup: {} minutes, not {}", done.len(), gpus.len());
+        }
+        store_usage::put(&mut db, &done).await?;
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    // Wall time includes PostgreSQL's work and the round trip: an upper
+    // bound of the CPU both spend.
+    let share = percentile(&lat, 0.5).as_secs_f64() / 60.0 * 100.0;
+    figures.push(Figure {
+        scenario: "report",
+        name: "usage rollup per minute of 64 GPUs (wall, daemon + PostgreSQL), share of a core"
+            .into(),
+        value: share,
+        unit: "%",
+        baseline: None,
+        ratio: None,
+        goal: "≤ 0.5%",
+        met: Some(share <= 0.5),
+    });
+    figures.push(Figure {
+        scenario: "report",
+        name: "usage rollup per minute of 64 GPUs, p50 wall".into(),
+        value: percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        unit: "ms",
+        baseline: None,
+        ratio: None,
+        goal: "-",
+        met: None,
+    });
+    // What a GPU-day costs on disk (tables and indexes).
+    let (minute_bytes, minutes): (i64, i64) = sqlx::query_as(
+        "SELECT pg_total_relation_size('usage_minutes'), (SELECT count(*) FROM usage_minutes)",
+    )
+    .fetch_one(&mut db)
+    .await?;
+    let (hour_bytes, hours): (i64, i64) = sqlx::query_as(
+        "SELECT pg_total_relation_size('usage_hours'), (SELECT count(*) FROM usage_hours)",
+    )
+    .fetch_one(&mut db)
+    .await?;
+    for (name, bytes, rows, per_day) in [
+        (
+            "per-minute rows (kept 90 days)",
+            minute_bytes,
+            minutes,
+            1440.0,
+        ),
+        ("hourly rollups (kept forever)", hour_bytes, hours, 24.0),
+    ] {
+        figures.push(Figure {
+            scenario: "report",
+            name: format!("storage per GPU per day: {name}"),
+            value: bytes as f64 / rows.max(1) as f64 * per_day / 1024.0,
+            unit: "KiB",
+            baseline: None,
+            ratio: None,
+            goal: "-",
+            met: None,
+        });
+    }
+    drop(db);
     d.stop().await
 }
 
@@ -1341,7 +1545,7 @@ async fn main() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "gpures-bench [--json] [--history N] [--burst N] [ping book race timeline login memory tui gpu calendar fair slot queue policy]"
+                    "gpures-bench [--json] [--history N] [--burst N] [ping book race timeline login memory tui gpu calendar fair slot queue policy report]"
                 );
                 return Ok(());
             }
@@ -1350,7 +1554,7 @@ async fn main() -> Result<()> {
     }
     let all = [
         "ping", "book", "race", "timeline", "login", "memory", "tui", "gpu", "calendar", "fair",
-        "slot", "queue", "policy",
+        "slot", "queue", "policy", "report",
     ];
     if chosen.is_empty() {
         chosen = all.iter().map(|s| (*s).to_owned()).collect();
@@ -1377,6 +1581,7 @@ async fn main() -> Result<()> {
             "slot" => scenario_slot(&mut env, &mut figures).await?,
             "queue" => scenario_queue(&mut env, &mut figures).await?,
             "policy" => scenario_policy(&mut env, &mut figures).await?,
+            "report" => scenario_report(&mut env, &mut figures).await?,
             _ => {}
         }
     }

@@ -372,6 +372,13 @@ async fn a_seeded_month_gives_exact_figures_to_admins_and_members() {
     assert!(table.contains("67%"), "{table}");
     assert!(table.contains("never counted as idle"), "{table}");
 
+    // Pruning old minutes keeps the hourly rollups: the same report.
+    let pruned = usage::prune(&mut conn, kst("2026-10-07T00:00"))
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 300, "alice's 180 minutes and bob's first 120");
+    assert_eq!(report(&daemon, &carol, &["--month", "2026-10"]).await, all);
+
     // Bad input: a clear error, exit 2.
     for args in [
         &["report", "--month", "2026-13"][..],

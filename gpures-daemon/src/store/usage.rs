@@ -115,12 +115,16 @@ pub async fn put(conn: &mut PgConnection, minutes: &[Minute]) -> Result<()> {
     Ok(())
 }
 
-/// Drops per-minute rows older than `before` (the hourly rollups stay).
+/// Drops per-minute rows older than `before` (the hourly rollups stay),
+/// one resource at a time along the primary key.
 pub async fn prune(conn: &mut PgConnection, before: DateTime<Utc>) -> Result<u64> {
-    let done = sqlx::query("DELETE FROM usage_minutes WHERE minute < $1")
-        .bind(before)
-        .execute(&mut *conn)
-        .await?;
+    let done = sqlx::query(
+        "DELETE FROM usage_minutes m USING resources r
+          WHERE m.resource_id = r.id AND m.minute < $1",
+    )
+    .bind(before)
+    .execute(&mut *conn)
+    .await?;
     Ok(done.rows_affected())
 }
 
