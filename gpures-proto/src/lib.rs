@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use report::{Report, ReportBy, ReportRequest, ReportRow, Usage};
+pub use report::{HeatRow, Report, ReportBy, ReportRequest, ReportRow, Usage};
 
 pub use policy::{
     BookingPreview, Group, GroupChange, Policy, PolicyRefusal, PolicyRule, PolicyScope, PolicySet,

@@ -107,6 +107,19 @@ pub struct Report {
     pub lab: Usage,
     /// Whether `rows` cover everyone (an admin asked).
     pub everyone: bool,
+    /// Per GPU, its mean utilisation per day of the window (days are 24 h
+    /// from the window's start; `None`: no sample that day).
+    pub heat: Vec<HeatRow>,
+    /// The asker's efficiency (used ÷ (used + idle), in percent) per day of
+    /// the window; `None` on days without a sampled booking.
+    pub trend: Vec<Option<u8>>,
+}
+
+/// One GPU's row of the heat strip.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeatRow {
+    pub resource: String,
+    pub days: Vec<Option<u8>>,
 }
 
 /// What `report` is asked.

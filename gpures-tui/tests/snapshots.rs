@@ -238,6 +238,97 @@ fn admin() {
     both("admin", &mut a);
 }
 
+/// A month of usage as the daemon reports it for November 2026 (Seoul).
+fn november() -> gpures_proto::Report {
+    use gpures_proto::{HeatRow, Report, ReportBy, ReportRow, Usage};
+    let h = |x: i64| x * 60;
+    let usage = |booked, used, idle, unreserved| Usage {
+        booked: h(booked),
+        used: h(used),
+        idle: h(idle),
+        unknown: h(booked - used - idle),
+        unreserved: h(unreserved),
+        ..Usage::default()
+    };
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00+09:00")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    let rows = vec![
+        ReportRow {
+            key: "김민수".into(),
+            usage: usage(120, 90, 20, 0),
+        },
+        ReportRow {
+            key: "Lee Jiwon".into(),
+            usage: usage(80, 20, 50, 6),
+        },
+        ReportRow {
+            key: "evil\u{1b}[2Jname".into(),
+            usage: usage(10, 0, 10, 0),
+        },
+    ];
+    let mut lab = Usage::default();
+    for r in &rows {
+        lab.add(&r.usage);
+    }
+    Report {
+        window: Period {
+            start,
+            end: start + TimeDelta::days(30),
+        },
+        until: now(),
+        by: ReportBy::User,
+        rows,
+        lab,
+        everyone: true,
+        heat: (0..4)
+            .map(|g| HeatRow {
+                resource: format!("gpu{g}"),
+                days: (0..30)
+                    .map(|d| (d < 26).then(|| u8::try_from((d * 7 + g * 13) % 101).unwrap_or(0)))
+                    .collect(),
+            })
+            .collect(),
+        trend: (0..30)
+            .map(|d| (d < 26 && d % 6 != 5).then(|| u8::try_from(40 + d * 2).unwrap_or(0)))
+            .collect(),
+    }
+}
+
+#[test]
+fn report_screen() {
+    let mut a = app();
+    let _ = press(&mut a, KeyCode::BackTab);
+    let effects = press(&mut a, KeyCode::BackTab);
+    assert_eq!(a.screen(), Screen::Report);
+    let november = november();
+    match effects.as_slice() {
+        [gpures_tui::tui::app::Effect::LoadReport(w)] => assert_eq!(*w, november.window),
+        other => panic!("opening the report loads its month: {other:?}"),
+    }
+    a.apply(Msg::ReportLoaded(Box::new(november)));
+    let screen = render(&mut a, 80, 24);
+    // Korean and Latin names take the same columns: the bars start together.
+    let bar_column = |name: &str| {
+        let line = screen
+            .lines()
+            .find(|l| l.starts_with('│') && l.contains(name))
+            .unwrap_or_else(|| panic!("no {name}:\n{screen}"));
+        let prefix: String = line.chars().take_while(|c| !"█▒░".contains(*c)).collect();
+        unicode_width::UnicodeWidthStr::width(prefix.as_str())
+    };
+    assert_eq!(bar_column("김민수"), bar_column("Lee Jiwon"), "{screen}");
+    assert!(screen.contains("82%"), "김민수: 90 of 110 seen:\n{screen}");
+    both("report", &mut a);
+    // ← asks for October; until it comes, the screen says it is loading.
+    let effects = press(&mut a, KeyCode::Left);
+    assert!(matches!(
+        effects.as_slice(),
+        [gpures_tui::tui::app::Effect::LoadReport(_)]
+    ));
+    assert!(render(&mut a, 80, 24).contains("loading…"));
+}
+
 #[test]
 fn help_overlay() {
     let mut a = app();

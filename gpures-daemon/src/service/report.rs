@@ -47,12 +47,54 @@ impl Service {
         unix_users.sort_unstable();
         unix_users.dedup();
         let people = usage::people(&mut conn, &ids, &unix_users).await?;
-        let resources: HashMap<i64, (String, String)> = resources::list(&mut conn, true)
-            .await?
+        let all_resources = resources::list(&mut conn, true).await?;
+        // Whole days of 24 h from the start (a window of hours is one day).
+        let days = usize::try_from(((to - from).num_hours() + 23) / 24)
+            .unwrap_or(1)
+            .max(1);
+        let heat_rows = usage::heat(&mut conn, from, to).await?;
+        let trend_rows = match actor.user() {
+            Some(u) => usage::trend(&mut conn, u.id, from, to).await?,
+            None => Vec::new(),
+        };
+        drop(conn);
+        let day_index = |d: i32| usize::try_from(d).ok().filter(|d| *d < days);
+        let mut trend = vec![None; days];
+        for (day, used, idle) in trend_rows {
+            if let Some(d) = day_index(day)
+                && used + idle > 0
+            {
+                trend[d] = u8::try_from(used * 100 / (used + idle)).ok();
+            }
+        }
+        let mut heat_of: HashMap<i64, Vec<Option<u8>>> = HashMap::new();
+        for (resource_id, day, sum, n) in heat_rows {
+            if let Some(d) = day_index(day)
+                && n > 0
+            {
+                heat_of
+                    .entry(resource_id)
+                    .or_insert_with(|| vec![None; days])[d] =
+                    u8::try_from((sum / n).clamp(0, 100)).ok();
+            }
+        }
+        // Every active GPU, and a removed one that has data in the window.
+        let heat = all_resources
+            .iter()
+            .filter(|r| r.active || heat_of.contains_key(&r.id))
+            .filter(|r| r.kind == gpures_proto::ResourceKind::Gpu)
+            .map(|r| gpures_proto::HeatRow {
+                resource: r.name.clone(),
+                days: heat_of
+                    .get(&r.id)
+                    .cloned()
+                    .unwrap_or_else(|| vec![None; days]),
+            })
+            .collect();
+        let resources: HashMap<i64, (String, String)> = all_resources
             .into_iter()
             .map(|r| (r.id, (r.name, r.host)))
             .collect();
-        drop(conn);
 
         let person: HashMap<i64, &usage::Person> = people.iter().map(|p| (p.id, p)).collect();
         let speaker: HashMap<&str, &usage::Person> = people
@@ -143,6 +185,8 @@ impl Service {
             rows,
             lab,
             everyone,
+            heat,
+            trend,
         })
     }
 }

@@ -196,6 +196,47 @@ pub async fn facts(
     .await?)
 }
 
+/// Per resource and day (24 h from `from`): the sum of the per-minute mean
+/// utilisations and how many minutes had one, in `[from, to)`.
+pub async fn heat(
+    conn: &mut PgConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(i64, i32, i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT resource_id, floor(extract(epoch FROM hour - $1) / 86400)::int AS day,
+                sum(util_sum)::bigint, sum(util_n)::bigint
+           FROM usage_hours WHERE hour >= $1 AND hour < $2
+          GROUP BY 1, 2",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Per day (24 h from `from`): the used and idle minutes of `user_id`'s
+/// reservations in `[from, to)`.
+pub async fn trend(
+    conn: &mut PgConnection,
+    user_id: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(i32, i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT floor(extract(epoch FROM h.hour - $2) / 86400)::int AS day,
+                sum(h.used_min)::bigint, sum(h.idle_min)::bigint
+           FROM usage_hours h JOIN reservations r ON r.id = h.reservation_id
+          WHERE r.user_id = $1 AND h.hour >= $2 AND h.hour < $3
+          GROUP BY 1",
+    )
+    .bind(user_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
 /// Per Unix user and resource: minutes of use of a GPU they did not hold,
 /// in `[from, to)` (whole hours).
 pub async fn unreserved(

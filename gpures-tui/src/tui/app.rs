@@ -24,6 +24,7 @@ use super::popups::inbox::Inbox;
 use super::screens::admin::Admin;
 use super::screens::login::Login;
 use super::screens::mine::Mine;
+use super::screens::report::ReportScreen;
 use super::screens::status::Status;
 use super::screens::timeline::Timeline;
 
@@ -40,6 +41,7 @@ struct Screens {
     timeline: Timeline,
     mine: Mine,
     status: Status,
+    report: ReportScreen,
     admin: Admin,
 }
 
@@ -50,6 +52,7 @@ impl Screens {
             Screen::Timeline => &self.timeline,
             Screen::Mine => &self.mine,
             Screen::Status => &self.status,
+            Screen::Report => &self.report,
             Screen::Admin => &self.admin,
         }
     }
@@ -60,6 +63,7 @@ impl Screens {
             Screen::Timeline => &mut self.timeline,
             Screen::Mine => &mut self.mine,
             Screen::Status => &mut self.status,
+            Screen::Report => &mut self.report,
             Screen::Admin => &mut self.admin,
         }
     }
@@ -99,6 +103,7 @@ impl App {
                 timeline: Timeline::new(now),
                 mine: Mine::default(),
                 status: Status,
+                report: ReportScreen::new(now, tz),
                 admin: Admin::default(),
             },
             popup: None,
@@ -207,7 +212,12 @@ impl App {
         if self.screen == Screen::Login {
             return vec![Screen::Login];
         }
-        let mut order = vec![Screen::Timeline, Screen::Mine, Screen::Status];
+        let mut order = vec![
+            Screen::Timeline,
+            Screen::Mine,
+            Screen::Status,
+            Screen::Report,
+        ];
         if self.ctx.is_admin() {
             order.push(Screen::Admin);
         }
@@ -267,8 +277,8 @@ impl App {
             && self.screen != Screen::Login
         {
             if let Some(screen) = self.tab_at(ev.column) {
-                self.screen = screen;
                 self.ctx.message = None;
+                return self.open(screen);
             }
             return vec![];
         }
@@ -300,7 +310,13 @@ impl App {
                 }
                 events
             }
-            Action::Refresh => vec![Event::Call(self.refresh())],
+            Action::Refresh => {
+                let mut events = vec![Event::Call(self.refresh())];
+                if self.screen == Screen::Report {
+                    events.push(Event::Call(self.screens.report.load(&self.ctx)));
+                }
+                events
+            }
             Action::NextScreen | Action::PrevScreen => {
                 let order = self.tabs();
                 let i = order.iter().position(|s| *s == self.screen).unwrap_or(0);
@@ -310,12 +326,21 @@ impl App {
                 } else {
                     (i + n - 1) % n
                 };
-                self.screen = order[j];
-                vec![]
+                return self.open(order[j]);
             }
             action => self.screens.get_mut(self.screen).update(action, &self.ctx),
         };
         self.handle(events)
+    }
+
+    /// Switches to `screen`; the Report screen loads its month on opening.
+    fn open(&mut self, screen: Screen) -> Vec<Effect> {
+        self.screen = screen;
+        if screen == Screen::Report {
+            vec![self.screens.report.load(&self.ctx)]
+        } else {
+            vec![]
+        }
     }
 
     /// Applies the events components asked for; returns the calls to make.
@@ -547,11 +572,17 @@ impl App {
                 effects
             }
             Msg::RemoteChange => {
-                if self.ctx.data.me.is_some() {
-                    vec![self.refresh()]
-                } else {
+                if self.ctx.data.me.is_none() {
                     vec![]
+                } else if self.screen == Screen::Report {
+                    vec![self.refresh(), self.screens.report.load(&self.ctx)]
+                } else {
+                    vec![self.refresh()]
                 }
+            }
+            Msg::ReportLoaded(report) => {
+                self.ctx.data.report = Some(*report);
+                vec![]
             }
             Msg::Read(up_to) => {
                 let data = &mut self.ctx.data;

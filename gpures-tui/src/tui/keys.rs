@@ -64,6 +64,7 @@ pub enum Scope {
     Timeline,
     List,
     Admin,
+    Report,
     Login,
     Form,
     Filter,
@@ -81,7 +82,7 @@ impl Scope {
     fn has_globals(self) -> bool {
         matches!(
             self,
-            Scope::Timeline | Scope::List | Scope::Admin | Scope::Global
+            Scope::Timeline | Scope::List | Scope::Admin | Scope::Report | Scope::Global
         )
     }
 
@@ -92,6 +93,7 @@ impl Scope {
             Scope::Timeline => "Timeline",
             Scope::List => "My reservations",
             Scope::Admin => "Admin",
+            Scope::Report => "Report",
             Scope::Login => "Log in / register",
             Scope::Form => "Booking form",
             Scope::Filter => "Filter prompt",
@@ -255,6 +257,10 @@ pub const BINDINGS: &[Binding] = &[
         A::DisableUser,
         "disable the user (asks first)",
     ),
+    b(S::Report, K::Left, A::Left, "the month before"),
+    b(S::Report, K::Char('h'), A::Left, "the month before"),
+    b(S::Report, K::Right, A::Right, "the month after"),
+    b(S::Report, K::Char('l'), A::Right, "the month after"),
     b(S::Login, K::Tab, A::NextField, "next field"),
     b(S::Login, K::Down, A::NextField, "next field"),
     b(S::Login, K::BackTab, A::PrevField, "previous field"),

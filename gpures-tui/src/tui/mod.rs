@@ -121,6 +121,13 @@ impl Session {
         let c = &self.client;
         Ok(match effect {
             Effect::Watch => Msg::Tick(Utc::now()),
+            Effect::LoadReport(window) => {
+                let request = gpures_proto::ReportRequest {
+                    window,
+                    by: gpures_proto::ReportBy::User,
+                };
+                Msg::ReportLoaded(Box::new(c.report(request).await?))
+            }
             Effect::Login { email, password } => {
                 let login = c.login(email, password).await?;
                 if let Some(store) = &self.store {

@@ -18,6 +18,7 @@ pub enum Screen {
     Timeline,
     Mine,
     Status,
+    Report,
     Admin,
 }
 
@@ -28,6 +29,7 @@ impl Screen {
             Screen::Timeline => "Timeline",
             Screen::Mine => "My reservations",
             Screen::Status => "Status",
+            Screen::Report => "Report",
             Screen::Admin => "Admin",
         }
     }
@@ -57,6 +59,8 @@ pub struct Data {
     /// Lab policy and the groups (loaded for admins).
     pub policies: Vec<gpures_proto::Policy>,
     pub groups: Vec<gpures_proto::Group>,
+    /// The month the Report screen shows (loaded when it opens).
+    pub report: Option<gpures_proto::Report>,
 }
 
 /// A line in the footer.
@@ -179,6 +183,8 @@ pub enum Effect {
         approve: bool,
         reason: Option<String>,
     },
+    /// The usage report of a window (the Report screen's month).
+    LoadReport(Period),
     /// Start following `wait_for_changes`.
     Watch,
 }
@@ -192,6 +198,8 @@ pub enum Msg {
         password: String,
     },
     Loaded(Box<Snapshot>),
+    /// The answer to [`Effect::LoadReport`].
+    ReportLoaded(Box<gpures_proto::Report>),
     /// The notifications up to this id are read.
     Read(i64),
     Done(String),

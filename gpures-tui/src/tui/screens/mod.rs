@@ -1,9 +1,10 @@
 //! The screens, one [`Component`] each: [`login`], [`timeline`], [`mine`],
-//! [`status`], [`admin`].
+//! [`status`], [`report`], [`admin`].
 
 pub mod admin;
 pub mod login;
 pub mod mine;
+pub mod report;
 pub mod status;
 pub mod timeline;
 
