@@ -42,6 +42,9 @@ pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 
 /// Limits the daemon enforces on input; clients use them to validate early.
 pub mod limits {
+    /// The longest past (in hours) for which the timeline gets usage by the
+    /// minute; beyond it, by the hour.
+    pub const USAGE_MINUTES_MAX_HOURS: i64 = 36;
     /// Most occurrences one recurring booking may have.
     pub const SERIES_MAX: usize = 200;
     /// Longest note on a reservation, in characters.
@@ -758,6 +761,20 @@ pub struct Timeline {
     pub next: Option<Cursor>,
     /// Maintenance blocks overlapping the window (on the first page only).
     pub blocks: Vec<Block>,
+    /// What the held GPUs really did in the window's past (first page only):
+    /// runs of used or idle time; no span where telemetry had a gap.
+    pub usage: Vec<UsageSpan>,
+}
+
+/// A run of held time on one GPU that was all used (the holder ran a
+/// qualifying process) or all idle. Minutes for a window whose past is at
+/// most [`limits::USAGE_MINUTES_MAX_HOURS`] long, else whole hours (used when
+/// most of the hour was).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageSpan {
+    pub resource_id: i64,
+    pub period: Period,
+    pub used: bool,
 }
 
 /// A period in which an admin blocked one resource (maintenance, a

@@ -88,6 +88,41 @@ fn timeline() {
 }
 
 #[test]
+fn timeline_booked_against_used() {
+    let mut a = app();
+    // Eve's finished six hours on gpu3: two used, then four idle.
+    let mut s = common::snapshot();
+    let eve = common::users()[3].clone();
+    s.reservations
+        .push(common::reservation(6, &eve, 4, -10, -4, "forgotten"));
+    let at = |h: i64| common::reservation(0, &eve, 4, h, h, "").period.start;
+    for (from, to, used) in [(-10, -8, true), (-8, -4, false)] {
+        s.usage.push(gpures_proto::UsageSpan {
+            resource_id: 4,
+            period: Period {
+                start: at(from),
+                end: at(to),
+            },
+            used,
+        });
+    }
+    a.apply(Msg::Loaded(Box::new(s)));
+    for _ in 0..24 {
+        press(&mut a, KeyCode::Left);
+    }
+    let screen = render(&mut a, 160, 48);
+    let row = screen
+        .lines()
+        .find(|l| l.starts_with(" gpu3"))
+        .unwrap_or_else(|| panic!("no gpu3:\n{screen}"));
+    // 30-minute cells: the 8 idle cells are hatched; the name covers 3 of
+    // the used ones, the last used one is solid.
+    assert_eq!(row.matches('~').count(), 8, "{screen}");
+    assert!(row.contains("Eve ~~~~~~~~"), "{screen}");
+    both("timeline_usage", &mut a);
+}
+
+#[test]
 fn timeline_week_zoom_with_marks_and_filter() {
     let mut a = app();
     a.key(KeyEvent::from(KeyCode::Char('-')));

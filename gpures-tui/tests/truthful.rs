@@ -173,6 +173,7 @@ fn snapshot_of(a: &App) -> Snapshot {
         notifications: d.notifications.clone(),
         unread: d.unread,
         blocks: d.blocks.clone(),
+        usage: d.usage.clone(),
         policies: d.policies.clone(),
         groups: d.groups.clone(),
     }

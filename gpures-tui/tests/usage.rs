@@ -372,6 +372,49 @@ async fn a_seeded_month_gives_exact_figures_to_admins_and_members() {
     assert!(table.contains("67%"), "{table}");
     assert!(table.contains("never counted as idle"), "{table}");
 
+    // The timeline's booked-against-used runs: by the minute for a day,
+    // by the hour for a longer past (an hour is used when most of it was).
+    let (client, login) = daemon.admin("ops@lab.kr", "ops").await.expect("admin");
+    let timeline = |start: &str, end: &str| {
+        let (client, token) = (client.clone(), login.token.clone());
+        let window = gpures_proto::Period {
+            start: kst(start),
+            end: kst(end),
+        };
+        async move {
+            client
+                .timeline(tarpc::context::current(), token, window, Default::default())
+                .await
+                .expect("rpc")
+                .expect("timeline")
+                .usage
+        }
+    };
+    let span = |from: &str, to: &str, used: bool| gpures_proto::UsageSpan {
+        resource_id: gpu0,
+        period: gpures_proto::Period {
+            start: kst(from),
+            end: kst(to),
+        },
+        used,
+    };
+    let day = timeline("2026-10-05T00:00", "2026-10-06T00:00").await;
+    assert_eq!(
+        day,
+        [
+            span("2026-10-05T09:00", "2026-10-05T11:00", true),
+            span("2026-10-05T11:00", "2026-10-05T12:00", false),
+        ]
+    );
+    let week = timeline("2026-10-01T00:00", "2026-10-08T00:00").await;
+    assert_eq!(week[..2], day[..], "whole hours give the same runs");
+    // Bob's reclaimed hour, used every other minute: 60 runs by the
+    // minute, one used hour by the hour.
+    let b2_day = timeline("2026-10-07T00:00", "2026-10-08T00:00").await;
+    assert_eq!(b2_day.len(), 60);
+    assert_eq!(week.len(), 4, "{week:#?}");
+    assert!(week[3].used && week[3].period.end - week[3].period.start == TimeDelta::hours(1));
+
     // Pruning old minutes keeps the hourly rollups: the same report.
     let pruned = usage::prune(&mut conn, kst("2026-10-07T00:00"))
         .await

@@ -684,13 +684,14 @@ impl Service {
         validate::cursor(page.after.as_ref())?;
         let limit = validate::page_limit(page.limit);
         let mut conn = self.store().acquire().await?;
-        let (resources, blocks) = if page.after.is_none() {
+        let (resources, blocks, usage) = if page.after.is_none() {
             (
                 resources::list(&mut conn, false).await?,
                 crate::store::blocks::in_window(&mut conn, window).await?,
+                usage_spans(&mut conn, window).await?,
             )
         } else {
-            (Vec::new(), Vec::new())
+            (Vec::new(), Vec::new(), Vec::new())
         };
         let rows =
             reservations::active_page(&mut conn, window, page.after.as_ref(), limit + 1).await?;
@@ -701,6 +702,7 @@ impl Service {
             reservations,
             next,
             blocks,
+            usage,
         })
     }
 
@@ -951,4 +953,37 @@ impl From<sqlx::Error> for Failed {
     fn from(e: sqlx::Error) -> Self {
         StoreError::from(e).into()
     }
+}
+
+/// What the held GPUs did in the past part of `window` (see
+/// [`gpures_proto::UsageSpan`]).
+async fn usage_spans(
+    conn: &mut sqlx::PgConnection,
+    window: Period,
+) -> Result<Vec<gpures_proto::UsageSpan>> {
+    let now = Utc::now();
+    let end = window.end.min(now);
+    if end <= window.start {
+        return Ok(Vec::new());
+    }
+    let by_minute = end - window.start
+        <= chrono::TimeDelta::hours(gpures_proto::limits::USAGE_MINUTES_MAX_HOURS);
+    let (from, to) = if by_minute {
+        (window.start, end)
+    } else {
+        // Whole hours that touch the window.
+        let floor = |t: chrono::DateTime<Utc>| {
+            chrono::DurationRound::duration_trunc(t, chrono::TimeDelta::hours(1)).unwrap_or(t)
+        };
+        (floor(window.start), end)
+    };
+    Ok(crate::store::usage::spans(conn, from, to, by_minute)
+        .await?
+        .into_iter()
+        .map(|(resource_id, start, end, used)| gpures_proto::UsageSpan {
+            resource_id,
+            period: Period { start, end },
+            used,
+        })
+        .collect())
 }

@@ -237,6 +237,43 @@ pub async fn trend(
     .await?)
 }
 
+/// Runs of used or idle held time per resource in `[from, to)`, from the
+/// per-minute rows (`by_minute`) or the hourly rollups.
+pub async fn spans(
+    conn: &mut PgConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    by_minute: bool,
+) -> Result<Vec<(i64, DateTime<Utc>, DateTime<Utc>, bool)>> {
+    // Gaps and islands: within a run of one state with no missing step,
+    // the time minus the row's rank in that state is constant.
+    let sql = if by_minute {
+        "SELECT resource_id, min(t), max(t) + interval '1 minute', used
+           FROM (SELECT resource_id, minute AS t, used_samples > 0 AS used,
+                        minute - make_interval(mins => (row_number() OVER
+                            (PARTITION BY resource_id, used_samples > 0 ORDER BY minute))::int) AS run
+                   FROM usage_minutes
+                  WHERE minute >= $1 AND minute < $2 AND reservation_id IS NOT NULL) x
+          GROUP BY resource_id, used, run
+          ORDER BY 1, 2"
+    } else {
+        "SELECT resource_id, min(t), max(t) + interval '1 hour', used
+           FROM (SELECT resource_id, hour AS t, used_min * 2 >= used_min + idle_min AS used,
+                        hour - make_interval(hours => (row_number() OVER
+                            (PARTITION BY resource_id, used_min * 2 >= used_min + idle_min ORDER BY hour))::int) AS run
+                   FROM usage_hours
+                  WHERE hour >= $1 AND hour < $2 AND reservation_id IS NOT NULL
+                    AND used_min + idle_min > 0) x
+          GROUP BY resource_id, used, run
+          ORDER BY 1, 2"
+    };
+    Ok(sqlx::query_as(sql)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await?)
+}
+
 /// Per Unix user and resource: minutes of use of a GPU they did not hold,
 /// in `[from, to)` (whole hours).
 pub async fn unreserved(

@@ -416,6 +416,7 @@ impl App {
                 data.resources = s.resources;
                 data.reservations = s.reservations;
                 data.blocks = s.blocks;
+                data.usage = s.usage;
                 data.policies = s.policies;
                 data.groups = s.groups;
                 data.fetched = s.window;

@@ -193,6 +193,7 @@ impl Session {
                     notifications: inbox.items,
                     unread: inbox.unread,
                     blocks: timeline.blocks,
+                    usage: timeline.usage,
                     policies,
                     groups,
                 }))

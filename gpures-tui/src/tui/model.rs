@@ -56,6 +56,8 @@ pub struct Data {
     pub unread: u32,
     /// Maintenance blocks in `fetched`.
     pub blocks: Vec<Block>,
+    /// What held GPUs really did in the past part of `fetched`.
+    pub usage: Vec<gpures_proto::UsageSpan>,
     /// Lab policy and the groups (loaded for admins).
     pub policies: Vec<gpures_proto::Policy>,
     pub groups: Vec<gpures_proto::Group>,
@@ -248,6 +250,8 @@ pub struct Snapshot {
     pub unread: u32,
     /// Maintenance blocks in the window.
     pub blocks: Vec<Block>,
+    /// Used and idle runs in the window's past.
+    pub usage: Vec<gpures_proto::UsageSpan>,
     /// Lab policy and the groups (for admins; empty for members).
     pub policies: Vec<gpures_proto::Policy>,
     pub groups: Vec<gpures_proto::Group>,

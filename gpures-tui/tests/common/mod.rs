@@ -244,6 +244,24 @@ pub fn snapshot() -> Snapshot {
         notifications: Vec::new(),
         unread: 0,
         blocks: vec![maintenance()],
+        // 김민수's running booking of gpu0 was used its first hour and idle
+        // since; the DDP sweep's gpu1 idle its first half hour, then used.
+        usage: [
+            (1, -120, -60, true),
+            (1, -60, 0, false),
+            (2, -60, -30, false),
+            (2, -30, 0, true),
+        ]
+        .into_iter()
+        .map(|(resource_id, from, to, used)| gpures_proto::UsageSpan {
+            resource_id,
+            period: Period {
+                start: now() + TimeDelta::minutes(from),
+                end: now() + TimeDelta::minutes(to),
+            },
+            used,
+        })
+        .collect(),
         policies: vec![
             gpures_proto::Policy {
                 id: 1,

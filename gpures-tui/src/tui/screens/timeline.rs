@@ -670,6 +670,33 @@ impl Timeline {
         }
     }
 
+    /// Whether cell `c` of reservation `r` is past and was more idle than
+    /// used (minutes of the usage runs that fall in both).
+    fn idle_cell(&self, ctx: &Ctx, r: &Reservation, c: usize) -> bool {
+        let (t0, t1) = (self.cell_start(c), self.cell_start(c + 1));
+        if t1 > ctx.now {
+            return false;
+        }
+        let (t0, t1) = (t0.max(r.period.start), t1.min(r.period.end));
+        let (mut used, mut idle) = (0, 0);
+        for s in ctx
+            .data
+            .usage
+            .iter()
+            .filter(|s| s.resource_id == r.resource_id)
+        {
+            let overlap = (s.period.end.min(t1) - s.period.start.max(t0)).num_minutes();
+            if overlap > 0 {
+                if s.used {
+                    used += overlap;
+                } else {
+                    idle += overlap;
+                }
+            }
+        }
+        idle > used
+    }
+
     /// Cells `c0..c1` that `period` covers in a row `cols` wide, if any.
     fn cells(&self, period: &gpures_proto::Period, cols: usize) -> Option<(usize, usize)> {
         let cell_min = self.zoom.cell().num_minutes().max(1);
@@ -740,9 +767,13 @@ impl Timeline {
         if past {
             st = st.add_modifier(Modifier::DIM);
         }
-        for c in c0..c1 {
+        // Booked against used: a past cell where the GPU sat idle more than
+        // it was used is hatched with `~` (ASCII: never drawn wide) and, under
+        // the name, struck through; used and unseen time stay solid.
+        let idle: Vec<bool> = (c0..c1).map(|c| self.idle_cell(ctx, r, c)).collect();
+        for (c, idle) in (c0..c1).zip(&idle) {
             let x = x0 + u16::try_from(c).unwrap_or(0);
-            buf.set_string(x, y, " ", st);
+            buf.set_string(x, y, if *idle { "~" } else { " " }, st);
         }
         // The name at the bar's first visible cell; `*` marks your own.
         // `*` marks your own; `?` one waiting for an admin's approval.
@@ -754,5 +785,11 @@ impl Timeline {
         );
         let x = x0 + u16::try_from(c0).unwrap_or(0);
         buf.set_stringn(x, y, label, c1 - c0, st);
+        for (c, idle) in (c0..c1).zip(&idle) {
+            if *idle && let Some(cell) = buf.cell_mut((x0 + u16::try_from(c).unwrap_or(0), y)) {
+                let st = cell.style().add_modifier(Modifier::CROSSED_OUT);
+                cell.set_style(st);
+            }
+        }
     }
 }
