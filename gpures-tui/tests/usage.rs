@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use gpures_daemon::gpu::BackendChoice;
 use gpures_daemon::store::usage::{self, Minute};
 use gpures_testkit::smi::{GPU0, GPU1, fake_smi, set_apps, sleep_as};
@@ -459,9 +459,10 @@ async fn a_live_daemon_counts_used_and_unreserved_minutes_from_real_processes() 
     let started = Utc::now();
     let booked = ok(&daemon, &alice, &["--json", "book", "gpu0", "--for", "1h"]).await;
     let booking: Value = serde_json::from_str(&booked).expect("json");
-    let booking = booking["booking_id"]
+    // A booking of named GPUs prints its reservations.
+    let booking = booking[0]["booking_id"]
         .as_str()
-        .expect("booking id")
+        .unwrap_or_else(|| panic!("no booking id: {booking}"))
         .to_owned();
     // Alice runs on her gpu0; Bob on gpu1, which nobody booked.
     let mut alice_job = sleep_as(alice.uid, alice.gid);
@@ -508,6 +509,39 @@ async fn a_live_daemon_counts_used_and_unreserved_minutes_from_real_processes() 
         row(&b, "Lee Jiwon")["unreserved_gpu_hours"].as_f64() > Some(0.0),
         "{b:#}"
     );
+    // A telemetry gap: the probe fails for a whole minute. No minute of it
+    // is written, and the report counts that booked time as unknown, not
+    // idle.
+    // (Not in a minute's last seconds: a sample already running may still
+    // land in the next one.)
+    use chrono::Timelike as _;
+    if Utc::now().second() >= 50 {
+        tokio::time::sleep(Duration::from_secs(12)).await;
+    }
+    std::fs::write(dir.path().join("broken"), "").expect("break");
+    let broken_at = Utc::now();
+    let gap_minute = broken_at
+        .duration_trunc(TimeDelta::minutes(1))
+        .expect("minute")
+        + TimeDelta::minutes(1);
+    tokio::time::sleep(
+        (gap_minute + TimeDelta::seconds(62) - Utc::now())
+            .to_std()
+            .expect("wait"),
+    )
+    .await;
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_minutes WHERE minute >= $1")
+        .bind(gap_minute)
+        .fetch_one(&mut conn)
+        .await
+        .expect("count");
+    assert_eq!(written, 0, "a minute without telemetry was written");
+    let v = report(&daemon, &alice, &["--from", &from, "--to", &to]).await;
+    let a = row(&v, "김민수");
+    assert!(a["unknown_gpu_hours"].as_f64() > Some(0.0), "{v:#}");
+    assert_eq!(a["idle_gpu_hours"], 0.0, "{v:#}");
+    std::fs::remove_file(dir.path().join("broken")).expect("mend");
+
     // Given back early: counted as released, from its booked end.
     ok(&daemon, &alice, &["release", &booking]).await;
     let v = report(&daemon, &alice, &["--from", &from, "--to", &to]).await;
