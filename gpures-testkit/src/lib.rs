@@ -741,6 +741,53 @@ impl UnixUser {
     }
 }
 
+/// What one run of a program as a [`UnixUser`] did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub out: String,
+    pub err: String,
+}
+
+impl UnixUser {
+    /// Runs `program args` as this user against the daemon on `socket`,
+    /// with no input.
+    ///
+    /// # Panics
+    /// When `runuser` cannot start.
+    pub async fn run(&self, socket: &Path, program: &Path, args: &[&str]) -> Run {
+        let out = self
+            .command(socket, program, args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("runuser");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            out: String::from_utf8_lossy(&out.stdout).into_owned(),
+            err: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// As [`UnixUser::run`], which must succeed; its standard output.
+    ///
+    /// # Panics
+    /// When it exits non-zero (with what it printed).
+    pub async fn ok(&self, socket: &Path, program: &Path, args: &[&str]) -> String {
+        let r = self.run(socket, program, args).await;
+        assert_eq!(
+            r.code,
+            0,
+            "{} {args:?} as {}: {}{}",
+            program.display(),
+            self.name,
+            r.out,
+            r.err
+        );
+        r.out
+    }
+}
+
 impl Drop for UnixUser {
     fn drop(&mut self) {
         let _ = std::process::Command::new("userdel")

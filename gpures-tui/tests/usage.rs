@@ -11,37 +11,19 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use gpures_daemon::gpu::BackendChoice;
 use gpures_daemon::store::usage::{self, Minute};
 use gpures_testkit::smi::{GPU0, GPU1, fake_smi, set_apps, sleep_as};
-use gpures_testkit::{TestDaemon, UnixUser};
+use gpures_testkit::{Run, TestDaemon, UnixUser};
 use serde_json::{Value, json};
 use sqlx::Connection as _;
 use uuid::Uuid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gpures");
 
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
-
 async fn run(daemon: &TestDaemon, who: &UnixUser, args: &[&str]) -> Run {
-    let out = who
-        .command(&daemon.socket, Path::new(BIN), args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("runuser");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    who.run(&daemon.socket, Path::new(BIN), args).await
 }
 
 async fn ok(daemon: &TestDaemon, who: &UnixUser, args: &[&str]) -> String {
-    let r = run(daemon, who, args).await;
-    assert_eq!(r.code, 0, "gpures {args:?}: {}{}", r.out, r.err);
-    r.out
+    who.ok(&daemon.socket, Path::new(BIN), args).await
 }
 
 async fn report(daemon: &TestDaemon, who: &UnixUser, args: &[&str]) -> Value {
