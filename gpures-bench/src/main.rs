@@ -627,6 +627,51 @@ async fn scenario_report(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()>
             met: None,
         });
     }
+    // The timeline's used/idle runs at their costliest: a past of 6 h on 64
+    // GPUs read by the minute (seeded with a change every 7 minutes), and a
+    // past week by the hour (capped at USAGE_SPANS_MAX runs).
+    let past_end = now.duration_trunc(TimeDelta::hours(1))? - TimeDelta::hours(1);
+    sqlx::query(
+        "INSERT INTO usage_minutes (resource_id, minute, reservation_id, samples, used_samples)
+         SELECT g, $1 - make_interval(mins => m), (SELECT id FROM reservations LIMIT 1), 12,
+                CASE WHEN (m / 7) % 2 = 0 THEN 12 ELSE 0 END
+           FROM unnest($2::bigint[]) g, generate_series(1, 36 * 60) m
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(past_end)
+    .bind(&gpus)
+    .execute(&mut db)
+    .await?;
+    sqlx::query("ANALYZE usage_minutes")
+        .execute(&mut db)
+        .await?;
+    for (what, hours) in [("6 h by the minute", 6), ("7 days by the hour", 24 * 7)] {
+        let window = Period {
+            start: past_end - TimeDelta::hours(hours),
+            end: past_end,
+        };
+        let mut lat = Vec::new();
+        let mut spans = 0;
+        for _ in 0..20 {
+            let t = Instant::now();
+            let tl = c
+                .timeline(context::current(), boss.clone(), window, Default::default())
+                .await??;
+            lat.push(t.elapsed());
+            spans = tl.usage.len();
+        }
+        lat.sort();
+        figures.push(Figure {
+            scenario: "report",
+            name: format!("timeline of a past {what}, 64 GPUs ({spans} used/idle runs), p50"),
+            value: percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            unit: "ms",
+            baseline: None,
+            ratio: None,
+            goal: "-",
+            met: None,
+        });
+    }
     drop(db);
     d.stop().await
 }

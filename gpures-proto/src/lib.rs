@@ -44,7 +44,10 @@ pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 pub mod limits {
     /// The longest past (in hours) for which the timeline gets usage by the
     /// minute; beyond it, by the hour.
-    pub const USAGE_MINUTES_MAX_HOURS: i64 = 36;
+    pub const USAGE_MINUTES_MAX_HOURS: i64 = 6;
+    /// Most used/idle runs one timeline reply carries (the newest first;
+    /// older time goes unmarked), about 160 KB.
+    pub const USAGE_SPANS_MAX: i64 = 4_000;
     /// Most occurrences one recurring booking may have.
     pub const SERIES_MAX: usize = 200;
     /// Longest note on a reservation, in characters.
@@ -769,7 +772,7 @@ pub struct Timeline {
 /// A run of held time on one GPU that was all used (the holder ran a
 /// qualifying process) or all idle. Minutes for a window whose past is at
 /// most [`limits::USAGE_MINUTES_MAX_HOURS`] long, else whole hours (used when
-/// most of the hour was).
+/// most of the hour was); at most [`limits::USAGE_SPANS_MAX`], the newest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageSpan {
     pub resource_id: i64,

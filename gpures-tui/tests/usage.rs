@@ -354,8 +354,9 @@ async fn a_seeded_month_gives_exact_figures_to_admins_and_members() {
     assert!(table.contains("67%"), "{table}");
     assert!(table.contains("never counted as idle"), "{table}");
 
-    // The timeline's booked-against-used runs: by the minute for a day,
-    // by the hour for a longer past (an hour is used when most of it was).
+    // The timeline's booked-against-used runs: by the minute for a past of
+    // up to 6 hours, by the hour beyond (an hour is used when most of it
+    // was).
     let (client, login) = daemon.admin("ops@lab.kr", "ops").await.expect("admin");
     let timeline = |start: &str, end: &str| {
         let (client, token) = (client.clone(), login.token.clone());
@@ -380,7 +381,7 @@ async fn a_seeded_month_gives_exact_figures_to_admins_and_members() {
         },
         used,
     };
-    let day = timeline("2026-10-05T00:00", "2026-10-06T00:00").await;
+    let day = timeline("2026-10-05T08:00", "2026-10-05T13:00").await;
     assert_eq!(
         day,
         [
@@ -392,7 +393,7 @@ async fn a_seeded_month_gives_exact_figures_to_admins_and_members() {
     assert_eq!(week[..2], day[..], "whole hours give the same runs");
     // Bob's reclaimed hour, used every other minute: 60 runs by the
     // minute, one used hour by the hour.
-    let b2_day = timeline("2026-10-07T00:00", "2026-10-08T00:00").await;
+    let b2_day = timeline("2026-10-07T09:00", "2026-10-07T12:00").await;
     assert_eq!(b2_day.len(), 60);
     assert_eq!(week.len(), 4, "{week:#?}");
     assert!(week[3].used && week[3].period.end - week[3].period.start == TimeDelta::hours(1));

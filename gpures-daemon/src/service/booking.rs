@@ -977,8 +977,11 @@ async fn usage_spans(
         };
         (floor(window.start), end)
     };
-    Ok(crate::store::usage::spans(conn, from, to, by_minute)
-        .await?
+    let limit = gpures_proto::limits::USAGE_SPANS_MAX;
+    let mut spans = crate::store::usage::spans(conn, from, to, by_minute, limit).await?;
+    // In resource and time order for the client.
+    spans.sort_by_key(|s| (s.0, s.1));
+    Ok(spans
         .into_iter()
         .map(|(resource_id, start, end, used)| gpures_proto::UsageSpan {
             resource_id,

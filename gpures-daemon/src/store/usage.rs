@@ -238,12 +238,13 @@ pub async fn trend(
 }
 
 /// Runs of used or idle held time per resource in `[from, to)`, from the
-/// per-minute rows (`by_minute`) or the hourly rollups.
+/// per-minute rows (`by_minute`) or the hourly rollups; the newest `limit`.
 pub async fn spans(
     conn: &mut PgConnection,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     by_minute: bool,
+    limit: i64,
 ) -> Result<Vec<(i64, DateTime<Utc>, DateTime<Utc>, bool)>> {
     // Gaps and islands: within a run of one state with no missing step,
     // the time minus the row's rank in that state is constant.
@@ -255,7 +256,8 @@ pub async fn spans(
                    FROM usage_minutes
                   WHERE minute >= $1 AND minute < $2 AND reservation_id IS NOT NULL) x
           GROUP BY resource_id, used, run
-          ORDER BY 1, 2"
+          ORDER BY 2 DESC, 1
+          LIMIT $3"
     } else {
         "SELECT resource_id, min(t), max(t) + interval '1 hour', used
            FROM (SELECT resource_id, hour AS t, used_min * 2 >= used_min + idle_min AS used,
@@ -265,11 +267,13 @@ pub async fn spans(
                   WHERE hour >= $1 AND hour < $2 AND reservation_id IS NOT NULL
                     AND used_min + idle_min > 0) x
           GROUP BY resource_id, used, run
-          ORDER BY 1, 2"
+          ORDER BY 2 DESC, 1
+          LIMIT $3"
     };
     Ok(sqlx::query_as(sql)
         .bind(from)
         .bind(to)
+        .bind(limit)
         .fetch_all(&mut *conn)
         .await?)
 }
