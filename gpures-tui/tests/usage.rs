@@ -1,15 +1,20 @@
-//! Usage reports end to end: a seeded October with known use (minutes
-//! written by the daemon's own writer) gives exact figures in `gpures report
-//! --json` and `--csv` for an admin and for a member; and a live daemon with
-//! a stand-in `nvidia-smi` reporting real processes of two Unix users counts
-//! the holder's minutes as used and the other's as unreserved.
+//! Usage reports end to end: a seeded October with known use (real
+//! processes of the members seen by the real probe through a stand-in
+//! `nvidia-smi`, classified and metered as the daemon does, at the month's
+//! times) gives exact figures in `gpures report --json` and `--csv` for an
+//! admin and for a member; a live daemon with the stand-in counts the
+//! holder's minutes as used, another's as unreserved and a telemetry gap as
+//! unknown; iCalendar exports and the daemon's feeds parse and round-trip.
 
 use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use gpures_daemon::gpu::BackendChoice;
-use gpures_daemon::store::usage::{self, Minute};
+use gpures_daemon::gpu::Probe;
+use gpures_daemon::service::reclaim::ReclaimRules;
+use gpures_daemon::service::usage::{Meter, sample_of};
+use gpures_daemon::store::usage;
 use gpures_testkit::smi::{GPU0, GPU1, fake_smi, set_apps, sleep_as};
 use gpures_testkit::{Run, TestDaemon, UnixUser};
 use serde_json::{Value, json};
@@ -38,31 +43,6 @@ fn kst(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(&format!("{s}:00+09:00"))
         .expect("time")
         .with_timezone(&Utc)
-}
-
-/// Minutes of `resource` from `start`, `n` of them, held by `holder`;
-/// `used` says which were used.
-fn minutes(
-    resource: i64,
-    start: DateTime<Utc>,
-    n: i64,
-    holder: Option<Uuid>,
-    used: impl Fn(i64) -> bool,
-    unreserved: &[&str],
-) -> Vec<Minute> {
-    (0..n)
-        .map(|i| Minute {
-            resource_id: resource,
-            minute: start + TimeDelta::minutes(i),
-            reservation_id: holder,
-            samples: 12,
-            used_samples: if used(i) { 12 } else { 0 },
-            util_mean: Some(if used(i) { 90 } else { 0 }),
-            util_peak: Some(if used(i) { 100 } else { 0 }),
-            mem_peak_mib: Some(if used(i) { 40_000 } else { 0 }),
-            unreserved: unreserved.iter().map(|u| (*u).to_owned()).collect(),
-        })
-        .collect()
 }
 
 /// A row of `--json` by key, without the key.
@@ -237,54 +217,116 @@ async fn a_seeded_month_gives_exact_figures_to_admins_and_members() {
         false,
     )
     .await;
-    let mut seeded = Vec::new();
-    seeded.extend(minutes(
-        gpu0,
-        kst("2026-10-05T09:00"),
-        180,
-        Some(a),
-        |i| i < 120,
-        &[],
-    ));
-    seeded.extend(minutes(
-        gpu1,
-        kst("2026-10-06T10:00"),
+    // The month's use, recorded as the daemon does: real processes of the
+    // members, seen through the stand-in nvidia-smi by the real probe,
+    // classified and metered (one sample a minute), then written.
+    let dir = tempfile::tempdir().expect("dir");
+    let probe = Probe::new(BackendChoice::NvidiaSmi, &fake_smi(dir.path()));
+    let rules = ReclaimRules::default();
+    let stranger = UnixUser::create("Stranger").expect("useradd");
+    let alice_job = sleep_as(alice.uid, alice.gid);
+    let bob_job = sleep_as(bob.uid, bob.gid);
+    let bob_tiny = sleep_as(bob.uid, bob.gid);
+    let stranger_job = sleep_as(stranger.uid, stranger.gid);
+    let (alice_unix, bob_unix) = (alice.name.as_str(), bob.name.as_str());
+    let mut meter = Meter::default();
+    // `n` minutes from `from`, the GPUs running `apps`, held as `holders`
+    // (per GPU index: reservation and its holder's Unix user).
+    let mut phase = |from: &str,
+                     n: i64,
+                     apps: &[(&str, u32, &str, u64)],
+                     holders: [Option<(Uuid, &str)>; 2]| {
+        set_apps(dir.path(), apps);
+        let Ok(gpus) = probe.sample() else {
+            return; // No telemetry: nothing to count.
+        };
+        for i in 0..n {
+            let samples = gpus
+                .iter()
+                .filter_map(|g| {
+                    let k = usize::try_from(g.index).expect("index");
+                    let resource = [gpu0, gpu1][k];
+                    sample_of(
+                        resource,
+                        g.utilization_pct,
+                        g.memory_used_mib,
+                        &g.processes,
+                        holders[k],
+                        &rules,
+                    )
+                })
+                .collect();
+            meter.observe(
+                kst(from) + TimeDelta::minutes(i) + TimeDelta::seconds(10),
+                samples,
+            );
+        }
+    };
+    // Alice on gpu0: her job runs 2 h, then nothing for 1 h, then the
+    // probe fails for her last hour.
+    let alice_on = Some((a, alice_unix));
+    phase(
+        "2026-10-05T09:00",
         120,
-        Some(b1),
-        |_| false,
-        &[],
-    ));
-    seeded.extend(minutes(
-        gpu1,
-        kst("2026-10-07T10:00"),
+        &[(GPU0, alice_job.id(), "python3", 4096)],
+        [alice_on, None],
+    );
+    phase("2026-10-05T11:00", 60, &[], [alice_on, None]);
+    std::fs::write(dir.path().join("broken"), "").expect("break");
+    phase(
+        "2026-10-05T12:00",
         60,
-        Some(b2),
-        |i| i % 2 == 0,
-        &[],
-    ));
-    // Bob (45 min) and a Unix user without an account (15 of them) on the
-    // free gpu0.
-    let bob_unix = bob.name.as_str();
-    seeded.extend(minutes(
-        gpu0,
-        kst("2026-10-08T10:00"),
+        &[(GPU0, alice_job.id(), "python3", 4096)],
+        [alice_on, None],
+    );
+    std::fs::remove_file(dir.path().join("broken")).expect("mend");
+    // Bob's first booking: only a 100 MiB context (under the floor): idle.
+    phase(
+        "2026-10-06T10:00",
+        120,
+        &[(GPU1, bob_tiny.id(), "python3", 100)],
+        [None, Some((b1, bob_unix))],
+    );
+    // His second: his job every other minute.
+    for i in 0..60 {
+        let apps: &[(&str, u32, &str, u64)] = if i % 2 == 0 {
+            &[(GPU1, bob_job.id(), "python3", 2048)]
+        } else {
+            &[]
+        };
+        let at = (kst("2026-10-07T10:00") + TimeDelta::minutes(i))
+            .with_timezone(&chrono_tz::Asia::Seoul)
+            .format("%Y-%m-%dT%H:%M")
+            .to_string();
+        phase(&at, 1, apps, [None, Some((b2, bob_unix))]);
+    }
+    // On the free gpu0: Bob for 45 min, a Unix user without an account for
+    // the first 15 of them.
+    phase(
+        "2026-10-08T10:00",
         15,
-        None,
-        |_| false,
-        &[bob_unix, "ghost"],
-    ));
-    seeded.extend(minutes(
-        gpu0,
-        kst("2026-10-08T10:15"),
+        &[
+            (GPU0, bob_job.id(), "python3", 2048),
+            (GPU0, stranger_job.id(), "python3", 2048),
+        ],
+        [None, None],
+    );
+    phase(
+        "2026-10-08T10:15",
         30,
-        None,
-        |_| false,
-        &[bob_unix],
-    ));
+        &[(GPU0, bob_job.id(), "python3", 2048)],
+        [None, None],
+    );
+    let seeded = meter.finished(kst("2026-10-09T00:00"));
+    for mut job in [alice_job, bob_job, bob_tiny, stranger_job] {
+        let _ = job.kill();
+        let _ = job.wait();
+    }
     // Written in two calls, the second repeating the first's last minutes:
     // a minute is counted once.
-    usage::put(&mut conn, &seeded[..200]).await.expect("put");
-    usage::put(&mut conn, &seeded[190..]).await.expect("put");
+    usage::put(&mut conn, &seeded[..400]).await.expect("put");
+    usage::put(&mut conn, &seeded[390..]).await.expect("put");
+    let ghost = stranger.name.as_str();
 
     let alice_row = figures([4.0, 2.0, 1.0, 1.0, 0.0], (0.0, 0), (0.0, 0), Some(0.667));
     let bob_row = figures([3.0, 0.5, 2.5, 0.0, 0.75], (2.0, 1), (1.0, 1), Some(0.167));
@@ -298,7 +340,7 @@ async fn a_seeded_month_gives_exact_figures_to_admins_and_members() {
     assert_eq!(all["rows"].as_array().map(Vec::len), Some(3), "{all:#}");
     assert_eq!(without_key(row(&all, "김민수")), alice_row);
     assert_eq!(without_key(row(&all, "Lee Jiwon")), bob_row);
-    assert_eq!(without_key(row(&all, "ghost")), ghost_row);
+    assert_eq!(without_key(row(&all, ghost)), ghost_row);
     assert_eq!(all["lab"], lab);
 
     let groups = report(&daemon, &carol, &["--month", "2026-10", "--by", "group"]).await;
@@ -331,11 +373,13 @@ async fn a_seeded_month_gives_exact_figures_to_admins_and_members() {
     let csv = ok(&daemon, &carol, &["report", "--month", "2026-10", "--csv"]).await;
     assert_eq!(
         csv,
-        "user,booked_gpu_hours,used_gpu_hours,idle_gpu_hours,unknown_gpu_hours,unreserved_gpu_hours,released_gpu_hours,released_count,reclaimed_gpu_hours,reclaimed_count,efficiency\n\
+        format!(
+            "user,booked_gpu_hours,used_gpu_hours,idle_gpu_hours,unknown_gpu_hours,unreserved_gpu_hours,released_gpu_hours,released_count,reclaimed_gpu_hours,reclaimed_count,efficiency\n\
          김민수,4.00,2.00,1.00,1.00,0.00,0.00,0,0.00,0,0.667\n\
          Lee Jiwon,3.00,0.50,2.50,0.00,0.75,2.00,1,1.00,1,0.167\n\
-         ghost,0.00,0.00,0.00,0.00,0.25,0.00,0,0.00,0,\n\
+         {ghost},0.00,0.00,0.00,0.00,0.25,0.00,0,0.00,0,\n\
          (lab),7.00,2.50,3.50,1.00,1.00,2.00,1,1.00,1,0.417\n"
+        )
     );
     let day = report(
         &daemon,
@@ -402,7 +446,10 @@ async fn a_seeded_month_gives_exact_figures_to_admins_and_members() {
     let pruned = usage::prune(&mut conn, kst("2026-10-07T00:00"))
         .await
         .expect("prune");
-    assert_eq!(pruned, 300, "alice's 180 minutes and bob's first 120");
+    assert_eq!(
+        pruned, 600,
+        "both GPUs' minutes of alice's 3 h and bob's first 2 h"
+    );
     assert_eq!(report(&daemon, &carol, &["--month", "2026-10"]).await, all);
 
     // Bad input: a clear error, exit 2.

@@ -213,7 +213,20 @@ impl Service {
                 let samples = per_gpu
                     .iter()
                     .filter_map(|(resource, telemetry, holder)| {
-                        usage_sample(resource.id, (*telemetry)?, *holder, unix_of, rules)
+                        let owner = match holder {
+                            // A holder whose Unix user we cannot tell: unknown.
+                            Some(h) => Some(unix_of.get(&h.user.id)?.as_str()),
+                            None => None,
+                        };
+                        let gpu = &(*telemetry)?.telemetry;
+                        super::usage::sample_of(
+                            resource.id,
+                            gpu.utilization_pct,
+                            gpu.memory_used_mib,
+                            &gpu.processes,
+                            holder.map(|h| (h.id, owner.unwrap_or_default())),
+                            rules,
+                        )
                     })
                     .collect();
                 meter.observe(at, samples);
@@ -546,39 +559,6 @@ impl Service {
 
 /// Root and system users (uid below 1000, `nobody` aside) are never told
 /// or acted on, nor a user this host does not know.
-/// What one trusted sample says about one GPU for usage accounting, or
-/// `None` when it cannot tell (a process of an owner the host cannot see).
-fn usage_sample(
-    resource_id: i64,
-    g: &StoredGpu,
-    holder: Option<&Reservation>,
-    unix_of: &HashMap<i64, String>,
-    rules: &ReclaimRules,
-) -> Option<super::usage::Sample> {
-    let processes = &g.telemetry.processes;
-    if processes.iter().any(|p| p.unix_user.is_none()) {
-        return None;
-    }
-    let owner = match holder {
-        Some(h) => Some(unix_of.get(&h.user.id)?),
-        None => None,
-    };
-    let real = processes.iter().filter(|p| rules.counts(p));
-    let (mine, others): (Vec<&GpuProcess>, Vec<&GpuProcess>) =
-        real.partition(|p| owner.is_some() && p.unix_user.as_ref() == owner);
-    Some(super::usage::Sample {
-        resource_id,
-        reservation_id: holder.map(|h| h.id),
-        used: !mine.is_empty(),
-        util_pct: g
-            .telemetry
-            .utilization_pct
-            .map(|u| u8::try_from(u.min(100)).unwrap_or(100)),
-        memory_used_mib: g.telemetry.memory_used_mib,
-        unreserved: others.iter().filter_map(|p| p.unix_user.clone()).collect(),
-    })
-}
-
 fn exempt(unix_user: &str) -> bool {
     match crate::host::unix::user_by_name(unix_user) {
         // `nobody` (65534) runs what nobody owns: never exempt.

@@ -13,6 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use uuid::Uuid;
 
+use gpures_proto::GpuProcess;
+
+use super::reclaim::ReclaimRules;
 use crate::store::usage::Minute;
 
 /// What one trusted sample showed of one GPU.
@@ -111,6 +114,35 @@ impl Meter {
             })
             .collect()
     }
+}
+
+/// What one trusted sample shows of one GPU: its load and processes, and
+/// its holder then (reservation, the holder's Unix user). `None` when the
+/// sample cannot tell (a process whose owner the host cannot see).
+pub fn sample_of(
+    resource_id: i64,
+    utilization_pct: Option<u32>,
+    memory_used_mib: Option<u64>,
+    processes: &[GpuProcess],
+    holder: Option<(Uuid, &str)>,
+    rules: &ReclaimRules,
+) -> Option<Sample> {
+    if processes.iter().any(|p| p.unix_user.is_none()) {
+        return None;
+    }
+    let owner = holder.map(|(_, unix)| unix);
+    let (mine, others): (Vec<&GpuProcess>, Vec<&GpuProcess>) = processes
+        .iter()
+        .filter(|p| rules.counts(p))
+        .partition(|p| owner.is_some() && p.unix_user.as_deref() == owner);
+    Some(Sample {
+        resource_id,
+        reservation_id: holder.map(|(id, _)| id),
+        used: !mine.is_empty(),
+        util_pct: utilization_pct.map(|u| u8::try_from(u.min(100)).unwrap_or(100)),
+        memory_used_mib,
+        unreserved: others.iter().filter_map(|p| p.unix_user.clone()).collect(),
+    })
 }
 
 /// The meter, shared by the watch passes.
