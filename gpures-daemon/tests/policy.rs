@@ -145,6 +145,7 @@ async fn every_rule_refuses_with_its_numbers_and_edits_cannot_get_around_it() {
     assert_eq!((r.rule, r.limit, r.would_be), (PolicyRule::MaxGpus, 2, 3));
     let window = r.window.expect("the busiest stretch");
     assert_eq!((window.start, window.end), (at(2), at(3)));
+    assert_eq!(r.free_from, Some(at(3)), "moved to when gpu0 is free");
     // After gpu0's reservation ends, two more are fine.
     try_book(&c, &kim, &g[1..3], at(3), 1)
         .await
@@ -179,6 +180,9 @@ async fn every_rule_refuses_with_its_numbers_and_edits_cannot_get_around_it() {
         (r.rule, r.limit, r.would_be),
         (PolicyRule::GpuHoursWeek, 360, 420)
     );
+    // The same 3 h fit once the 7 days before their end hold at most 3 h of
+    // the 4 (from +167 h: the window then starts at +2 h).
+    assert_eq!(r.free_from, Some(at(7 * 24 - 1)));
     try_book(&c, &kim, &g[3..], at(20), 2)
         .await
         .expect("exactly 6 h");

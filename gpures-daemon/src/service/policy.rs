@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use gpures_proto::{
     Group, GroupChange, Period, Policy, PolicyRefusal, PolicyRule, PolicyScope, PolicySet,
     PolicyTarget, UserRef,
@@ -423,15 +423,94 @@ pub fn evaluate(
 ) -> Option<PolicyRefusal> {
     limits
         .iter()
-        .find_map(|limit| evaluate_one(limit, counted, proposed, new_booking, now))
+        .find_map(|limit| evaluate_one(limit, counted, proposed, new_booking, now, true))
 }
 
+/// How far ahead [`free_again`] looks.
+const FREE_AGAIN_WITHIN: TimeDelta = TimeDelta::days(7);
+
+/// The earliest start within [`FREE_AGAIN_WITHIN`] after the proposal's
+/// from which the same booking, moved as a whole, would pass `limit`.
+///
+/// Overlaps change only where a moved reservation's start or end meets a
+/// held one's start or end (or that a week later, for 7-day windows): those
+/// starts are tried, and the quarter hours between them, earliest first; a
+/// 7-day sum may reach the limit between two of them, so the minute is
+/// then found by halving.
+fn free_again(
+    limit: &Limit,
+    counted: &Counted,
+    proposed: &[Proposed],
+    new_booking: bool,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let first = proposed.iter().map(|p| p.period.start).min()?;
+    let (from, until) = (first.max(now), first + FREE_AGAIN_WITHIN);
+    let quarter = TimeDelta::minutes(15);
+    let week = TimeDelta::days(7);
+    let mut starts: Vec<DateTime<Utc>> = Vec::new();
+    for h in &counted.held {
+        for edge in [h.start_at, h.end_at, h.start_at + week, h.end_at + week] {
+            for p in proposed {
+                // Moved so that this reservation starts, or ends, at `edge`.
+                starts.push(edge - (p.period.start - first));
+                starts.push(edge - (p.period.end - first));
+            }
+        }
+    }
+    let grid = from.duration_trunc(quarter).unwrap_or(from);
+    let steps = FREE_AGAIN_WITHIN.num_minutes() / quarter.num_minutes();
+    starts.extend((1..=steps).map(|k| grid + quarter * i32::try_from(k).unwrap_or(0)));
+    starts.retain(|s| *s > first && *s >= from && *s <= until);
+    starts.sort_unstable();
+    starts.dedup();
+    let passes = |start: DateTime<Utc>| {
+        let delta = start - first;
+        let moved: Vec<Proposed> = proposed
+            .iter()
+            .map(|p| Proposed {
+                period: Period {
+                    start: p.period.start + delta,
+                    end: p.period.end + delta,
+                },
+                ..p.clone()
+            })
+            .collect();
+        evaluate_one(limit, counted, &moved, new_booking, now, false).is_none()
+    };
+    let k = starts.iter().position(|s| passes(*s))?;
+    // A 7-day sum reaches the limit between two tried starts: the minute
+    // it does, by halving (the sum only falls as the booking moves on).
+    let lowest = if from > first {
+        from - TimeDelta::minutes(1)
+    } else {
+        first
+    };
+    let (mut bad, mut good) = (if k == 0 { lowest } else { starts[k - 1] }, starts[k]);
+    while good - bad > TimeDelta::minutes(1) {
+        let mid = bad + (good - bad) / 2;
+        let mid = mid.duration_trunc(TimeDelta::minutes(1)).unwrap_or(mid);
+        if mid <= bad {
+            break;
+        }
+        if passes(mid) {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    Some(good)
+}
+
+/// One rule's refusal, if `proposed` breaks it; `search`: also when it
+/// would pass again ([`free_again`]), for the rules whose answer is a search.
 fn evaluate_one(
     limit: &Limit,
     counted: &Counted,
     proposed: &[Proposed],
     new_booking: bool,
     now: DateTime<Utc>,
+    search: bool,
 ) -> Option<PolicyRefusal> {
     let held = &counted.held;
     let in_scope = |host: &str| limit.host.as_deref().is_none_or(|h| h == host);
@@ -522,7 +601,10 @@ fn evaluate_one(
             }
             let (count, window) = worst?;
             (count > limit.value).then_some(())?;
-            refusal(count, Some(window), None)
+            let again = search
+                .then(|| free_again(limit, counted, proposed, new_booking, now))
+                .flatten();
+            refusal(count, Some(window), again)
         }
         PolicyRule::GpuHoursWeek => {
             let week = TimeDelta::days(7);
@@ -554,7 +636,10 @@ fn evaluate_one(
             }
             let (minutes, window) = worst?;
             (minutes > limit.value).then_some(())?;
-            refusal(minutes, Some(window), None)
+            let again = search
+                .then(|| free_again(limit, counted, proposed, new_booking, now))
+                .flatten();
+            refusal(minutes, Some(window), again)
         }
         PolicyRule::Cooldown => {
             let long = TimeDelta::minutes(limit.threshold.unwrap_or(i64::MAX / 120));
@@ -625,7 +710,8 @@ pub(super) async fn check(
         )
     });
     // Far enough to see every 7-day window and every cooldown that touches
-    // the proposal.
+    // the proposal, and (after it) every one that touches it moved as far
+    // as `free_again` looks.
     let span = around
         .map(|l| match l.rule {
             PolicyRule::Cooldown => TimeDelta::minutes(l.value).max(TimeDelta::days(7)),
@@ -634,7 +720,9 @@ pub(super) async fn check(
         .max()
         .map(|margin| Period {
             start: proposed.iter().map(|p| p.period.start).min().unwrap_or(now) - margin,
-            end: proposed.iter().map(|p| p.period.end).max().unwrap_or(now) + margin,
+            end: proposed.iter().map(|p| p.period.end).max().unwrap_or(now)
+                + margin
+                + FREE_AGAIN_WITHIN,
         });
     let future_limits: Vec<&Limit> = limits
         .iter()
@@ -796,6 +884,8 @@ mod tests {
         .expect("refused");
         assert_eq!((r.would_be, r.limit), (3, 2));
         assert_eq!(r.window, Some(period(t(2, 11), t(2, 12))));
+        // Moved to start when the two held ones end, it fits.
+        assert_eq!(r.free_from, Some(t(2, 12)));
     }
 
     #[test]
@@ -806,6 +896,9 @@ mod tests {
         let r = evaluate(&l, &c(&h), &[new(period(t(8, 0), t(8, 10)))], true, t(1, 0))
             .expect("refused");
         assert_eq!((r.would_be, r.limit), (50 * 60, 48 * 60));
+        // The same 10 h fit from the 8th 16:00: the window ending at its end
+        // keeps 38 h of the held booking.
+        assert_eq!(r.free_from, Some(t(8, 16)));
         // On the 10th the held booking is out of every window with it.
         assert!(
             evaluate(
