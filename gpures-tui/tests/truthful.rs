@@ -591,3 +591,35 @@ fn x_on_an_occurrence_asks_this_one_or_this_and_every_later_one() {
         "{effects:?}"
     );
 }
+
+#[test]
+fn an_admin_edits_lab_policy_and_groups_from_the_admin_screen() {
+    let mut a = app();
+    press(&mut a, KeyCode::BackTab);
+    assert_eq!(a.screen(), gpures_tui::tui::app::Screen::Admin);
+    press(&mut a, KeyCode::Char(':'));
+    // A command that does not read: said in the prompt, which stays open.
+    type_text(&mut a, "policy set nap-time 3");
+    assert!(press(&mut a, KeyCode::Enter).is_empty());
+    let screen = render(&mut a, 80, 24);
+    assert!(screen.contains("unknown rule"), "{screen}");
+    for _ in 0.."nap-time 3".len() {
+        press(&mut a, KeyCode::Backspace);
+    }
+    type_text(&mut a, "gpu-hours-week 48 --group 비전");
+    match press(&mut a, KeyCode::Enter).as_slice() {
+        [Effect::SetPolicy(set)] => {
+            assert_eq!(set.value, Some(48 * 60));
+            assert_eq!(set.target, gpures_proto::PolicyTarget::Group("비전".into()));
+        }
+        other => panic!("{other:?}"),
+    }
+    press(&mut a, KeyCode::Char(':'));
+    type_text(&mut a, "group member add 비전 alex@lab.example");
+    assert!(matches!(
+        press(&mut a, KeyCode::Enter).as_slice(),
+        [Effect::ChangeGroup(
+            gpures_proto::GroupChange::AddMember { .. }
+        )]
+    ));
+}

@@ -35,6 +35,8 @@ pub enum Action {
     Refresh,
     ToggleRole,
     DisableUser,
+    /// Admins: the policy and groups command line.
+    Command,
     /// Admins: approve the pending booking here.
     Approve,
     /// Admins: deny the pending booking here (asks why).
@@ -256,6 +258,12 @@ pub const BINDINGS: &[Binding] = &[
         K::Char('d'),
         A::DisableUser,
         "disable the user (asks first)",
+    ),
+    b(
+        S::Admin,
+        K::Char(':'),
+        A::Command,
+        "a policy or group command (policy set …, group add …)",
     ),
     b(S::Report, K::Left, A::Left, "the month before"),
     b(S::Report, K::Char('h'), A::Left, "the month before"),

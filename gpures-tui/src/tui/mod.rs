@@ -299,6 +299,25 @@ impl Session {
                 let u = c.disable_user(email, None).await?;
                 Msg::Done(format!("{} is disabled", text::sanitize(&u.email)))
             }
+            Effect::SetPolicy(set) => {
+                let what = match set.value {
+                    Some(_) => "set",
+                    None => "lifted",
+                };
+                let rule = set.rule;
+                c.set_policy(set).await?;
+                Msg::Done(format!("rule {rule} {what}"))
+            }
+            Effect::ChangeGroup(change) => {
+                let what = match &change {
+                    gpures_proto::GroupChange::Create { .. } => "created",
+                    gpures_proto::GroupChange::Delete { .. } => "removed",
+                    gpures_proto::GroupChange::AddMember { .. }
+                    | gpures_proto::GroupChange::RemoveMember { .. } => "changed",
+                };
+                let g = c.change_group(change).await?;
+                Msg::Done(format!("group {} {what}", text::sanitize(&g.name)))
+            }
         })
     }
 

@@ -174,6 +174,10 @@ pub enum Effect {
     },
     SetRole(String, Role),
     DisableUser(String),
+    /// An admin sets or lifts a rule of lab policy.
+    SetPolicy(gpures_proto::PolicySet),
+    /// An admin changes a group.
+    ChangeGroup(gpures_proto::GroupChange),
     /// Cancels the occurrences of a series from `from` on.
     CancelSeries {
         series_id: uuid::Uuid,

@@ -1,12 +1,14 @@
 //! What opens over a screen, each a [`Popup`](super::component::Popup): the
 //! booking or edit form ([`booking`]), a y/n question ([`confirm`]), the key
-//! help ([`help`]), the timeline's filter prompt ([`filter`]) and the reason
+//! help ([`help`]), the timeline's filter prompt ([`filter`]), the Admin
+//! screen's policy and group command line ([`command`]) and the reason
 //! an admin gives for changing someone else's reservation ([`reason`]). A popup has
 //! the keys while it is open. The shared ways into them for a reservation
 //! (edit, cancel, release) are here, so the timeline and the list ask the
 //! same questions.
 
 pub mod booking;
+pub mod command;
 pub mod confirm;
 pub mod filter;
 pub mod help;

@@ -45,6 +45,11 @@ impl Component for Admin {
                     return vec![Event::Call(Effect::SetRole(u.email.clone(), role))];
                 }
             }
+            Action::Command => {
+                return vec![Event::open(
+                    crate::tui::popups::command::CommandPrompt::default(),
+                )];
+            }
             Action::DisableUser => {
                 if let Some(u) = ctx.data.users.get(self.selected) {
                     return vec![Event::open(Confirm {
@@ -63,7 +68,7 @@ impl Component for Admin {
     }
 
     fn hints(&self) -> &'static str {
-        "↑↓ user · p admin/member · d disable · Tab screens · ? help · q quit"
+        "↑↓ user · p admin/member · d disable · : policy/group · Tab screens · ? help · q quit"
     }
 
     fn draw(&self, ctx: &Ctx, frame: &mut Frame, area: Rect) {
@@ -141,9 +146,9 @@ impl Component for Admin {
             ])
         }));
         let title = if policy.is_empty() {
-            " Lab policy: none (gpures admin policy set RULE VALUE) "
+            " Lab policy: none (: policy set RULE VALUE) "
         } else {
-            " Lab policy and groups (gpures admin policy … / group …) "
+            " Lab policy and groups (: policy set … / group …) "
         };
         frame.render_widget(
             Table::new(
