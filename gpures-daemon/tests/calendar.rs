@@ -152,10 +152,21 @@ async fn assert_settled(store: &gpures_daemon::store::Store, fake: &FakeGoogle, 
         let r = by_id
             .get(id)
             .unwrap_or_else(|| panic!("event {id} has no active reservation: {e}"));
+        let waiting = if r.pending.is_some() {
+            " (waiting for approval)"
+        } else {
+            ""
+        };
         assert_eq!(
             e["summary"].as_str(),
-            Some(format!("{} · {}", r.resource_name, r.user.display_name).as_str())
+            Some(format!("{} · {}{waiting}", r.resource_name, r.user.display_name).as_str())
         );
+        let status = if r.pending.is_some() {
+            "tentative"
+        } else {
+            "confirmed"
+        };
+        assert_eq!(e["status"].as_str(), Some(status), "{id} status");
         let t = |k: &str| {
             e[k]["dateTime"]
                 .as_str()
@@ -272,6 +283,60 @@ async fn every_change_leaves_the_calendar_equal_to_the_database() {
     let cal = status.calendar.expect("admins see the calendar queue");
     assert!(cal.enabled);
     assert_eq!(cal.queued, 0);
+    lab.daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_for_approval_is_tentative_until_approved() {
+    let lab = lab_with(|_| {}).await;
+    let (c, t, g) = (&lab.client, lab.token.as_str(), &lab.gpus);
+    let rule = gpures_proto::PolicySet {
+        rule: gpures_proto::PolicyRule::MaxLength,
+        target: gpures_proto::PolicyTarget::Everyone,
+        host: None,
+        value: Some(60),
+        threshold: None,
+    };
+    c.set_policy(context::current(), t.into(), rule)
+        .await
+        .expect("rpc")
+        .expect("rule");
+    let (kc, kim) = lab.daemon.user("kim@lab.kr", "김민지").await.expect("user");
+    let asked = kc
+        .request_approval(
+            context::current(),
+            kim.token.clone(),
+            BookingRequest {
+                request_id: uuid::Uuid::new_v4(),
+                resources: vec![g[0], g[1]],
+                period: slot(30, 3),
+                note: "long run".into(),
+            },
+            "paper deadline".into(),
+            None,
+        )
+        .await
+        .expect("rpc")
+        .expect("asked");
+    assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(10)).await;
+    let tentative = lab
+        .fake
+        .events()
+        .values()
+        .filter(|e| e["status"] == "tentative")
+        .count();
+    assert_eq!(tentative, 2, "both GPUs shown as waiting");
+    c.decide_approval(context::current(), t.into(), asked.booking_id, true, None)
+        .await
+        .expect("rpc")
+        .expect("approved");
+    assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(10)).await;
+    assert!(
+        lab.fake
+            .events()
+            .values()
+            .all(|e| e["status"] == "confirmed")
+    );
     lab.daemon.stop().await.expect("stop");
 }
 

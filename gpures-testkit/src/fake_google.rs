@@ -463,7 +463,10 @@ async fn handle(
                 ));
             }
             ev["id"] = json!(id);
-            ev["status"] = json!("confirmed");
+            // As Google: confirmed unless the event says tentative.
+            if ev["status"] != "tentative" {
+                ev["status"] = json!("confirmed");
+            }
             let now = chrono::Utc::now().to_rfc3339();
             ev["created"] = json!(now);
             ev["updated"] = json!(now);

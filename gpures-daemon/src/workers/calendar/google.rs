@@ -200,10 +200,17 @@ impl Calendar {
             r.booking_id,
             r.id,
         ));
+        // A request waiting for an admin holds its slot: shown, but as
+        // tentative, until it is approved (then confirmed) or not (deleted).
+        let waiting = if r.pending.is_some() {
+            " (waiting for approval)"
+        } else {
+            ""
+        };
         Event {
             id: Some(event_id(r.id)),
             summary: Some(format!(
-                "{} · {}",
+                "{} · {}{waiting}",
                 text::sanitize(&r.resource_name),
                 text::sanitize(&r.user.display_name)
             )),
@@ -218,7 +225,14 @@ impl Calendar {
                 time_zone: Some("UTC".into()),
                 ..EventDateTime::default()
             }),
-            status: Some("confirmed".into()),
+            status: Some(
+                if r.pending.is_some() {
+                    "tentative"
+                } else {
+                    "confirmed"
+                }
+                .into(),
+            ),
             extended_properties: Some(EventExtendedProperties {
                 private: Some(private),
                 shared: None,

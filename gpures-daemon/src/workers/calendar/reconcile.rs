@@ -49,7 +49,8 @@ fn same_event(have: &Event, want: &Event) -> bool {
         && have.description == want.description
         && t(&have.start) == t(&want.start)
         && t(&have.end) == t(&want.end)
-        && have.status.as_deref().unwrap_or("confirmed") == "confirmed"
+        && have.status.as_deref().unwrap_or("confirmed")
+            == want.status.as_deref().unwrap_or("confirmed")
 }
 
 /// The reservation id an event of ours carries.
