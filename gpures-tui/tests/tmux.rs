@@ -497,3 +497,92 @@ async fn many_resources_a_filter_fast_typing_and_release_as_a_person_sees_them()
     tmux.wait_for("GPURES-EXIT=0", 10).await;
     daemon.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tmux; .ci/run installs it and runs ignored tests"]
+async fn an_admin_manages_policy_groups_and_resources_and_reads_the_report_in_the_real_tui() {
+    use sqlx::Connection as _;
+    let daemon = TestDaemon::builder()
+        .with_gpus(2)
+        .start()
+        .await
+        .expect("daemon");
+    let home = tempfile::tempdir().expect("home");
+    let mut reg = tokio::process::Command::new(BIN)
+        .args([
+            "register",
+            "--email",
+            "boss@lab.kr",
+            "--name",
+            "김관리",
+            "--password-stdin",
+        ])
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("GPURES_SOCKET", &daemon.socket)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let Some(mut stdin) = reg.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        stdin
+            .write_all(b"a password long enough\n")
+            .await
+            .expect("stdin");
+    }
+    assert!(reg.wait().await.expect("wait").success());
+    daemon
+        .host_admin()
+        .expect("host admin")
+        .promote("boss@lab.kr")
+        .await
+        .expect("promote");
+    let command = format!(
+        "env XDG_CONFIG_HOME={} GPURES_SOCKET={} TZ=Asia/Seoul TERM=xterm-256color {}; {AFTER}",
+        shell_quote(home.path()),
+        shell_quote(&daemon.socket),
+        shell_quote(Path::new(BIN)),
+    );
+    let tmux = Tmux::start(&command, 100, 30);
+    tmux.wait_for("gpu1", 20).await;
+    // Admin is the last tab.
+    tmux.keys(&["BTab"]);
+    tmux.wait_for("Users", 10).await;
+    for (line, done) in [
+        ("group add vision 비전 팀", "group vision created"),
+        (
+            "policy set gpu-hours-week 48 --group vision",
+            "rule gpu-hours-week set",
+        ),
+        ("resource add gpu9 --gpu-index 9 spare card", "added gpu9"),
+        ("resource disable gpu9", "gpu9 disabled"),
+    ] {
+        tmux.keys(&[":"]);
+        tmux.wait_for("audited", 5).await;
+        tmux.keys(&[line]);
+        tmux.keys(&["Enter"]);
+        tmux.wait_for(done, 10).await;
+    }
+    let screen = tmux.wait_for("48 GPU-hours", 10).await;
+    assert!(screen.contains("group vision"), "{screen}");
+    let mut db = sqlx::PgConnection::connect(&daemon.database_url)
+        .await
+        .expect("db");
+    let (active, description): (bool, String) =
+        sqlx::query_as("SELECT active, description FROM resources WHERE name = 'gpu9'")
+            .fetch_one(&mut db)
+            .await
+            .expect("gpu9");
+    assert_eq!((active, description.as_str()), (false, "spare card"));
+    let group: String = sqlx::query_scalar("SELECT description FROM groups WHERE name = 'vision'")
+        .fetch_one(&mut db)
+        .await
+        .expect("group");
+    assert_eq!(group, "비전 팀");
+    // The Report screen, one tab to the left: this month, the lab's row.
+    tmux.keys(&["BTab"]);
+    let screen = tmux.wait_for("(lab)", 10).await;
+    assert!(screen.contains("Usage 20"), "{screen}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("GPURES-EXIT=0", 10).await;
+    daemon.stop().await.expect("stop");
+}

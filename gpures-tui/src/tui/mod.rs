@@ -318,6 +318,24 @@ impl Session {
                 let g = c.change_group(change).await?;
                 Msg::Done(format!("group {} {what}", text::sanitize(&g.name)))
             }
+            Effect::AddResource(new) => {
+                let r = c.create_resource(new).await?;
+                Msg::Done(format!("added {}", text::sanitize(&r.name)))
+            }
+            Effect::UpdateResource { name, update } => {
+                let all = c.resources(true).await?;
+                let Some(r) = all.iter().find(|r| r.name.eq_ignore_ascii_case(&name)) else {
+                    return Ok(Msg::Failed(gpures_proto::ApiError::NotFound {
+                        what: format!("resource {}", text::sanitize(&name)),
+                    }));
+                };
+                let r = c.update_resource(r.id, update).await?;
+                Msg::Done(format!(
+                    "{} {}",
+                    text::sanitize(&r.name),
+                    if r.active { "saved" } else { "disabled" }
+                ))
+            }
         })
     }
 

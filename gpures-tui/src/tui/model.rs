@@ -178,6 +178,13 @@ pub enum Effect {
     SetPolicy(gpures_proto::PolicySet),
     /// An admin changes a group.
     ChangeGroup(gpures_proto::GroupChange),
+    /// An admin adds a resource.
+    AddResource(gpures_proto::NewResource),
+    /// An admin changes the resource called `name` (enabled or not).
+    UpdateResource {
+        name: String,
+        update: gpures_proto::ResourceUpdate,
+    },
     /// Cancels the occurrences of a series from `from` on.
     CancelSeries {
         series_id: uuid::Uuid,

@@ -1,5 +1,6 @@
-//! The Admin screen's command line (`:`): lab policy and groups, in the
-//! words of `gpures admin policy …` and `gpures admin group …`:
+//! The Admin screen's command line (`:`): lab policy, groups and resources,
+//! in the words of `gpures admin policy …`, `gpures admin group …` and
+//! `gpures-daemon resource …`:
 //!
 //! ```text
 //! policy set gpu-hours-week 48 --group vision
@@ -9,9 +10,15 @@
 //! group rm vision
 //! group member add vision kim@lab.kr
 //! group member rm vision kim@lab.kr
+//! resource add gpu4 --gpu-index 4 --host node2 H100 80GB
+//! resource rename gpu4 big0
+//! resource describe big0 H100 80GB, NVLink to big1
+//! resource disable big0          (and enable: bookings stay, no new ones)
 //! ```
 
-use gpures_proto::{GroupChange, PolicySet, policy::PolicyWords, text};
+use gpures_proto::{
+    GroupChange, NewResource, PolicySet, ResourceKind, ResourceUpdate, policy::PolicyWords, text,
+};
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::Line;
@@ -35,7 +42,11 @@ pub struct CommandPrompt {
 /// A sentence saying what to type instead.
 pub fn parse(line: &str) -> Result<Effect, String> {
     let words: Vec<&str> = line.split_whitespace().collect();
-    const USAGE: &str = "policy set RULE VALUE [--group G | --user EMAIL] [--host H] [--after LEN] · policy unset RULE [...] · group add|rm NAME · group member add|rm NAME EMAIL";
+    const USAGE: &str = "policy set RULE VALUE [--group G | --user EMAIL] [--host H] [--after LEN] · policy unset RULE [...] · group add|rm NAME · group member add|rm NAME EMAIL · resource add NAME [--gpu-index N] [--host H] [DESCRIPTION] · resource rename NAME NEW · resource describe NAME TEXT · resource disable|enable NAME";
+    let update = |name: &str, update: ResourceUpdate| Effect::UpdateResource {
+        name: name.to_owned(),
+        update,
+    };
     match words.as_slice() {
         ["policy", "set", rule, value, rest @ ..] => policy(rule, Some(value), rest),
         ["policy", "unset", rule, rest @ ..] => policy(rule, None, rest),
@@ -54,8 +65,58 @@ pub fn parse(line: &str) -> Result<Effect, String> {
                 GroupChange::RemoveMember { name, email }
             }))
         }
+        ["resource", "add", name, rest @ ..] => resource(name, rest),
+        ["resource", "rename", name, new] => Ok(update(
+            name,
+            ResourceUpdate {
+                name: Some((*new).to_owned()),
+                ..ResourceUpdate::default()
+            },
+        )),
+        ["resource", "describe", name, text @ ..] => Ok(update(
+            name,
+            ResourceUpdate {
+                description: Some(text.join(" ")),
+                ..ResourceUpdate::default()
+            },
+        )),
+        ["resource", op @ ("disable" | "enable"), name] => Ok(update(
+            name,
+            ResourceUpdate {
+                active: Some(*op == "enable"),
+                ..ResourceUpdate::default()
+            },
+        )),
         _ => Err(format!("type one of: {USAGE}")),
     }
+}
+
+/// `resource add NAME [--gpu-index N] [--host H] [DESCRIPTION...]`.
+fn resource(name: &str, rest: &[&str]) -> Result<Effect, String> {
+    let mut new = NewResource {
+        name: name.to_owned(),
+        host: String::new(),
+        kind: ResourceKind::Gpu,
+        gpu_index: None,
+        gpu_uuid: None,
+        description: String::new(),
+    };
+    let mut it = rest.iter().peekable();
+    while let Some(flag) = it.next_if(|w| w.starts_with("--")) {
+        let arg = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match *flag {
+            "--host" => new.host = (*arg).to_owned(),
+            "--gpu-index" => {
+                new.gpu_index = Some(
+                    arg.parse()
+                        .map_err(|_| format!("--gpu-index {arg}: a number from 0"))?,
+                );
+            }
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    new.description = it.copied().collect::<Vec<_>>().join(" ");
+    Ok(Effect::AddResource(new))
 }
 
 fn policy(rule: &str, value: Option<&&str>, rest: &[&str]) -> Result<Effect, String> {
@@ -116,11 +177,13 @@ impl Component for CommandPrompt {
     }
 
     fn draw(&self, ctx: &Ctx, frame: &mut Frame, size: Rect) {
-        let area = centered(size, 76.min(size.width), 8);
+        let area = centered(size, 76.min(size.width), 10);
         frame.render_widget(Clear, area);
         let mut lines = vec![
             Line::from("policy set|unset RULE [VALUE] [--group G | --user EMAIL] [--host H]"),
             Line::from("group add|rm NAME · group member add|rm NAME EMAIL"),
+            Line::from("resource add NAME [--gpu-index N] [--host H] [DESCRIPTION]"),
+            Line::from("resource rename NAME NEW · describe NAME TEXT · disable|enable NAME"),
             Line::from(""),
             Line::from(format!(": {}▏", text::sanitize(&self.input))),
         ];
@@ -132,7 +195,7 @@ impl Component for CommandPrompt {
                 .block(
                     Block::default()
                         .borders(Borders::ALL)
-                        .title(" Lab policy and groups (audited) "),
+                        .title(" Policy, groups, resources (audited) "),
                 )
                 .wrap(Wrap { trim: true }),
             area,
@@ -176,6 +239,25 @@ mod tests {
             parse("group member rm vision kim@lab.kr"),
             Ok(Effect::ChangeGroup(GroupChange::RemoveMember { .. }))
         ));
+        match parse("resource add gpu4 --gpu-index 4 --host node2 H100 80GB") {
+            Ok(Effect::AddResource(r)) => {
+                assert_eq!(
+                    (r.gpu_index, r.host.as_str(), r.description.as_str()),
+                    (Some(4), "node2", "H100 80GB")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse("resource disable gpu4"),
+            Ok(Effect::UpdateResource {
+                update: ResourceUpdate {
+                    active: Some(false),
+                    ..
+                },
+                ..
+            })
+        ));
         for bad in [
             "",
             "policy set",
@@ -184,6 +266,8 @@ mod tests {
             "policy set max-gpus 2 --group a --user b",
             "policy set max-gpus 2 --colour red",
             "group member add vision",
+            "resource add gpu4 --gpu-index four",
+            "resource rename gpu4",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
