@@ -110,7 +110,8 @@ fn timeline_booked_against_used() {
     for _ in 0..24 {
         press(&mut a, KeyCode::Left);
     }
-    let screen = render(&mut a, 160, 48);
+    // 80 columns: half-hour cells.
+    let screen = render(&mut a, 80, 24);
     let row = screen
         .lines()
         .find(|l| l.starts_with(" gpu3"))

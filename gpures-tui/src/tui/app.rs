@@ -600,7 +600,7 @@ impl App {
                 vec![]
             }
             Msg::Resized { cols, rows } => {
-                self.screens.timeline.resize(cols, rows);
+                self.screens.timeline.resize(cols, rows, self.ctx.now);
                 vec![]
             }
         }

@@ -28,7 +28,7 @@ const FETCH_BEHIND: TimeDelta = TimeDelta::days(1);
 /// How far after the view's start the timeline loads.
 const FETCH_AHEAD: TimeDelta = TimeDelta::days(14);
 
-/// Timeline zoom: the length of one cell.
+/// Timeline zoom: how much time the width shows (at least).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Zoom {
     Day,
@@ -36,32 +36,59 @@ pub enum Zoom {
     Week,
 }
 
+/// Cell lengths in minutes, round ones a person reads at a glance.
+const CELL_MINUTES: [i64; 12] = [10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 360, 720];
+
 impl Zoom {
-    /// One cell: 48 cells span the zoom's period.
-    pub fn cell(self) -> TimeDelta {
+    fn span(self) -> TimeDelta {
         match self {
-            Zoom::Day => TimeDelta::minutes(30),
-            Zoom::ThreeDays => TimeDelta::minutes(90),
-            Zoom::Week => TimeDelta::minutes(210),
+            Zoom::Day => TimeDelta::days(1),
+            Zoom::ThreeDays => TimeDelta::days(3),
+            Zoom::Week => TimeDelta::days(7),
         }
     }
 
-    pub fn label(self) -> &'static str {
+    /// One cell when `cols` cells are shown: the shortest round length at
+    /// which they cover the zoom's span, so "day" shows a whole day on any
+    /// terminal and a wide one shows it finer.
+    pub fn cell_for(self, cols: usize) -> TimeDelta {
+        let cols = i64::try_from(cols.max(1)).unwrap_or(i64::MAX);
+        let need = (self.span().num_minutes() + cols - 1) / cols;
+        let minutes = CELL_MINUTES
+            .iter()
+            .copied()
+            .find(|m| *m >= need)
+            .unwrap_or(CELL_MINUTES[CELL_MINUTES.len() - 1]);
+        TimeDelta::minutes(minutes)
+    }
+
+    fn name(self) -> &'static str {
         match self {
-            Zoom::Day => "day · 30 min cells",
-            Zoom::ThreeDays => "3 days · 90 min cells",
-            Zoom::Week => "week · 3½ h cells",
+            Zoom::Day => "day",
+            Zoom::ThreeDays => "3 days",
+            Zoom::Week => "week",
         }
     }
 
-    /// Hours between hour labels.
-    fn label_step_hours(self) -> u32 {
-        match self {
-            Zoom::Day => 2,
-            Zoom::ThreeDays => 6,
-            Zoom::Week => 12,
-        }
+    /// `day · 10 min cells`.
+    pub fn label(self, cell: TimeDelta) -> String {
+        let m = cell.num_minutes();
+        let length = match (m / 60, m % 60) {
+            (0, m) => format!("{m} min"),
+            (h, 0) => format!("{h} h"),
+            (h, 30) => format!("{h}½ h"),
+            (h, m) => format!("{h} h {m} min"),
+        };
+        format!("{} · {length} cells", self.name())
     }
+}
+
+/// Hours between hour labels: at least four cells apart.
+fn label_step_hours(cell: TimeDelta) -> u32 {
+    [1, 2, 3, 4, 6, 12, 24]
+        .into_iter()
+        .find(|h| i64::from(*h) * 60 >= 4 * cell.num_minutes())
+        .unwrap_or(24)
 }
 
 /// A resource's row name: its name, with its host when that is not the
@@ -145,9 +172,14 @@ impl Timeline {
         }
     }
 
+    /// One cell at the zoom and the last draw's width.
+    pub fn cell(&self) -> TimeDelta {
+        self.zoom.cell_for(self.visible_cols)
+    }
+
     /// The start of cell `col`.
     pub fn cell_start(&self, col: usize) -> DateTime<Utc> {
-        self.view_start + self.zoom.cell() * i32::try_from(col).unwrap_or(i32::MAX)
+        self.view_start + self.cell() * i32::try_from(col).unwrap_or(i32::MAX)
     }
 
     /// The resources shown as rows: all, or those of one host when the
@@ -195,7 +227,7 @@ impl Timeline {
         let t0 = self.cell_start(self.cursor_col);
         let cell = Period {
             start: t0,
-            end: t0 + self.zoom.cell(),
+            end: t0 + self.cell(),
         };
         let held = |r: &Reservation| r.period.end.min(cell.end) - r.period.start.max(cell.start);
         ctx.data
@@ -207,7 +239,7 @@ impl Timeline {
     }
 
     fn jump_to(&mut self, now: DateTime<Utc>) {
-        let cell = self.zoom.cell();
+        let cell = self.cell();
         // Start the view an hour before now, on a cell boundary.
         let start = (now - TimeDelta::hours(1))
             .duration_trunc(TimeDelta::minutes(30))
@@ -219,7 +251,7 @@ impl Timeline {
 
     /// A reload when the view left the loaded window.
     fn maybe_refetch(&self, ctx: &Ctx) -> Vec<Event> {
-        let span = self.zoom.cell() * i32::try_from(self.visible_cols.max(1)).unwrap_or(48);
+        let span = self.cell() * i32::try_from(self.visible_cols.max(1)).unwrap_or(48);
         let visible = Period {
             start: self.view_start,
             end: self.view_start + span,
@@ -254,9 +286,24 @@ impl Timeline {
     }
 
     /// The terminal now shows `cols` cells and `rows` resources.
-    pub fn resize(&mut self, cols: usize, rows: usize) {
+    pub fn resize(&mut self, cols: usize, rows: usize, now: DateTime<Utc>) {
+        // The cell may change with the width: keep the cursor's time (on
+        // now, if it was on now).
+        let (start, end) = (
+            self.cell_start(self.cursor_col),
+            self.cell_start(self.cursor_col + 1),
+        );
+        let at = if (start..end).contains(&now) {
+            now
+        } else {
+            start
+        };
         self.visible_cols = cols.max(1);
-        self.cursor_col = self.cursor_col.min(self.visible_cols - 1);
+        let cell = self.cell();
+        self.cursor_col =
+            usize::try_from((at - self.view_start).num_minutes() / cell.num_minutes())
+                .unwrap_or(0)
+                .min(self.visible_cols - 1);
         self.visible_rows = rows.max(1);
         self.follow();
     }
@@ -337,7 +384,7 @@ impl Timeline {
         let at = self.cell_start(self.cursor_col);
         self.zoom = zoom;
         // Keep the cursor's time in view, a few cells from the left.
-        let cell = self.zoom.cell();
+        let cell = self.cell();
         let back = cell * i32::try_from(self.cursor_col.min(4)).unwrap_or(0);
         self.view_start = (at - back)
             .duration_trunc(TimeDelta::minutes(30))
@@ -358,7 +405,7 @@ impl Component for Timeline {
                 if self.cursor_col > 0 {
                     self.cursor_col -= 1;
                 } else {
-                    self.view_start -= self.zoom.cell();
+                    self.view_start -= self.cell();
                     return self.maybe_refetch(ctx);
                 }
             }
@@ -366,12 +413,12 @@ impl Component for Timeline {
                 if self.cursor_col + 1 < self.visible_cols {
                     self.cursor_col += 1;
                 } else {
-                    self.view_start += self.zoom.cell();
+                    self.view_start += self.cell();
                     return self.maybe_refetch(ctx);
                 }
             }
             Action::PageLeft | Action::PageRight => {
-                let step = self.zoom.cell() * i32::try_from(self.visible_cols.max(1)).unwrap_or(48);
+                let step = self.cell() * i32::try_from(self.visible_cols.max(1)).unwrap_or(48);
                 if action == Action::PageLeft {
                     self.view_start -= step;
                 } else {
@@ -496,7 +543,7 @@ impl Component for Timeline {
 
 impl Timeline {
     fn draw_buf(&self, ctx: &Ctx, buf: &mut Buffer, area: Rect) {
-        let cell = self.zoom.cell();
+        let cell = self.cell();
         let name_col = self.name_col;
         let cols = usize::from(area.width.saturating_sub(name_col));
         let x0 = area.x + name_col;
@@ -511,7 +558,7 @@ impl Timeline {
         } else {
             format!(" · {} marked", self.marked.len())
         };
-        let title = format!("Timeline · {}{}{}", self.zoom.label(), filter, marked);
+        let title = format!("Timeline · {}{}{}", self.zoom.label(cell), filter, marked);
         buf.set_stringn(
             area.x,
             area.y,
@@ -521,7 +568,7 @@ impl Timeline {
         );
 
         // Day labels where a local day starts; hour labels at every `step` hours.
-        let step_hours = self.zoom.label_step_hours();
+        let step_hours = label_step_hours(cell);
         let mut last_day = None;
         let mut day_label_end = 0usize;
         let mut hour_label_end = 0usize;
@@ -699,7 +746,7 @@ impl Timeline {
 
     /// Cells `c0..c1` that `period` covers in a row `cols` wide, if any.
     fn cells(&self, period: &gpures_proto::Period, cols: usize) -> Option<(usize, usize)> {
-        let cell_min = self.zoom.cell().num_minutes().max(1);
+        let cell_min = self.cell().num_minutes().max(1);
         let from = (period.start - self.view_start).num_minutes();
         let to = (period.end - self.view_start).num_minutes();
         if to <= 0 {
