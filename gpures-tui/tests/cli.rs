@@ -1653,7 +1653,8 @@ async fn lab_policy_refuses_with_the_rule_and_its_numbers_and_admins_may_overrid
     assert!(
         r.err
             .contains("refused by lab policy: this makes 2 GPUs held at once")
-            && r.err.contains("the lab's limit is 1 (policy max-gpus)"),
+            && r.err.contains("the lab's limit is 1; possible again from")
+            && r.err.contains("(policy max-gpus)"),
         "{}",
         r.err
     );
@@ -1686,6 +1687,8 @@ async fn lab_policy_refuses_with_the_rule_and_its_numbers_and_admins_may_overrid
         (refusal["limit"].as_i64(), refusal["would_be"].as_i64()),
         (Some(1), Some(2))
     );
+    // When the first GPU's hour is over, the second fits.
+    assert!(refusal["free_from"].is_string(), "{refusal}");
     // Extending past the group's 4 GPU-hours a week is refused too.
     let r = cli
         .run_as("kim", "Asia/Seoul", &["extend", &id, "--by", "3h"], None)

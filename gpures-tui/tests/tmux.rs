@@ -115,6 +115,40 @@ fn shell_quote(p: &Path) -> String {
 /// After the program: its exit code and whether the tty is back to normal.
 const AFTER: &str = "echo GPURES-EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo; sleep 600";
 
+/// Registers `email` with a password, its session kept in `home`; returns
+/// the shell command that opens the real TUI as that account (then
+/// [`AFTER`]).
+async fn register(daemon: &TestDaemon, home: &Path, email: &str, name: &str) -> String {
+    let mut reg = tokio::process::Command::new(BIN)
+        .args([
+            "register",
+            "--email",
+            email,
+            "--name",
+            name,
+            "--password-stdin",
+        ])
+        .env("XDG_CONFIG_HOME", home)
+        .env("GPURES_SOCKET", &daemon.socket)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let Some(mut stdin) = reg.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        stdin
+            .write_all(b"a password long enough\n")
+            .await
+            .expect("stdin");
+    }
+    assert!(reg.wait().await.expect("wait").success());
+    format!(
+        "env XDG_CONFIG_HOME={} GPURES_SOCKET={} TZ=Asia/Seoul TERM=xterm-256color {}; {AFTER}",
+        shell_quote(home),
+        shell_quote(&daemon.socket),
+        shell_quote(Path::new(BIN)),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs tmux; .ci/run installs it and runs ignored tests"]
 async fn the_real_tui_books_by_keys_in_tmux_and_restores_the_terminal() {
@@ -124,36 +158,7 @@ async fn the_real_tui_books_by_keys_in_tmux_and_restores_the_terminal() {
         .await
         .expect("daemon");
     let home = tempfile::tempdir().expect("home");
-    let reg = tokio::process::Command::new(BIN)
-        .args([
-            "register",
-            "--email",
-            "kim@lab.kr",
-            "--name",
-            "김민수",
-            "--password-stdin",
-        ])
-        .env("XDG_CONFIG_HOME", home.path())
-        .env("GPURES_SOCKET", &daemon.socket)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut reg = reg;
-    if let Some(mut stdin) = reg.stdin.take() {
-        use tokio::io::AsyncWriteExt;
-        stdin
-            .write_all(b"a password long enough\n")
-            .await
-            .expect("stdin");
-    }
-    assert!(reg.wait().await.expect("wait").success());
-
-    let command = format!(
-        "env XDG_CONFIG_HOME={} GPURES_SOCKET={} TZ=Asia/Seoul TERM=xterm-256color {}; {AFTER}",
-        shell_quote(home.path()),
-        shell_quote(&daemon.socket),
-        shell_quote(Path::new(BIN)),
-    );
+    let command = register(&daemon, home.path(), "kim@lab.kr", "김민수").await;
     let tmux = Tmux::start(&command, 100, 30);
     let screen = tmux.wait_for("gpu1", 20).await;
     assert!(
@@ -508,40 +513,13 @@ async fn an_admin_manages_policy_groups_and_resources_and_reads_the_report_in_th
         .await
         .expect("daemon");
     let home = tempfile::tempdir().expect("home");
-    let mut reg = tokio::process::Command::new(BIN)
-        .args([
-            "register",
-            "--email",
-            "boss@lab.kr",
-            "--name",
-            "김관리",
-            "--password-stdin",
-        ])
-        .env("XDG_CONFIG_HOME", home.path())
-        .env("GPURES_SOCKET", &daemon.socket)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    if let Some(mut stdin) = reg.stdin.take() {
-        use tokio::io::AsyncWriteExt;
-        stdin
-            .write_all(b"a password long enough\n")
-            .await
-            .expect("stdin");
-    }
-    assert!(reg.wait().await.expect("wait").success());
+    let command = register(&daemon, home.path(), "boss@lab.kr", "김관리").await;
     daemon
         .host_admin()
         .expect("host admin")
         .promote("boss@lab.kr")
         .await
         .expect("promote");
-    let command = format!(
-        "env XDG_CONFIG_HOME={} GPURES_SOCKET={} TZ=Asia/Seoul TERM=xterm-256color {}; {AFTER}",
-        shell_quote(home.path()),
-        shell_quote(&daemon.socket),
-        shell_quote(Path::new(BIN)),
-    );
     let tmux = Tmux::start(&command, 100, 30);
     tmux.wait_for("gpu1", 20).await;
     // Admin is the last tab.
