@@ -564,3 +564,53 @@ async fn an_admin_manages_policy_groups_and_resources_and_reads_the_report_in_th
     tmux.wait_for("GPURES-EXIT=0", 10).await;
     daemon.stop().await.expect("stop");
 }
+
+/// The last SGR sequence before `needle` on the line that contains `row`,
+/// from `capture-pane -e`: the style it is drawn in.
+fn style_before(screen: &str, row: &str, needle: char) -> Option<String> {
+    let line = screen.lines().find(|l| l.contains(row))?;
+    let before = &line[..line.find(needle)?];
+    let esc = before.rfind("\u{1b}[")?;
+    let sgr = &before[esc..];
+    Some(sgr[..=sgr.find('m')?].to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tmux; .ci/run installs it and runs ignored tests"]
+async fn the_cursor_shows_on_the_second_column_of_a_korean_name_in_a_real_terminal() {
+    let daemon = TestDaemon::builder()
+        .with_gpus(2)
+        .start()
+        .await
+        .expect("daemon");
+    let home = tempfile::tempdir().expect("home");
+    let command = register(&daemon, home.path(), "kim@lab.kr", "김민수").await;
+    let booked = tokio::process::Command::new(BIN)
+        .args(["book", "gpu0", "--for", "3h"])
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("GPURES_SOCKET", &daemon.socket)
+        .output()
+        .await
+        .expect("book");
+    assert!(booked.status.success(), "{booked:?}");
+    let tmux = Tmux::start(&command, 100, 30);
+    tmux.wait_for("*김민수", 20).await;
+    let capture = |tmux: &Tmux| {
+        let out = Command::new("tmux")
+            .args(["-L", &tmux.server, "capture-pane", "-e", "-p", "-t", "t"])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The cursor starts on now, the bar's first cell (`*`); two cells on is
+    // the second column of 김.
+    let away = style_before(&capture(&tmux), " gpu0", '김').expect("김 drawn");
+    tmux.keys(&["l", "l"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let screen = capture(&tmux);
+    let on = style_before(&screen, " gpu0", '김').expect("김 still drawn whole");
+    assert_ne!(on, away, "the cursor's style shows on 김:\n{screen}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("GPURES-EXIT=0", 10).await;
+    daemon.stop().await.expect("stop");
+}

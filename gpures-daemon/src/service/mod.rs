@@ -421,7 +421,7 @@ impl Service {
         &self.inner.enforcer
     }
 
-    fn inner_meter(&self) -> &usage::MeterCell {
+    fn usage_meter(&self) -> &usage::MeterCell {
         &self.inner.meter
     }
 

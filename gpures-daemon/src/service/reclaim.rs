@@ -206,7 +206,7 @@ impl Service {
     ) -> Result<()> {
         let (finished, prune) = {
             let mut meter = self
-                .inner_meter()
+                .usage_meter()
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(at) = sampled_at {
@@ -237,6 +237,9 @@ impl Service {
             }
             (meter.finished(now), prune)
         };
+        if finished.is_empty() && !prune {
+            return Ok(());
+        }
         let mut conn = self.store().acquire().await?;
         crate::store::usage::put(&mut conn, &finished).await?;
         if prune {
