@@ -42,8 +42,8 @@ pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 
 /// Limits the daemon enforces on input; clients use them to validate early.
 pub mod limits {
-    /// The longest past (in hours) for which the timeline gets usage by the
-    /// minute; beyond it, by the hour.
+    /// How many hours before now the timeline gets usage by the minute;
+    /// before that, by the hour.
     pub const USAGE_MINUTES_MAX_HOURS: i64 = 6;
     /// Most used/idle runs one timeline reply carries (the newest first;
     /// older time goes unmarked), about 160 KB.
@@ -770,9 +770,10 @@ pub struct Timeline {
 }
 
 /// A run of held time on one GPU that was all used (the holder ran a
-/// qualifying process) or all idle. Minutes for a window whose past is at
-/// most [`limits::USAGE_MINUTES_MAX_HOURS`] long, else whole hours (used when
-/// most of the hour was); at most [`limits::USAGE_SPANS_MAX`], the newest.
+/// qualifying process) or all idle: by the minute over the last
+/// [`limits::USAGE_MINUTES_MAX_HOURS`] before now, by the whole hour before
+/// that (used when most of the hour was); at most
+/// [`limits::USAGE_SPANS_MAX`], the newest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageSpan {
     pub resource_id: i64,

@@ -398,9 +398,9 @@ async fn a_seeded_month_gives_exact_figures_to_admins_and_members() {
     assert!(table.contains("67%"), "{table}");
     assert!(table.contains("never counted as idle"), "{table}");
 
-    // The timeline's booked-against-used runs: by the minute for a past of
-    // up to 6 hours, by the hour beyond (an hour is used when most of it
-    // was).
+    // The timeline's booked-against-used runs of a long past come by the
+    // hour (an hour is used when most of it was); the live test below
+    // checks the last hours come by the minute.
     let (client, login) = daemon.admin("ops@lab.kr", "ops").await.expect("admin");
     let timeline = |start: &str, end: &str| {
         let (client, token) = (client.clone(), login.token.clone());
@@ -434,11 +434,11 @@ async fn a_seeded_month_gives_exact_figures_to_admins_and_members() {
         ]
     );
     let week = timeline("2026-10-01T00:00", "2026-10-08T00:00").await;
-    assert_eq!(week[..2], day[..], "whole hours give the same runs");
-    // Bob's reclaimed hour, used every other minute: 60 runs by the
-    // minute, one used hour by the hour.
+    assert_eq!(week[..2], day[..], "a longer window gives the same runs");
+    // Bob's reclaimed hour, used every other minute: one used hour.
     let b2_day = timeline("2026-10-07T09:00", "2026-10-07T12:00").await;
-    assert_eq!(b2_day.len(), 60);
+    assert_eq!(b2_day.len(), 1);
+    assert!(b2_day[0].used);
     assert_eq!(week.len(), 4, "{week:#?}");
     assert!(week[3].used && week[3].period.end - week[3].period.start == TimeDelta::hours(1));
 
@@ -529,6 +529,30 @@ async fn a_live_daemon_counts_used_and_unreserved_minutes_from_real_processes() 
     let v = report(&daemon, &alice, &["--from", &from, "--to", &to]).await;
     let a = row(&v, "김민수");
     assert!(a["used_gpu_hours"].as_f64() > Some(0.0), "{v:#}");
+    // The timeline marks the recent past by the minute: a used run on gpu0
+    // shorter than an hour.
+    let (client, login) = daemon.user("ops@lab.kr", "ops").await.expect("user");
+    let window = gpures_proto::Period {
+        start: started - TimeDelta::hours(1),
+        end: Utc::now() + TimeDelta::hours(1),
+    };
+    let runs = client
+        .timeline(
+            tarpc::context::current(),
+            login.token,
+            window,
+            Default::default(),
+        )
+        .await
+        .expect("rpc")
+        .expect("timeline")
+        .usage;
+    assert!(
+        runs.iter().any(|r| r.resource_id == daemon.gpus[0]
+            && r.used
+            && r.period.end - r.period.start < TimeDelta::hours(1)),
+        "{runs:#?}"
+    );
     assert_eq!(a["idle_gpu_hours"], 0.0, "{v:#}");
     assert!(
         v["lab"]["unreserved_gpu_hours"].as_f64() > Some(0.0),

@@ -966,19 +966,24 @@ async fn usage_spans(
     if end <= window.start {
         return Ok(Vec::new());
     }
-    let by_minute = end - window.start
-        <= chrono::TimeDelta::hours(gpures_proto::limits::USAGE_MINUTES_MAX_HOURS);
-    let (from, to) = if by_minute {
-        (window.start, end)
-    } else {
-        // Whole hours that touch the window.
-        let floor = |t: chrono::DateTime<Utc>| {
-            chrono::DurationRound::duration_trunc(t, chrono::TimeDelta::hours(1)).unwrap_or(t)
-        };
-        (floor(window.start), end)
+    let hour = |t: chrono::DateTime<Utc>| {
+        chrono::DurationRound::duration_trunc(t, chrono::TimeDelta::hours(1)).unwrap_or(t)
     };
-    let limit = gpures_proto::limits::USAGE_SPANS_MAX;
-    let mut spans = crate::store::usage::spans(conn, from, to, by_minute, limit).await?;
+    // The recent past by the minute, what is older by the whole hour.
+    let recent =
+        hour(now - chrono::TimeDelta::hours(gpures_proto::limits::USAGE_MINUTES_MAX_HOURS));
+    let mut left = gpures_proto::limits::USAGE_SPANS_MAX;
+    let mut spans = Vec::new();
+    let from = window.start.max(recent);
+    if from < end {
+        spans = crate::store::usage::spans(conn, from, end, true, left).await?;
+        left -= i64::try_from(spans.len()).unwrap_or(left);
+    }
+    if window.start < recent && left > 0 {
+        let older =
+            crate::store::usage::spans(conn, hour(window.start), recent.min(end), false, left);
+        spans.extend(older.await?);
+    }
     // In resource and time order for the client.
     spans.sort_by_key(|s| (s.0, s.1));
     Ok(spans
