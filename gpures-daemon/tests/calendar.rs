@@ -127,7 +127,8 @@ async fn outbox(store: &gpures_daemon::store::Store) -> (i64, i64) {
 }
 
 /// Waits until the outbox is empty, then checks the fake calendar holds
-/// exactly one right event per active reservation and nothing else.
+/// exactly one right event per active reservation, one per block in force,
+/// and nothing else.
 async fn assert_settled(store: &gpures_daemon::store::Store, fake: &FakeGoogle, within: Duration) {
     let started = Instant::now();
     loop {
@@ -145,7 +146,29 @@ async fn assert_settled(store: &gpures_daemon::store::Store, fake: &FakeGoogle, 
     let active = gpures_testkit::all_reservations(store, &ReservationFilter::default())
         .await
         .expect("list");
-    let events = fake.events();
+    let mut events = fake.events();
+    let blocks: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+        "SELECT block_id, min(reason) FROM blocks WHERE removed_at IS NULL GROUP BY block_id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("blocks");
+    for (block, reason) in &blocks {
+        let e = events
+            .remove(&event_id(*block))
+            .unwrap_or_else(|| panic!("block {block} has no event"));
+        assert!(
+            e["summary"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("Blocked · ") && s.ends_with(reason.as_str())),
+            "{e}"
+        );
+        assert_eq!(
+            e.pointer("/extendedProperties/private/gpures_block")
+                .and_then(|v| v.as_str()),
+            Some(block.to_string().as_str())
+        );
+    }
     let by_id: HashMap<String, &gpures_proto::Reservation> =
         active.iter().map(|r| (event_id(r.id), r)).collect();
     for (id, e) in &events {
@@ -337,6 +360,82 @@ async fn a_request_waiting_for_approval_is_tentative_until_approved() {
             .values()
             .all(|e| e["status"] == "confirmed")
     );
+    lab.daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maintenance_block_is_one_event_repaired_like_a_booking_and_gone_once_lifted() {
+    let lab = lab_with(|_| {}).await;
+    let (c, t, g) = (&lab.client, lab.token.as_str(), &lab.gpus);
+    book(c, t, vec![g[2]], slot(4, 1)).await;
+    let blocked = c
+        .block(
+            context::current(),
+            t.into(),
+            gpures_proto::BlockRequest {
+                resources: vec![g[1], g[0]],
+                period: slot(3, 2),
+                reason: "driver upgrade".into(),
+                cancel_overlapping: false,
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("block");
+    let block = blocked.blocks[0].block_id;
+    assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(10)).await;
+    let eid = event_id(block);
+    let ev = &lab.fake.events()[&eid];
+    assert_eq!(
+        ev["summary"].as_str(),
+        Some("Blocked · gpu0, gpu1 · driver upgrade"),
+        "one event for both GPUs: {ev}"
+    );
+    let t0 = |e: &serde_json::Value| {
+        e["start"]["dateTime"]
+            .as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|d| d.with_timezone(&Utc))
+    };
+    assert_eq!(t0(ev), Some(slot(3, 2).start));
+
+    // By hand: the block's event deleted, and an event of a block that
+    // never existed. A repair brings back the first and deletes the second.
+    lab.fake.delete_event(&eid);
+    let ghost = uuid::Uuid::new_v4();
+    let s = slot(5, 1);
+    lab.fake.put_event(
+        &event_id(ghost),
+        serde_json::json!({
+            "id": event_id(ghost), "summary": "Blocked · gpu3 · old", "status": "confirmed",
+            "start": {"dateTime": s.start.to_rfc3339()}, "end": {"dateTime": s.end.to_rfc3339()},
+            "extendedProperties": {"private": {"gpures": "1", "gpures_block": ghost.to_string()}}
+        }),
+    );
+    let cal = calendar_of(&lab).await;
+    let (from, to) = window();
+    let repair = gpures_daemon::workers::calendar::reconcile(&cal, &lab.daemon.store, from, to)
+        .await
+        .expect("repair");
+    assert_eq!(
+        (repair.created, repair.deleted, repair.unchanged),
+        (1, 1, 1),
+        "{repair:?}"
+    );
+    assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(10)).await;
+    assert!(lab.fake.events().contains_key(&eid));
+    let again = gpures_daemon::workers::calendar::reconcile(&cal, &lab.daemon.store, from, to)
+        .await
+        .expect("repair");
+    assert_eq!(again.queued() + again.deleted, 0, "{again:?}");
+
+    c.unblock(context::current(), t.into(), block)
+        .await
+        .expect("rpc")
+        .expect("unblock");
+    assert_settled(&lab.daemon.store, &lab.fake, Duration::from_secs(10)).await;
+    assert!(!lab.fake.events().contains_key(&eid), "lifted: no event");
+    assert_eq!(lab.fake.events().len(), 1, "the booking's event stays");
     lab.daemon.stop().await.expect("stop");
 }
 

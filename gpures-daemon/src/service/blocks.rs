@@ -63,6 +63,7 @@ impl Service {
                 )
                 .await?;
             }
+            outbox::enqueue_block(&mut tx, block_id, Operation::Upsert).await?;
             let holders = reservations::holders(&mut tx, &ids, req.period, &[]).await?;
             let mut overlapping = Vec::with_capacity(holders.len());
             for h in &holders {
@@ -122,6 +123,7 @@ impl Service {
             )
             .await?;
         }
+        outbox::enqueue_block(&mut tx, block_id, Operation::Delete).await?;
         db::notify_change(&mut tx).await?;
         tx.commit().await?;
         Ok(gone)

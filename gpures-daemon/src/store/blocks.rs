@@ -104,6 +104,19 @@ pub async fn in_window(conn: &mut PgConnection, window: Period) -> Result<Vec<Bl
     Ok(rows.into_iter().map(Block::from).collect())
 }
 
+/// The parts of block `block_id` still in force (empty once lifted or when
+/// unknown).
+pub async fn get(conn: &mut PgConnection, block_id: Uuid) -> Result<Vec<Block>> {
+    let rows = sqlx::query_as::<_, BlockRow>(concat!(
+        block_select!(),
+        "WHERE b.block_id = $1 AND b.removed_at IS NULL ORDER BY res.name"
+    ))
+    .bind(block_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(Block::from).collect())
+}
+
 /// Per resource, the block in force at `now` or else the next one.
 pub async fn current_or_next(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<Block>> {
     let rows = sqlx::query_as::<_, BlockRow>(concat!(

@@ -1,8 +1,8 @@
 //! `calendar_outbox`: one row per change still to be mirrored into Google
 //! Calendar, written in the same transaction as the change ([`enqueue`]).
-//! The calendar worker claims a reservation's due rows inside its own
-//! transaction ([`claim`]), writes Google, and records the outcome
-//! ([`finish`]) before committing.
+//! A row names a reservation or a block ([`Subject`]). The calendar worker
+//! claims one subject's due rows inside its own transaction ([`claim`]),
+//! writes Google, and records the outcome ([`finish`]) before committing.
 
 use chrono::{DateTime, Utc};
 use gpures_proto::CalendarStatus;
@@ -30,10 +30,28 @@ pub enum Delivery {
     Failed(String),
 }
 
-/// One reservation's due rows, locked by the claiming transaction.
+/// What an event mirrors: each has one event, its id derived from this id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Reservation(Uuid),
+    /// A maintenance window: every resource blocked together.
+    Block(Uuid),
+}
+
+impl Subject {
+    /// The id the event id is derived from (reservation and block ids are
+    /// random UUIDs, so the two never meet).
+    pub fn id(self) -> Uuid {
+        match self {
+            Subject::Reservation(id) | Subject::Block(id) => id,
+        }
+    }
+}
+
+/// One subject's due rows, locked by the claiming transaction.
 #[derive(Debug)]
 pub struct Claimed {
-    pub reservation_id: Uuid,
+    pub subject: Subject,
     pub rows: Vec<i64>,
     /// The most attempts any of the rows had (for the backoff).
     pub attempts: i32,
@@ -49,16 +67,47 @@ pub async fn enqueue(conn: &mut PgConnection, reservation_id: Uuid, op: Operatio
     Ok(())
 }
 
-/// Reservations with rows due for delivery, oldest change first.
-pub async fn due(conn: &mut PgConnection, limit: i64) -> Result<Vec<Uuid>> {
-    let rows: Vec<(Uuid,)> = sqlx::query_as(
-        "SELECT reservation_id FROM calendar_outbox WHERE NOT failed AND next_attempt_at <= now()
-         GROUP BY reservation_id ORDER BY min(id) LIMIT $1",
+/// Queues a block's latest state (its event, or none once lifted).
+pub async fn enqueue_block(conn: &mut PgConnection, block_id: Uuid, op: Operation) -> Result<()> {
+    sqlx::query("INSERT INTO calendar_outbox (block_id, operation) VALUES ($1, $2)")
+        .bind(block_id)
+        .bind(op)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Queues the latest state of `subject`.
+pub async fn enqueue_subject(
+    conn: &mut PgConnection,
+    subject: Subject,
+    op: Operation,
+) -> Result<()> {
+    match subject {
+        Subject::Reservation(id) => enqueue(conn, id, op).await,
+        Subject::Block(id) => enqueue_block(conn, id, op).await,
+    }
+}
+
+/// Subjects with rows due for delivery, oldest change first.
+pub async fn due(conn: &mut PgConnection, limit: i64) -> Result<Vec<Subject>> {
+    let rows: Vec<(Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
+        "SELECT reservation_id, block_id FROM calendar_outbox
+         WHERE NOT failed AND next_attempt_at <= now()
+         GROUP BY reservation_id, block_id ORDER BY min(id) LIMIT $1",
     )
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| match row {
+            (Some(r), _) => Some(Subject::Reservation(r)),
+            (None, Some(b)) => Some(Subject::Block(b)),
+            // The table's CHECK forbids it.
+            (None, None) => None,
+        })
+        .collect())
 }
 
 /// When the next row is due, if any is waiting.
@@ -70,37 +119,45 @@ pub async fn next_due(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>> 
     )
 }
 
-/// Locks the due rows of one reservation in the caller's transaction, unless
+/// Locks the due rows of one subject in the caller's transaction, unless
 /// another daemon is delivering it (advisory lock) or holds the rows.
-pub async fn claim(conn: &mut PgConnection, reservation_id: Uuid) -> Result<Option<Claimed>> {
+pub async fn claim(conn: &mut PgConnection, subject: Subject) -> Result<Option<Claimed>> {
     let locked: bool =
         sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1::text, 7261))")
-            .bind(reservation_id)
+            .bind(subject.id())
             .fetch_one(&mut *conn)
             .await?;
     if !locked {
         return Ok(None);
     }
-    let rows: Vec<(i64, i32)> = sqlx::query_as(
-        "SELECT id, attempts FROM calendar_outbox
-         WHERE reservation_id = $1 AND NOT failed AND next_attempt_at <= now()
-         ORDER BY id FOR UPDATE SKIP LOCKED",
-    )
-    .bind(reservation_id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let sql = match subject {
+        Subject::Reservation(_) => {
+            "SELECT id, attempts FROM calendar_outbox
+             WHERE reservation_id = $1 AND NOT failed AND next_attempt_at <= now()
+             ORDER BY id FOR UPDATE SKIP LOCKED"
+        }
+        Subject::Block(_) => {
+            "SELECT id, attempts FROM calendar_outbox
+             WHERE block_id = $1 AND NOT failed AND next_attempt_at <= now()
+             ORDER BY id FOR UPDATE SKIP LOCKED"
+        }
+    };
+    let rows: Vec<(i64, i32)> = sqlx::query_as(sql)
+        .bind(subject.id())
+        .fetch_all(&mut *conn)
+        .await?;
     if rows.is_empty() {
         return Ok(None);
     }
     Ok(Some(Claimed {
-        reservation_id,
+        subject,
         attempts: rows.iter().map(|(_, a)| *a).max().unwrap_or(0),
         rows: rows.into_iter().map(|(id, _)| id).collect(),
     }))
 }
 
 /// Records the outcome of a claimed delivery. A success wrote the
-/// reservation's current state, so it also clears the reservation's earlier
+/// subject's current state, so it also clears the subject's earlier
 /// failures (the sync state is the latest delivery's), and it pulls forward
 /// the rows waiting out a backoff: Google answers again, so the backlog goes
 /// now rather than at the end of each row's delay.
@@ -109,10 +166,12 @@ pub async fn finish(conn: &mut PgConnection, claimed: &Claimed, delivery: &Deliv
         Delivery::Done => {
             sqlx::query(
                 "DELETE FROM calendar_outbox
-                 WHERE id = ANY($1) OR (reservation_id = $2 AND failed AND id < (SELECT max(x) FROM unnest($1::bigint[]) x))",
+                 WHERE id = ANY($1)
+                    OR ((reservation_id = $2 OR block_id = $2) AND failed
+                        AND id < (SELECT max(x) FROM unnest($1::bigint[]) x))",
             )
             .bind(&claimed.rows)
-            .bind(claimed.reservation_id)
+            .bind(claimed.subject.id())
             .execute(&mut *conn)
             .await?;
             sqlx::query(

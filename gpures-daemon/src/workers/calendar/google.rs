@@ -1,8 +1,9 @@
 //! The Google Calendar client: [`Calendar`] writes events with
 //! `google-calendar3` and a service-account authenticator ([`token`](super::token)), and
 //! sorts Google's answers into retry-later and give-up ([`SyncError`]).
-//! Event ids are derived from the reservation id ([`event_id`]), so a retry
-//! after a crash or a lost reply updates the same event instead of adding one.
+//! Event ids are derived from the reservation id, or the block id for a
+//! maintenance window ([`event_id`]), so a retry after a crash or a lost
+//! reply updates the same event instead of adding one.
 //!
 //! The connector is one concrete type ([`Connector`], rustls, https or plain
 //! http) so the hub's generic code is compiled once.
@@ -13,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use google_calendar3::CalendarHub;
 use google_calendar3::api::{Event, EventDateTime, EventExtendedProperties};
-use gpures_proto::{Reservation, ReservationStatus, text};
+use gpures_proto::{Block, Reservation, ReservationStatus, text};
 use serde::Deserialize;
 use thiserror::Error;
 use uuid::Uuid;
@@ -30,6 +31,8 @@ type Hub = CalendarHub<Connector>;
 pub const MARK: &str = "gpures";
 /// Private extended property holding the reservation id.
 pub const PROP_RESERVATION: &str = "gpures_reservation";
+/// Private extended property holding the block id of a maintenance window.
+pub const PROP_BLOCK: &str = "gpures_block";
 /// Private extended property holding the daemon host that wrote the event.
 pub const PROP_HOST: &str = "gpures_host";
 
@@ -241,6 +244,51 @@ impl Calendar {
         }
     }
 
+    /// The event a block should be: one for all the resources blocked
+    /// together, `parts` being its rows (one per resource, not empty).
+    pub fn event_for_block(&self, parts: &[Block]) -> Option<Event> {
+        let first = parts.first()?;
+        let mut private = HashMap::new();
+        private.insert(MARK.to_owned(), "1".to_owned());
+        private.insert(PROP_BLOCK.to_owned(), first.block_id.to_string());
+        private.insert(PROP_HOST.to_owned(), self.host.clone());
+        // Sorted here, so the text is the same whichever query gave the parts.
+        let mut names: Vec<String> = parts
+            .iter()
+            .map(|b| text::sanitize(&b.resource_name))
+            .collect();
+        names.sort();
+        let names = names.join(", ");
+        let reason = text::sanitize(&first.reason);
+        Some(Event {
+            id: Some(event_id(first.block_id)),
+            summary: Some(format!("Blocked · {names} · {reason}")),
+            description: Some(format!(
+                "{reason}\n\nNobody can book {names} in this period.\nblocked by {}\nblock {}\nblocked with gpures",
+                text::sanitize(&first.created_by),
+                first.block_id,
+            )),
+            start: Some(EventDateTime {
+                date_time: Some(first.period.start),
+                time_zone: Some("UTC".into()),
+                ..EventDateTime::default()
+            }),
+            end: Some(EventDateTime {
+                date_time: Some(first.period.end),
+                time_zone: Some("UTC".into()),
+                ..EventDateTime::default()
+            }),
+            status: Some("confirmed".into()),
+            // Busy for anyone who checks free/busy against the calendar.
+            transparency: Some("opaque".into()),
+            extended_properties: Some(EventExtendedProperties {
+                private: Some(private),
+                shared: None,
+            }),
+            ..Event::default()
+        })
+    }
+
     async fn timed<T>(
         &self,
         what: &str,
@@ -263,8 +311,25 @@ impl Calendar {
     /// # Errors
     /// [`SyncError`].
     pub async fn upsert(&self, r: &Reservation, known: bool) -> Result<Written, SyncError> {
-        let event = self.event_for(r);
-        let id = event_id(r.id);
+        self.upsert_event(self.event_for(r), known).await
+    }
+
+    /// Writes the current state of a block: its event while `parts` (the
+    /// rows still in force) is not empty, none once it is lifted.
+    ///
+    /// # Errors
+    /// [`SyncError`].
+    pub async fn apply_block(&self, block_id: Uuid, parts: &[Block]) -> Result<Written, SyncError> {
+        match self.event_for_block(parts) {
+            // Blocks are few and rarely change: no "known" hint, an insert
+            // that meets the event turns into an update.
+            Some(event) => self.upsert_event(event, false).await,
+            None => self.delete(block_id).await,
+        }
+    }
+
+    async fn upsert_event(&self, event: Event, known: bool) -> Result<Written, SyncError> {
+        let id = event.id.clone().unwrap_or_default();
         if known {
             match self
                 .timed(

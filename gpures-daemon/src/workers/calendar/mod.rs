@@ -5,8 +5,8 @@
 //!
 //! Invariant 3: a booking never waits for Google. Every change commits an
 //! outbox row with it; the worker wakes on every committed change (NOTIFY,
-//! so any daemon on the database may deliver), claims one reservation at a
-//! time under a transaction-scoped advisory lock plus `FOR UPDATE SKIP LOCKED`
+//! so any daemon on the database may deliver), claims one reservation (or
+//! maintenance block) at a time under a transaction-scoped advisory lock plus `FOR UPDATE SKIP LOCKED`
 //! on its rows (so daemons never write the same event at once), writes the
 //! reservation's *current* state (several pending changes collapse into one
 //! write), and deletes the rows only after Google accepted it. Event ids are
@@ -33,7 +33,7 @@ use tokio::sync::watch;
 pub use google::{Calendar, CalendarError, CheckFailed, SyncError, Written, event_id};
 pub use reconcile::{Reconciled, RepairError, reconcile};
 
-use crate::store::outbox::{self, Delivery};
+use crate::store::outbox::{self, Delivery, Subject};
 use crate::store::{self, Store, StoreError};
 use crate::workers::{Shutdown, WorkerHandle};
 
@@ -174,7 +174,7 @@ struct Progress {
     next_due: Option<DateTime<Utc>>,
 }
 
-/// Delivers every due reservation once.
+/// Delivers every due subject once.
 async fn deliver_due(
     cal: &Calendar,
     store: &Store,
@@ -188,28 +188,35 @@ async fn deliver_due(
         let mut conn = store.acquire().await?;
         outbox::due(&mut conn, 100).await?
     };
-    for rid in due {
+    for subject in due {
         if shutdown.is_requested() {
             break;
         }
         let mut tx = store.begin().await?;
-        let Some(claimed) = outbox::claim(&mut tx, rid).await? else {
+        let Some(claimed) = outbox::claim(&mut tx, subject).await? else {
             continue;
         };
-        let current = match store::reservations::get(&mut tx, rid).await {
-            Ok(r) => Some(r),
-            Err(StoreError::NotFound) => None,
-            Err(e) => return Err(e),
+        let outcome = match subject {
+            Subject::Reservation(rid) => {
+                let current = match store::reservations::get(&mut tx, rid).await {
+                    Ok(r) => Some(r),
+                    Err(StoreError::NotFound) => None,
+                    Err(e) => return Err(e),
+                };
+                let known = outbox::event_known(&mut tx, rid).await?;
+                rate_limit(last_write, spacing).await;
+                match &current {
+                    Some(r) => cal.apply(r, known).await,
+                    None => cal.delete(rid).await,
+                }
+            }
+            Subject::Block(bid) => {
+                let parts = store::blocks::get(&mut tx, bid).await?;
+                rate_limit(last_write, spacing).await;
+                cal.apply_block(bid, &parts).await
+            }
         };
-        // The client-side rate limit.
-        tokio::time::sleep_until(*last_write + spacing).await;
-        *last_write = tokio::time::Instant::now();
-        let known = outbox::event_known(&mut tx, rid).await?;
-        let outcome = match &current {
-            Some(r) => cal.apply(r, known).await,
-            None => cal.delete(rid).await,
-        };
-        let id = event_id(rid);
+        let id = event_id(subject.id());
         let written = outcome.as_ref().ok().copied();
         let delivery = match outcome {
             Ok(w) => {
@@ -229,7 +236,7 @@ async fn deliver_due(
                 Delivery::Failed(m)
             }
         };
-        if let Some(w) = written {
+        if let (Some(w), Subject::Reservation(rid)) = (written, subject) {
             outbox::set_event_known(&mut tx, rid, w != Written::Deleted).await?;
         }
         outbox::finish(&mut tx, &claimed, &delivery).await?;
@@ -248,4 +255,10 @@ async fn deliver_due(
         delivered,
         next_due,
     })
+}
+
+/// The client-side rate limit: waits until `spacing` after the last write.
+async fn rate_limit(last_write: &mut tokio::time::Instant, spacing: Duration) {
+    tokio::time::sleep_until(*last_write + spacing).await;
+    *last_write = tokio::time::Instant::now();
 }

@@ -7,12 +7,12 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use google_calendar3::api::{Event, EventDateTime};
-use gpures_proto::{Cursor, Reservation, ReservationStatus, limits};
+use gpures_proto::{Block, Cursor, Reservation, ReservationStatus, limits};
 use thiserror::Error;
 use uuid::Uuid;
 
-use super::google::{Calendar, PROP_RESERVATION, SyncError, event_id};
-use crate::store::outbox::{self, Operation};
+use super::google::{Calendar, PROP_BLOCK, PROP_RESERVATION, SyncError, event_id};
+use crate::store::outbox::{self, Operation, Subject};
 use crate::store::{self, Store, StoreError};
 
 /// Why a repair stopped.
@@ -53,13 +53,13 @@ fn same_event(have: &Event, want: &Event) -> bool {
             == want.status.as_deref().unwrap_or("confirmed")
 }
 
-/// The reservation id an event of ours carries.
-fn reservation_of(ev: &Event) -> Option<Uuid> {
-    ev.extended_properties
-        .as_ref()
-        .and_then(|p| p.private.as_ref())
-        .and_then(|p| p.get(PROP_RESERVATION))
-        .and_then(|s| Uuid::parse_str(s).ok())
+/// What an event of ours mirrors, by the id it carries.
+fn subject_of(ev: &Event) -> Option<Subject> {
+    let private = ev.extended_properties.as_ref()?.private.as_ref()?;
+    let id = |key: &str| private.get(key).and_then(|s| Uuid::parse_str(s).ok());
+    id(PROP_RESERVATION)
+        .map(Subject::Reservation)
+        .or_else(|| id(PROP_BLOCK).map(Subject::Block))
 }
 
 /// Makes the calendar equal to the database over `[from, to)` without ever
@@ -70,7 +70,8 @@ fn reservation_of(ev: &Event) -> Option<Uuid> {
 /// event moved out of its place is moved back, never deleted). Only events
 /// carrying gpures' mark whose reservation does not exist at all, or that
 /// duplicate one, are deleted here; other events are never touched. A second
-/// repair finds nothing to do.
+/// repair finds nothing to do. Maintenance blocks are repaired the same way
+/// (a lifted block never comes back, so its event is deleted here).
 ///
 /// # Errors
 /// The database failed, or Google kept failing a page (after retries).
@@ -85,10 +86,12 @@ pub async fn reconcile(
         end: to,
     };
     let active = active_in(store, window).await?;
+    let blocks = blocks_in(store, window).await?;
     let events = cal.list_managed(from, to).await?;
     let mut report = Reconciled::default();
     let mut seen = HashSet::new();
-    let mut queue: Vec<(Uuid, Operation)> = Vec::new();
+    let mut seen_blocks = HashSet::new();
+    let mut queue: Vec<(Subject, Operation)> = Vec::new();
     let mut listed = HashSet::new();
     for ev in &events {
         let Some(id) = ev.id.clone() else { continue };
@@ -97,22 +100,48 @@ pub async fn reconcile(
         if !listed.insert(id.clone()) {
             continue;
         }
-        let Some(rid) = reservation_of(ev) else {
+        let Some(subject) = subject_of(ev) else {
             cal.delete_event(&id).await?;
             report.deleted += 1;
             continue;
         };
-        if id != event_id(rid) {
+        if id != event_id(subject.id()) {
             // Not the reservation's own event id: a copy.
             cal.delete_event(&id).await?;
             report.deleted += 1;
             continue;
         }
+        let rid = match subject {
+            Subject::Reservation(rid) => rid,
+            Subject::Block(bid) => {
+                seen_blocks.insert(bid);
+                let want = match blocks.get(&bid) {
+                    Some(parts) => parts.clone(),
+                    // Outside the window or created since: ask now.
+                    None => {
+                        let mut conn = store.acquire().await?;
+                        store::blocks::get(&mut conn, bid).await?
+                    }
+                };
+                match cal.event_for_block(&want) {
+                    Some(e) if same_event(ev, &e) => report.unchanged += 1,
+                    Some(_) => {
+                        queue.push((subject, Operation::Upsert));
+                        report.updated += 1;
+                    }
+                    None => {
+                        cal.delete_event(&id).await?;
+                        report.deleted += 1;
+                    }
+                }
+                continue;
+            }
+        };
         seen.insert(rid);
         match active.get(&rid) {
             Some(r) if same_event(ev, &cal.event_for(r)) => report.unchanged += 1,
             Some(_) => {
-                queue.push((rid, Operation::Upsert));
+                queue.push((subject, Operation::Upsert));
                 report.updated += 1;
             }
             None => {
@@ -128,11 +157,11 @@ pub async fn reconcile(
                 };
                 match current {
                     Some(r) if r.status == ReservationStatus::Active => {
-                        queue.push((rid, Operation::Upsert));
+                        queue.push((subject, Operation::Upsert));
                         report.updated += 1;
                     }
                     Some(_) => {
-                        queue.push((rid, Operation::Delete));
+                        queue.push((subject, Operation::Delete));
                         report.deleted += 1;
                     }
                     None => {
@@ -146,18 +175,36 @@ pub async fn reconcile(
     // Missing from the calendar (never written, or deleted by hand: the
     // worker's insert then meets the deleted event's id and revives it).
     for r in active.values().filter(|r| !seen.contains(&r.id)) {
-        queue.push((r.id, Operation::Upsert));
+        queue.push((Subject::Reservation(r.id), Operation::Upsert));
+        report.created += 1;
+    }
+    for bid in blocks.keys().filter(|b| !seen_blocks.contains(*b)) {
+        queue.push((Subject::Block(*bid), Operation::Upsert));
         report.created += 1;
     }
     if !queue.is_empty() {
         let mut tx = store.begin().await?;
-        for (rid, op) in &queue {
-            outbox::enqueue(&mut tx, *rid, *op).await?;
+        for (subject, op) in &queue {
+            outbox::enqueue_subject(&mut tx, *subject, *op).await?;
         }
         store::notify_change(&mut tx).await?;
         tx.commit().await.map_err(StoreError::from)?;
     }
     Ok(report)
+}
+
+/// The blocks in force overlapping `window`, by block id (each with the
+/// rows of all its resources).
+async fn blocks_in(
+    store: &Store,
+    window: gpures_proto::Period,
+) -> Result<HashMap<Uuid, Vec<Block>>, StoreError> {
+    let mut conn = store.acquire().await?;
+    let mut by_id: HashMap<Uuid, Vec<Block>> = HashMap::new();
+    for b in store::blocks::in_window(&mut conn, window).await? {
+        by_id.entry(b.block_id).or_default().push(b);
+    }
+    Ok(by_id)
 }
 
 /// The active reservations overlapping `window`, every page.
