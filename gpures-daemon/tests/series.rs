@@ -1,7 +1,8 @@
 //! Recurring bookings on the real daemon: one series, each occurrence a
 //! booking; all or nothing unless conflicts are skipped (each reported with
 //! why); lab policy counts every occurrence; a retry makes nothing twice;
-//! one occurrence or this-and-following can be cancelled.
+//! one occurrence or this-and-following can be cancelled or edited (all or
+//! nothing, checked like any edit).
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use gpures_proto::{
@@ -219,5 +220,132 @@ async fn lab_policy_counts_every_occurrence() {
         .await
         .expect("skip");
     assert_eq!((made.booked.len(), made.skipped.len()), (3, 2));
+    d.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn this_and_following_is_edited_all_or_nothing_and_checked_like_any_edit() {
+    let d = TestDaemon::builder()
+        .with_gpus(1)
+        .start()
+        .await
+        .expect("daemon");
+    let g = d.gpus.clone();
+    let (c, boss) = d.admin("boss@lab.kr", "Boss").await.expect("admin");
+    let (_, kim) = d.user("kim@lab.kr", "김민수").await.expect("user");
+    let (_, lee) = d.user("lee@lab.kr", "이서연").await.expect("user");
+    let made = series(&c, &kim, Uuid::new_v4(), &g, daily(4), false)
+        .await
+        .expect("series");
+    let ids: Vec<Uuid> = made.booked.iter().map(|b| b.reservations[0].id).collect();
+    let from = made.booked[1].reservations[0].period.start;
+    let periods_now = || async {
+        let rows: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT id, lower(period) FROM reservations WHERE series_id = $1 ORDER BY 2",
+        )
+        .bind(made.series_id)
+        .fetch_all(d.store.pool())
+        .await
+        .expect("rows");
+        rows
+    };
+    let before = periods_now().await;
+    let shifted = |hours: i64, len: i64, which: &[Uuid]| -> Vec<(Uuid, Period)> {
+        which
+            .iter()
+            .map(|id| {
+                let k = ids.iter().position(|x| x == id).expect("ours");
+                let start = daily(4)[k].start + TimeDelta::hours(hours);
+                (
+                    *id,
+                    Period {
+                        start,
+                        end: start + TimeDelta::hours(len),
+                    },
+                )
+            })
+            .collect()
+    };
+    let edit = |who: &LoginReply, periods: Vec<(Uuid, Period)>| {
+        let c = c.clone();
+        let token = who.token.clone();
+        let series_id = made.series_id;
+        async move {
+            c.edit_series(
+                context::current(),
+                token,
+                gpures_proto::SeriesEdit {
+                    series_id,
+                    from,
+                    periods,
+                    note: Some("moved".into()),
+                    reason: None,
+                },
+            )
+            .await
+            .expect("rpc")
+        }
+    };
+    c.set_policy(
+        context::current(),
+        boss.token.clone(),
+        PolicySet {
+            rule: PolicyRule::MaxLength,
+            target: PolicyTarget::Everyone,
+            host: None,
+            value: Some(180),
+            threshold: None,
+        },
+    )
+    .await
+    .expect("rpc")
+    .expect("policy");
+    let following = &ids[1..];
+    // Each longer than the lab allows: refused by the rule, nothing moved.
+    match edit(&kim, shifted(0, 4, following)).await {
+        Err(ApiError::Policy(r)) => assert_eq!(r.rule, PolicyRule::MaxLength),
+        other => panic!("{other:?}"),
+    }
+    // One left out (the series changed since it was read).
+    match edit(&kim, shifted(1, 2, &ids[1..3])).await {
+        Err(ApiError::InvalidArgument { field, reason }) => {
+            assert_eq!(field, "periods");
+            assert!(reason.contains("try again"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The first occurrence is before `from`: not this one or a later one.
+    match edit(&kim, shifted(1, 2, &ids)).await {
+        Err(ApiError::InvalidArgument { reason, .. }) => {
+            assert!(reason.contains("not an occurrence"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Two occurrences onto one another.
+    let mut onto = shifted(0, 2, following);
+    onto[1].1 = onto[0].1;
+    match edit(&kim, onto).await {
+        Err(ApiError::InvalidArgument { reason, .. }) => {
+            assert!(reason.contains("overlap each other"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Someone else's series.
+    assert_eq!(
+        edit(&lee, shifted(1, 2, following)).await.err(),
+        Some(ApiError::PermissionDenied)
+    );
+    assert_eq!(periods_now().await, before, "every refusal changed nothing");
+
+    // A day later each: onto the next one's old day, which the update order
+    // allows; the first stays.
+    let moved = edit(&kim, shifted(24, 2, following)).await.expect("moved");
+    assert_eq!(moved.len(), 3);
+    assert!(moved.iter().all(|r| r.note == "moved"));
+    let after = periods_now().await;
+    assert_eq!(after[0], before[0]);
+    for k in 1..4 {
+        assert_eq!(after[k].1, before[k].1 + TimeDelta::hours(24));
+    }
     d.stop().await.expect("stop");
 }

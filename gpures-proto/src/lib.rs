@@ -31,7 +31,7 @@ pub use policy::{
 /// own. Bump it on any change to a call's arguments, a reply type or an enum's
 /// variants: bincode encodes by position, so an old peer would misread the frame.
 /// `hello` itself (request variant 0, a `u32` argument) never changes shape.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Largest frame either side accepts; a larger length prefix is hostile or
 /// broken and closes the connection. Every reply fits: listings come in pages
@@ -749,6 +749,8 @@ pub enum Lookup {
     Prefix(String),
     /// Every reservation of one booking.
     Booking(Uuid),
+    /// Every active reservation of one recurring booking, in start order.
+    Series(Uuid),
 }
 
 /// Everything a schedule view draws for one window.
@@ -808,6 +810,24 @@ pub struct SeriesRequest {
     /// Book the occurrences that can be and report the others; otherwise
     /// one that cannot be booked refuses the whole series.
     pub skip_conflicts: bool,
+}
+
+/// "This and following": each reservation of a series that starts at or
+/// after `from` moves to its own new period (the client computes them in the
+/// member's zone, keeping wall-clock times across a DST change), all or
+/// nothing, checked like any edit (policy, blocks, overlaps).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeriesEdit {
+    pub series_id: Uuid,
+    pub from: DateTime<Utc>,
+    /// The new period of every active, unfinished reservation from `from`
+    /// on, by reservation id; one left out refuses the edit (the series
+    /// changed since the client read it).
+    pub periods: Vec<(Uuid, Period)>,
+    /// A new note for each of them.
+    pub note: Option<String>,
+    /// Why, when an admin edits someone else's series; its owner is told.
+    pub reason: Option<String>,
 }
 
 /// An occurrence that was not booked, and why.
@@ -1222,6 +1242,9 @@ pub trait Gpures {
         series_id: Uuid,
         from: DateTime<Utc>,
     ) -> Result<Vec<Reservation>, ApiError>;
+    /// Owner, or an admin with a reason: edits an occurrence of a series and
+    /// every later one ([`SeriesEdit`]).
+    async fn edit_series(token: Token, edit: SeriesEdit) -> Result<Vec<Reservation>, ApiError>;
     /// Admins: books past lab policy, with a reason kept in the audit log.
     async fn book_override(
         token: Token,

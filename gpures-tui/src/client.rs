@@ -17,7 +17,7 @@ use gpures_proto::{
     Group, GroupChange, HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource,
     Notification, NotificationPage, NotifyChange, NotifySettings, PageRequest, Period, Policy,
     PolicySet, QueueEntry, QueueRequest, RegisterRequest, Report, ReportRequest, Reservation,
-    ReservationChange, ReservationFilter, ReservationPage, Resource, Role, SeriesReply,
+    ReservationChange, ReservationFilter, ReservationPage, Resource, Role, SeriesEdit, SeriesReply,
     SeriesRequest, SessionInfo, SlotOption, SlotQuery, StatusReport, Timeline, UserInfo, limits,
 };
 use tarpc::client::RpcError;
@@ -669,6 +669,19 @@ impl Client {
         flat(
             self.rpc()
                 .cancel_series(context::current(), token, series_id, from)
+                .await,
+        )
+    }
+
+    /// Edits an occurrence of a series and every later one.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn edit_series(&self, edit: SeriesEdit) -> Result<Vec<Reservation>> {
+        let token = self.need_token()?;
+        flat(
+            self.rpc()
+                .edit_series(context::current(), token, edit)
                 .await,
         )
     }

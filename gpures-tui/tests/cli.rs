@@ -1941,8 +1941,74 @@ async fn a_weekly_booking_keeps_its_wall_clock_time_across_dst() {
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     assert!(r.out.contains("skipped 1:"), "{}", r.out);
 
-    // Cancel the second Sunday and the following ones of the first series.
+    // Edit the second Sunday and the following ones: an hour later, same
+    // length, still 11:00 New York time after the change to DST; the first
+    // Sunday stays. Moving them a week on (into the 28th) is all or nothing.
     let second = json["booked"][1]["id"].as_str().expect("id")[..8].to_owned();
+    let edit = [
+        "edit",
+        &second,
+        "--following",
+        "--from",
+        "2027-03-14 11:00",
+        "--json",
+    ];
+    let r = cli.run_as("kim", ny, &edit, None).await;
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    let mut moved: Vec<(String, String)> = r
+        .json()
+        .as_array()
+        .expect("changed")
+        .iter()
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().expect("time").to_owned();
+            (s("start"), s("end"))
+        })
+        .collect();
+    moved.sort();
+    assert_eq!(
+        moved,
+        [
+            (
+                "2027-03-14T11:00:00-04:00".to_owned(),
+                "2027-03-14T15:00:00-04:00".to_owned()
+            ),
+            (
+                "2027-03-21T11:00:00-04:00".to_owned(),
+                "2027-03-21T15:00:00-04:00".to_owned()
+            ),
+        ]
+    );
+    let r = cli
+        .run_as("kim", ny, &["ls", "--mine", "--json"], None)
+        .await;
+    assert!(
+        r.out.contains("2027-03-07T10:00:00-05:00"),
+        "the first stays: {}",
+        r.out
+    );
+    let week_on = ["edit", &second, "--following", "--from", "2027-03-21 11:00"];
+    let r = cli.run_as("kim", ny, &week_on, None).await;
+    assert_eq!(r.code, 3, "the 28th is taken: {}{}", r.out, r.err);
+    let r = cli
+        .run_as("kim", ny, &["ls", "--mine", "--json"], None)
+        .await;
+    assert!(
+        r.out.contains("2027-03-21T11:00:00-04:00") && !r.out.contains("2027-03-28T11:00:00-04:00"),
+        "nothing moved: {}",
+        r.out
+    );
+    let r = cli
+        .run_as(
+            "lee",
+            ny,
+            &["edit", &second, "--following", "--for", "1h"],
+            None,
+        )
+        .await;
+    assert_ne!(r.code, 0, "not lee's series: {}", r.err);
+
+    // Cancel the second Sunday and the following ones of the first series.
     let r = cli
         .run_as(
             "kim",

@@ -69,8 +69,38 @@ fn paged(mut rows: Vec<Reservation>, limit: i64) -> ReservationPage {
 #[derive(Clone, Debug)]
 pub(super) enum Change {
     Edit(ReservationChange),
+    /// Each reservation to its own period (a series, this and following);
+    /// every target must be named.
+    EditEach {
+        periods: std::collections::BTreeMap<Uuid, Period>,
+        note: Option<String>,
+    },
     Cancel,
     Release,
+}
+
+impl Change {
+    /// The period and new note (`None`: kept) this change leaves `current`
+    /// with; a cancel or release changes neither here.
+    fn leaves(&self, current: &Reservation) -> Result<(Period, Option<&String>)> {
+        match self {
+            Change::Edit(edit) => Ok((
+                Period {
+                    start: edit.start.unwrap_or(current.period.start),
+                    end: edit.end.unwrap_or(current.period.end),
+                },
+                edit.note.as_ref(),
+            )),
+            Change::EditEach { periods, note } => match periods.get(&current.id) {
+                Some(period) => Ok((*period, note.as_ref())),
+                None => Err(Error::invalid(
+                    "periods",
+                    "the series changed since it was read: try again",
+                )),
+            },
+            Change::Cancel | Change::Release => Ok((current.period, None)),
+        }
+    }
 }
 
 /// Why someone changed another person's booking: kept on each reservation,
@@ -336,11 +366,52 @@ impl Service {
                 start: e.start.unwrap_or(before[0].period.start),
                 end: e.end.unwrap_or(before[0].period.end),
             },
+            // Who holds anything in the whole span, if the edit keeps colliding.
+            Change::EditEach { periods, .. } => Period {
+                start: periods
+                    .values()
+                    .map(|p| p.start)
+                    .min()
+                    .unwrap_or(before[0].period.start),
+                end: periods
+                    .values()
+                    .map(|p| p.end)
+                    .max()
+                    .unwrap_or(before[0].period.end),
+            },
             _ => before[0].period,
         };
+        if let Change::EditEach { periods, .. } = &change {
+            if let Some(stranger) = periods
+                .keys()
+                .find(|id| !before.iter().any(|r| r.id == **id))
+            {
+                return Err(Error::invalid(
+                    "periods",
+                    format!(
+                        "reservation {stranger} is not an occurrence of this series from that time"
+                    ),
+                ));
+            }
+            let mut moved: Vec<(i64, Period)> = before
+                .iter()
+                .filter_map(|r| periods.get(&r.id).map(|p| (r.resource_id, *p)))
+                .collect();
+            moved.sort_by_key(|(resource, p)| (*resource, p.start));
+            if moved
+                .windows(2)
+                .any(|w| w[0].0 == w[1].0 && w[1].1.start < w[0].1.end)
+            {
+                return Err(Error::invalid(
+                    "periods",
+                    "the occurrences would overlap each other",
+                ));
+            }
+        }
         let whole_booking = matches!(which, Which::Booking(_) | Which::Series { .. });
         // An admin changing someone else's booking gives a reason instead.
-        let policed = matches!(change, Change::Edit(_)) && !someone_elses;
+        let editing = matches!(change, Change::Edit(_) | Change::EditEach { .. });
+        let policed = editing && !someone_elses;
         let owner = policed.then_some(before[0].user.id);
         let (svc, actor) = (self.clone(), actor.clone());
         self.transaction(async move {
@@ -413,6 +484,18 @@ impl Service {
                 None => targets.push(current),
             }
         }
+        if let Change::EditEach { periods, .. } = &change {
+            // One at a time in the order that never lets two occurrences
+            // meet on the way (the exclusion constraint is not deferred):
+            // the latest first when they move later.
+            targets.sort_by_key(|t| t.period.start);
+            if targets
+                .iter()
+                .any(|t| periods.get(&t.id).is_some_and(|p| p.start > t.period.start))
+            {
+                targets.reverse();
+            }
+        }
         if targets.is_empty() {
             let reason = match change {
                 Change::Release => "nothing of this booking is running: cancel it instead",
@@ -428,24 +511,20 @@ impl Service {
         for current in &targets {
             let id = current.id;
             let action = match &change {
-                Change::Edit(edit) => {
-                    let period = Period {
-                        start: edit.start.unwrap_or(current.period.start),
-                        end: edit.end.unwrap_or(current.period.end),
-                    };
-                    let start_moved = period.start != current.period.start;
+                Change::Edit(_) | Change::EditEach { .. } => {
+                    let (period, new_note) = change.leaves(current)?;
                     validate::booking_period(
                         &self.settings().rules,
                         period,
                         now,
-                        start_moved,
-                        edit.end.is_some_and(|e| e != current.period.end),
+                        period.start != current.period.start,
+                        period.end != current.period.end,
                         actor.is_admin(),
                     )?;
                     if period.end <= now && !past_fix {
                         return Err(Error::invalid("end", "must be in the future").into());
                     }
-                    let note = match &edit.note {
+                    let note = match new_note {
                         Some(n) => validate::note(n)?,
                         None => current.note.clone(),
                     };
@@ -522,7 +601,7 @@ impl Service {
         changed: &[Reservation],
     ) -> Result<()> {
         let verb = match change {
-            Change::Edit(_) => "changed",
+            Change::Edit(_) | Change::EditEach { .. } => "changed",
             Change::Cancel => "cancelled",
             Change::Release => "ended",
         };
@@ -724,6 +803,13 @@ impl Service {
                 Err(e) => Err(e.into()),
             },
             Lookup::Booking(id) => Ok(reservations::by_booking(&mut conn, *id).await?),
+            Lookup::Series(id) => {
+                // Before any booking (PostgreSQL cannot store `MIN_UTC`).
+                let from = chrono::DateTime::<Utc>::UNIX_EPOCH;
+                let mut all = reservations::by_series(&mut conn, *id, from).await?;
+                all.retain(|r| r.status == ReservationStatus::Active);
+                Ok(all)
+            }
             Lookup::Prefix(prefix) => {
                 let (lo, hi) = validate::id_prefix(prefix)?;
                 let max = limits::LOOKUP_MAX;

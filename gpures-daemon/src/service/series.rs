@@ -2,10 +2,13 @@
 //! (its own reservations, calendar events and policy check), made in one
 //! transaction: all or nothing, or with `skip_conflicts` the ones that can
 //! be, the others reported with why. The client computes the periods in the
-//! member's zone, so a weekly 14:00 stays 14:00 across a DST change.
+//! member's zone, so a weekly 14:00 stays 14:00 across a DST change; so is
+//! an edit of "this and following" ([`Service::edit_series`]).
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use gpures_proto::{Booking, Period, Reservation, SeriesRequest, limits};
+use gpures_proto::{Booking, Period, Reservation, SeriesEdit, SeriesRequest, limits};
 use uuid::Uuid;
 
 use super::booking::{Attempt, Change, Failed, NewBooking, PolicyMode, Which, insert_booking};
@@ -168,5 +171,35 @@ impl Service {
             None => None,
         };
         self.change_for(actor, which, Change::Cancel, reason).await
+    }
+
+    /// Edits the occurrences of a series from `edit.from` on, each to its
+    /// own period (owner, or an admin with a reason), all or nothing:
+    /// every occurrence passes the rules, blocks and policy an edit does.
+    ///
+    /// # Errors
+    /// Not found, not allowed, a reservation left out or not of the
+    /// series, rule and policy refusals, conflicts.
+    pub async fn edit_series(&self, actor: &Actor, edit: SeriesEdit) -> Result<Vec<Reservation>> {
+        if edit.periods.is_empty() {
+            return Err(Error::invalid("periods", "nothing to change"));
+        }
+        let periods: BTreeMap<Uuid, Period> = edit.periods.into_iter().collect();
+        let which = Which::Series {
+            id: edit.series_id,
+            from: edit.from,
+        };
+        let reason = match edit.reason.as_deref() {
+            Some(r) => Some(super::booking::Reason {
+                text: validate::reason(r)?,
+                kind: gpures_proto::NotificationKind::AdminChanged,
+            }),
+            None => None,
+        };
+        let change = Change::EditEach {
+            periods,
+            note: edit.note,
+        };
+        self.change_for(actor, which, change, reason).await
     }
 }

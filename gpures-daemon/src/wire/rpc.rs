@@ -17,8 +17,8 @@ use gpures_proto::{
     NotificationPage, NotifyChange, NotifySettings, PROTOCOL_VERSION, PageRequest, Period, Policy,
     PolicySet, QueueEntry, QueueRequest, RegisterRequest, Report, ReportRequest, Reservation,
     ReservationChange, ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role,
-    SeriesReply, SeriesRequest, SessionInfo, Skipped, SlotOption, SlotQuery, StatusReport,
-    Timeline, Token, UserInfo, UserPage, limits,
+    SeriesEdit, SeriesReply, SeriesRequest, SessionInfo, Skipped, SlotOption, SlotQuery,
+    StatusReport, Timeline, Token, UserInfo, UserPage, limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -612,6 +612,16 @@ impl Gpures for Connection {
             .service()
             .cancel_series(&actor, series_id, from, None)
             .await?)
+    }
+
+    async fn edit_series(
+        self,
+        _: Context,
+        token: Token,
+        edit: SeriesEdit,
+    ) -> Reply<Vec<Reservation>> {
+        let actor = self.actor(&token).await?;
+        Ok(self.service().edit_series(&actor, edit).await?)
     }
 
     async fn block(self, _: Context, token: Token, request: BlockRequest) -> Reply<BlockReply> {

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use gpures_proto::{
-    AnyBookingRequest, BookingRequest, ChangeKind, ChangeTarget, Period, Reservation,
-    ReservationChange, ReservationFilter, SlotQuery, limits, text,
+    AnyBookingRequest, BookingRequest, ChangeKind, ChangeTarget, Lookup, Period, Reservation,
+    ReservationChange, ReservationFilter, SeriesEdit, SlotQuery, limits, text,
 };
 use uuid::Uuid;
 
@@ -362,16 +362,26 @@ pub(super) async fn when(ctx: &Ctx, need: Need, length: Length) -> CliResult<()>
     Ok(())
 }
 
+/// What `edit` was asked to change.
+pub(super) struct Edit {
+    pub from: Option<String>,
+    pub length: Length,
+    pub note: Option<String>,
+    pub reason: Option<String>,
+    /// This occurrence of a series and every later one.
+    pub following: bool,
+}
+
 /// Moves, shortens, extends or re-notes a reservation, or a whole booking
-/// given by its id.
-pub(super) async fn edit(
-    ctx: &Ctx,
-    id: String,
-    from: Option<String>,
-    length: Length,
-    note: Option<String>,
-    reason: Option<String>,
-) -> CliResult<()> {
+/// given by its id, or an occurrence of a series and the later ones.
+pub(super) async fn edit(ctx: &Ctx, id: String, edit: Edit) -> CliResult<()> {
+    let Edit {
+        from,
+        length,
+        note,
+        reason,
+        following,
+    } = edit;
     let (tz, now) = (ctx.tz, ctx.now);
     let start = from.map(|f| parse_time(&f, now, tz)).transpose()?;
     if start.is_none() && length.to.is_none() && length.r#for.is_none() && note.is_none() {
@@ -397,6 +407,13 @@ pub(super) async fn edit(
         Some(end) => Some(end),
         None => start.map(|s| s + (current.end - current.start)),
     };
+    if following {
+        let new = Period {
+            start: new_start,
+            end: end.unwrap_or(current.end),
+        };
+        return edit_following(ctx, &target, current, new, note, reason).await;
+    }
     let change = ReservationChange {
         start: start.filter(|s| *s != current.start),
         end: end.filter(|e| *e != current.end),
@@ -404,6 +421,75 @@ pub(super) async fn edit(
     };
     let changed = change_target(ctx, &target, ChangeKind::Edit(change), reason).await?;
     done(ctx, "changed", &changed)
+}
+
+/// `edit ID --following`: the occurrence `target` names moves from `this`
+/// to `new`, and every later one of its series by the same wall-clock shift.
+async fn edit_following(
+    ctx: &Ctx,
+    target: &Target,
+    this: Period,
+    new: Period,
+    note: Option<String>,
+    reason: Option<String>,
+) -> CliResult<()> {
+    let series = match target {
+        Target::One(r) => r.series_id,
+        Target::Booking(_, rs) => rs.first().and_then(|r| r.series_id),
+    };
+    let Some(series_id) = series else {
+        return Err(Failure::usage(
+            "--following: this reservation is not part of a recurring booking",
+        ));
+    };
+    let all = ctx.api(ctx.client.find(Lookup::Series(series_id)).await)?;
+    let periods = shift_following(&all, this, new, ctx.tz, ctx.now)?;
+    let edit = SeriesEdit {
+        series_id,
+        from: this.start,
+        periods,
+        note,
+        reason,
+    };
+    let changed = ctx.api(ctx.client.edit_series(edit).await)?;
+    done(ctx, "changed", &changed)
+}
+
+/// "This and following": each unfinished reservation of `series` from
+/// `this` on, moved as `this` moves to `new` by the same wall-clock shift in
+/// `tz` (its start by the start's shift, its end by the end's), so a weekly
+/// 14:00 moved to 15:00 stays 15:00 across a DST change.
+pub(super) fn shift_following(
+    series: &[Reservation],
+    this: Period,
+    new: Period,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+) -> CliResult<Vec<(Uuid, Period)>> {
+    let local = |t: DateTime<Utc>| t.with_timezone(&tz).naive_local();
+    let (by_start, by_end) = (
+        local(new.start) - local(this.start),
+        local(new.end) - local(this.end),
+    );
+    let shift = |t: DateTime<Utc>, by: TimeDelta| -> CliResult<DateTime<Utc>> {
+        let moved = local(t)
+            .checked_add_signed(by)
+            .ok_or_else(|| Failure::usage("--following: that moves past the calendar's end"))?;
+        Ok(timefmt::resolve(moved, tz)?)
+    };
+    series
+        .iter()
+        .filter(|r| r.period.start >= this.start && r.period.end > now)
+        .map(|r| {
+            Ok((
+                r.id,
+                Period {
+                    start: shift(r.period.start, by_start)?,
+                    end: shift(r.period.end, by_end)?,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Extends a reservation's end, or a whole booking's.

@@ -337,6 +337,11 @@ pub enum Command {
         /// its owner sees it (`ls`, the TUI).
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
+        /// An occurrence of a recurring booking: change it and every later
+        /// one the same way (`--from "tue 15:00"` moves each an hour later,
+        /// at the same wall-clock time across a DST change).
+        #[arg(long)]
+        following: bool,
     },
     /// Cancel a reservation, or every GPU of a booking given by its id.
     Cancel {
@@ -1269,7 +1274,18 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
             r#for,
             note,
             reason,
-        } => booking::edit(ctx, id, from, booking::Length { to, r#for }, note, reason).await,
+            following,
+        } => {
+            let length = booking::Length { to, r#for };
+            let edit = booking::Edit {
+                from,
+                length,
+                note,
+                reason,
+                following,
+            };
+            booking::edit(ctx, id, edit).await
+        }
         Command::Extend { id, by, reason } => booking::extend(ctx, id, by, reason).await,
         Command::Cancel {
             id,
