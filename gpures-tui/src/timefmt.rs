@@ -31,6 +31,8 @@ pub enum TimeError {
     Gap(NaiveDateTime, Tz),
     #[error("unknown time zone {0:?}: set TZ to an IANA name such as Asia/Seoul")]
     Zone(String),
+    #[error("that moves past the end of the calendar")]
+    OutOfRange,
 }
 
 /// The viewer's zone: `TZ` if it names an IANA zone, else the system zone,
@@ -248,6 +250,46 @@ pub fn resolve(naive: NaiveDateTime, tz: Tz) -> Result<DateTime<Utc>, TimeError>
         LocalResult::Ambiguous(a, _) => Ok(a.with_timezone(&Utc)),
         LocalResult::None => Err(TimeError::Gap(naive, tz)),
     }
+}
+
+/// "This and following": each unfinished reservation of `series` from
+/// `this` on, moved as `this` moves to `new` by the same wall-clock shift in
+/// `tz` (its start by the start's shift, its end by the end's), so a weekly
+/// 14:00 moved to 15:00 stays 15:00 across a DST change.
+///
+/// # Errors
+/// A moved time the clocks skip ([`TimeError::Gap`]), or past the calendar.
+pub fn shift_following(
+    series: &[gpures_proto::Reservation],
+    this: gpures_proto::Period,
+    new: gpures_proto::Period,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Result<Vec<(uuid::Uuid, gpures_proto::Period)>, TimeError> {
+    let local = |t: DateTime<Utc>| t.with_timezone(&tz).naive_local();
+    let (by_start, by_end) = (
+        local(new.start) - local(this.start),
+        local(new.end) - local(this.end),
+    );
+    let shift = |t: DateTime<Utc>, by: TimeDelta| {
+        let moved = local(t)
+            .checked_add_signed(by)
+            .ok_or(TimeError::OutOfRange)?;
+        resolve(moved, tz)
+    };
+    series
+        .iter()
+        .filter(|r| r.period.start >= this.start && r.period.end > now)
+        .map(|r| {
+            Ok((
+                r.id,
+                gpures_proto::Period {
+                    start: shift(r.period.start, by_start)?,
+                    end: shift(r.period.end, by_end)?,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// `2026-12-01 09:00` in `tz`.

@@ -593,6 +593,44 @@ fn x_on_an_occurrence_asks_this_one_or_this_and_every_later_one() {
 }
 
 #[test]
+fn editing_an_occurrence_asks_this_one_or_this_and_every_later_one() {
+    let mut a = app();
+    let series = uuid::Uuid::from_u128(0x5e);
+    let mut s = snapshot_of(&a);
+    s.reservations[0].series_id = Some(series);
+    let was = s.reservations[0].period;
+    a.apply(Msg::Loaded(Box::new(s)));
+    press(&mut a, KeyCode::Char('e'));
+    assert!(a.booking_form().is_some(), "the edit form");
+    // The end (where the edit form opens) an hour later.
+    for _ in 0..40 {
+        press(&mut a, KeyCode::Backspace);
+    }
+    let later = (was.end + TimeDelta::hours(1))
+        .with_timezone(&common::tz())
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    type_text(&mut a, &later);
+    press(&mut a, KeyCode::Enter);
+    let screen = render(&mut a, 160, 48);
+    assert!(screen.contains("recurring booking"), "{screen}");
+    assert!(
+        screen.contains("y this one · a this and every later one · any other key no"),
+        "{screen}"
+    );
+    let effects = press(&mut a, KeyCode::Char('a'));
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::EditSeries { series_id, this, new, .. }
+                if *series_id == series && *this == was
+                    && new.start == was.start && new.end == was.end + TimeDelta::hours(1)
+        )),
+        "{effects:?}"
+    );
+}
+
+#[test]
 fn an_admin_edits_lab_policy_and_groups_from_the_admin_screen() {
     let mut a = app();
     press(&mut a, KeyCode::BackTab);

@@ -443,7 +443,7 @@ async fn edit_following(
         ));
     };
     let all = ctx.api(ctx.client.find(Lookup::Series(series_id)).await)?;
-    let periods = shift_following(&all, this, new, ctx.tz, ctx.now)?;
+    let periods = timefmt::shift_following(&all, this, new, ctx.tz, ctx.now)?;
     let edit = SeriesEdit {
         series_id,
         from: this.start,
@@ -453,43 +453,6 @@ async fn edit_following(
     };
     let changed = ctx.api(ctx.client.edit_series(edit).await)?;
     done(ctx, "changed", &changed)
-}
-
-/// "This and following": each unfinished reservation of `series` from
-/// `this` on, moved as `this` moves to `new` by the same wall-clock shift in
-/// `tz` (its start by the start's shift, its end by the end's), so a weekly
-/// 14:00 moved to 15:00 stays 15:00 across a DST change.
-pub(super) fn shift_following(
-    series: &[Reservation],
-    this: Period,
-    new: Period,
-    tz: chrono_tz::Tz,
-    now: DateTime<Utc>,
-) -> CliResult<Vec<(Uuid, Period)>> {
-    let local = |t: DateTime<Utc>| t.with_timezone(&tz).naive_local();
-    let (by_start, by_end) = (
-        local(new.start) - local(this.start),
-        local(new.end) - local(this.end),
-    );
-    let shift = |t: DateTime<Utc>, by: TimeDelta| -> CliResult<DateTime<Utc>> {
-        let moved = local(t)
-            .checked_add_signed(by)
-            .ok_or_else(|| Failure::usage("--following: that moves past the calendar's end"))?;
-        Ok(timefmt::resolve(moved, tz)?)
-    };
-    series
-        .iter()
-        .filter(|r| r.period.start >= this.start && r.period.end > now)
-        .map(|r| {
-            Ok((
-                r.id,
-                Period {
-                    start: shift(r.period.start, by_start)?,
-                    end: shift(r.period.end, by_end)?,
-                },
-            ))
-        })
-        .collect()
 }
 
 /// Extends a reservation's end, or a whole booking's.

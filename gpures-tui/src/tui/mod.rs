@@ -266,6 +266,29 @@ impl Session {
                     rs.len()
                 ))
             }
+            Effect::EditSeries {
+                series_id,
+                this,
+                new,
+                note,
+                tz,
+            } => {
+                let all = c.find(gpures_proto::Lookup::Series(series_id)).await?;
+                let periods = crate::timefmt::shift_following(&all, this, new, tz, Utc::now())
+                    .map_err(|e| ApiError::InvalidArgument {
+                        field: "start".into(),
+                        reason: e.to_string(),
+                    })?;
+                let edit = gpures_proto::SeriesEdit {
+                    series_id,
+                    from: this.start,
+                    periods,
+                    note,
+                    reason: None,
+                };
+                let rs = c.edit_series(edit).await?;
+                Msg::Done(format!("changed {} reservation(s) of the series", rs.len()))
+            }
             Effect::Decide {
                 booking_id,
                 approve,

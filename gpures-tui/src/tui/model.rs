@@ -190,6 +190,15 @@ pub enum Effect {
         series_id: uuid::Uuid,
         from: chrono::DateTime<chrono::Utc>,
     },
+    /// Moves an occurrence of a series from `this` to `new` and every later
+    /// one by the same wall-clock change in `tz`.
+    EditSeries {
+        series_id: uuid::Uuid,
+        this: Period,
+        new: Period,
+        note: Option<String>,
+        tz: chrono_tz::Tz,
+    },
     /// An admin's decision on a booking waiting for approval.
     Decide {
         booking_id: uuid::Uuid,

@@ -296,14 +296,41 @@ impl BookingForm {
                     reason,
                 }
             }
-            Some(r) => Effect::Update(
-                r.id,
-                ReservationChange {
-                    start: (period.start != r.period.start).then_some(period.start),
-                    end: (period.end != r.period.end).then_some(period.end),
-                    note: (note != r.note).then_some(note),
-                },
-            ),
+            Some(r) => {
+                let note = (note != r.note).then_some(note);
+                let this = Effect::Update(
+                    r.id,
+                    ReservationChange {
+                        start: (period.start != r.period.start).then_some(period.start),
+                        end: (period.end != r.period.end).then_some(period.end),
+                        note: note.clone(),
+                    },
+                );
+                if let Some(series_id) = r.series_id {
+                    // An occurrence: this one, or it and every later one.
+                    let following = Effect::EditSeries {
+                        series_id,
+                        this: r.period,
+                        new: period,
+                        note,
+                        tz: ctx.tz,
+                    };
+                    let question = format!(
+                        "Change {} · {}? It is an occurrence of a recurring booking: y this one · a this and every later one (the same change) · n no",
+                        text::sanitize(&r.resource_name),
+                        ctx.period_text(&period)
+                    );
+                    return vec![
+                        Event::Close,
+                        Event::open(super::confirm::Confirm {
+                            question,
+                            effect: this,
+                            all: Some(following),
+                        }),
+                    ];
+                }
+                this
+            }
             None => Effect::Book(BookingRequest {
                 request_id: self.request_id,
                 resources,

@@ -39,7 +39,7 @@ impl Component for Confirm {
 
     fn hints(&self) -> &'static str {
         match &self.all {
-            Some(Effect::CancelSeries { .. }) => {
+            Some(Effect::CancelSeries { .. } | Effect::EditSeries { .. }) => {
                 "y this one · a this and every later one · any other key no"
             }
             Some(_) => "y this GPU · a all GPUs of the booking · any other key no",
