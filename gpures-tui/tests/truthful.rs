@@ -176,6 +176,7 @@ fn snapshot_of(a: &App) -> Snapshot {
         usage: d.usage.clone(),
         policies: d.policies.clone(),
         groups: d.groups.clone(),
+        disabled: d.disabled.clone(),
     }
 }
 
@@ -233,6 +234,115 @@ fn twenty_six_resources_scroll_at_80x24_with_whole_names() {
     }
     assert!(render(&mut a, 80, 24).contains("node1-gpu0"));
     assert_eq!(a.timeline().top_row, 0);
+}
+
+/// `name@host` of the resource under the cursor.
+fn cursor_at(a: &App) -> Option<String> {
+    a.timeline()
+        .cursor_resource(a.ctx())
+        .map(|r| format!("{}@{}", r.name, r.host))
+}
+
+#[test]
+fn resources_of_several_hosts_are_grouped_under_a_header_per_host() {
+    use crossterm::event::{KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+    use gpures_tui::tui::screens::timeline::Line;
+    let mut a = app();
+    // This daemon is gpu01; node2 and node3 share its database. Listed
+    // mixed up, as a shared database may return them.
+    let resources: Vec<Resource> = (0..24)
+        .map(|i| {
+            let host = ["node3", "gpu01", "node2"][usize::try_from(i % 3).expect("small")];
+            Resource {
+                id: i + 1,
+                name: format!("gpu{}", i / 3),
+                host: host.into(),
+                kind: ResourceKind::Gpu,
+                gpu_index: Some(i32::try_from(i / 3).expect("small")),
+                gpu_uuid: None,
+                description: String::new(),
+                active: true,
+            }
+        })
+        .collect();
+    a.apply(Msg::Loaded(Box::new(Snapshot {
+        resources,
+        ..snapshot_of(&a)
+    })));
+    let (w, h) = (80u16, 24u16);
+    let (origin, cols, rows) = gpures_tui::tui::draw::geometry(
+        ratatui::layout::Rect::new(0, 0, w, h),
+        a.timeline().name_col,
+    );
+    a.apply(Msg::Resized { cols, rows });
+    let screen = render(&mut a, w, h);
+    let lines: Vec<&str> = screen.lines().collect();
+    let header = |host: &str| lines.iter().position(|l| l.contains(&format!("── {host}")));
+    let own = header("gpu01 (this host) · 8 resources").expect(&screen);
+    assert!(
+        lines[own + 1].contains(" gpu0 "),
+        "names without @host under a header:
+{screen}"
+    );
+    assert!(!screen.contains("gpu0@"), "{screen}");
+    let node2 = header("node2 · 8 resources").expect(&screen);
+    assert_eq!(
+        node2,
+        own + 9,
+        "this host's first, then the others by name:
+{screen}"
+    );
+
+    // Down walks resources, never a header, and the view keeps the cursor
+    // (and its host's header) on screen.
+    for _ in 0..8 {
+        press(&mut a, KeyCode::Down);
+    }
+    assert_eq!(cursor_at(&a).as_deref(), Some("gpu0@node2"));
+    for _ in 0..9 {
+        press(&mut a, KeyCode::Down);
+    }
+    let screen = render(&mut a, w, h);
+    assert_eq!(cursor_at(&a).as_deref(), Some("gpu1@node3"));
+    assert!(screen.contains("── node3 · 8 resources"), "{screen}");
+    assert!(
+        !screen.contains("── gpu01"),
+        "scrolled past this host:
+{screen}"
+    );
+    // Back to the first of node3: its header shows above it.
+    press(&mut a, KeyCode::Up);
+    let top = a.timeline().top_row;
+    let shown = a.timeline().lines(a.ctx());
+    let at = shown
+        .iter()
+        .position(|l| matches!(l, Line::Resource(i, _) if *i == a.timeline().cursor_row))
+        .expect("the cursor's line");
+    assert!(
+        at > top && at < top + rows,
+        "{at} {top}: the header above it shows"
+    );
+    // A click on a header selects nothing; on a resource, that resource.
+    // node3's header: the last on screen.
+    let header_line = shown[top..(top + rows).min(shown.len())]
+        .iter()
+        .rposition(|l| matches!(l, Line::Host { .. }))
+        .expect("a header on screen");
+    let before = a.timeline().cursor_row;
+    let click = |row: usize| MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: origin.0 + 2,
+        row: origin.1 + u16::try_from(row).expect("small"),
+        modifiers: KeyModifiers::empty(),
+    };
+    a.mouse(click(header_line), origin);
+    assert_eq!(
+        a.timeline().cursor_row,
+        before,
+        "a header is not a resource"
+    );
+    a.mouse(click(header_line + 1), origin);
+    assert_eq!(cursor_at(&a).as_deref(), Some("gpu0@node3"));
 }
 
 #[test]

@@ -419,6 +419,7 @@ impl App {
                 data.usage = s.usage;
                 data.policies = s.policies;
                 data.groups = s.groups;
+                data.disabled = s.disabled;
                 data.fetched = s.window;
                 data.mine = s.mine;
                 data.status = s.status;
@@ -600,7 +601,7 @@ impl App {
                 vec![]
             }
             Msg::Resized { cols, rows } => {
-                self.screens.timeline.resize(cols, rows, self.ctx.now);
+                self.screens.timeline.resize(cols, rows, &self.ctx);
                 vec![]
             }
         }

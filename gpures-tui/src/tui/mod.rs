@@ -162,12 +162,17 @@ impl Session {
                     c.status(),
                     async {
                         if admin {
-                            // Boxed: the three calls' state would otherwise
-                            // sit on the stack of whoever polls the refresh.
-                            let three = Box::pin(async {
-                                futures::join!(c.users(), c.policies(), c.groups())
+                            // Boxed: the calls' state would otherwise sit on
+                            // the stack of whoever polls the refresh.
+                            let four = Box::pin(async {
+                                futures::join!(
+                                    c.users(),
+                                    c.policies(),
+                                    c.groups(),
+                                    c.resources(true)
+                                )
                             });
-                            Some(three.await)
+                            Some(four.await)
                         } else {
                             None
                         }
@@ -177,8 +182,12 @@ impl Session {
                 );
                 let inbox = inbox?;
                 let timeline = timeline?;
-                let (users, policies, groups) = match users {
-                    Some((u, p, g)) => (u?, p?, g?),
+                let (users, policies, groups, disabled) = match users {
+                    Some((u, p, g, r)) => {
+                        let mut disabled = r?;
+                        disabled.retain(|r| !r.active);
+                        (u?, p?, g?, disabled)
+                    }
                     None => Default::default(),
                 };
                 Msg::Loaded(Box::new(Snapshot {
@@ -196,6 +205,7 @@ impl Session {
                     usage: timeline.usage,
                     policies,
                     groups,
+                    disabled,
                 }))
             }
             Effect::Book(req) => {

@@ -61,6 +61,8 @@ pub struct Data {
     /// Lab policy and the groups (loaded for admins).
     pub policies: Vec<gpures_proto::Policy>,
     pub groups: Vec<gpures_proto::Group>,
+    /// Disabled resources (loaded for admins, who can enable them again).
+    pub disabled: Vec<Resource>,
     /// The month the Report screen shows (loaded when it opens).
     pub report: Option<gpures_proto::Report>,
 }
@@ -272,7 +274,9 @@ pub struct Snapshot {
     pub blocks: Vec<Block>,
     /// Used and idle runs in the window's past.
     pub usage: Vec<gpures_proto::UsageSpan>,
-    /// Lab policy and the groups (for admins; empty for members).
+    /// Lab policy, the groups and the disabled resources (for admins;
+    /// empty for members).
     pub policies: Vec<gpures_proto::Policy>,
     pub groups: Vec<gpures_proto::Group>,
+    pub disabled: Vec<Resource>,
 }

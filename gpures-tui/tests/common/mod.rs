@@ -289,6 +289,16 @@ pub fn snapshot() -> Snapshot {
                 display_name: "김민수".into(),
             }],
         }],
+        disabled: vec![Resource {
+            id: 9,
+            name: "gpu7".into(),
+            host: "gpu01".into(),
+            kind: ResourceKind::Gpu,
+            gpu_index: Some(7),
+            gpu_uuid: None,
+            description: "fan failure".into(),
+            active: false,
+        }],
     }
 }
 

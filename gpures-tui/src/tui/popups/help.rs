@@ -57,7 +57,7 @@ fn lines(ctx: &Ctx) -> Vec<Line<'static>> {
 }
 
 /// Every mark and colour the screens draw, and what it means.
-const LEGEND: [(&str, &str); 12] = [
+const LEGEND: [(&str, &str); 15] = [
     (
         "*name",
         "a bar of your own reservation (others show the holder's name)",
@@ -75,6 +75,18 @@ const LEGEND: [(&str, &str); 12] = [
     (
         "+",
         "a marked resource: Enter books all marked ones together",
+    ),
+    (
+        "~ on a bar",
+        "past booked time the GPU sat idle (no process of the holder)",
+    ),
+    (
+        "//reason",
+        "a maintenance block: nobody can book these cells",
+    ),
+    (
+        "── host",
+        "the resources of one host, when several share this view",
     ),
     (
         "✓ synced",

@@ -167,10 +167,12 @@ impl Component for Admin {
             .block(Block::default().borders(Borders::ALL).title(title)),
             middle,
         );
+        let dim = Style::default().add_modifier(Modifier::DIM);
         let resources: Vec<Row> = ctx
             .data
             .resources
             .iter()
+            .chain(&ctx.data.disabled)
             .map(|r| {
                 Row::new(vec![
                     text::sanitize(&r.name),
@@ -178,9 +180,11 @@ impl Component for Admin {
                     r.gpu_index
                         .map(|i| i.to_string())
                         .unwrap_or_else(|| "-".into()),
+                    if r.active { "active" } else { "disabled" }.to_owned(),
                     text::sanitize(r.gpu_uuid.as_deref().unwrap_or("-")),
                     text::sanitize(&r.description),
                 ])
+                .style(if r.active { Style::default() } else { dim })
             })
             .collect();
         frame.render_widget(
@@ -190,18 +194,19 @@ impl Component for Admin {
                     Constraint::Length(8),
                     Constraint::Length(10),
                     Constraint::Length(4),
+                    Constraint::Length(9),
                     Constraint::Length(20),
                     Constraint::Min(8),
                 ],
             )
             .header(
-                Row::new(vec!["NAME", "HOST", "GPU", "UUID", "DESCRIPTION"])
+                Row::new(vec!["NAME", "HOST", "GPU", "STATE", "UUID", "DESCRIPTION"])
                     .style(Style::default().add_modifier(Modifier::BOLD)),
             )
             .block(
                 Block::default()
                     .borders(Borders::ALL)
-                    .title(" Resources (add with gpures admin resource add) "),
+                    .title(" Resources (: resource add/rename/describe/disable/enable) "),
             ),
             bottom,
         );

@@ -1,5 +1,6 @@
-//! The Timeline screen: every resource a row, time across, reservations as
-//! bars in their owner's colour. The cursor picks a cell; Enter books it (or
+//! The Timeline screen: every resource a row (grouped by host under a header
+//! line when there are several hosts), time across, reservations as bars in
+//! their owner's colour. The cursor picks a cell; Enter books it (or
 //! the marked GPUs), `e`/`x`/`r` act on the reservation under it; the view
 //! scrolls in time and zooms from a day to a week. [`Timeline`] holds the
 //! view; the data it draws is the app's.
@@ -91,10 +92,28 @@ fn label_step_hours(cell: TimeDelta) -> u32 {
         .unwrap_or(24)
 }
 
+/// The host a resource is on (an empty host is the daemon's own).
+fn host_of<'a>(res: &'a Resource, ctx: &'a Ctx) -> &'a str {
+    if res.host.is_empty() {
+        &ctx.data.host
+    } else {
+        &res.host
+    }
+}
+
+/// One line of the timeline's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// The header of a host's resources, when they span several hosts.
+    Host { host: &'a str, resources: usize },
+    /// A resource, by its index among the visible ones.
+    Resource(usize, &'a Resource),
+}
+
 /// A resource's row name: its name, with its host when that is not the
-/// daemon's own.
-fn row_name(res: &Resource, ctx: &Ctx) -> String {
-    if res.host.is_empty() || res.host == ctx.data.host {
+/// daemon's own and no host header names it.
+fn row_name(res: &Resource, ctx: &Ctx, under_header: bool) -> String {
+    if under_header || host_of(res, ctx) == ctx.data.host {
         text::sanitize(&res.name)
     } else {
         format!(
@@ -135,9 +154,9 @@ pub struct Timeline {
     pub cursor_col: usize,
     /// Cells visible at the last draw's width.
     pub visible_cols: usize,
-    /// Resource rows visible at the last draw's height.
+    /// Lines (resources and host headers) visible at the last draw's height.
     pub visible_rows: usize,
-    /// The first resource row shown (the view scrolls to keep the cursor).
+    /// The first line shown (the view scrolls to keep the cursor).
     pub top_row: usize,
     /// Width of the name column: fits the names, within limits.
     pub name_col: u16,
@@ -183,17 +202,46 @@ impl Timeline {
     }
 
     /// The resources shown as rows: all, or those of one host when the
-    /// filter is `@host`.
+    /// filter is `@host`; grouped by host, this daemon's first.
     pub fn visible_resources<'a>(&self, ctx: &'a Ctx) -> Vec<&'a Resource> {
-        match self.filter.as_deref().and_then(|f| f.strip_prefix('@')) {
-            Some(host) => ctx
-                .data
-                .resources
-                .iter()
-                .filter(|r| r.host.contains(host))
-                .collect(),
-            None => ctx.data.resources.iter().collect(),
+        let mut shown: Vec<&Resource> =
+            match self.filter.as_deref().and_then(|f| f.strip_prefix('@')) {
+                Some(host) => ctx
+                    .data
+                    .resources
+                    .iter()
+                    .filter(|r| host_of(r, ctx).contains(host))
+                    .collect(),
+                None => ctx.data.resources.iter().collect(),
+            };
+        // Stable: the daemon's order within a host.
+        shown.sort_by_key(|r| {
+            let host = host_of(r, ctx);
+            (host != ctx.data.host, host)
+        });
+        shown
+    }
+
+    /// The lines drawn: the visible resources, with a header before each
+    /// host's when they are on more than one host.
+    pub fn lines<'a>(&self, ctx: &'a Ctx) -> Vec<Line<'a>> {
+        let shown = self.visible_resources(ctx);
+        let several = shown
+            .windows(2)
+            .any(|w| host_of(w[0], ctx) != host_of(w[1], ctx));
+        let mut lines = Vec::with_capacity(shown.len() + 8);
+        for (i, res) in shown.iter().enumerate() {
+            let host = host_of(res, ctx);
+            if several && (i == 0 || host_of(shown[i - 1], ctx) != host) {
+                let resources = shown[i..]
+                    .iter()
+                    .take_while(|r| host_of(r, ctx) == host)
+                    .count();
+                lines.push(Line::Host { host, resources });
+            }
+            lines.push(Line::Resource(i, res));
         }
+        lines
     }
 
     /// The resource under the cursor row.
@@ -272,21 +320,26 @@ impl Timeline {
             .min(ctx.data.resources.len().saturating_sub(1));
         let live: BTreeSet<i64> = ctx.data.resources.iter().map(|r| r.id).collect();
         self.marked.retain(|id| live.contains(id));
+        let headers = self
+            .lines(ctx)
+            .iter()
+            .any(|l| matches!(l, Line::Host { .. }));
         let widest = ctx
             .data
             .resources
             .iter()
-            .map(|r| unicode_width::UnicodeWidthStr::width(row_name(r, ctx).as_str()))
+            .map(|r| unicode_width::UnicodeWidthStr::width(row_name(r, ctx, headers).as_str()))
             .max()
             .unwrap_or(0);
         self.name_col = u16::try_from(widest + 2)
             .unwrap_or(NAME_COL_MAX)
             .clamp(NAME_COL, NAME_COL_MAX);
-        self.follow();
+        self.follow(ctx);
     }
 
-    /// The terminal now shows `cols` cells and `rows` resources.
-    pub fn resize(&mut self, cols: usize, rows: usize, now: DateTime<Utc>) {
+    /// The terminal now shows `cols` cells and `rows` lines.
+    pub fn resize(&mut self, cols: usize, rows: usize, ctx: &Ctx) {
+        let now = ctx.now;
         // The cell may change with the width: keep the cursor's time (on
         // now, if it was on now).
         let (start, end) = (
@@ -305,16 +358,26 @@ impl Timeline {
                 .unwrap_or(0)
                 .min(self.visible_cols - 1);
         self.visible_rows = rows.max(1);
-        self.follow();
+        self.follow(ctx);
     }
 
-    /// Scrolls so that the cursor row is shown.
-    fn follow(&mut self) {
+    /// Scrolls so that the cursor's line is shown (with its host's header
+    /// when it is the host's first resource).
+    fn follow(&mut self, ctx: &Ctx) {
+        let lines = self.lines(ctx);
+        let at = lines
+            .iter()
+            .position(|l| matches!(l, Line::Resource(i, _) if *i == self.cursor_row))
+            .unwrap_or(0);
+        let first = match at.checked_sub(1).map(|k| lines[k]) {
+            Some(Line::Host { .. }) => at - 1,
+            _ => at,
+        };
         let rows = self.visible_rows.max(1);
-        if self.cursor_row < self.top_row {
-            self.top_row = self.cursor_row;
-        } else if self.cursor_row >= self.top_row + rows {
-            self.top_row = self.cursor_row + 1 - rows;
+        if first < self.top_row {
+            self.top_row = first;
+        } else if at >= self.top_row + rows {
+            self.top_row = at + 1 - rows;
         }
     }
 
@@ -339,10 +402,13 @@ impl Timeline {
                 let (x0, y0) = origin;
                 if ev.column >= x0 && ev.row >= y0 {
                     let col = usize::from(ev.column - x0);
-                    let row = self.top_row + usize::from(ev.row - y0);
-                    if col < self.visible_cols && row < self.visible_resources(ctx).len() {
+                    let line = self.top_row + usize::from(ev.row - y0);
+                    // A host's header selects nothing.
+                    if let Some(Line::Resource(row, _)) = self.lines(ctx).get(line)
+                        && col < self.visible_cols
+                    {
                         self.cursor_col = col;
-                        self.cursor_row = row;
+                        self.cursor_row = *row;
                     }
                 }
                 vec![]
@@ -428,11 +494,11 @@ impl Component for Timeline {
             }
             Action::Up => {
                 self.cursor_row = self.cursor_row.saturating_sub(1);
-                self.follow();
+                self.follow(ctx);
             }
             Action::Down if self.cursor_row + 1 < self.visible_resources(ctx).len() => {
                 self.cursor_row += 1;
-                self.follow();
+                self.follow(ctx);
             }
             Action::JumpNow => {
                 self.jump_to(ctx.now);
@@ -620,16 +686,37 @@ impl Timeline {
         };
         let rows = usize::from(area.height.saturating_sub(TIMELINE_HEADER));
         let me = ctx.data.me.as_ref().map(|m| m.id);
-        for (k, res) in self
-            .visible_resources(ctx)
-            .into_iter()
-            .enumerate()
-            .skip(self.top_row)
-            .take(rows)
-            .map(|(i, res)| (i - self.top_row, (i, res)))
-        {
-            let (i, res) = res;
+        let lines = self.lines(ctx);
+        let headers = lines.iter().any(|l| matches!(l, Line::Host { .. }));
+        for (k, line) in lines.iter().skip(self.top_row).take(rows).enumerate() {
             let y = area.y + TIMELINE_HEADER + u16::try_from(k).unwrap_or(0);
+            let (i, res) = match *line {
+                Line::Resource(i, res) => (i, res),
+                Line::Host { host, resources } => {
+                    let here = if host == ctx.data.host {
+                        " (this host)"
+                    } else {
+                        ""
+                    };
+                    let title = format!(
+                        "── {}{here} · {resources} resource{} ",
+                        text::sanitize(host),
+                        if resources == 1 { "" } else { "s" }
+                    );
+                    let width = usize::from(area.width);
+                    let rule = "─".repeat(
+                        width.saturating_sub(unicode_width::UnicodeWidthStr::width(title.as_str())),
+                    );
+                    buf.set_stringn(
+                        area.x,
+                        y,
+                        format!("{title}{rule}"),
+                        width,
+                        Style::default().add_modifier(Modifier::BOLD),
+                    );
+                    continue;
+                }
+            };
             let mark = if self.marked.contains(&res.id) {
                 "+"
             } else {
@@ -648,7 +735,7 @@ impl Timeline {
                 Style::default().add_modifier(Modifier::BOLD),
             );
             let room = usize::from(name_col - 2);
-            let name = keep_end(&row_name(res, ctx), room);
+            let name = keep_end(&row_name(res, ctx, headers), room);
             buf.set_stringn(area.x + 1, y, name, room, name_style);
             // Free cells.
             for c in 0..cols {
