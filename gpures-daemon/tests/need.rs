@@ -3,7 +3,7 @@
 //! queries refused with the reason, booking nothing.
 
 use chrono::{DurationRound, TimeDelta, Utc};
-use gpures_proto::{AnyBookingRequest, ApiError, ReservationFilter, SlotQuery};
+use gpures_proto::{AnyBookingRequest, ApiError, GpuresClient, ReservationFilter, SlotQuery};
 use gpures_testkit::TestDaemon;
 use tarpc::context;
 use uuid::Uuid;
@@ -212,5 +212,81 @@ async fn when_shows_the_earliest_options_and_bad_queries_book_nothing() {
         .expect("now");
     let start = got.booking.reservations[0].period.start;
     assert!(start <= Utc::now() && Utc::now() - start < TimeDelta::minutes(2));
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_two_gpus_are_the_nvlinked_pair_where_the_host_reads_its_topology() {
+    let dir = tempfile::tempdir().expect("dir");
+    let smi = gpures_testkit::smi::fake_smi(dir.path());
+    gpures_testkit::smi::set_topology(dir.path(), true);
+    let daemon = TestDaemon::builder()
+        .with_gpus(4)
+        .config(move |c| {
+            c.gpu.backend = gpures_daemon::gpu::BackendChoice::NvidiaSmi;
+            c.gpu.nvidia_smi = smi.clone();
+            c.gpu.sample_interval_secs = 1;
+        })
+        .start()
+        .await
+        .expect("daemon");
+    // The monitor stores the matrix with its first sample.
+    let hosts = vec!["test-host".to_owned()];
+    let mut tries = 0;
+    loop {
+        let mut conn = daemon.store.acquire().await.expect("conn");
+        let known = gpures_daemon::store::telemetry::topology(&mut conn, &hosts)
+            .await
+            .expect("topology");
+        if !known.is_empty() {
+            assert_eq!(known[0].1.len(), 6, "every pair of 4 GPUs once");
+            break;
+        }
+        tries += 1;
+        assert!(tries < 100, "the topology was never stored");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (c, login) = daemon.user("kim@lab.kr", "김민수").await.expect("user");
+    let from = Utc::now()
+        .duration_trunc(TimeDelta::hours(1))
+        .expect("trunc")
+        + TimeDelta::days(1);
+    let book = |c: GpuresClient, token: String| async move {
+        c.book_any(
+            context::current(),
+            token,
+            AnyBookingRequest {
+                request_id: Uuid::new_v4(),
+                query: query(2, 60, from),
+                note: String::new(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("booked")
+    };
+    // Lowest indices would be gpu0 and gpu1, linked across NUMA nodes; the
+    // NVLink pairs are 0–3 and 1–2.
+    let first = book(c.clone(), login.token.clone()).await;
+    let names: Vec<&str> = first
+        .booking
+        .reservations
+        .iter()
+        .map(|r| r.resource_name.as_str())
+        .collect();
+    assert_eq!(names, ["gpu0", "gpu3"]);
+    assert!(
+        first.why.contains("connected by NVLink (NV4)"),
+        "{}",
+        first.why
+    );
+    let second = book(c, login.token.clone()).await;
+    let names: Vec<&str> = second
+        .booking
+        .reservations
+        .iter()
+        .map(|r| r.resource_name.as_str())
+        .collect();
+    assert_eq!(names, ["gpu1", "gpu2"]);
     daemon.stop().await.expect("stop");
 }

@@ -20,8 +20,10 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub mod record;
+pub mod topology;
 
 pub use record::{HostRecord, StoredGpu, flags, telemetry_for};
+pub use topology::GpuLink;
 
 #[derive(Debug, Error)]
 pub enum ProbeError {
@@ -69,6 +71,9 @@ pub struct GpuSample {
 /// Reads the GPUs of this host.
 pub struct Probe {
     backend: Backend,
+    /// `nvidia-smi`, when it runs here: the topology comes from it whatever
+    /// the backend (NVML has no matrix of links).
+    smi: Option<PathBuf>,
 }
 
 impl Probe {
@@ -81,6 +86,10 @@ impl Probe {
                 .init()
         };
         let smi = || find_program(nvidia_smi);
+        let topology_smi = match choice {
+            BackendChoice::None => None,
+            _ => smi(),
+        };
         let backend = match choice {
             BackendChoice::None => {
                 Backend::None("GPU telemetry is turned off ([gpu] backend = \"none\")".into())
@@ -101,7 +110,34 @@ impl Probe {
                 },
             },
         };
-        Probe { backend }
+        Probe {
+            backend,
+            smi: topology_smi,
+        }
+    }
+
+    /// How the GPUs are linked (`nvidia-smi topo -m`); empty without
+    /// `nvidia-smi` or when it fails. Blocking; read once, at start.
+    pub fn topology(&self) -> Vec<GpuLink> {
+        let Some(smi) = &self.smi else {
+            return Vec::new();
+        };
+        match Command::new(smi).args(["topo", "-m"]).output() {
+            Ok(out) if out.status.success() => {
+                topology::parse(&String::from_utf8_lossy(&out.stdout))
+            }
+            Ok(out) => {
+                tracing::info!(
+                    status = %out.status,
+                    "no GPU topology: nvidia-smi topo -m failed"
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "no GPU topology: nvidia-smi topo -m did not run");
+                Vec::new()
+            }
+        }
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -401,6 +437,7 @@ pub fn probe_report(probe: &Probe, repeat: u32, json: bool) -> Result<String, Pr
     let wall_ms = wall0.elapsed().as_secs_f64() * 1000.0 / n;
     let cpu_ms = (cpu_time().saturating_sub(cpu0)).as_secs_f64() * 1000.0 / n;
     let note = probe.note();
+    let links = probe.topology();
     if json {
         #[derive(Serialize)]
         struct Report<'a> {
@@ -412,6 +449,7 @@ pub fn probe_report(probe: &Probe, repeat: u32, json: bool) -> Result<String, Pr
             wall_ms_per_sample: f64,
             cpu_ms_per_sample: f64,
             gpus: &'a [GpuSample],
+            topology: &'a [GpuLink],
         }
         let r = Report {
             host: crate::host::unix::system_host_name(),
@@ -422,6 +460,7 @@ pub fn probe_report(probe: &Probe, repeat: u32, json: bool) -> Result<String, Pr
             wall_ms_per_sample: wall_ms,
             cpu_ms_per_sample: cpu_ms,
             gpus: &gpus,
+            topology: &links,
         };
         return serde_json::to_string_pretty(&r)
             .map(|s| s + "\n")
@@ -457,6 +496,15 @@ pub fn probe_report(probe: &Probe, repeat: u32, json: bool) -> Result<String, Pr
                 opt(p.used_memory_mib.map(|v| v.to_string()))
             ));
         }
+    }
+    if links.is_empty() {
+        out.push_str("links between GPUs: not known (one GPU, or no nvidia-smi topo -m)\n");
+    } else {
+        let pairs: Vec<String> = links
+            .iter()
+            .map(|l| format!("{}-{} {}", l.a, l.b, l.link))
+            .collect();
+        out.push_str(&format!("links between GPUs: {}\n", pairs.join(", ")));
     }
     Ok(out)
 }

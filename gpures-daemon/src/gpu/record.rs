@@ -26,6 +26,9 @@ pub struct HostRecord {
     pub sampled_at: Option<DateTime<Utc>>,
     pub note: Option<String>,
     pub gpus: Vec<StoredGpu>,
+    /// How the GPUs are linked, by index (empty: not known).
+    #[serde(default)]
+    pub topology: Vec<super::GpuLink>,
 }
 
 impl HostRecord {

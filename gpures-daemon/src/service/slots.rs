@@ -5,13 +5,25 @@
 //! racing booker took a chosen GPU (the exclusion constraint stays the
 //! guarantee).
 //!
-//! Which GPUs, among those free at the earliest start: the ones whose free
-//! time fits the request most tightly (the least free time left before their
-//! next reservation), so that long free stretches stay whole for long
-//! requests; then the lowest GPU indices, which keeps the free ones together
-//! at the top. (NVLink or PCIe topology is not read yet.)
+//! Which GPUs, among those free at the earliest start: where the host's
+//! topology is known (`nvidia-smi topo -m`, [`Links`]), the best-connected
+//! set (its weakest link the strongest: NVLink, then one PCIe switch, …,
+//! across NUMA nodes last); among equals, and on hosts without topology, the
+//! ones whose free time fits the request most tightly (the least free time
+//! left before their next reservation), so that long free stretches stay
+//! whole for long requests; then the lowest GPU indices, which keeps the
+//! free ones together at the top.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+
+use crate::gpu::topology;
+
+/// A host's links between GPUs: by `(lower index, higher index)`, the
+/// `nvidia-smi` code (`NV4`, `PIX`, …). Empty when not known.
+pub type Links = HashMap<(i32, i32), String>;
 
 /// `[start, end)` of one reservation.
 pub type Interval = (DateTime<Utc>, DateTime<Utc>);
@@ -47,6 +59,9 @@ impl Gpu {
 pub struct Choice {
     pub start: DateTime<Utc>,
     pub picked: Vec<usize>,
+    /// The weakest link between the picked GPUs, where the topology is
+    /// known and more than one was picked.
+    pub link: Option<String>,
 }
 
 /// The starts worth trying in `[from, latest]`: `from` and every end of a
@@ -74,8 +89,15 @@ fn candidates(
     starts
 }
 
-/// The `n` GPUs to take at `start` for `length`, if that many are free.
-fn pick(gpus: &[Gpu], n: usize, start: DateTime<Utc>, length: TimeDelta) -> Option<Vec<usize>> {
+/// The `n` GPUs to take at `start` for `length`, if that many are free,
+/// and the weakest link between them (where known).
+fn pick(
+    gpus: &[Gpu],
+    n: usize,
+    start: DateTime<Utc>,
+    length: TimeDelta,
+    links: &Links,
+) -> Option<(Vec<usize>, Option<String>)> {
     let end = start + length;
     let mut free: Vec<(Option<TimeDelta>, i32, usize)> = gpus
         .iter()
@@ -96,9 +118,73 @@ fn pick(gpus: &[Gpu], n: usize, start: DateTime<Utc>, length: TimeDelta) -> Opti
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => a.1.cmp(&b.1),
     });
-    let mut picked: Vec<usize> = free.into_iter().take(n).map(|(_, _, i)| i).collect();
+    let order: Vec<usize> = free.into_iter().map(|(_, _, i)| i).collect();
+    let (mut picked, link) = if n >= 2 && !links.is_empty() {
+        best_connected(gpus, &order, n, links)
+    } else {
+        (order[..n].to_vec(), None)
+    };
     picked.sort_by_key(|i| gpus[*i].index.unwrap_or(i32::MAX));
-    Some(picked)
+    Some((picked, link))
+}
+
+/// The link between two GPUs (indices into `gpus`), if known.
+fn link_of<'a>(gpus: &[Gpu], links: &'a Links, x: usize, y: usize) -> Option<&'a str> {
+    let (a, b) = (gpus[x].index?, gpus[y].index?);
+    links.get(&(a.min(b), a.max(b))).map(String::as_str)
+}
+
+/// `n` of the free GPUs `order` (best first by fit and index) whose weakest
+/// link is the strongest (then whose links are strongest in all): grown
+/// greedily from each GPU in turn, the earlier seed winning a tie, so that
+/// without a difference in topology the choice is `order`'s.
+fn best_connected(
+    gpus: &[Gpu],
+    order: &[usize],
+    n: usize,
+    links: &Links,
+) -> (Vec<usize>, Option<String>) {
+    let strength = |x: usize, y: usize| link_of(gpus, links, x, y).map_or(0, topology::score);
+    let mut best: Option<((u32, u32), Vec<usize>)> = None;
+    for &seed in order {
+        let mut set = vec![seed];
+        while set.len() < n {
+            let next = order
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !set.contains(c))
+                .max_by_key(|(pos, c)| {
+                    let weakest = set.iter().map(|s| strength(*s, **c)).min().unwrap_or(0);
+                    (weakest, Reverse(*pos))
+                })
+                .map(|(_, c)| *c);
+            match next {
+                Some(c) => set.push(c),
+                None => break,
+            }
+        }
+        let pairs = || {
+            set.iter()
+                .enumerate()
+                .flat_map(|(k, x)| set[k + 1..].iter().map(move |y| (*x, *y)))
+        };
+        let key = (
+            pairs().map(|(x, y)| strength(x, y)).min().unwrap_or(0),
+            pairs().map(|(x, y)| strength(x, y)).sum::<u32>(),
+        );
+        if best.as_ref().is_none_or(|(k, _)| key > *k) {
+            best = Some((key, set));
+        }
+    }
+    let set = best.map_or_else(|| order[..n].to_vec(), |(_, set)| set);
+    let weakest = set
+        .iter()
+        .enumerate()
+        .flat_map(|(k, x)| set[k + 1..].iter().map(move |y| (*x, *y)))
+        .filter_map(|(x, y)| link_of(gpus, links, x, y))
+        .min_by_key(|l| topology::score(l))
+        .map(str::to_owned);
+    (set, weakest)
 }
 
 /// The earliest start in `[from, latest]` at which `n` of `gpus` are free
@@ -110,14 +196,15 @@ pub fn earliest(
     length: TimeDelta,
     latest: DateTime<Utc>,
 ) -> Option<Choice> {
-    options(gpus, n, from, length, latest, 1, true)
+    options(gpus, n, from, length, latest, 1, true, &Links::new())
         .into_iter()
         .next()
 }
 
 /// Up to `k` of the earliest distinct starts in `[from, latest]`; with
 /// `whole_minutes`, every start after `from` is a whole minute (what a
-/// member may book).
+/// member may book). `links` is the host's topology (may be empty).
+#[allow(clippy::too_many_arguments)]
 pub fn options(
     gpus: &[Gpu],
     n: usize,
@@ -126,14 +213,19 @@ pub fn options(
     latest: DateTime<Utc>,
     k: usize,
     whole_minutes: bool,
+    links: &Links,
 ) -> Vec<Choice> {
     if n == 0 || n > gpus.len() || k == 0 {
         return vec![];
     }
     let mut found = Vec::new();
     for start in candidates(gpus, from, latest, whole_minutes) {
-        if let Some(picked) = pick(gpus, n, start, length) {
-            found.push(Choice { start, picked });
+        if let Some((picked, link)) = pick(gpus, n, start, length, links) {
+            found.push(Choice {
+                start,
+                picked,
+                link,
+            });
             if found.len() == k {
                 break;
             }
@@ -202,7 +294,16 @@ mod tests {
         }];
         let booked = earliest(&gpus, 1, t(0), TimeDelta::hours(1), t(1000)).expect("slot");
         assert_eq!(booked.start, t(1) + TimeDelta::minutes(1));
-        let granted = options(&gpus, 1, released, TimeDelta::hours(1), t(1000), 1, false);
+        let granted = options(
+            &gpus,
+            1,
+            released,
+            TimeDelta::hours(1),
+            t(1000),
+            1,
+            false,
+            &Links::new(),
+        );
         assert_eq!(
             granted[0].start, released,
             "the queue grants from the second"
@@ -212,12 +313,101 @@ mod tests {
     #[test]
     fn options_are_distinct_starts_and_the_latest_start_bounds_the_search() {
         let gpus = vec![gpu(0, &[(0, 1), (2, 3)])];
-        let all = options(&gpus, 1, t(0), TimeDelta::hours(1), t(1000), 3, true);
+        let all = options(
+            &gpus,
+            1,
+            t(0),
+            TimeDelta::hours(1),
+            t(1000),
+            3,
+            true,
+            &Links::new(),
+        );
         let starts: Vec<_> = all.iter().map(|c| c.start).collect();
         assert_eq!(starts, vec![t(1), t(3)]);
         assert!(earliest(&gpus, 1, t(0), TimeDelta::hours(5), t(2)).is_none());
         assert!(earliest(&gpus, 2, t(0), TimeDelta::hours(1), t(1000)).is_none());
         assert!(earliest(&gpus, 0, t(0), TimeDelta::hours(1), t(1000)).is_none());
+    }
+
+    /// The example matrix: 0–3 and 1–2 by NVLink, 0–2 on one NUMA node,
+    /// 2–3 across PCIe switches, the rest across NUMA nodes.
+    fn example() -> Links {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../gpures-testkit/data/nvidia-smi/topo-m-4gpu-example.txt"
+        ))
+        .expect("fixture");
+        crate::gpu::topology::parse(&text)
+            .into_iter()
+            .map(|l| {
+                let (a, b) = (
+                    i32::try_from(l.a).expect("a"),
+                    i32::try_from(l.b).expect("b"),
+                );
+                ((a, b), l.link)
+            })
+            .collect()
+    }
+
+    fn two(gpus: &[Gpu], links: &Links) -> Choice {
+        options(gpus, 2, t(0), TimeDelta::hours(2), t(1000), 1, true, links)
+            .into_iter()
+            .next()
+            .expect("slot")
+    }
+
+    #[test]
+    fn nvlinked_gpus_are_taken_together_before_the_lowest_indices() {
+        let gpus: Vec<Gpu> = (0..4).map(|i| gpu(i, &[])).collect();
+        let c = two(&gpus, &example());
+        assert_eq!((c.picked, c.link.as_deref()), (vec![0, 3], Some("NV4")));
+        // With gpu0 taken, the other NVLink pair.
+        let gpus = vec![gpu(0, &[(0, 5)]), gpu(1, &[]), gpu(2, &[]), gpu(3, &[])];
+        let c = two(&gpus, &example());
+        assert_eq!((c.picked, c.link.as_deref()), (vec![1, 2], Some("NV4")));
+        // gpu3 and gpu1 taken: 0 and 2 share a NUMA node.
+        let gpus = vec![
+            gpu(0, &[]),
+            gpu(1, &[(0, 5)]),
+            gpu(2, &[]),
+            gpu(3, &[(0, 5)]),
+        ];
+        let c = two(&gpus, &example());
+        assert_eq!((c.picked, c.link.as_deref()), (vec![0, 2], Some("NODE")));
+        // Three: the weakest link of {0, 2, 3} (NODE) beats any set with 1.
+        let gpus: Vec<Gpu> = (0..4).map(|i| gpu(i, &[])).collect();
+        let c = options(
+            &gpus,
+            3,
+            t(0),
+            TimeDelta::hours(2),
+            t(1000),
+            1,
+            true,
+            &example(),
+        )
+        .into_iter()
+        .next()
+        .expect("slot");
+        assert_eq!((c.picked, c.link.as_deref()), (vec![0, 2, 3], Some("NODE")));
+    }
+
+    #[test]
+    fn equal_links_keep_the_tightest_fit_and_no_topology_changes_nothing() {
+        // Every pair linked alike: the choice is the one without topology.
+        let all_pix: Links = (0..4)
+            .flat_map(|a| ((a + 1)..4).map(move |b| ((a, b), "PIX".to_owned())))
+            .collect();
+        let gpus = vec![
+            gpu(0, &[]),
+            gpu(1, &[(3, 10)]),
+            gpu(2, &[(3, 10)]),
+            gpu(3, &[]),
+        ];
+        assert_eq!(two(&gpus, &all_pix).picked, vec![1, 2]);
+        assert_eq!(two(&gpus, &Links::new()).picked, vec![1, 2]);
+        assert_eq!(two(&gpus, &Links::new()).link, None);
     }
 }
 
@@ -230,9 +420,9 @@ pub(crate) mod search {
         SlotQuery, limits,
     };
 
-    use super::{Choice, Gpu, Interval, options};
+    use super::{Choice, Gpu, Interval, Links, options};
     use crate::service::{Actor, Error, Result, Service, validate};
-    use crate::store::{reservations, resources};
+    use crate::store::{reservations, resources, telemetry};
 
     /// How far the first loads of reservations reach: most searches end in
     /// the first week, and a year of history is never read at once.
@@ -408,6 +598,21 @@ pub(crate) mod search {
                 ));
             }
             hosts.retain(|_, gpus| gpus.len() >= need.n);
+            // Each host's links between GPUs, as its daemon read them.
+            let mut topology: HashMap<String, Links> = HashMap::new();
+            if need.n >= 2 {
+                let names: Vec<String> = hosts.keys().cloned().collect();
+                for (host, links) in telemetry::topology(&mut conn, &names).await? {
+                    let links = links
+                        .into_iter()
+                        .filter_map(|l| {
+                            let (a, b) = (i32::try_from(l.a).ok()?, i32::try_from(l.b).ok()?);
+                            Some(((a.min(b), a.max(b)), l.link))
+                        })
+                        .collect();
+                    topology.insert(host, links);
+                }
+            }
             let ids: Vec<i64> = hosts.values().flatten().map(|r| r.id).collect();
             // Each GPU's busy intervals, grown a chunk at a time: a chunk
             // reads only the reservations that start after the previous one
@@ -448,6 +653,7 @@ pub(crate) mod search {
                         })
                         .collect();
                     // `picked` indexes `gpus`, built in the order of `rs`.
+                    let none = Links::new();
                     let choices = options(
                         &gpus,
                         need.n,
@@ -456,6 +662,7 @@ pub(crate) mod search {
                         latest,
                         k,
                         need.whole_minutes,
+                        topology.get(host).unwrap_or(&none),
                     );
                     found.insert(host.clone(), choices);
                 }
@@ -482,7 +689,7 @@ pub(crate) mod search {
                         })
                         .collect();
                     out.push(SlotOption {
-                        why: why(need, &host, c.start),
+                        why: why(need, &host, c.start, c.link.as_deref()),
                         host: host.clone(),
                         period: Period {
                             start: c.start,
@@ -496,7 +703,7 @@ pub(crate) mod search {
         }
     }
 
-    fn why(need: &Need, host: &str, start: DateTime<Utc>) -> String {
+    fn why(need: &Need, host: &str, start: DateTime<Utc>, link: Option<&str>) -> String {
         let when = if start == need.from {
             "free at the start asked for".to_owned()
         } else {
@@ -506,9 +713,16 @@ pub(crate) mod search {
                 need.length.num_minutes()
             )
         };
-        format!(
-            "{when}; of the free GPUs, those whose free time fits most tightly, then the lowest \
-             indices, so that longer free stretches stay whole"
-        )
+        match link {
+            Some(link) => format!(
+                "{when}; of the free GPUs, the best connected ({}), then those whose free time \
+                 fits most tightly, so that longer free stretches stay whole",
+                super::topology::describe(link)
+            ),
+            None => format!(
+                "{when}; of the free GPUs, those whose free time fits most tightly, then the \
+                 lowest indices, so that longer free stretches stay whole"
+            ),
+        }
     }
 }

@@ -4,7 +4,7 @@
 use sqlx::PgConnection;
 
 use super::Result;
-use crate::gpu::HostRecord;
+use crate::gpu::{GpuLink, HostRecord};
 
 /// Replaces this host's latest GPU record.
 pub async fn put(conn: &mut PgConnection, record: &HostRecord) -> Result<()> {
@@ -26,4 +26,21 @@ pub async fn all(conn: &mut PgConnection) -> Result<Vec<HostRecord>> {
             .fetch_all(&mut *conn)
             .await?;
     Ok(rows.into_iter().map(|(r,)| r.0).collect())
+}
+
+/// The GPU links of those of `hosts` whose daemon read them (only that part
+/// of each record).
+pub async fn topology(
+    conn: &mut PgConnection,
+    hosts: &[String],
+) -> Result<Vec<(String, Vec<GpuLink>)>> {
+    let rows: Vec<(String, sqlx::types::Json<Vec<GpuLink>>)> = sqlx::query_as(
+        "SELECT host, record->'topology' FROM host_telemetry
+         WHERE host = ANY($1) AND jsonb_typeof(record->'topology') = 'array'
+           AND jsonb_array_length(record->'topology') > 0",
+    )
+    .bind(hosts)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|(h, l)| (h, l.0)).collect())
 }

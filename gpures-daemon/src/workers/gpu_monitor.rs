@@ -48,6 +48,13 @@ impl GpuMonitor {
             let mut history: HashMap<String, VecDeque<u8>> = HashMap::new();
             let mut last_process: HashMap<String, DateTime<Utc>> = HashMap::new();
             let started = Utc::now();
+            // The links between GPUs do not change while the host runs.
+            let topology = {
+                let p = Arc::clone(&probe);
+                tokio::task::spawn_blocking(move || p.topology())
+                    .await
+                    .unwrap_or_default()
+            };
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -71,6 +78,7 @@ impl GpuMonitor {
                     backend: probe.backend_name().to_owned(),
                     sampled_at: Some(now),
                     note,
+                    topology: topology.clone(),
                     gpus: gpus
                         .into_iter()
                         .map(|g| {
