@@ -572,6 +572,25 @@ impl NotificationKind {
         }
     }
 
+    /// What it tells, in words.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            NotificationKind::StartsSoon => "your booking starts soon",
+            NotificationKind::EndsSoon => "your booking ends soon (with extend, if free)",
+            NotificationKind::Granted => "a queue request of yours was granted",
+            NotificationKind::IdleWarning => "your running booking is idle and will be released",
+            NotificationKind::Reclaimed => "your booking was released for idleness",
+            NotificationKind::RunsOnYours => "someone runs on GPUs you hold",
+            NotificationKind::YouRunUnreserved => "you run on a GPU you do not hold",
+            NotificationKind::ActionTaken => "gpures stopped or ended a process of yours",
+            NotificationKind::AdminChanged => "an admin changed your booking (with the reason)",
+            NotificationKind::Test => "gpures notify --test",
+            NotificationKind::Maintenance => "an admin blocked GPUs during your booking",
+            NotificationKind::ApprovalRequested => "admins: a member asks to book past lab policy",
+            NotificationKind::ApprovalDecided => "your request was approved, denied or expired",
+        }
+    }
+
     /// The kind named `s` (as [`Self::as_str`] writes it).
     pub fn parse(s: &str) -> Option<NotificationKind> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)

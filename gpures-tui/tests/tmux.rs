@@ -542,6 +542,12 @@ async fn an_admin_manages_policy_groups_and_resources_and_reads_the_report_in_th
     }
     let screen = tmux.wait_for("48 GPU-hours", 10).await;
     assert!(screen.contains("group vision"), "{screen}");
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("gpu9") && l.contains("disabled")),
+        "a disabled resource stays listed, to enable again:\n{screen}"
+    );
     let mut db = sqlx::PgConnection::connect(&daemon.database_url)
         .await
         .expect("db");
@@ -556,6 +562,39 @@ async fn an_admin_manages_policy_groups_and_resources_and_reads_the_report_in_th
         .await
         .expect("group");
     assert_eq!(group, "비전 팀");
+    // Where notifications go: terminals on, a webhook, one kind muted.
+    tmux.keys(&["N"]);
+    tmux.wait_for("Where notifications go", 10).await;
+    tmux.wait_for("[ ] urgent ones written", 10).await;
+    tmux.keys(&["Down", "Down", "Space"]);
+    tmux.wait_for("[x] urgent ones written", 10).await;
+    tmux.keys(&["Up", "Up", "Enter"]);
+    tmux.wait_for("Enter saves", 5).await;
+    tmux.keys(&["https://hooks.example/lab"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Webhook: https://hooks.example/lab", 10)
+        .await;
+    for _ in 0..3 {
+        tmux.keys(&["Down"]);
+    }
+    tmux.keys(&["Space"]);
+    tmux.wait_for("[ ] starts-soon", 10).await;
+    tmux.keys(&["Escape"]);
+    let (url, terminal, muted): (Option<String>, bool, Vec<String>) = sqlx::query_as(
+        "SELECT webhook_url, terminal, muted FROM notification_settings s
+           JOIN users u ON u.id = s.user_id WHERE u.email = 'boss@lab.kr'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("settings");
+    assert_eq!(
+        (url.as_deref(), terminal, muted),
+        (
+            Some("https://hooks.example/lab"),
+            true,
+            vec!["starts-soon".to_owned()]
+        )
+    );
     // The Report screen, one tab to the left: this month, the lab's row.
     tmux.keys(&["BTab"]);
     let screen = tmux.wait_for("(lab)", 10).await;

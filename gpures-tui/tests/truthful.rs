@@ -771,3 +771,80 @@ fn an_admin_edits_lab_policy_and_groups_from_the_admin_screen() {
         )]
     ));
 }
+
+#[test]
+fn notification_settings_switch_each_channel_and_kind_with_one_key() {
+    use gpures_proto::{NotificationKind, NotifyChange, NotifySettings};
+    let mut a = app();
+    let effects = press(&mut a, KeyCode::Char('N'));
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Notify(None))),
+        "{effects:?}"
+    );
+    a.apply(Msg::NotifyLoaded(
+        Box::new(NotifySettings {
+            webhook_url: None,
+            email: false,
+            email_available: false,
+            terminal: false,
+            muted: vec![NotificationKind::Granted],
+        }),
+        false,
+    ));
+    let screen = render(&mut a, 100, 30);
+    assert!(screen.contains("Where notifications go"), "{screen}");
+    assert!(
+        screen.contains("[-] email: this host sends none"),
+        "{screen}"
+    );
+    assert!(screen.contains("[ ] granted"), "muted: {screen}");
+    assert!(screen.contains("[x] starts-soon"), "{screen}");
+    let change = |effects: &[Effect]| {
+        effects.iter().find_map(|e| match e {
+            Effect::Notify(Some(c)) => Some(c.clone()),
+            _ => None,
+        })
+    };
+    // Email cannot be switched on where the host sends none.
+    press(&mut a, KeyCode::Down);
+    assert_eq!(change(&press(&mut a, KeyCode::Char(' '))), None);
+    // Terminals on.
+    press(&mut a, KeyCode::Down);
+    assert_eq!(
+        change(&press(&mut a, KeyCode::Char(' '))),
+        Some(NotifyChange {
+            terminal: Some(true),
+            ..NotifyChange::default()
+        })
+    );
+    // "granted" (the third kind) back on.
+    for _ in 0..3 {
+        press(&mut a, KeyCode::Down);
+    }
+    assert_eq!(
+        change(&press(&mut a, KeyCode::Enter)).map(|c| c.unmute),
+        Some(vec![NotificationKind::Granted])
+    );
+    // The webhook: Enter edits, typed text goes to the field (even `q`).
+    for _ in 0..10 {
+        press(&mut a, KeyCode::Up);
+    }
+    press(&mut a, KeyCode::Enter);
+    type_text(&mut a, "https://hooks.example/q");
+    assert!(!a.should_quit());
+    assert_eq!(
+        change(&press(&mut a, KeyCode::Enter)).map(|c| c.webhook_url),
+        Some(Some(Some("https://hooks.example/q".to_owned())))
+    );
+    // Emptied, it is removed.
+    press(&mut a, KeyCode::Enter);
+    for _ in 0..30 {
+        press(&mut a, KeyCode::Backspace);
+    }
+    assert_eq!(
+        change(&press(&mut a, KeyCode::Enter)).map(|c| c.webhook_url),
+        Some(Some(None))
+    );
+    press(&mut a, KeyCode::Esc);
+    assert!(!render(&mut a, 100, 30).contains("Where notifications go"));
+}

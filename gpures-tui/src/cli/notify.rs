@@ -134,7 +134,7 @@ pub(super) async fn notify(ctx: &Ctx, args: NotifyArgs) -> CliResult<()> {
     if args.kinds {
         let rows: Vec<Vec<String>> = NotificationKind::ALL
             .iter()
-            .map(|k| vec![k.as_str().to_owned(), describe(*k).to_owned()])
+            .map(|k| vec![k.as_str().to_owned(), k.meaning().to_owned()])
             .collect();
         out!("{}", table(&["KIND", "WHEN"], &rows));
         return Ok(());
@@ -198,25 +198,6 @@ pub(super) async fn notify(ctx: &Ctx, args: NotifyArgs) -> CliResult<()> {
         outln!("sent a test notification to each channel that is on");
     }
     Ok(())
-}
-
-/// What a kind means, for `--kinds`.
-fn describe(k: NotificationKind) -> &'static str {
-    match k {
-        NotificationKind::StartsSoon => "your booking starts soon",
-        NotificationKind::EndsSoon => "your booking ends soon (with extend, if free)",
-        NotificationKind::Granted => "a queue request of yours was granted",
-        NotificationKind::IdleWarning => "your running booking is idle and will be released",
-        NotificationKind::Reclaimed => "your booking was released for idleness",
-        NotificationKind::RunsOnYours => "someone runs on GPUs you hold",
-        NotificationKind::YouRunUnreserved => "you run on a GPU you do not hold",
-        NotificationKind::ActionTaken => "gpures stopped or ended a process of yours",
-        NotificationKind::AdminChanged => "an admin changed your booking (with the reason)",
-        NotificationKind::Test => "gpures notify --test",
-        NotificationKind::Maintenance => "an admin blocked GPUs during your booking",
-        NotificationKind::ApprovalRequested => "admins: a member asks to book past lab policy",
-        NotificationKind::ApprovalDecided => "your request was approved, denied or expired",
-    }
 }
 
 /// The booking an id on the command line names.

@@ -301,6 +301,10 @@ impl App {
         let events = match action {
             Action::Quit => vec![Event::Quit],
             Action::Help => vec![Event::open(Help::default())],
+            Action::NotifySettings => vec![
+                Event::open(crate::tui::popups::notify::NotifySettings::default()),
+                Event::Call(Effect::Notify(None)),
+            ],
             Action::Inbox => {
                 let mut events = vec![Event::open(Inbox::default())];
                 if let Some(newest) = self.ctx.data.notifications.first()
@@ -584,6 +588,13 @@ impl App {
             }
             Msg::ReportLoaded(report) => {
                 self.ctx.data.report = Some(*report);
+                vec![]
+            }
+            Msg::NotifyLoaded(settings, changed) => {
+                self.ctx.data.notify = Some(*settings);
+                if changed {
+                    self.say("saved");
+                }
                 vec![]
             }
             Msg::Read(up_to) => {

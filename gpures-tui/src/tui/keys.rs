@@ -32,6 +32,8 @@ pub enum Action {
     Help,
     /// Open the notifications.
     Inbox,
+    /// Open where notifications go.
+    NotifySettings,
     Refresh,
     ToggleRole,
     DisableUser,
@@ -72,6 +74,8 @@ pub enum Scope {
     Filter,
     Confirm,
     Help,
+    /// Where notifications go.
+    Settings,
 }
 
 impl Scope {
@@ -101,6 +105,7 @@ impl Scope {
             Scope::Filter => "Filter prompt",
             Scope::Confirm => "Questions",
             Scope::Help => "This help",
+            Scope::Settings => "Notification settings",
         }
     }
 }
@@ -153,6 +158,12 @@ pub const BINDINGS: &[Binding] = &[
         K::Char('i'),
         A::Inbox,
         "your notifications (marks them read)",
+    ),
+    b(
+        S::Global,
+        K::Char('N'),
+        A::NotifySettings,
+        "where notifications go: webhook, email, terminals, kinds",
     ),
     b(S::Global, K::F(5), A::Refresh, "reload from the daemon"),
     b(S::Timeline, K::Left, A::Left, "earlier"),
@@ -312,6 +323,23 @@ pub const BINDINGS: &[Binding] = &[
         "no (so does any other key)",
     ),
     b(S::Confirm, K::Esc, A::No, "no"),
+    b(S::Settings, K::Down, A::Down, "next setting"),
+    b(S::Settings, K::Char('j'), A::Down, "next setting"),
+    b(S::Settings, K::Up, A::Up, "previous setting"),
+    b(S::Settings, K::Char('k'), A::Up, "previous setting"),
+    b(
+        S::Settings,
+        K::Char(' '),
+        A::ToggleMark,
+        "switch it on or off",
+    ),
+    b(
+        S::Settings,
+        K::Enter,
+        A::Submit,
+        "switch it (on the webhook: edit the URL)",
+    ),
+    b(S::Settings, K::Esc, A::Close, "close"),
     b(S::Help, K::Down, A::Down, "scroll down"),
     b(S::Help, K::Char('j'), A::Down, "scroll down"),
     b(S::Help, K::Up, A::Up, "scroll up"),

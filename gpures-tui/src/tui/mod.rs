@@ -128,6 +128,10 @@ impl Session {
                 };
                 Msg::ReportLoaded(Box::new(c.report(request).await?))
             }
+            Effect::Notify(change) => {
+                let changed = change.is_some();
+                Msg::NotifyLoaded(Box::new(c.notify_settings(change).await?), changed)
+            }
             Effect::Login { email, password } => {
                 let login = c.login(email, password).await?;
                 if let Some(store) = &self.store {

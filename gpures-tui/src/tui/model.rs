@@ -63,6 +63,8 @@ pub struct Data {
     pub groups: Vec<gpures_proto::Group>,
     /// Disabled resources (loaded for admins, who can enable them again).
     pub disabled: Vec<Resource>,
+    /// Where the viewer's notifications go (loaded when the settings open).
+    pub notify: Option<gpures_proto::NotifySettings>,
     /// The month the Report screen shows (loaded when it opens).
     pub report: Option<gpures_proto::Report>,
 }
@@ -209,6 +211,8 @@ pub enum Effect {
     },
     /// The usage report of a window (the Report screen's month).
     LoadReport(Period),
+    /// Where notifications go: read, or changed and read back.
+    Notify(Option<gpures_proto::NotifyChange>),
     /// Start following `wait_for_changes`.
     Watch,
 }
@@ -224,6 +228,9 @@ pub enum Msg {
     Loaded(Box<Snapshot>),
     /// The answer to [`Effect::LoadReport`].
     ReportLoaded(Box<gpures_proto::Report>),
+    /// The answer to [`Effect::Notify`]: the settings, and whether they
+    /// were changed.
+    NotifyLoaded(Box<gpures_proto::NotifySettings>, bool),
     /// The notifications up to this id are read.
     Read(i64),
     Done(String),

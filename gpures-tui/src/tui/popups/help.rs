@@ -112,14 +112,16 @@ const LEGEND: [(&str, &str); 15] = [
 ];
 
 /// The scopes in the order the help lists them.
-const SCOPES: [Scope; 9] = [
+const SCOPES: [Scope; 11] = [
     Scope::Global,
     Scope::Timeline,
     Scope::List,
     Scope::Admin,
+    Scope::Report,
     Scope::Form,
     Scope::Filter,
     Scope::Confirm,
+    Scope::Settings,
     Scope::Login,
     Scope::Help,
 ];

@@ -13,6 +13,7 @@ pub mod confirm;
 pub mod filter;
 pub mod help;
 pub mod inbox;
+pub mod notify;
 pub mod reason;
 
 use gpures_proto::{ChangeKind, ChangeTarget, Reservation, text};
