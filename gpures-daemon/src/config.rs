@@ -208,6 +208,10 @@ pub struct EnforceConfig {
     pub mode: String,
     /// Minutes a process may run unreserved before it is acted on.
     pub grace_minutes: f64,
+    /// Minutes after a booking ends that its owner's processes on its GPUs
+    /// are left alone; after that they are unreserved use (also on a GPU
+    /// nobody holds now).
+    pub overrun_grace_minutes: f64,
     /// Unix users never acted on (root and system users never are).
     pub exempt_users: Vec<String>,
     /// Also act on processes on GPUs nobody holds.
@@ -221,6 +225,7 @@ impl Default for EnforceConfig {
         EnforceConfig {
             mode: "warn".to_owned(),
             grace_minutes: 10.0,
+            overrun_grace_minutes: 10.0,
             exempt_users: Vec::new(),
             unheld: false,
             dry_run: false,
@@ -731,6 +736,15 @@ impl Config {
             || self.enforce.grace_minutes > 525_600.0
         {
             return invalid("enforce.grace_minutes", "must be between 0 and a year");
+        }
+        if !self.enforce.overrun_grace_minutes.is_finite()
+            || self.enforce.overrun_grace_minutes < 0.0
+            || self.enforce.overrun_grace_minutes > 1440.0
+        {
+            return invalid(
+                "enforce.overrun_grace_minutes",
+                "must be between 0 and a day",
+            );
         }
         let r = &self.reclaim;
         if [

@@ -99,9 +99,13 @@ pub fn settings(config: &Config) -> Settings {
             grace: chrono::TimeDelta::milliseconds(
                 (config.enforce.grace_minutes * 60_000.0) as i64,
             ),
+            overrun_grace: chrono::TimeDelta::milliseconds(
+                (config.enforce.overrun_grace_minutes * 60_000.0) as i64,
+            ),
             exempt: config.enforce.exempt_users.clone(),
             unheld: config.enforce.unheld,
             dry_run: config.enforce.dry_run,
+            journal: Some(config.state_dir().join("enforce-stopped.json")),
         },
     }
 }
@@ -162,6 +166,20 @@ async fn serve(
         );
     }
     let service = Service::new(store.clone(), Auth::new(), settings(config));
+    // Whatever a daemon that died stopped goes on now.
+    let journal = config.state_dir().join("enforce-stopped.json");
+    match service::enforce::resume_journal(&journal) {
+        Ok(continued) if !continued.is_empty() => {
+            tracing::warn!(
+                n = continued.len(),
+                "continued processes the previous daemon had stopped (it did not shut down cleanly)"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, path = %journal.display(), "cannot read the enforcement journal")
+        }
+    }
     service
         .load_keys()
         .await

@@ -414,3 +414,79 @@ async fn kill_mode_ends_an_intruder_and_dry_run_acts_on_nothing() {
     let _ = spared.wait();
     daemon.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to create Unix users and run their processes; .ci/run runs ignored tests as root"]
+async fn a_job_that_overruns_its_booking_is_left_alone_for_the_overrun_grace_then_stopped() {
+    let dir = tempfile::tempdir().expect("dir");
+    let smi = fake_smi(dir.path());
+    let daemon = TestDaemon::builder()
+        .with_gpus(2)
+        .config(move |c| {
+            c.gpu.backend = BackendChoice::NvidiaSmi;
+            c.gpu.nvidia_smi = smi;
+            c.gpu.sample_interval_secs = 1;
+            c.enforce.mode = "stop".into();
+            c.enforce.grace_minutes = 0.05;
+            c.enforce.overrun_grace_minutes = 0.15;
+            // Only overruns act on a GPU nobody holds.
+            c.enforce.unheld = false;
+        })
+        .start()
+        .await
+        .expect("daemon");
+    let alice = UnixUser::create("Alice").expect("useradd");
+    ok(&daemon, &alice, &["register", "--email", "alice@lab.kr"]).await;
+    let a = booking_id(&json(&daemon, &alice, &["book", "gpu0", "--for", "1h"]).await);
+    let mut job = sleep_as(alice.uid, alice.gid);
+    // Someone else on the free gpu1: not acted on (unheld = false).
+    let mut other = sleep_as(65534, 65534);
+    set_apps(
+        dir.path(),
+        &[
+            (GPU0, job.id(), "python3", 4096),
+            (GPU1, other.id(), "python3", 4096),
+        ],
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_ne!(state_of(job.id()), Some('T'), "her own booking");
+    // Her booking ends while the job runs on: 9 s to finish, then it is
+    // unreserved use (3 s of grace after that).
+    ok(&daemon, &alice, &["release", &a[..8]]).await;
+    let released = std::time::Instant::now();
+    assert!(wait_state(job.id(), Some('T'), 30).await, "never stopped");
+    let after = released.elapsed();
+    assert!(
+        after >= Duration::from_secs(9),
+        "stopped {after:?} after the end, within the overrun grace"
+    );
+    assert_ne!(state_of(other.id()), Some('T'), "unheld = false");
+    // The GPU is free, but going on would only be stopped again: it waits.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(state_of(job.id()), Some('T'), "continued on a free GPU");
+    // Adopting it (a booking from this second) makes it hers: it goes on.
+    ok(
+        &daemon,
+        &alice,
+        &["adopt", &job.id().to_string(), "--for", "30m"],
+    )
+    .await;
+    assert!(wait_state(job.id(), Some('S'), 20).await, "not continued");
+    let mut conn = daemon.store.acquire().await.expect("conn");
+    let reason: String = sqlx::query_scalar(
+        "SELECT detail->>'reason' FROM audit_log WHERE action = 'process.stop' ORDER BY id LIMIT 1",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .expect("audit");
+    drop(conn);
+    assert!(
+        reason.contains("after your booking of it ended"),
+        "{reason}"
+    );
+    for c in [&mut job, &mut other] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    daemon.stop().await.expect("stop");
+}

@@ -5,8 +5,14 @@
 //! only for a process whose pid, start time and uid still match what was
 //! seen, never for root, system users or the exempt list; every signal is
 //! audited and told to the process's owner. `dry_run` logs instead.
+//!
+//! The processes it stopped are also written to a journal in the state
+//! directory before the signal is sent, so that when the daemon dies without
+//! a clean shutdown (which continues them), the next start continues them
+//! ([`resume_journal`]) instead of leaving someone's job stopped for good.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -38,11 +44,16 @@ pub enum Mode {
 pub struct EnforceRules {
     pub mode: Mode,
     pub grace: TimeDelta,
+    /// How long after a booking ends its owner's processes on its GPUs are
+    /// left alone (then they are unreserved use, held GPU or not).
+    pub overrun_grace: TimeDelta,
     /// Unix users never acted on (root and system users never are).
     pub exempt: Vec<String>,
     /// Also act on processes on GPUs nobody holds.
     pub unheld: bool,
     pub dry_run: bool,
+    /// Where the processes it stopped are written (`None`: nowhere).
+    pub journal: Option<PathBuf>,
 }
 
 impl Default for EnforceRules {
@@ -50,9 +61,11 @@ impl Default for EnforceRules {
         EnforceRules {
             mode: Mode::Warn,
             grace: TimeDelta::minutes(10),
+            overrun_grace: TimeDelta::minutes(10),
             exempt: Vec::new(),
             unheld: false,
             dry_run: false,
+            journal: None,
         }
     }
 }
@@ -67,6 +80,8 @@ pub struct Intruder {
     pub resource_name: String,
     /// Who holds the GPU, if anyone (display name).
     pub holder: Option<String>,
+    /// When the intruder's own booking of this GPU ended, if it overran one.
+    pub overran: Option<DateTime<Utc>>,
 }
 
 /// A process gpures acted on or watches, by pid and start time.
@@ -96,9 +111,75 @@ enum Act {
 
 /// Whether `t` is still the same process (pid, start time, owner).
 fn same(pid: u32, t: &Tracked) -> bool {
-    procfs::start_ticks(pid).ok() == Some(t.start_ticks)
-        && crate::host::unix::user_by_name(&t.intruder.unix_user)
-            .is_some_and(|u| uid_of(pid) == Some(u.uid))
+    same_process(pid, t.start_ticks, &t.intruder.unix_user)
+}
+
+fn same_process(pid: u32, start_ticks: u64, unix_user: &str) -> bool {
+    procfs::start_ticks(pid).ok() == Some(start_ticks)
+        && crate::host::unix::user_by_name(unix_user).is_some_and(|u| uid_of(pid) == Some(u.uid))
+}
+
+/// A stopped process as the journal keeps it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Stopped {
+    pub pid: u32,
+    pub start_ticks: u64,
+    pub unix_user: String,
+}
+
+/// Writes the stopped set to `path` (atomically: a new file renamed over
+/// the old); an empty set removes it.
+fn write_journal(path: &Path, stopped: &[Stopped]) -> std::io::Result<()> {
+    if stopped.is_empty() {
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_vec(stopped).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(tmp, path)
+}
+
+/// Continues the processes a previous daemon stopped and did not continue
+/// (it died without a clean shutdown): each one still the same process
+/// (pid, start time, owner). Removes the journal; returns what it continued.
+///
+/// # Errors
+/// The journal exists but cannot be read or removed.
+pub fn resume_journal(path: &Path) -> std::io::Result<Vec<Stopped>> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    // A torn or foreign file continues nothing but is still removed.
+    let listed: Vec<Stopped> = serde_json::from_slice(&text).unwrap_or_default();
+    let mut continued = Vec::new();
+    for s in listed {
+        if same_process(s.pid, s.start_ticks, &s.unix_user) && signal(s.pid, libc::SIGCONT).is_ok()
+        {
+            tracing::info!(pid = s.pid, user = %s.unix_user, "enforce: continued a process the previous daemon stopped");
+            continued.push(s);
+        }
+    }
+    std::fs::remove_file(path)?;
+    Ok(continued)
+}
+
+impl Enforcer {
+    /// The stopped set as the journal keeps it.
+    fn journal_entries(&self) -> Vec<Stopped> {
+        self.stopped
+            .iter()
+            .map(|(pid, t)| Stopped {
+                pid: *pid,
+                start_ticks: t.start_ticks,
+                unix_user: t.intruder.unix_user.clone(),
+            })
+            .collect()
+    }
 }
 
 fn signal(pid: u32, sig: i32) -> std::io::Result<()> {
@@ -167,18 +248,23 @@ impl Service {
                     });
                 }
             }
-            // A stopped process whose GPU is now its owner's, or free, goes on.
+            // A stopped process goes on once its GPU is its owner's, or
+            // free when it was stopped for someone else's booking (stopped
+            // on a GPU nobody held, or after overrunning, it waits for its
+            // owner to book or adopt it: going on would only be stopped
+            // again).
             e.stopped.retain(|pid, t| {
                 if !same(*pid, t) {
                     return false;
                 }
-                match holders.get(&t.intruder.resource_id) {
-                    Some(h) if *h != t.intruder.unix_user => true,
-                    _ => {
-                        acts.push(Act::Continue(t.clone()));
-                        false
-                    }
+                let go_on = match holders.get(&t.intruder.resource_id) {
+                    Some(h) => *h == t.intruder.unix_user,
+                    None => t.intruder.holder.is_some() && t.intruder.overran.is_none(),
+                };
+                if go_on {
+                    acts.push(Act::Continue(t.clone()));
                 }
+                !go_on
             });
             e.terminated.retain(|pid, t| {
                 if !same(*pid, t) {
@@ -206,6 +292,22 @@ impl Service {
                     }
                     Act::Continue(_) | Act::Kill(_) => {}
                 }
+            }
+            if !rules.dry_run
+                && let Some(path) = &rules.journal
+                && let Err(err) = write_journal(path, &e.journal_entries())
+            {
+                // Better not to stop what a crash would leave stopped.
+                tracing::warn!(error = %err, path = %path.display(), "enforce: cannot write the journal; stopping nothing this pass");
+                let not_stopped: Vec<u32> = acts
+                    .iter()
+                    .filter_map(|a| match a {
+                        Act::Stop(t) => Some(t.intruder.pid),
+                        _ => None,
+                    })
+                    .collect();
+                acts.retain(|a| !matches!(a, Act::Stop(_)));
+                e.stopped.retain(|pid, _| !not_stopped.contains(pid));
             }
             if rules.dry_run {
                 // Nothing was sent: nothing to continue or escalate later.
@@ -246,6 +348,11 @@ impl Service {
             let i = &t.intruder;
             let why = match (&act, &i.holder) {
                 (Act::Continue(_), _) => format!("{} is now yours or free", i.resource_name),
+                (_, _) if i.overran.is_some() => format!(
+                    "it still ran on {} {} min after your booking of it ended",
+                    i.resource_name,
+                    i.overran.map_or(0, |end| (now - end).num_minutes().max(0))
+                ),
                 (_, Some(h)) => format!(
                     "it ran on {} held by {h} for {} min after the warning",
                     i.resource_name,
@@ -318,9 +425,93 @@ impl Service {
                 n += 1;
             }
         }
+        if let Some(path) = &self.settings().enforce.journal
+            && let Err(e) = write_journal(path, &[])
+        {
+            tracing::warn!(error = %e, "enforce: cannot remove the journal");
+        }
         n
     }
 }
 
 /// Where [`Service`] keeps an [`Enforcer`].
 pub(super) type EnforcerCell = Mutex<Enforcer>;
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::CommandExt;
+
+    use super::*;
+
+    /// The state letter of `/proc/<pid>/stat` (`T`: stopped).
+    fn state(pid: u32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(") ")?.1.chars().next()
+    }
+
+    #[test]
+    fn a_restart_continues_what_a_dead_daemon_left_stopped_and_nothing_else() {
+        if crate::host::unix::euid() != 0 {
+            eprintln!("skipped: needs root to run a process as nobody");
+            return;
+        }
+        let mut job = std::process::Command::new("sleep")
+            .arg("60")
+            .uid(65534)
+            .gid(65534)
+            .spawn()
+            .expect("sleep");
+        let mut other = std::process::Command::new("sleep")
+            .arg("60")
+            .uid(65534)
+            .gid(65534)
+            .spawn()
+            .expect("sleep");
+        let (pid, other_pid) = (job.id(), other.id());
+        signal(pid, libc::SIGSTOP).expect("stop");
+        signal(other_pid, libc::SIGSTOP).expect("stop");
+        for _ in 0..100 {
+            if state(pid) == Some('T') && state(other_pid) == Some('T') {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("enforce-stopped.json");
+        let entries = vec![
+            Stopped {
+                pid,
+                start_ticks: procfs::start_ticks(pid).expect("ticks"),
+                unix_user: "nobody".into(),
+            },
+            // A recycled pid (another start time) is not this process.
+            Stopped {
+                pid: other_pid,
+                start_ticks: procfs::start_ticks(other_pid).expect("ticks") + 1,
+                unix_user: "nobody".into(),
+            },
+        ];
+        write_journal(&path, &entries).expect("journal");
+        let continued = resume_journal(&path).expect("resume");
+        assert_eq!(continued.len(), 1);
+        assert_eq!(continued[0].pid, pid);
+        for _ in 0..100 {
+            if state(pid) != Some('T') {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_ne!(state(pid), Some('T'), "continued");
+        assert_eq!(state(other_pid), Some('T'), "not the process it named");
+        assert!(!path.exists(), "the journal is used once");
+        assert!(resume_journal(&path).expect("none").is_empty());
+        // A torn journal continues nothing and goes away.
+        std::fs::write(&path, b"[{\"pid\": 1").expect("torn");
+        assert!(resume_journal(&path).expect("torn").is_empty());
+        assert!(!path.exists());
+        let _ = job.kill();
+        let _ = other.kill();
+        let _ = job.wait();
+        let _ = other.wait();
+    }
+}

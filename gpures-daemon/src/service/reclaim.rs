@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::booking::{Change, Reason, Which};
 use super::enforce::{Intruder, Mode};
 use super::notify::{self, short};
+use super::status::OVERRUN_LOOKBACK;
 use super::{Actor, Entity, Error, Result, Service};
 use crate::gpu::{self, HostRecord, StoredGpu};
 use crate::store::notifications::New;
@@ -104,7 +105,7 @@ impl Service {
     pub async fn watch(&self) -> Result<WatchReport> {
         let now = Utc::now();
         let rules = self.settings().reclaim.clone();
-        let (own, gpus, running) = {
+        let (own, gpus, running, ended) = {
             let mut conn = self.store().acquire().await?;
             let own: Option<HostRecord> = telemetry::all(&mut conn)
                 .await?
@@ -113,7 +114,8 @@ impl Service {
             let all = resources::list(&mut conn, false).await?;
             let mine: Vec<_> = all.into_iter().filter(|r| r.host == self.host()).collect();
             let (current, _) = reservations::current_and_next(&mut conn, now).await?;
-            (own, mine, current)
+            let ended = reservations::recently_ended(&mut conn, now, OVERRUN_LOOKBACK).await?;
+            (own, mine, current, ended)
         };
         let sampled_at = own
             .as_ref()
@@ -121,7 +123,7 @@ impl Service {
             .filter(|at| now - *at <= rules.stale_after);
         let fresh = sampled_at.is_some();
         let records: Vec<HostRecord> = own.into_iter().collect();
-        let mut owners: Vec<i64> = running.iter().map(|r| r.user.id).collect();
+        let mut owners: Vec<i64> = running.iter().chain(&ended).map(|r| r.user.id).collect();
         owners.sort_unstable();
         owners.dedup();
         let unix_of: HashMap<i64, String> = {
@@ -163,9 +165,6 @@ impl Service {
                 holders.insert(resource.id, u.clone());
             }
             let Some(g) = telemetry else { continue };
-            if holder.is_none() && !enforce.unheld {
-                continue;
-            }
             for p in &g.telemetry.processes {
                 let Some(user) = &p.unix_user else { continue };
                 if Some(user) == holder_unix
@@ -175,6 +174,22 @@ impl Service {
                 {
                     continue;
                 }
+                // Its owner's own booking of this GPU ended lately: left
+                // alone for the overrun grace, then unreserved use (also on
+                // a GPU nobody holds).
+                let overran = ended
+                    .iter()
+                    .filter(|r| {
+                        r.resource_id == resource.id
+                            && unix_of.get(&r.user.id).is_some_and(|u| u == user)
+                    })
+                    .map(|r| r.period.end)
+                    .max();
+                match overran {
+                    Some(end) if now - end < enforce.overrun_grace => continue,
+                    None if holder.is_none() && !enforce.unheld => continue,
+                    _ => {}
+                }
                 intruders.push(Intruder {
                     pid: p.pid,
                     name: p.name.clone(),
@@ -182,6 +197,7 @@ impl Service {
                     resource_id: resource.id,
                     resource_name: resource.name.clone(),
                     holder: holder.map(|h| h.user.display_name.clone()),
+                    overran,
                 });
             }
         }

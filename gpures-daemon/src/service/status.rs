@@ -12,7 +12,7 @@ use crate::gpu;
 use crate::store::{outbox, reservations, resources, telemetry, users};
 
 /// How far back a reservation that ended may still explain a running process.
-const OVERRUN_LOOKBACK: TimeDelta = TimeDelta::hours(24);
+pub(super) const OVERRUN_LOOKBACK: TimeDelta = TimeDelta::hours(24);
 
 impl Service {
     /// The status of every active resource; admins also see the calendar queue.
