@@ -139,53 +139,85 @@ async fn ping_latencies(client: &GpuresClient, token: &str, n: usize) -> Result<
     Ok(out)
 }
 
-/// Round trips of `size`-byte length-prefixed frames through a raw echo server.
-async fn echo_latencies(dir: &Path, size: usize, n: usize) -> Result<Vec<Duration>> {
-    let path = dir.join("echo.sock");
-    let _ = std::fs::remove_file(&path);
-    let listener = tokio::net::UnixListener::bind(&path)?;
-    tokio::spawn(async move {
-        if let Ok((mut s, _)) = listener.accept().await {
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let mut len = [0u8; 4];
-                if s.read_exact(&mut len).await.is_err() {
-                    return;
-                }
-                let n = u32::from_be_bytes(len) as usize;
-                if s.read_exact(&mut buf[..n]).await.is_err() {
-                    return;
-                }
-                if s.write_all(&len).await.is_err() || s.write_all(&buf[..n]).await.is_err() {
-                    return;
+/// A connection to a raw echo server of length-prefixed frames: the floor a
+/// call over a Unix socket cannot beat.
+struct Echo {
+    stream: tokio::net::UnixStream,
+    frame: Vec<u8>,
+    back: Vec<u8>,
+}
+
+impl Echo {
+    /// Starts the echo server in `dir` and connects; each round trip sends
+    /// `size` bytes.
+    async fn start(dir: &Path, size: usize) -> Result<Echo> {
+        let path = dir.join("echo.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path)?;
+        tokio::spawn(async move {
+            if let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let mut len = [0u8; 4];
+                    if s.read_exact(&mut len).await.is_err() {
+                        return;
+                    }
+                    let n = u32::from_be_bytes(len) as usize;
+                    if s.read_exact(&mut buf[..n]).await.is_err() {
+                        return;
+                    }
+                    if s.write_all(&len).await.is_err() || s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
                 }
             }
-        }
-    });
-    let mut s = tokio::net::UnixStream::connect(&path).await?;
-    let frame: Vec<u8> = (0..size).map(|i| i as u8).collect();
-    let mut back = vec![0u8; size];
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        s.write_all(&(size as u32).to_be_bytes()).await?;
-        s.write_all(&frame).await?;
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await?;
-        s.read_exact(&mut back).await?;
-        out.push(t.elapsed());
+        });
+        let stream = tokio::net::UnixStream::connect(&path).await?;
+        Ok(Echo {
+            stream,
+            frame: (0..size).map(|i| i as u8).collect(),
+            back: vec![0u8; size],
+        })
     }
-    out.sort();
-    Ok(out)
+
+    async fn round_trip(&mut self) -> Result<Duration> {
+        let t = Instant::now();
+        let size = u32::try_from(self.frame.len())?;
+        self.stream.write_all(&size.to_be_bytes()).await?;
+        self.stream.write_all(&self.frame).await?;
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).await?;
+        self.stream.read_exact(&mut self.back).await?;
+        Ok(t.elapsed())
+    }
 }
 
 async fn scenario_ping(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     let d = env.daemon(|_| {}).await?;
     let (c, token) = d.member("ping@bench.kr").await?;
-    ping_latencies(&c, &token, 300).await?;
-    let lat = ping_latencies(&c, &token, 3000).await?;
     // A whoami request frame is about the token's size plus tarpc's header.
-    let echo = echo_latencies(&env.root, token.len() + 64, 3000).await?;
+    let mut echo_conn = Echo::start(&env.root, token.len() + 64).await?;
+    // Interleaved, after the same warm-up, so both see the same machine:
+    // sampled apart, the echo's ratio moved from 2.4× to 5.9× between runs.
+    let whoami = |c: &GpuresClient, token: &str| {
+        let (c, token) = (c.clone(), token.to_owned());
+        async move {
+            let t = Instant::now();
+            c.whoami(context::current(), token).await??;
+            Ok::<_, anyhow::Error>(t.elapsed())
+        }
+    };
+    for _ in 0..300 {
+        whoami(&c, &token).await?;
+        echo_conn.round_trip().await?;
+    }
+    let (mut lat, mut echo) = (Vec::with_capacity(3000), Vec::with_capacity(3000));
+    for _ in 0..3000 {
+        lat.push(whoami(&c, &token).await?);
+        echo.push(echo_conn.round_trip().await?);
+    }
+    lat.sort();
+    echo.sort();
     let (p50, p99, e50, e99) = (
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
@@ -199,8 +231,8 @@ async fn scenario_ping(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
         unit: "µs",
         baseline: Some(us(e50)),
         ratio: Some(us(p50) / us(e50)),
-        goal: "p50 ≤ 3× raw socket echo",
-        met: Some(us(p50) <= 3.0 * us(e50)),
+        goal: "p50 ≤ 2.5× raw socket echo, sampled interleaved",
+        met: Some(us(p50) <= 2.5 * us(e50)),
     });
     figures.push(Figure {
         scenario: "ping",

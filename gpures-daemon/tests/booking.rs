@@ -132,6 +132,66 @@ async fn back_to_back_bookings_both_succeed() {
 }
 
 #[tokio::test]
+async fn a_booking_from_this_minute_starts_where_a_release_earlier_in_it_ended() {
+    let (daemon, gpus) = daemon_with_gpus(1).await;
+    let (c, login) = daemon.user("kim@lab.kr", "김민수").await.expect("user");
+    let (_, lee) = daemon.user("lee@lab.kr", "이서연").await.expect("user");
+    let minute = Utc::now()
+        .duration_trunc(TimeDelta::minutes(1))
+        .expect("trunc");
+    let now = |len: i64| Period {
+        start: minute,
+        end: minute + TimeDelta::hours(len),
+    };
+    let first = c
+        .create_booking(
+            context::current(),
+            login.token.clone(),
+            booking(vec![gpus[0]], now(1)),
+        )
+        .await
+        .expect("rpc")
+        .expect("book");
+    let released = c
+        .release_now(
+            context::current(),
+            login.token.clone(),
+            first.reservations[0].id,
+        )
+        .await
+        .expect("rpc")
+        .expect("release");
+    // The same minute, again (as `gpures run` does after a job): from the
+    // second the release ended, not refused.
+    let again = c
+        .create_booking(
+            context::current(),
+            lee.token.clone(),
+            booking(vec![gpus[0]], now(2)),
+        )
+        .await
+        .expect("rpc")
+        .expect("booked right after the release");
+    assert_eq!(again.reservations[0].period.start, released.period.end);
+    assert_eq!(
+        again.reservations[0].period.end,
+        minute + TimeDelta::hours(2)
+    );
+    // A running booking is still a conflict, from this minute or not.
+    let err = c
+        .create_booking(
+            context::current(),
+            login.token.clone(),
+            booking(vec![gpus[0]], now(1)),
+        )
+        .await
+        .expect("rpc")
+        .expect_err("held");
+    assert!(matches!(err, ApiError::Conflict { .. }), "{err:?}");
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test]
 async fn a_multi_gpu_booking_is_all_or_nothing() {
     let (daemon, gpus) = daemon_with_gpus(3).await;
     let (alice, a) = daemon.user("alice@lab.kr", "Alice").await.expect("user");

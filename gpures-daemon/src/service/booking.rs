@@ -930,7 +930,24 @@ pub(super) async fn insert_booking(
     if let Some(inactive) = locked.iter().find(|r| !r.active) {
         return Err(Error::invalid("resources", format!("{} is disabled", inactive.name)).into());
     }
-    let holders = reservations::holders(tx, resource_ids, period, &[]).await?;
+    let mut holders = reservations::holders(tx, resource_ids, period, &[]).await?;
+    // A booking from now (its minute, a moment in the past) meets what was
+    // released since (a release ends on the second, a booking starts on the
+    // minute): it starts where the last of those ended instead of being
+    // refused, so that `gpures run` right after a release gets the GPUs.
+    let mut period = period;
+    let now = Utc::now();
+    if !holders.is_empty()
+        && period.start <= now
+        && let Some(ended) = holders
+            .iter()
+            .map(|h| h.period.end)
+            .max()
+            .filter(|end| *end <= now && *end < period.end)
+    {
+        period.start = ended;
+        holders = reservations::holders(tx, resource_ids, period, &[]).await?;
+    }
     if !holders.is_empty() {
         return Err(Error::Conflict(holders).into());
     }
