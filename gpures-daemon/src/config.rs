@@ -76,6 +76,10 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// An external PostgreSQL. `None`: run the embedded cluster in the state dir.
     pub database_url: Option<Secret>,
+    /// Where the change listener connects, when `database_url` goes through
+    /// a pooler in transaction mode (`LISTEN` needs a session of its own).
+    /// `None`: the same as `database_url`.
+    pub database_listen_url: Option<Secret>,
     /// Host name this daemon serves; `None`: the machine's host name.
     pub host: Option<String>,
     pub booking: BookingConfig,
@@ -471,8 +475,12 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Open connections of one Unix user, so one user cannot starve others.
     pub max_connections_per_user: usize,
-    /// Database connections this daemon keeps.
+    /// Database connections this daemon opens at most (it opens them as
+    /// calls need them).
     pub db_pool_size: u32,
+    /// Seconds an unused database connection is kept before it is closed,
+    /// so an idle daemon holds almost none.
+    pub db_idle_secs: u64,
     /// Seconds a frame may take once its first byte arrived; a peer that
     /// sends half a frame and waits is disconnected after this.
     pub frame_timeout_secs: u64,
@@ -492,6 +500,7 @@ impl Default for LimitsConfig {
             max_connections: 1024,
             max_connections_per_user: 64,
             db_pool_size: 16,
+            db_idle_secs: 60,
             frame_timeout_secs: 10,
             max_calls_per_connection: 32,
             max_calls_per_user: 8,
@@ -508,6 +517,7 @@ impl Default for Config {
             socket_group: None,
             state_dir: None,
             database_url: None,
+            database_listen_url: None,
             host: None,
             booking: BookingConfig::default(),
             auth: AuthConfig::default(),
@@ -588,6 +598,9 @@ impl Config {
         }
         if let Some(v) = env("GPURES_DATABASE_URL") {
             config.database_url = Some(Secret::new(v));
+        }
+        if let Some(v) = env("GPURES_DATABASE_LISTEN_URL") {
+            config.database_listen_url = Some(Secret::new(v));
         }
         if let Some(v) = env("GPURES_HOST") {
             config.host = Some(v);

@@ -199,7 +199,7 @@ async fn serve(
     }
 
     let (changes, listener_task) = ChangeListener {
-        pool: store.pool().clone(),
+        pool: database.listen_pool(),
         accounts: service.account_cache(),
     }
     .start(trigger.subscribe());

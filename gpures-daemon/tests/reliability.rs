@@ -86,10 +86,29 @@ async fn database_outage_fails_fast_and_recovers_without_a_restart() {
         .expect("create");
     drop(conn);
     let url = format!("postgres://gpures@localhost/outage?host={socket}&port=5432");
-    let daemon = TestDaemon::start_on(url, "outage-host", |_| {})
-        .await
-        .expect("daemon");
+    // LISTEN over a URL of its own, as behind pgbouncer in transaction mode.
+    let listen_url = format!("{url}&application_name=listen");
+    let daemon = TestDaemon::start_on(url, "outage-host", move |c| {
+        c.database_listen_url = Some(gpures_daemon::config::Secret::new(listen_url));
+    })
+    .await
+    .expect("daemon");
     let (client, login) = daemon.user("a@lab.kr", "A").await.expect("user");
+    let mut listening = false;
+    for _ in 0..50 {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gpures-daemon-listen'",
+        )
+        .fetch_one(daemon.store.pool())
+        .await
+        .expect("activity");
+        if n == 1 {
+            listening = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(listening, "LISTEN has a session of its own");
     daemon.store.close().await;
 
     tokio::task::spawn_blocking(move || cluster.stop())
@@ -436,4 +455,59 @@ async fn nothing_secret_reaches_the_log() {
         password: secret_password.into(),
     };
     assert!(!format!("{req:?}").contains(secret_password));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_daemon_gives_its_database_connections_back() {
+    let daemon = TestDaemon::start_with(|c| c.limits.db_idle_secs = 1)
+        .await
+        .expect("daemon");
+    let (client, login) = daemon.user("a@lab.kr", "A").await.expect("user");
+    let daemon_connections = || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'gpures-daemon'",
+        )
+        .fetch_one(daemon.store.pool())
+        .await
+        .expect("activity");
+        n
+    };
+    // Calls at once open connections as they need them …
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (c, t) = (client.clone(), login.token.clone());
+            tokio::spawn(async move {
+                for _ in 0..40 {
+                    c.status(context::current(), t.clone())
+                        .await
+                        .expect("rpc")
+                        .expect("status");
+                }
+            })
+        })
+        .collect();
+    let mut busy = 0;
+    while calls.iter().any(|c| !c.is_finished()) {
+        busy = busy.max(daemon_connections().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for c in calls {
+        c.await.expect("caller");
+    }
+    // … and an idle daemon closes them again: it keeps its LISTEN session
+    // and what its background workers use each second.
+    let t = Instant::now();
+    let mut now = busy;
+    while now > 4 && t.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        now = daemon_connections().await;
+    }
+    assert!(busy > 4, "the load opened {busy} connections");
+    assert!(
+        now <= 4,
+        "still {now} of {busy} connections after {:?}",
+        t.elapsed()
+    );
+    daemon.stop().await.expect("stop");
 }

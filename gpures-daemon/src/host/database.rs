@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use sqlx::postgres::PgConnectOptions;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::Config;
 use crate::host::pg::{self, Cluster, ClusterOptions};
@@ -18,6 +19,9 @@ use crate::store::Store;
 pub struct Database {
     pub store: Store,
     cluster: Option<Arc<Cluster>>,
+    /// Where `LISTEN` connects when the pool goes through a pooler in
+    /// transaction mode (`database_listen_url`).
+    listen: Option<PgConnectOptions>,
 }
 
 impl Database {
@@ -26,6 +30,19 @@ impl Database {
         self.store.close().await;
         if let Some(cluster) = self.cluster {
             let _ = tokio::task::spawn_blocking(move || cluster.stop()).await;
+        }
+    }
+
+    /// What the change listener takes its session from: a pool of its own
+    /// on `database_listen_url`, else the store's pool.
+    pub fn listen_pool(&self) -> PgPool {
+        match &self.listen {
+            Some(options) => PgPoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .acquire_timeout(std::time::Duration::from_secs(3))
+                .connect_lazy_with(options.clone()),
+            None => self.store.pool().clone(),
         }
     }
 
@@ -43,6 +60,16 @@ impl Database {
 /// An invalid URL, missing PostgreSQL binaries, or a cluster that fails to start.
 pub async fn open_database(config: &Config, cluster_options: ClusterOptions) -> Result<Database> {
     let pool_size = config.limits.db_pool_size;
+    let idle = std::time::Duration::from_secs(config.limits.db_idle_secs.max(1));
+    let listen = match &config.database_listen_url {
+        Some(url) => Some(
+            url.expose()
+                .parse::<PgConnectOptions>()
+                .context("database_listen_url is not a valid PostgreSQL URL")?
+                .application_name("gpures-daemon-listen"),
+        ),
+        None => None,
+    };
     if let Some(url) = &config.database_url {
         let options: PgConnectOptions = url
             .expose()
@@ -52,9 +79,11 @@ pub async fn open_database(config: &Config, cluster_options: ClusterOptions) -> 
             store: Store::connect_lazy_with_calendar(
                 options.application_name("gpures-daemon"),
                 pool_size,
+                idle,
                 config.calendar.enabled,
             ),
             cluster: None,
+            listen,
         });
     }
     let state_dir = prepare_state_dir(&config.state_dir())?;
@@ -66,11 +95,13 @@ pub async fn open_database(config: &Config, cluster_options: ClusterOptions) -> 
     let store = Store::connect_lazy_with_calendar(
         cluster.connect_options(pg::DATABASE),
         pool_size,
+        idle,
         config.calendar.enabled,
     );
     Ok(Database {
         store,
         cluster: Some(Arc::new(cluster)),
+        listen,
     })
 }
 

@@ -59,6 +59,9 @@ pub use audit::AuditAction;
 /// The migrations, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// How long an unused pooled connection stays open by default.
+pub const IDLE_DEFAULT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The channel every committed change is announced on (`LISTEN/NOTIFY`).
 pub const CHANGES_CHANNEL: &str = "gpures_changes";
 /// The channel an account change is announced on, with the user id: every
@@ -137,21 +140,24 @@ impl Store {
     /// start is reported by the first query, and one that goes away later is
     /// reconnected without a restart.
     pub fn connect_lazy(options: PgConnectOptions, size: u32) -> Store {
-        Store::connect_lazy_with_calendar(options, size, false)
+        Store::connect_lazy_with_calendar(options, size, IDLE_DEFAULT, false)
     }
 
-    /// Like [`Store::connect_lazy`]; `calendar` says whether calendar sync is
-    /// on, which reservations' sync state reports (`gpures.calendar` is set on
-    /// every connection).
+    /// Like [`Store::connect_lazy`]; a connection unused for `idle` is
+    /// closed (the pool grows with the load and shrinks back to none);
+    /// `calendar` says whether calendar sync is on, which reservations' sync
+    /// state reports (`gpures.calendar` is set on every connection).
     pub fn connect_lazy_with_calendar(
         options: PgConnectOptions,
         size: u32,
+        idle: std::time::Duration,
         calendar: bool,
     ) -> Store {
         let options = options.options([("gpures.calendar", if calendar { "on" } else { "off" })]);
         let pool = PgPoolOptions::new()
             .max_connections(size)
             .min_connections(0)
+            .idle_timeout(idle)
             .acquire_timeout(std::time::Duration::from_secs(3))
             .connect_lazy_with(options);
         Store { pool }
