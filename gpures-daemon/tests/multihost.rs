@@ -2,7 +2,8 @@
 //! host names share one database. 64 clients split across both race for one
 //! slot and exactly one wins; a booking made through daemon A wakes a
 //! `wait_for_changes` waiting on daemon B within a second; each daemon's
-//! resources carry its host name.
+//! resources carry its host name; `status` follows each host's latest GPU
+//! record.
 
 use std::time::{Duration, Instant};
 
@@ -208,4 +209,95 @@ async fn two_daemons_on_one_database_share_one_schedule() {
     }
     b.stop().await.expect("stop B");
     a.stop().await.expect("stop A");
+}
+
+/// One GPU host's record as its daemon writes it, with one card at `busy`
+/// percent.
+fn record(host: &str, busy: u32) -> gpures_daemon::gpu::HostRecord {
+    let now = Utc::now();
+    gpures_daemon::gpu::HostRecord {
+        host: host.into(),
+        backend: "nvml".into(),
+        sampled_at: Some(now),
+        note: None,
+        gpus: vec![gpures_daemon::gpu::StoredGpu {
+            telemetry: gpures_proto::GpuTelemetry {
+                host: host.into(),
+                index: 0,
+                uuid: format!("GPU-{host}-0"),
+                name: "NVIDIA H100 80GB HBM3".into(),
+                sampled_at: now,
+                utilization_pct: Some(busy),
+                memory_used_mib: Some(1024),
+                memory_total_mib: Some(81_559),
+                temperature_c: Some(40),
+                power_w: Some(120.0),
+                history: vec![u8::try_from(busy).unwrap_or(100)],
+                processes: Vec::new(),
+            },
+            last_process_at: None,
+            watched_since: now,
+        }],
+        topology: Vec::new(),
+    }
+}
+
+/// `status` shows every host's GPUs as their daemons last wrote them: the
+/// daemon keeps the records parsed between calls and rereads a host's only
+/// when it wrote again, so each write shows at once and a host whose record
+/// is gone is gone from the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_follows_each_hosts_latest_telemetry() {
+    let d = TestDaemon::start_with(|c| c.gpu.backend = gpures_daemon::gpu::BackendChoice::None)
+        .await
+        .expect("daemon");
+    let (admin, login) = d.admin("admin@lab.kr", "Admin").await.expect("admin");
+    // A GPU of a host whose daemon is elsewhere.
+    sqlx::query(
+        "INSERT INTO resources (name, host, kind, gpu_index, description)
+         VALUES ('gpu09-0', 'gpu09', 'gpu', 0, '')",
+    )
+    .execute(d.store.pool())
+    .await
+    .expect("resource");
+    let busy_shown = || async {
+        let s = admin
+            .status(context::current(), login.token.clone())
+            .await
+            .expect("rpc")
+            .expect("status");
+        let host = s.hosts.iter().any(|h| h.host == "gpu09");
+        let busy = s
+            .resources
+            .iter()
+            .find(|r| r.resource.name == "gpu09-0")
+            .and_then(|r| r.telemetry.as_ref())
+            .and_then(|t| t.utilization_pct);
+        (host, busy)
+    };
+    assert_eq!(busy_shown().await, (false, None), "nothing written yet");
+    for busy in [10, 90, 35] {
+        let mut conn = d.store.acquire().await.expect("conn");
+        gpures_daemon::store::telemetry::put(&mut conn, &record("gpu09", busy))
+            .await
+            .expect("put");
+        drop(conn);
+        assert_eq!(
+            busy_shown().await,
+            (true, Some(busy)),
+            "after writing {busy}%"
+        );
+        // Asked again with nothing written: the same answer.
+        assert_eq!(busy_shown().await, (true, Some(busy)));
+    }
+    sqlx::query("DELETE FROM host_telemetry WHERE host = 'gpu09'")
+        .execute(d.store.pool())
+        .await
+        .expect("delete");
+    assert_eq!(
+        busy_shown().await,
+        (false, None),
+        "the host's record is gone"
+    );
+    d.stop().await.expect("stop");
 }

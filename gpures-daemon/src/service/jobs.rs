@@ -224,10 +224,7 @@ impl Service {
         let now = Utc::now();
         let (gpus, stale) = {
             let mut conn = self.store().acquire().await?;
-            let own = telemetry::all(&mut conn)
-                .await?
-                .into_iter()
-                .find(|r| r.host == self.host());
+            let own = telemetry::of_host(&mut conn, self.host()).await?;
             let stale = own
                 .as_ref()
                 .and_then(|o| o.sampled_at)

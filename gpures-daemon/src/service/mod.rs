@@ -358,6 +358,8 @@ struct Inner {
     enforcer: enforce::EnforcerCell,
     /// Usage minutes still open.
     meter: usage::MeterCell,
+    /// Every host's GPU record, parsed once per write.
+    telemetry: crate::store::telemetry::Cache,
 }
 
 /// Lets one caller through at most once per [`Gate::EVERY`].
@@ -393,6 +395,7 @@ impl Service {
                 key_reload: Gate::default(),
                 enforcer: enforce::EnforcerCell::default(),
                 meter: usage::MeterCell::default(),
+                telemetry: crate::store::telemetry::Cache::default(),
             }),
         }
     }
@@ -415,6 +418,10 @@ impl Service {
 
     fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    fn telemetry(&self) -> &crate::store::telemetry::Cache {
+        &self.inner.telemetry
     }
 
     fn enforcer(&self) -> &enforce::EnforcerCell {

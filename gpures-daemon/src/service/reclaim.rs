@@ -107,10 +107,7 @@ impl Service {
         let rules = self.settings().reclaim.clone();
         let (own, gpus, running, ended) = {
             let mut conn = self.store().acquire().await?;
-            let own: Option<HostRecord> = telemetry::all(&mut conn)
-                .await?
-                .into_iter()
-                .find(|r| r.host == self.host());
+            let own: Option<HostRecord> = telemetry::of_host(&mut conn, self.host()).await?;
             let all = resources::list(&mut conn, false).await?;
             let mine: Vec<_> = all.into_iter().filter(|r| r.host == self.host()).collect();
             let (current, _) = reservations::current_and_next(&mut conn, now).await?;

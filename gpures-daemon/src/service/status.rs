@@ -9,7 +9,7 @@ use gpures_proto::{Reservation, ResourceStatus, StatusReport};
 
 use super::{Actor, Result, Service};
 use crate::gpu;
-use crate::store::{outbox, reservations, resources, telemetry, users};
+use crate::store::{outbox, reservations, resources, users};
 
 /// How far back a reservation that ended may still explain a running process.
 pub(super) const OVERRUN_LOOKBACK: TimeDelta = TimeDelta::hours(24);
@@ -24,7 +24,7 @@ impl Service {
         let mut conn = self.store().acquire().await?;
         let resources = resources::list(&mut conn, false).await?;
         let (current, next) = reservations::current_and_next(&mut conn, now).await?;
-        let records = telemetry::all(&mut conn).await?;
+        let records = self.telemetry().all(&mut conn).await?;
         let recent = reservations::recently_ended(&mut conn, now, OVERRUN_LOOKBACK).await?;
         let blocks = crate::store::blocks::current_or_next(&mut conn, now).await?;
         // Only the owners of what is shown, and only their Unix users.

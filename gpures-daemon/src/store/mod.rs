@@ -26,8 +26,9 @@ macro_rules! reservation_select {
              WHEN EXISTS (SELECT 1 FROM calendar_outbox o WHERE o.reservation_id = r.id AND o.failed) THEN 'failed'
              WHEN EXISTS (SELECT 1 FROM calendar_outbox o WHERE o.reservation_id = r.id) THEN 'pending'
              ELSE 'synced' END AS sync_state,
-        (SELECT o.last_error FROM calendar_outbox o WHERE o.reservation_id = r.id AND o.failed
-          ORDER BY o.id DESC LIMIT 1) AS sync_error
+        CASE WHEN coalesce(current_setting('gpures.calendar', true), 'off') = 'on' THEN
+          (SELECT o.last_error FROM calendar_outbox o WHERE o.reservation_id = r.id AND o.failed
+            ORDER BY o.id DESC LIMIT 1) END AS sync_error
     FROM reservations r
     JOIN resources res ON res.id = r.resource_id
     JOIN users u ON u.id = r.user_id "

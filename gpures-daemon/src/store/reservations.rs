@@ -152,13 +152,21 @@ pub async fn active_page(
     after: Option<&Cursor>,
     limit: i64,
 ) -> Result<Vec<Reservation>> {
+    // The page is chosen on the bare rows first, so the per-row columns
+    // (names, calendar state) are read for its rows only, not for the
+    // whole window each page.
     let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+        "WITH page AS (
+           SELECT r.id FROM reservations r JOIN resources res ON res.id = r.resource_id
+            WHERE r.status = 'active' AND r.period && tstzrange($1, $2, '[)')
+              AND ($3::timestamptz IS NULL OR (lower(r.period), res.name, r.id) > ($3, $4::text, $5::uuid))
+            ORDER BY lower(r.period), res.name, r.id
+            LIMIT $6)
+         ",
         reservation_select!(),
         "
-         WHERE r.status = 'active' AND r.period && tstzrange($1, $2, '[)')
-           AND ($3::timestamptz IS NULL OR (lower(r.period), res.name, r.id) > ($3, $4::text, $5::uuid))
-         ORDER BY lower(r.period), res.name, r.id
-         LIMIT $6"
+         WHERE r.id IN (SELECT id FROM page)
+         ORDER BY lower(r.period), res.name, r.id"
     ))
     .bind(window.start)
     .bind(window.end)
@@ -219,11 +227,14 @@ pub async fn current_and_next(
     .bind(at)
     .fetch_all(&mut *conn)
     .await?;
+    // The overlap with (at, ∞) is what lets the GiST index on `period` skip
+    // the past: a condition on `lower(period)` alone reads all of history.
     let next = sqlx::query_as::<_, ReservationRow>(concat!(
         "SELECT DISTINCT ON (r.resource_id) * FROM (",
         reservation_select!(),
         "
-           WHERE r.status = 'active' AND lower(r.period) > $1) r
+           WHERE r.status = 'active' AND r.period && tstzrange($1, NULL, '()')
+             AND lower(r.period) > $1) r
          ORDER BY r.resource_id, r.start_at"
     ))
     .bind(at)
@@ -239,9 +250,12 @@ pub async fn recently_ended(
     at: DateTime<Utc>,
     since: TimeDelta,
 ) -> Result<Vec<Reservation>> {
+    // The overlap with (since, at] lets the GiST index on `period` find them
+    // (a condition on `upper(period)` alone reads all of history).
     let rows = sqlx::query_as::<_, ReservationRow>(concat!(
         reservation_select!(),
-        " WHERE r.status = 'active' AND upper(r.period) <= $1 AND upper(r.period) > $2"
+        " WHERE r.status = 'active' AND r.period && tstzrange($2, $1, '(]')
+            AND upper(r.period) <= $1 AND upper(r.period) > $2"
     ))
     .bind(at)
     .bind(at - since)
