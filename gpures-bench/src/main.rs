@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Scenarios: ping, book, race, timeline, login, memory, tui, gpu, calendar,
-//! fair, slot, queue, policy, report (all when none is named; fair needs root). `docs/BENCHMARKS.md`
+//! fair, slot, queue, policy, report, lab (all when none is named; fair needs root). `docs/BENCHMARKS.md`
 //! records the figures.
 
 use std::path::{Path, PathBuf};
@@ -1623,7 +1623,7 @@ async fn main() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "gpures-bench [--json] [--history N] [--burst N] [ping book race timeline login memory tui gpu calendar fair slot queue policy report]"
+                    "gpures-bench [--json] [--history N] [--burst N] [ping book race timeline login memory tui gpu calendar fair slot queue policy report lab]"
                 );
                 return Ok(());
             }
@@ -1632,7 +1632,7 @@ async fn main() -> Result<()> {
     }
     let all = [
         "ping", "book", "race", "timeline", "login", "memory", "tui", "gpu", "calendar", "fair",
-        "slot", "queue", "policy", "report",
+        "slot", "queue", "policy", "report", "lab",
     ];
     if chosen.is_empty() {
         chosen = all.iter().map(|s| (*s).to_owned()).collect();
@@ -1660,6 +1660,7 @@ async fn main() -> Result<()> {
             "queue" => scenario_queue(&mut env, &mut figures).await?,
             "policy" => scenario_policy(&mut env, &mut figures).await?,
             "report" => scenario_report(&mut env, &mut figures).await?,
+            "lab" => scenario_lab(&mut env, &mut figures, history).await?,
             _ => {}
         }
     }
@@ -1902,4 +1903,467 @@ async fn scenario_fair(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
         met: Some(flooded.login_ms <= 2000.0),
     });
     d.stop().await
+}
+
+/// One host's telemetry row as its daemon would write it: `gpus` H100s, each
+/// with a process and ten minutes of history.
+fn lab_record(host: &str, gpus: u32, now: chrono::DateTime<Utc>) -> gpures_daemon::gpu::HostRecord {
+    use gpures_daemon::gpu::{HostRecord, StoredGpu};
+    HostRecord {
+        host: host.to_owned(),
+        backend: "nvml".into(),
+        sampled_at: Some(now),
+        note: None,
+        gpus: (0..gpus)
+            .map(|i| StoredGpu {
+                telemetry: gpures_proto::GpuTelemetry {
+                    host: host.to_owned(),
+                    index: i,
+                    uuid: format!("GPU-{host}-{i:02}"),
+                    name: "NVIDIA H100 80GB HBM3".into(),
+                    sampled_at: now,
+                    utilization_pct: Some(87),
+                    memory_used_mib: Some(40_960),
+                    memory_total_mib: Some(81_559),
+                    temperature_c: Some(61),
+                    power_w: Some(512.0),
+                    history: vec![80; 120],
+                    processes: vec![gpures_proto::GpuProcess {
+                        pid: 4000 + i,
+                        name: "python3".into(),
+                        used_memory_mib: Some(40_000),
+                        unix_user: Some(format!("member{i}")),
+                    }],
+                },
+                last_process_at: Some(now),
+                watched_since: now - TimeDelta::hours(1),
+            })
+            .collect(),
+        topology: Vec::new(),
+    }
+}
+
+/// CPU time this process used so far (user and system), from /proc.
+fn cpu_used() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Connections the daemons have open to this database (the bench's own
+/// pools are not counted).
+async fn db_connections(store: &gpures_daemon::store::Store) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name LIKE 'gpures-daemon%'",
+    )
+    .fetch_one(store.pool())
+    .await?)
+}
+
+/// Lab scale, simulated where one machine cannot run it: 4 real daemons on
+/// one database, telemetry rows for 100 hosts × 10 GPUs, `history` past
+/// reservations and a booked week ahead, 500 connected clients long-polling
+/// for changes across the daemons, one booking per second in the background.
+async fn scenario_lab(env: &mut Env, figures: &mut Vec<Figure>, history: i64) -> Result<()> {
+    const HOSTS: u32 = 100;
+    const PER_HOST: u32 = 10;
+    const CLIENTS: usize = 500;
+    let url = env.database().await?;
+    let mut daemons = Vec::new();
+    for i in 0..4 {
+        daemons.push(
+            TestDaemon::start_on(url.clone(), &format!("node{i:03}"), |c| {
+                c.gpu.backend = gpures_daemon::gpu::BackendChoice::None;
+                c.limits.max_connections_per_user = 2000;
+                c.limits.max_connections = 4000;
+                // The shipped pool size, not the test kit's.
+                c.limits.db_pool_size = gpures_daemon::config::LimitsConfig::default().db_pool_size;
+            })
+            .await?,
+        );
+    }
+    let d0 = &daemons[0];
+    let (admin, token) = d0.boss("admin@bench.kr").await?;
+    let me = admin.whoami(context::current(), token.clone()).await??.id;
+    let mut conn = sqlx::PgConnection::connect_with(&url.parse()?).await?;
+    let gpus: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO resources (name, host, kind, gpu_index, description)
+         SELECT format('node%s-gpu%s', lpad(h::text, 3, '0'), i), format('node%s', lpad(h::text, 3, '0')),
+                'gpu', i, 'NVIDIA H100 80GB HBM3'
+           FROM generate_series(0, $1 - 1) h, generate_series(0, $2 - 1) i
+         RETURNING id",
+    )
+    .bind(i32::try_from(HOSTS)?)
+    .bind(i32::try_from(PER_HOST)?)
+    .fetch_all(&mut conn)
+    .await?;
+    let now = Utc::now();
+    for h in 0..HOSTS {
+        gpures_daemon::store::telemetry::put(
+            &mut conn,
+            &lab_record(&format!("node{h:03}"), PER_HOST, now),
+        )
+        .await?;
+    }
+    let t = Instant::now();
+    fill_history(&url, me, &gpus, history).await?;
+    eprintln!(
+        "  {} GPUs, {history} past reservations in {:.1} s",
+        gpus.len(),
+        t.elapsed().as_secs_f64()
+    );
+    // The week ahead: three 8-hour bookings per GPU.
+    sqlx::query(
+        "INSERT INTO reservations (id, booking_id, user_id, resource_id, period)
+         SELECT gen_random_uuid(), gen_random_uuid(), $1, g,
+                tstzrange(date_trunc('hour', now()) + make_interval(hours => 2 + k * 48),
+                          date_trunc('hour', now()) + make_interval(hours => 10 + k * 48), '[)')
+           FROM unnest($2::bigint[]) g, generate_series(0, 2) k",
+    )
+    .bind(me)
+    .bind(&gpus)
+    .execute(&mut conn)
+    .await?;
+    sqlx::query("ANALYZE").execute(&mut conn).await?;
+
+    // Reads at this size.
+    let mut status_lat = Vec::new();
+    let mut shown = 0;
+    for i in 0..120 {
+        let t = Instant::now();
+        let s = admin.status(context::current(), token.clone()).await??;
+        if i >= 20 {
+            status_lat.push(t.elapsed());
+        }
+        shown = s.resources.len();
+    }
+    status_lat.sort();
+    let window = Period {
+        start: Utc::now(),
+        end: Utc::now() + TimeDelta::days(7),
+    };
+    let mut timeline_lat = Vec::new();
+    let mut in_week = 0;
+    for i in 0..60 {
+        let t = Instant::now();
+        in_week = whole_timeline(&admin, &token, window).await?;
+        if i >= 10 {
+            timeline_lat.push(t.elapsed());
+        }
+    }
+    timeline_lat.sort();
+    eprintln!("  status shows {shown} resources; the week holds {in_week} reservations");
+
+    // 500 clients across the daemons, each long-polling.
+    let mut members = Vec::new();
+    for m in 0..50 {
+        members.push(d0.member(&format!("m{m}@bench.kr")).await?.1);
+    }
+    let rss_before = rss_kib(std::process::id()).unwrap_or(0);
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for k in 0..CLIENTS {
+        let c = gpures_testkit::connect(&daemons[k % daemons.len()].socket).await?;
+        clients.push((c, members[k % members.len()].clone()));
+    }
+    let rss_after = rss_kib(std::process::id()).unwrap_or(0);
+    let per_client_kib = (rss_after.saturating_sub(rss_before)) as f64 / CLIENTS as f64;
+    // Idle: every client waiting for a change, nothing booked, 10 s; the
+    // four daemons' background passes and the clients' side together.
+    let mut waiting = Vec::with_capacity(CLIENTS);
+    for (c, t) in &clients {
+        let since = c
+            .wait_for_changes(context::current(), t.clone(), 0)
+            .await??;
+        let (c, t) = (c.clone(), t.clone());
+        waiting.push(tokio::spawn(async move {
+            let mut ctx = context::current();
+            ctx.deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let _ = c.wait_for_changes(ctx, t, since).await;
+        }));
+    }
+    let idle_span = Duration::from_secs(10);
+    let cpu_before = cpu_used().unwrap_or_default();
+    tokio::time::sleep(idle_span).await;
+    let idle_cpu_pct = (cpu_used().unwrap_or_default().saturating_sub(cpu_before)).as_secs_f64()
+        / idle_span.as_secs_f64()
+        * 100.0
+        / 4.0;
+    for w in waiting {
+        w.abort();
+    }
+
+    // One booking per second in the background, by another daemon.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The request ids of the bookings the daemon confirmed.
+    let confirmed = Arc::new(std::sync::Mutex::new(Vec::<uuid::Uuid>::new()));
+    let background = {
+        let stop = Arc::clone(&stop);
+        let confirmed = Arc::clone(&confirmed);
+        let (c, t) = daemons[1].boss("bg@bench.kr").await?;
+        let gpus = gpus.clone();
+        tokio::spawn(async move {
+            let mut k = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let gpu = gpus[usize::try_from(k).unwrap_or(0) % gpus.len()];
+                let start = Utc::now()
+                    .duration_trunc(TimeDelta::hours(1))
+                    .unwrap_or_else(|_| Utc::now())
+                    + TimeDelta::days(10)
+                    + TimeDelta::hours(k / i64::try_from(gpus.len()).unwrap_or(1000));
+                let request_id = uuid::Uuid::new_v4();
+                let made = c
+                    .create_booking(
+                        context::current(),
+                        t.clone(),
+                        BookingRequest {
+                            request_id,
+                            resources: vec![gpu],
+                            period: Period {
+                                start,
+                                end: start + TimeDelta::hours(1),
+                            },
+                            note: String::new(),
+                        },
+                    )
+                    .await;
+                if let (Ok(Ok(_)), Ok(mut ids)) = (made, confirmed.lock()) {
+                    ids.push(request_id);
+                }
+                k += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+
+    // A change reaches every client: each waits from the version it holds;
+    // one booking is made; when did each long poll return?
+    let mut reach = Vec::new();
+    let mut most_connections = 0;
+    for round in 0..5 {
+        let mut versions = Vec::with_capacity(CLIENTS);
+        for (c, t) in &clients {
+            versions.push(
+                c.wait_for_changes(context::current(), t.clone(), 0)
+                    .await??,
+            );
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for ((c, t), since) in clients.iter().zip(versions) {
+            let (c, t, tx) = (c.clone(), t.clone(), tx.clone());
+            tokio::spawn(async move {
+                let mut ctx = context::current();
+                ctx.deadline = std::time::Instant::now() + Duration::from_secs(60);
+                let _ = c.wait_for_changes(ctx, t, since).await;
+                let _ = tx.send(Instant::now());
+            });
+        }
+        drop(tx);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        most_connections = most_connections.max(db_connections(&d0.store).await?);
+        let t0 = Instant::now();
+        let gpu = gpus[round * 7 % gpus.len()];
+        let start = Utc::now().duration_trunc(TimeDelta::hours(1))?
+            + TimeDelta::days(20)
+            + TimeDelta::hours(i64::try_from(round)?);
+        admin
+            .create_booking(
+                context::current(),
+                token.clone(),
+                BookingRequest {
+                    request_id: uuid::Uuid::new_v4(),
+                    resources: vec![gpu],
+                    period: Period {
+                        start,
+                        end: start + TimeDelta::hours(1),
+                    },
+                    note: String::new(),
+                },
+            )
+            .await??;
+        while let Some(at) = rx.recv().await {
+            reach.push(at.saturating_duration_since(t0));
+            most_connections = most_connections.max(db_connections(&d0.store).await?);
+        }
+    }
+    reach.sort();
+
+    // The database restarts under this load: when does every daemon serve
+    // again, when has every client refetched, was any confirmed booking lost?
+    let mut held = Vec::with_capacity(CLIENTS);
+    for (c, t) in &clients {
+        held.push(
+            c.wait_for_changes(context::current(), t.clone(), 0)
+                .await??,
+        );
+    }
+    let t0 = Instant::now();
+    tokio::task::block_in_place(|| env.cluster.restart())?;
+    let mut serving = Vec::new();
+    for d in &daemons {
+        let (c, t) = (d.client().await?, token.clone());
+        loop {
+            if let Ok(Ok(_)) = c.status(context::current(), t.clone()).await {
+                serving.push(t0.elapsed());
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                anyhow::bail!("a daemon did not serve again within 60 s of the restart");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let serves_again = serving.iter().copied().max().unwrap_or_default();
+    let mut catching_up = tokio::task::JoinSet::new();
+    for ((c, t), since) in clients.iter().zip(held) {
+        let (c, t) = (c.clone(), t.clone());
+        catching_up.spawn(async move {
+            // Told of the outage, then its refetch answered.
+            loop {
+                let mut ctx = context::current();
+                ctx.deadline = std::time::Instant::now() + Duration::from_secs(30);
+                if let Ok(Ok(v)) = c.wait_for_changes(ctx, t.clone(), since).await
+                    && v != since
+                    && matches!(c.status(context::current(), t.clone()).await, Ok(Ok(_)))
+                {
+                    return true;
+                }
+                if t0.elapsed() > Duration::from_secs(60) {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+    let mut caught_up = 0;
+    while let Some(done) = catching_up.join_next().await {
+        caught_up += usize::from(done?);
+    }
+    let all_caught_up = t0.elapsed();
+    // A few more bookings after the restart, then count.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    background.await?;
+    let confirmed: Vec<uuid::Uuid> = confirmed.lock().map(|ids| ids.clone()).unwrap_or_default();
+    let mut conn = sqlx::PgConnection::connect_with(&url.parse()?).await?;
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT request_id) FROM reservations WHERE request_id = ANY($1)",
+    )
+    .bind(&confirmed)
+    .fetch_one(&mut conn)
+    .await?;
+    let lost = i64::try_from(confirmed.len())? - kept;
+    eprintln!(
+        "  restart: daemons serve again after {:?}; {caught_up}/{CLIENTS} clients refetched by {:.1} s; {} bookings confirmed, {lost} lost",
+        serving,
+        all_caught_up.as_secs_f64(),
+        confirmed.len()
+    );
+    for d in daemons {
+        d.stop().await?;
+    }
+    let p99 = |v: &[Duration]| percentile(v, 0.99);
+    figures.push(Figure {
+        scenario: "lab",
+        name: format!("a change reaches all {CLIENTS} clients on 4 daemons, p99 (5 rounds)"),
+        value: us(p99(&reach)) / 1000.0,
+        unit: "ms",
+        baseline: None,
+        ratio: None,
+        goal: "≤ 1000 ms",
+        met: Some(p99(&reach) <= Duration::from_secs(1)),
+    });
+    figures.push(Figure {
+        scenario: "lab",
+        name: "restart of PostgreSQL under load: the last of 4 daemons serves again after".into(),
+        value: serves_again.as_secs_f64(),
+        unit: "s",
+        baseline: None,
+        ratio: None,
+        goal: "≤ 10 s",
+        met: Some(serves_again <= Duration::from_secs(10)),
+    });
+    figures.push(Figure {
+        scenario: "lab",
+        name: format!(
+            "… every one of {CLIENTS} clients told and refetched status by ({caught_up} did)"
+        ),
+        value: all_caught_up.as_secs_f64(),
+        unit: "s",
+        baseline: None,
+        ratio: None,
+        goal: "all, ≤ 10 s",
+        met: Some(caught_up == CLIENTS && all_caught_up <= Duration::from_secs(10)),
+    });
+    figures.push(Figure {
+        scenario: "lab",
+        name: format!(
+            "… confirmed bookings lost (of {} made through the restart)",
+            confirmed.len()
+        ),
+        value: lost as f64,
+        unit: "bookings",
+        baseline: None,
+        ratio: None,
+        goal: "0",
+        met: Some(lost == 0),
+    });
+    figures.push(Figure {
+        scenario: "lab",
+        name: format!("status of {shown} GPUs on {HOSTS} hosts, p99"),
+        value: us(p99(&status_lat)) / 1000.0,
+        unit: "ms",
+        baseline: Some(us(percentile(&status_lat, 0.5)) / 1000.0),
+        ratio: None,
+        goal: "≤ 20 ms",
+        met: Some(p99(&status_lat) <= Duration::from_millis(20)),
+    });
+    figures.push(Figure {
+        scenario: "lab",
+        name: format!(
+            "timeline of one week × {} GPUs ({in_week} reservations), p99",
+            gpus.len()
+        ),
+        value: us(p99(&timeline_lat)) / 1000.0,
+        unit: "ms",
+        baseline: Some(us(percentile(&timeline_lat, 0.5)) / 1000.0),
+        ratio: None,
+        goal: "≤ 50 ms",
+        met: Some(p99(&timeline_lat) <= Duration::from_millis(50)),
+    });
+    figures.push(Figure {
+        scenario: "lab",
+        name: "database connections of the 4 daemons, most seen".into(),
+        value: most_connections as f64,
+        unit: "connections",
+        baseline: None,
+        ratio: None,
+        goal: "≤ 40",
+        met: Some(most_connections <= 40),
+    });
+    figures.push(Figure {
+        scenario: "lab",
+        name: format!("idle CPU per daemon, {CLIENTS} clients waiting (process total ÷ 4)"),
+        value: idle_cpu_pct,
+        unit: "% of a core",
+        baseline: None,
+        ratio: None,
+        goal: "≤ 0.5 %",
+        met: Some(idle_cpu_pct <= 0.5),
+    });
+    figures.push(Figure {
+        scenario: "lab",
+        name: format!("memory per connected client, client and daemon sides together ({CLIENTS})"),
+        value: per_client_kib,
+        unit: "KiB",
+        baseline: None,
+        ratio: None,
+        goal: "≤ 64 KiB (daemon side)",
+        met: Some(per_client_kib <= 64.0),
+    });
+    Ok(())
 }

@@ -163,6 +163,7 @@ pub struct TestCluster {
     cluster: Option<Cluster>,
     dir: tempfile::TempDir,
     next_db: AtomicU32,
+    options: ClusterOptions,
 }
 
 impl TestCluster {
@@ -181,7 +182,22 @@ impl TestCluster {
             cluster: Some(cluster),
             dir,
             next_db: AtomicU32::new(0),
+            options,
         })
+    }
+
+    /// Stops the server (fast shutdown: open transactions roll back) and
+    /// starts it again on the same data, as a restart of an external
+    /// PostgreSQL does: every connection open before is closed. Blocking.
+    ///
+    /// # Errors
+    /// The server did not start again.
+    pub fn restart(&mut self) -> Result<()> {
+        if let Some(c) = self.cluster.take() {
+            c.stop();
+        }
+        self.cluster = Some(Cluster::start(&self.dir.path().join("pg"), self.options)?);
+        Ok(())
     }
 
     /// A folder beside the cluster for a test's own files, removed with it.
