@@ -1075,7 +1075,10 @@ async fn whole_timeline(client: &GpuresClient, token: &str, window: Period) -> R
             .await??;
         n += tl.reservations.len();
         match tl.next {
-            Some(after) => page.after = Some(after),
+            Some(after) => {
+                page.after = Some(after);
+                page.limit = gpures_proto::limits::TIMELINE_PAGE_MAX;
+            }
             None => return Ok(n),
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use gpures_proto::{
     ApiError, BookingRequest, GpuresClient, Period, ReservationChange, ReservationFilter,
-    ReservationStatus,
+    ReservationStatus, limits,
 };
 use gpures_testkit::TestDaemon;
 use tarpc::context;
@@ -725,5 +725,127 @@ async fn timeline_and_status_show_holders() {
         .expect("rpc")
         .expect_err("inverted window");
     assert!(matches!(bad, ApiError::InvalidArgument { .. }));
+    daemon.stop().await.expect("stop");
+}
+
+/// Every reservation of `window`, page after page as the TUI asks (the
+/// first page at most `PAGE_MAX`, later ones `TIMELINE_PAGE_MAX`); the
+/// number of reservations in each page.
+async fn timeline_pages(
+    c: &gpures_proto::GpuresClient,
+    token: &str,
+    window: Period,
+) -> (Vec<Uuid>, Vec<usize>) {
+    let mut page = gpures_proto::PageRequest {
+        after: None,
+        limit: limits::PAGE_MAX,
+    };
+    let (mut ids, mut sizes) = (Vec::new(), Vec::new());
+    loop {
+        let tl = c
+            .timeline(context::current(), token.to_owned(), window, page.clone())
+            .await
+            .expect("a page that fits the frame")
+            .expect("timeline");
+        sizes.push(tl.reservations.len());
+        ids.extend(tl.reservations.iter().map(|r| r.id));
+        match tl.next {
+            Some(after) => {
+                page.after = Some(after);
+                page.limit = limits::TIMELINE_PAGE_MAX;
+            }
+            None => return (ids, sizes),
+        }
+    }
+}
+
+/// A large window comes in few round trips: pages after the first carry up
+/// to `TIMELINE_PAGE_MAX` reservations, but a page of 500-character Korean
+/// notes ends early at about `PAGE_BYTES_MAX`, so it still fits the frame;
+/// every reservation comes exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_timeline_comes_in_pages_that_fit_the_frame() {
+    let (daemon, gpus) = daemon_with_gpus(2).await;
+    let (c, login) = daemon.user("kang@lab.kr", "강민서").await.expect("user");
+    let me = c
+        .whoami(context::current(), login.token.clone())
+        .await
+        .expect("rpc")
+        .expect("whoami")
+        .id;
+    let start = Utc::now()
+        .duration_trunc(TimeDelta::hours(1))
+        .expect("trunc")
+        + TimeDelta::days(2);
+    // One-minute reservations: 2,500 without a note on one GPU the first
+    // day, 1,200 with the longest note on the other the next day.
+    let fill = |gpu: i64, from: DateTime<Utc>, n: i32, note: String| {
+        sqlx::query(
+            "INSERT INTO reservations (id, booking_id, user_id, resource_id, period, note)
+             SELECT gen_random_uuid(), gen_random_uuid(), $1, $2,
+                    tstzrange($3 + make_interval(mins => k), $3 + make_interval(mins => k + 1), '[)'), $4
+               FROM generate_series(0, $5 - 1) k",
+        )
+        .bind(me)
+        .bind(gpu)
+        .bind(from)
+        .bind(note)
+        .bind(n)
+        .execute(daemon.store.pool())
+    };
+    fill(gpus[0], start, 2_500, String::new())
+        .await
+        .expect("short");
+    let long_day = start + TimeDelta::days(1) + TimeDelta::hours(18);
+    fill(
+        gpus[1],
+        long_day,
+        1_200,
+        "가".repeat(limits::NOTE_MAX_CHARS),
+    )
+    .await
+    .expect("long");
+    let pool = daemon.store.pool().clone();
+    let expected = |from: DateTime<Utc>, to: DateTime<Utc>| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Uuid>(
+                "SELECT r.id FROM reservations r JOIN resources res ON res.id = r.resource_id
+              WHERE r.period && tstzrange($1, $2, '[)')
+              ORDER BY lower(r.period), res.name, r.id",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_all(&pool)
+            .await
+            .expect("ids")
+        }
+    };
+
+    let short = Period {
+        start,
+        end: start + TimeDelta::minutes(2_500),
+    };
+    let (ids, sizes) = timeline_pages(&c, &login.token, short).await;
+    assert_eq!(ids, expected(short.start, short.end).await);
+    assert_eq!(
+        sizes,
+        vec![200, 1_000, 1_000, 300],
+        "short notes: full pages after the first"
+    );
+
+    let long = Period {
+        start: long_day,
+        end: long_day + TimeDelta::days(1),
+    };
+    let (ids, sizes) = timeline_pages(&c, &login.token, long).await;
+    assert_eq!(ids, expected(long.start, long.end).await);
+    assert_eq!(ids.len(), 1_200);
+    assert_eq!(sizes[0], 200);
+    assert!(
+        sizes.len() > 3 && sizes[1..].iter().all(|&n| n < 500),
+        "long notes: later pages end by size, not at {}: {sizes:?}",
+        limits::TIMELINE_PAGE_MAX
+    );
     daemon.stop().await.expect("stop");
 }

@@ -35,9 +35,9 @@ pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Largest frame either side accepts; a larger length prefix is hostile or
 /// broken and closes the connection. Every reply fits: listings come in pages
-/// of at most [`limits::PAGE_MAX`] reservations (about 1.6 KiB each at most,
-/// a 500-character Korean note included), windows are bounded, and lookups
-/// return a bounded number of matches.
+/// of at most [`limits::PAGE_MAX`] reservations (about 1.6 KiB each with a
+/// 500-character Korean note) and about [`limits::PAGE_BYTES_MAX`] bytes of
+/// them, windows are bounded, and lookups return a bounded number of matches.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 
 /// Limits the daemon enforces on input; clients use them to validate early.
@@ -73,6 +73,13 @@ pub mod limits {
     pub const LONG_POLL_MAX_SECS: u64 = 25;
     /// Most reservations (or users) in one page of a listing.
     pub const PAGE_MAX: u32 = 200;
+    /// Most reservations in a timeline page after the first, which carries
+    /// nothing else (the first also carries the resources, blocks and usage,
+    /// and keeps [`PAGE_MAX`]): fewer round trips for a large window.
+    pub const TIMELINE_PAGE_MAX: u32 = 1_000;
+    /// About the most bytes of reservations one page carries: a page of long
+    /// notes ends early, with a cursor, rather than outgrow the frame.
+    pub const PAGE_BYTES_MAX: usize = 640 * 1024;
     /// The page size when a client asks for 0.
     pub const PAGE_DEFAULT: u32 = 100;
     /// Shortest id prefix a lookup accepts, in hex digits.
@@ -1086,7 +1093,10 @@ pub trait Gpures {
         update: ResourceUpdate,
     ) -> Result<Resource, ApiError>;
     /// Any user: active resources and one page of the active reservations
-    /// overlapping `window` (at most [`limits::WINDOW_MAX_DAYS`] wide).
+    /// overlapping `window` (at most [`limits::WINDOW_MAX_DAYS`] wide): the
+    /// first page at most [`limits::PAGE_MAX`] with the resources, blocks and
+    /// usage, later ones at most [`limits::TIMELINE_PAGE_MAX`] and nothing
+    /// else; any page ends early before [`limits::PAGE_BYTES_MAX`].
     async fn timeline(
         token: Token,
         window: Period,

@@ -302,6 +302,8 @@ impl Client {
                 .timeline(context::current(), token.clone(), window, page.clone())
                 .await,
         )?;
+        // Pages after the first carry only reservations, and may be larger.
+        page.limit = limits::TIMELINE_PAGE_MAX;
         while let Some(after) = timeline.next.take() {
             page.after = Some(after);
             let more = flat(

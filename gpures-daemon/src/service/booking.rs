@@ -49,8 +49,19 @@ fn one(mut changed: Vec<Reservation>) -> Result<Reservation> {
 /// page starts.
 fn paged(mut rows: Vec<Reservation>, limit: i64) -> ReservationPage {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let next = if rows.len() > limit {
-        rows.truncate(limit);
+    // At most `limit` rows, and no more than fit the byte budget (at least
+    // one: a single reservation always fits a frame).
+    let mut bytes = 0;
+    let fit = rows
+        .iter()
+        .position(|r| {
+            bytes += wire_bytes(r);
+            bytes > limits::PAGE_BYTES_MAX
+        })
+        .map_or(rows.len(), |over| over.max(1));
+    let keep = limit.min(fit);
+    let next = if rows.len() > keep {
+        rows.truncate(keep);
         rows.last().map(|r| Cursor {
             start: r.period.start,
             resource_name: r.resource_name.clone(),
@@ -63,6 +74,24 @@ fn paged(mut rows: Vec<Reservation>, limit: i64) -> ReservationPage {
         reservations: rows,
         next,
     }
+}
+
+/// About the bytes a reservation takes on the wire: its text, and a
+/// generous allowance for the ids, times and tags around it.
+fn wire_bytes(r: &Reservation) -> usize {
+    let text = [
+        Some(&r.resource_name),
+        Some(&r.user.email),
+        Some(&r.user.display_name),
+        Some(&r.note),
+        r.change_reason.as_ref(),
+        r.pending.as_ref().map(|p| &p.reason),
+    ];
+    let sync = match &r.sync {
+        gpures_proto::SyncState::Failed(error) => error.len(),
+        _ => 0,
+    };
+    256 + sync + text.iter().flatten().map(|s| s.len()).sum::<usize>()
 }
 
 /// One change of an existing reservation.
@@ -761,7 +790,12 @@ impl Service {
     ) -> Result<Timeline> {
         validate::window(&window)?;
         validate::cursor(page.after.as_ref())?;
-        let limit = validate::page_limit(page.limit);
+        // The first page also carries the resources, blocks and usage.
+        let limit = if page.after.is_none() {
+            validate::page_limit(page.limit)
+        } else {
+            validate::page_limit_up_to(page.limit, limits::TIMELINE_PAGE_MAX)
+        };
         let mut conn = self.store().acquire().await?;
         let (resources, blocks, usage) = if page.after.is_none() {
             (

@@ -151,10 +151,15 @@ pub fn cursor(cursor: Option<&gpures_proto::Cursor>) -> Result<()> {
 
 /// A page size: 0 means the default, more than the maximum means that.
 pub fn page_limit(limit: u32) -> i64 {
+    page_limit_up_to(limit, limits::PAGE_MAX)
+}
+
+/// A page size of at most `max`: 0 means the default.
+pub fn page_limit_up_to(limit: u32, max: u32) -> i64 {
     let limit = if limit == 0 {
         limits::PAGE_DEFAULT
     } else {
-        limit.min(limits::PAGE_MAX)
+        limit.min(max)
     };
     i64::from(limit)
 }

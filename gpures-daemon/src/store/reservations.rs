@@ -152,21 +152,13 @@ pub async fn active_page(
     after: Option<&Cursor>,
     limit: i64,
 ) -> Result<Vec<Reservation>> {
-    // The page is chosen on the bare rows first, so the per-row columns
-    // (names, calendar state) are read for its rows only, not for the
-    // whole window each page.
     let rows = sqlx::query_as::<_, ReservationRow>(concat!(
-        "WITH page AS (
-           SELECT r.id FROM reservations r JOIN resources res ON res.id = r.resource_id
-            WHERE r.status = 'active' AND r.period && tstzrange($1, $2, '[)')
-              AND ($3::timestamptz IS NULL OR (lower(r.period), res.name, r.id) > ($3, $4::text, $5::uuid))
-            ORDER BY lower(r.period), res.name, r.id
-            LIMIT $6)
-         ",
         reservation_select!(),
         "
-         WHERE r.id IN (SELECT id FROM page)
-         ORDER BY lower(r.period), res.name, r.id"
+         WHERE r.status = 'active' AND r.period && tstzrange($1, $2, '[)')
+           AND ($3::timestamptz IS NULL OR (lower(r.period), res.name, r.id) > ($3, $4::text, $5::uuid))
+         ORDER BY lower(r.period), res.name, r.id
+         LIMIT $6"
     ))
     .bind(window.start)
     .bind(window.end)
