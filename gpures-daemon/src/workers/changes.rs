@@ -21,6 +21,10 @@ use crate::service::AccountCache;
 use crate::store::{CHANGES_CHANNEL, USERS_CHANNEL};
 use crate::workers::{Shutdown, WorkerHandle};
 
+/// How long the listener waits before its first retry after a lost
+/// connection; it doubles up to 5 s while the database stays away.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+
 /// The LISTEN/NOTIFY task.
 pub struct ChangeListener {
     pub pool: PgPool,
@@ -34,11 +38,11 @@ impl ChangeListener {
         let ChangeListener { pool, accounts } = self;
         let (tx, rx) = watch::channel(rand::random::<u64>() | 1);
         let task = WorkerHandle::spawn("change listener", async move {
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff = FIRST_RETRY;
             loop {
                 tokio::select! {
                     _ = shutdown.requested() => return,
-                    ended = listen(&pool, &tx, &accounts) => {
+                    ended = listen(&pool, &tx, &accounts, &mut backoff) => {
                         if let Err(e) = ended {
                             tracing::warn!(error = %e, "change listener lost its connection; reconnecting");
                         }
@@ -57,15 +61,19 @@ impl ChangeListener {
     }
 }
 
+/// Listens until the connection is lost; `backoff` starts again from its
+/// shortest once listening works, so the next outage is retried quickly.
 async fn listen(
     pool: &PgPool,
     tx: &watch::Sender<u64>,
     accounts: &AccountCache,
+    backoff: &mut Duration,
 ) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener
         .listen_all([CHANGES_CHANNEL, USERS_CHANNEL])
         .await?;
+    *backoff = FIRST_RETRY;
     // Whatever happened before we were listening is unknown to the clients.
     accounts.set_listening(true);
     tx.send_modify(|v| *v = v.wrapping_add(1));
