@@ -104,6 +104,19 @@ impl BenchDaemon for TestDaemon {
     }
 }
 
+/// A new one-GPU booking from `start` for `length`, without a note.
+fn one_gpu(gpu: i64, start: chrono::DateTime<Utc>, length: TimeDelta) -> BookingRequest {
+    BookingRequest {
+        request_id: uuid::Uuid::new_v4(),
+        resources: vec![gpu],
+        period: Period {
+            start,
+            end: start + length,
+        },
+        note: String::new(),
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -844,15 +857,7 @@ async fn scenario_timeline(env: &mut Env, figures: &mut Vec<Figure>, big: i64) -
                 .create_booking(
                     context::current(),
                     token.clone(),
-                    BookingRequest {
-                        request_id: uuid::Uuid::new_v4(),
-                        resources: vec![gpu],
-                        period: Period {
-                            start,
-                            end: start + TimeDelta::hours(2),
-                        },
-                        note: String::new(),
-                    },
+                    one_gpu(gpu, start, TimeDelta::hours(2)),
                 )
                 .await??;
         }
@@ -2118,21 +2123,10 @@ async fn scenario_lab(env: &mut Env, figures: &mut Vec<Figure>, history: i64) ->
                     .unwrap_or_else(|_| Utc::now())
                     + TimeDelta::days(10)
                     + TimeDelta::hours(k / i64::try_from(gpus.len()).unwrap_or(1000));
-                let request_id = uuid::Uuid::new_v4();
+                let request = one_gpu(gpu, start, TimeDelta::hours(1));
+                let request_id = request.request_id;
                 let made = c
-                    .create_booking(
-                        context::current(),
-                        t.clone(),
-                        BookingRequest {
-                            request_id,
-                            resources: vec![gpu],
-                            period: Period {
-                                start,
-                                end: start + TimeDelta::hours(1),
-                            },
-                            note: String::new(),
-                        },
-                    )
+                    .create_booking(context::current(), t.clone(), request)
                     .await;
                 if let (Ok(Ok(_)), Ok(mut ids)) = (made, confirmed.lock()) {
                     ids.push(request_id);
@@ -2177,15 +2171,7 @@ async fn scenario_lab(env: &mut Env, figures: &mut Vec<Figure>, history: i64) ->
             .create_booking(
                 context::current(),
                 token.clone(),
-                BookingRequest {
-                    request_id: uuid::Uuid::new_v4(),
-                    resources: vec![gpu],
-                    period: Period {
-                        start,
-                        end: start + TimeDelta::hours(1),
-                    },
-                    note: String::new(),
-                },
+                one_gpu(gpu, start, TimeDelta::hours(1)),
             )
             .await??;
         while let Some(at) = rx.recv().await {
