@@ -198,7 +198,7 @@ async fn serve(
         );
     }
 
-    let (changes, listener_task) = ChangeListener {
+    let (changes, change_log, listener_task) = ChangeListener {
         pool: database.listen_pool(),
         accounts: service.account_cache(),
     }
@@ -290,6 +290,7 @@ async fn serve(
     let shared = wire::rpc::Shared {
         service: service.clone(),
         changes,
+        log: change_log,
         shutdown: down.clone(),
     };
     let limiter = wire::server::Limiter::new(wire::server::Limits {

@@ -601,7 +601,8 @@ async fn a_change_wakes_a_waiting_client_within_a_second() {
         .wait_for_changes(context::current(), w.token.clone(), 0)
         .await
         .expect("rpc")
-        .expect("first value");
+        .expect("first value")
+        .version;
     let token = w.token.clone();
     let waiting = tokio::spawn(async move {
         let mut ctx = context::current();
@@ -625,11 +626,204 @@ async fn a_change_wakes_a_waiting_client_within_a_second() {
         .expect("rpc")
         .expect("book");
     let (next, waited) = waiting.await.expect("task");
-    assert_ne!(next, since);
+    assert_ne!(next.version, since);
     assert!(
         waited < Duration::from_secs(5),
         "woken by the change, not the timeout: {waited:?}"
     );
+    daemon.stop().await.expect("stop");
+}
+
+/// Waits (up to 10 s) until the changes after `since` satisfy `done`;
+/// asks from `since` every time, so the delta covers every change since.
+async fn changes_until(
+    c: &GpuresClient,
+    token: &str,
+    since: u64,
+    done: impl Fn(&gpures_proto::Changes) -> bool,
+) -> gpures_proto::Changes {
+    let t = std::time::Instant::now();
+    loop {
+        let mut ctx = context::current();
+        ctx.deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let got = c
+            .wait_for_changes(ctx, token.to_owned(), since)
+            .await
+            .expect("rpc")
+            .expect("changes");
+        if done(&got) {
+            return got;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "not seen in 10 s: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn changes_come_as_deltas_of_what_changed() {
+    let (daemon, gpus) = daemon_with_gpus(2).await;
+    let (watcher, w) = daemon
+        .user("watch@lab.kr", "지켜보는 사람")
+        .await
+        .expect("user");
+    let (booker, b) = daemon.user("book@lab.kr", "Booker").await.expect("user");
+    let (admin, a) = daemon.admin("admin@lab.kr", "Admin").await.expect("admin");
+
+    // The first answer is a version to follow from, and "reload".
+    let first = watcher
+        .wait_for_changes(context::current(), w.token.clone(), 0)
+        .await
+        .expect("rpc")
+        .expect("first");
+    assert_eq!(first.delta, None);
+    // A version this daemon never gave: reload too.
+    let stranger = watcher
+        .wait_for_changes(
+            context::current(),
+            w.token.clone(),
+            first.version ^ 0xdead_0000,
+        )
+        .await
+        .expect("rpc")
+        .expect("unknown version");
+    assert_eq!((stranger.version, stranger.delta), (first.version, None));
+    // Nothing changed: the same version, an empty delta, after the wait.
+    let mut short = context::current();
+    short.deadline = std::time::Instant::now() + Duration::from_millis(1500);
+    let quiet = watcher
+        .wait_for_changes(short, w.token.clone(), first.version)
+        .await
+        .expect("rpc")
+        .expect("quiet");
+    assert_eq!(quiet.version, first.version);
+    assert!(quiet.delta.is_some_and(|d| d.is_empty()));
+
+    // Two GPUs booked from now: both rows, and both GPUs' status showing
+    // the booker as the holder.
+    let now = Utc::now()
+        .duration_trunc(TimeDelta::minutes(1))
+        .expect("trunc");
+    let booked = booker
+        .create_booking(
+            context::current(),
+            b.token.clone(),
+            booking(gpus.clone(), period(now, 1)),
+        )
+        .await
+        .expect("rpc")
+        .expect("book");
+    let mut ids: Vec<Uuid> = booked.reservations.iter().map(|r| r.id).collect();
+    ids.sort();
+    let got = changes_until(&watcher, &w.token, first.version, |c| {
+        c.delta.as_ref().is_some_and(|d| d.reservations.len() == 2)
+    })
+    .await;
+    let delta = got.delta.expect("delta");
+    let mut seen: Vec<Uuid> = delta.reservations.iter().map(|r| r.id).collect();
+    seen.sort();
+    assert_eq!(seen, ids);
+    assert_eq!(delta.reservations, {
+        let mut rs = booked.reservations.clone();
+        rs.sort_by_key(|r| delta.reservations.iter().position(|d| d.id == r.id));
+        rs
+    });
+    assert_eq!(delta.status.len(), 2);
+    for s in &delta.status {
+        let holder = s.current.as_ref().expect("held now");
+        assert!(ids.contains(&holder.id), "{s:?}");
+    }
+    assert!(!delta.queue && !delta.inbox && !delta.calendar);
+
+    // An admin cancels one with a reason: the row comes cancelled, its GPU
+    // free; the booker is told (their inbox), the watcher is not.
+    let v1 = got.version;
+    let b_since = booker
+        .wait_for_changes(context::current(), b.token.clone(), 0)
+        .await
+        .expect("rpc")
+        .expect("booker's version")
+        .version;
+    let target = booked.reservations[0].clone();
+    admin
+        .change_with_reason(
+            context::current(),
+            a.token.clone(),
+            gpures_proto::ChangeTarget::Reservation(target.id),
+            gpures_proto::ChangeKind::Cancel,
+            "maintenance on the PSU".into(),
+        )
+        .await
+        .expect("rpc")
+        .expect("cancel");
+    let got = changes_until(&watcher, &w.token, v1, |c| {
+        c.delta.as_ref().is_some_and(|d| !d.reservations.is_empty())
+    })
+    .await;
+    let delta = got.delta.expect("delta");
+    assert_eq!(delta.reservations.len(), 1);
+    assert_eq!(delta.reservations[0].id, target.id);
+    assert_eq!(delta.reservations[0].status, ReservationStatus::Cancelled);
+    assert_eq!(
+        delta.reservations[0].change_reason.as_deref(),
+        Some("maintenance on the PSU")
+    );
+    let freed = delta
+        .status
+        .iter()
+        .find(|s| s.resource.id == target.resource_id)
+        .expect("the GPU's status");
+    assert_eq!(freed.current, None);
+    assert!(!delta.inbox, "someone else's notification is not ours");
+    let told = changes_until(&booker, &b.token, b_since, |c| {
+        c.delta.as_ref().is_some_and(|d| d.inbox)
+    })
+    .await;
+    assert!(told.delta.is_some_and(|d| d.reservations.len() == 1));
+
+    // Joining the queue is a queue change.
+    let v2 = got.version;
+    watcher
+        .enqueue(
+            context::current(),
+            w.token.clone(),
+            gpures_proto::QueueRequest {
+                request_id: Uuid::new_v4(),
+                gpus: 2,
+                length_minutes: 30,
+                host: None,
+                until: None,
+                note: String::new(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("enqueue");
+    let got = changes_until(&watcher, &w.token, v2, |c| {
+        c.delta.as_ref().is_some_and(|d| d.queue)
+    })
+    .await;
+    // A new resource is not a delta: everyone reloads.
+    let v3 = got.version;
+    admin
+        .create_resource(
+            context::current(),
+            a.token.clone(),
+            gpures_proto::NewResource {
+                name: "spare".into(),
+                host: "testhost".into(),
+                kind: gpures_proto::ResourceKind::Server,
+                gpu_index: None,
+                gpu_uuid: None,
+                description: String::new(),
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("resource");
+    changes_until(&watcher, &w.token, v3, |c| c.delta.is_none()).await;
     daemon.stop().await.expect("stop");
 }
 

@@ -119,7 +119,8 @@ async fn two_daemons_on_one_database_share_one_schedule() {
         .wait_for_changes(context::current(), login_b.token.clone(), 0)
         .await
         .expect("rpc")
-        .expect("since");
+        .expect("since")
+        .version;
     let token = login_b.token.clone();
     let waiting = tokio::spawn(async move {
         let mut ctx = context::current();
@@ -150,7 +151,13 @@ async fn two_daemons_on_one_database_share_one_schedule() {
         .expect("book on A");
     let (value, _) = waiting.await.expect("task");
     let lag = booked_at.elapsed();
-    assert_ne!(value, since);
+    assert_ne!(value.version, since);
+    // What changed came with the wake-up, read by B from the database.
+    let delta = value.delta.expect("a delta, not a reload");
+    assert_eq!(delta.reservations.len(), 1, "{delta:?}");
+    assert_eq!(delta.reservations[0].resource_id, on_b.id);
+    assert_eq!(delta.status.len(), 1);
+    assert_eq!(delta.status[0].resource.id, on_b.id);
     assert!(
         lag < Duration::from_secs(1),
         "woken {lag:?} after the booking"

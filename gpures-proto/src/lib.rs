@@ -31,7 +31,7 @@ pub use policy::{
 /// own. Bump it on any change to a call's arguments, a reply type or an enum's
 /// variants: bincode encodes by position, so an old peer would misread the frame.
 /// `hello` itself (request variant 0, a `u32` argument) never changes shape.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Largest frame either side accepts; a larger length prefix is hostile or
 /// broken and closes the connection. Every reply fits: listings come in pages
@@ -892,8 +892,46 @@ pub struct BlockReply {
     pub cancelled: bool,
 }
 
+/// The answer to [`Gpures::wait_for_changes`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Changes {
+    /// The version to ask with next time.
+    pub version: u64,
+    /// What changed between the version asked with and `version`; `None`
+    /// when that cannot be told (the first call, a new daemon, a gap longer
+    /// than the daemon remembers, a change of resources, accounts or policy,
+    /// a lost connection to the database): then refetch everything. Empty
+    /// when `version` is the one asked with (nothing changed in time).
+    pub delta: Option<Delta>,
+}
+
+/// What changed over some versions, to apply to what a client holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    /// Every reservation that changed, as it is now (a cancelled one has
+    /// status cancelled: it leaves the timeline and listings of active
+    /// ones), in the order of the changes.
+    pub reservations: Vec<Reservation>,
+    /// The status now of the resources those reservations are on (who holds
+    /// it now and next, its flags); replaces the same resource's entry.
+    pub status: Vec<ResourceStatus>,
+    /// The waiting queue changed: fetch it again.
+    pub queue: bool,
+    /// The caller has new notifications: fetch the inbox again.
+    pub inbox: bool,
+    /// The calendar outbox changed state (a delivery failed); for admins.
+    pub calendar: bool,
+}
+
+impl Delta {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.reservations.is_empty() && !self.queue && !self.inbox && !self.calendar
+    }
+}
+
 /// One resource in the status report.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResourceStatus {
     pub resource: Resource,
     /// The reservation holding it at `generated_at`, if any.
@@ -1184,11 +1222,12 @@ pub trait Gpures {
     ) -> Result<BookingPreview, ApiError>;
     /// Any user: per active resource, who holds it now and who is next.
     async fn status(token: Token) -> Result<StatusReport, ApiError>;
-    /// Any user: returns as soon as the schedule changed after `since` (a value
-    /// this call returned earlier; 0 at first), or after at most
-    /// [`limits::LONG_POLL_MAX_SECS`]. A different value than `since` means
-    /// "refetch".
-    async fn wait_for_changes(token: Token, since: u64) -> Result<u64, ApiError>;
+    /// Any user: returns as soon as something changed after `since` (a
+    /// version this call returned earlier; 0 at first), or after at most
+    /// [`limits::LONG_POLL_MAX_SECS`] with the same version. With a new
+    /// version comes what changed ([`Changes::delta`]), or `None` when the
+    /// gap is too large to replay: then the client refetches everything.
+    async fn wait_for_changes(token: Token, since: u64) -> Result<Changes, ApiError>;
     /// Admin: one page of the accounts, by id (`after`: the last id seen).
     async fn list_users(token: Token, after: Option<i64>, limit: u32)
     -> Result<UserPage, ApiError>;
@@ -1447,6 +1486,15 @@ pub mod framing {
                 ))
             })
         }
+    }
+
+    /// The bytes `value` takes in a frame (the options tarpc's transport
+    /// uses): what a reply that must fit [`MAX_FRAME_BYTES`] is measured by.
+    pub fn encoded_len<T: serde::Serialize>(value: &T) -> usize {
+        use bincode::Options;
+        bincode::DefaultOptions::new()
+            .serialized_size(value)
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     /// False when `frame` is a tarpc request whose deadline, added to now,

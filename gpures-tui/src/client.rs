@@ -878,11 +878,11 @@ impl Client {
     }
 
     /// Waits (up to the daemon's long-poll limit) for a change after `since`;
-    /// returns the current change counter.
+    /// returns the current version and what changed since `since`.
     ///
     /// # Errors
     /// [`ClientError`].
-    pub async fn wait_for_changes(&self, since: u64) -> Result<u64> {
+    pub async fn wait_for_changes(&self, since: u64) -> Result<gpures_proto::Changes> {
         let token = self.need_token()?;
         let mut ctx = context::current();
         ctx.deadline =

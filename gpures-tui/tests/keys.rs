@@ -95,6 +95,9 @@ async fn log_in_book_and_cancel_by_keys() {
     );
     let mine = kims(&daemon).await;
     assert_eq!(mine.len(), 2, "two GPUs booked together");
+    // Shown from the booking's reply: the Driver follows no live changes
+    // and the TUI does not reload after its own change.
+    assert_eq!(d.app.data().mine.len(), 2);
     assert!(mine.iter().all(|r| r.note == "키보드로 예약"));
     assert_eq!(
         (mine[0].period.end - mine[0].period.start).num_minutes(),
@@ -136,10 +139,16 @@ async fn log_in_book_and_cancel_by_keys() {
     let start = d.app.timeline().cell_start(d.app.timeline().cursor_col + 2);
     let start =
         chrono::DurationRound::duration_trunc(start, chrono::TimeDelta::minutes(1)).expect("trunc");
+    let since = other
+        .wait_for_changes(context::current(), login.token.clone(), 0)
+        .await
+        .expect("rpc")
+        .expect("version")
+        .version;
     other
         .create_booking(
             context::current(),
-            login.token,
+            login.token.clone(),
             gpures_proto::BookingRequest {
                 request_id: uuid::Uuid::new_v4(),
                 resources: vec![gpu0],
@@ -153,8 +162,22 @@ async fn log_in_book_and_cancel_by_keys() {
         .await
         .expect("rpc")
         .expect("book");
-    let effects = d.app.apply(Msg::RemoteChange);
-    d.settle(effects).await;
+    // What the TUI's watch gets: the booking itself, nothing to refetch.
+    let changes = loop {
+        let c = other
+            .wait_for_changes(context::current(), login.token.clone(), since)
+            .await
+            .expect("rpc")
+            .expect("changes");
+        if c.delta.as_ref().is_some_and(|d| !d.reservations.is_empty()) {
+            break c;
+        }
+    };
+    let effects = d.app.apply(Msg::Changed(changes.delta.map(Box::new)));
+    assert!(
+        effects.is_empty(),
+        "a delta asks for no reload: {effects:?}"
+    );
     assert!(
         d.app
             .data()

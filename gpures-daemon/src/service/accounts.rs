@@ -775,7 +775,7 @@ impl Service {
                     .map_err(Error::duplicate("email", "already registered"))?;
                 audit_user(&mut tx, &actor, AuditAction::UserProfile, user.id).await?;
                 store::notify_user(&mut tx, user.id).await?;
-                store::notify_change(&mut tx).await?;
+                store::notify(&mut tx, &store::Changed::Everything).await?;
                 tx.commit().await?;
                 Ok(row)
             })
@@ -914,7 +914,7 @@ impl Service {
                     sessions::revoke_all(&mut tx, row.id, None).await?;
                 }
                 store::notify_user(&mut tx, row.id).await?;
-                store::notify_change(&mut tx).await?;
+                store::notify(&mut tx, &store::Changed::Everything).await?;
                 tx.commit().await?;
                 Ok(row)
             })

@@ -159,7 +159,7 @@ impl Service {
             ),
         };
         super::notify::push(&mut tx, &self.settings().notify, new).await?;
-        store::notify_change(&mut tx).await?;
+        store::notify(&mut tx, &store::Changed::Reservations(ids.clone())).await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             out.push(reservations::get(&mut tx, id).await?);

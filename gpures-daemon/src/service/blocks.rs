@@ -82,7 +82,7 @@ impl Service {
                 req.cancel_overlapping,
             )
             .await?;
-            db::notify_change(&mut tx).await?;
+            db::notify(&mut tx, &db::Changed::Everything).await?;
             let blocks = store::overlapping(&mut tx, &ids, req.period)
                 .await?
                 .into_iter()
@@ -124,7 +124,7 @@ impl Service {
             .await?;
         }
         outbox::enqueue_block(&mut tx, block_id, Operation::Delete).await?;
-        db::notify_change(&mut tx).await?;
+        db::notify(&mut tx, &db::Changed::Everything).await?;
         tx.commit().await?;
         Ok(gone)
     }

@@ -606,7 +606,7 @@ impl Service {
             let ids: Vec<Uuid> = targets.iter().map(|t| t.id).collect();
             policy::check(&mut tx, &limits, owner, &proposed, &ids, false).await?;
         }
-        store::notify_change(&mut tx).await?;
+        store::notify(&mut tx, &store::Changed::Reservations(after.clone())).await?;
         let mut changed = Vec::with_capacity(after.len());
         for id in after {
             changed.push(reservations::get(&mut tx, id).await?);
@@ -1036,7 +1036,7 @@ pub(super) async fn insert_booking(
         }
         ids.push(id);
     }
-    store::notify_change(tx).await?;
+    store::notify(tx, &store::Changed::Reservations(ids.clone())).await?;
     let mut booked = Vec::with_capacity(ids.len());
     for id in ids {
         booked.push(reservations::get(tx, id).await?);

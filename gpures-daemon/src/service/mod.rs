@@ -26,6 +26,7 @@ pub mod approvals;
 pub mod auth;
 pub mod blocks;
 pub mod booking;
+pub mod changes;
 pub mod enforce;
 pub mod feeds;
 pub mod jobs;

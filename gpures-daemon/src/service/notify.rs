@@ -83,7 +83,7 @@ pub async fn push(
     if rules.lab_webhook && rules.lab_kinds.contains(&new.kind) {
         store_n::enqueue(conn, n.id, Channel::LabWebhook, "").await?;
     }
-    store::notify_change(conn).await?;
+    store::notify(conn, &store::Changed::Inbox(new.user_id)).await?;
     Ok(Some(n))
 }
 
@@ -121,7 +121,7 @@ impl Service {
         let mut conn = self.store().acquire().await?;
         let n = store_n::mark_read(&mut conn, user.id, up_to).await?;
         if n > 0 {
-            store::notify_change(&mut conn).await?;
+            store::notify(&mut conn, &store::Changed::Inbox(user.id)).await?;
         }
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }

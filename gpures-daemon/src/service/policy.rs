@@ -179,7 +179,7 @@ impl Service {
             Some(&detail),
         )
         .await?;
-        db::notify_change(&mut tx).await?;
+        db::notify(&mut tx, &db::Changed::Everything).await?;
         tx.commit().await?;
         self.policies(actor).await
     }
@@ -273,7 +273,7 @@ impl Service {
             Some(&detail),
         )
         .await?;
-        db::notify_change(&mut tx).await?;
+        db::notify(&mut tx, &db::Changed::Everything).await?;
         tx.commit().await?;
         if let GroupChange::Delete { .. } = change {
             return Ok(Group {

@@ -77,7 +77,7 @@ impl Service {
         };
         if queue::insert(&mut tx, &new).await? {
             audit_user(&mut tx, actor, AuditAction::QueueEnqueue, user.id).await?;
-            store::notify_change(&mut tx).await?;
+            store::notify(&mut tx, &store::Changed::Queue).await?;
         }
         let row = queue::get(&mut tx, req.request_id).await?;
         tx.commit().await?;
@@ -149,7 +149,7 @@ impl Service {
         }
         queue::end(&mut tx, id, DbQueueState::Cancelled, None).await?;
         audit_user(&mut tx, actor, AuditAction::QueueCancel, row.user_id).await?;
-        store::notify_change(&mut tx).await?;
+        store::notify(&mut tx, &store::Changed::Queue).await?;
         let row = queue::get(&mut tx, id).await?;
         tx.commit().await?;
         Ok(row.entry(None, None))
@@ -169,7 +169,7 @@ impl Service {
             let mut conn = self.store().acquire().await?;
             let expired = queue::expire(&mut conn, Utc::now()).await?;
             if !expired.is_empty() {
-                store::notify_change(&mut conn).await?;
+                store::notify(&mut conn, &store::Changed::Queue).await?;
             }
             queue::waiting(&mut conn, QUEUE_MAX).await?
         };
@@ -322,6 +322,7 @@ impl Service {
             ),
         };
         notify::push(&mut tx, &self.settings().notify, granted).await?;
+        store::notify(&mut tx, &store::Changed::Queue).await?;
         match tx.commit().await {
             Ok(()) => Ok(Grant::Done),
             Err(e) => match StoreError::from(e) {

@@ -567,7 +567,8 @@ impl Service {
         s.warned_at = None;
         s.idle_since = None;
         reclaim::save(&mut tx, &s).await?;
-        crate::store::notify_change(&mut tx).await?;
+        let ids: Vec<Uuid> = all.iter().map(|r| r.id).collect();
+        crate::store::notify(&mut tx, &crate::store::Changed::Reservations(ids)).await?;
         tx.commit().await?;
         Ok(until)
     }

@@ -274,6 +274,6 @@ async fn record(
         ..Target::default()
     };
     audit::record(conn, audit_by(actor, &name), action, target).await?;
-    store::notify_change(conn).await?;
+    store::notify(conn, &store::Changed::Everything).await?;
     Ok(())
 }

@@ -20,9 +20,27 @@ impl Service {
     /// # Errors
     /// Store failures.
     pub async fn status(&self, actor: &Actor) -> Result<StatusReport> {
+        let mut report = self.status_of(None).await?;
+        if actor.is_admin() {
+            let mut conn = self.store().acquire().await?;
+            report.calendar =
+                Some(outbox::status(&mut conn, self.settings().calendar_enabled).await?);
+        }
+        Ok(report)
+    }
+
+    /// The status of the active resources `only` names (all with `None`),
+    /// without the calendar queue.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub(super) async fn status_of(&self, only: Option<&[i64]>) -> Result<StatusReport> {
         let now = Utc::now();
         let mut conn = self.store().acquire().await?;
-        let resources = resources::list(&mut conn, false).await?;
+        let mut resources = resources::list(&mut conn, false).await?;
+        if let Some(only) = only {
+            resources.retain(|r| only.contains(&r.id));
+        }
         let (current, next) = reservations::current_and_next(&mut conn, now).await?;
         let records = self.telemetry().all(&mut conn).await?;
         let recent = reservations::recently_ended(&mut conn, now, OVERRUN_LOOKBACK).await?;
@@ -72,17 +90,12 @@ impl Service {
                 }
             })
             .collect();
-        let calendar = if actor.is_admin() {
-            Some(outbox::status(&mut conn, self.settings().calendar_enabled).await?)
-        } else {
-            None
-        };
         Ok(StatusReport {
             generated_at: now,
             host: self.host().to_owned(),
             resources,
             hosts: records.iter().map(|r| r.summary()).collect(),
-            calendar,
+            calendar: None,
         })
     }
 }

@@ -54,6 +54,7 @@ pub mod users;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 use thiserror::Error;
+use uuid::Uuid;
 
 pub use audit::AuditAction;
 
@@ -205,11 +206,72 @@ impl Store {
     }
 }
 
-/// Announces a change to every daemon on this database when the transaction
+/// What a committed change touched, as announced on [`CHANGES_CHANNEL`]:
+/// the daemons turn it into the delta their clients apply, so that a
+/// booking costs each open TUI a few rows and not a reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Changed {
+    /// Anything the others do not name (resources, blocks, accounts, lab
+    /// policy, calendar repair): clients reload everything.
+    Everything,
+    /// These reservations changed (made, moved, ended, cancelled, approved).
+    Reservations(Vec<Uuid>),
+    /// The waiting queue changed.
+    Queue,
+    /// This account's notifications changed.
+    Inbox(i64),
+    /// A calendar delivery failed (the admins' outbox status).
+    Calendar,
+}
+
+/// Most reservation ids one announcement names; a change of more (a long
+/// series) is announced as [`Changed::Everything`], well inside the 8,000
+/// bytes a NOTIFY payload may have.
+const ANNOUNCED_IDS_MAX: usize = 100;
+
+impl Changed {
+    /// The NOTIFY payload: `""` (everything, also what any payload this
+    /// version does not read means), `r:ID,ID…`, `q`, `n:USER`, `c`.
+    pub fn payload(&self) -> String {
+        match self {
+            Changed::Reservations(ids) if !ids.is_empty() && ids.len() <= ANNOUNCED_IDS_MAX => {
+                let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+                format!("r:{}", ids.join(","))
+            }
+            Changed::Reservations(_) | Changed::Everything => String::new(),
+            Changed::Queue => "q".to_owned(),
+            Changed::Inbox(user) => format!("n:{user}"),
+            Changed::Calendar => "c".to_owned(),
+        }
+    }
+
+    /// Reads a payload; anything not understood is [`Changed::Everything`].
+    pub fn parse(payload: &str) -> Changed {
+        let parsed = match payload.split_once(':') {
+            Some(("r", ids)) => ids
+                .split(',')
+                .map(Uuid::parse_str)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .ok()
+                .filter(|ids| !ids.is_empty())
+                .map(Changed::Reservations),
+            Some(("n", user)) => user.parse().ok().map(Changed::Inbox),
+            _ => match payload {
+                "q" => Some(Changed::Queue),
+                "c" => Some(Changed::Calendar),
+                _ => None,
+            },
+        };
+        parsed.unwrap_or(Changed::Everything)
+    }
+}
+
+/// Announces `change` to every daemon on this database when the transaction
 /// commits (PostgreSQL delivers NOTIFY only on commit, and folds duplicates).
-pub async fn notify_change(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
+pub async fn notify(conn: &mut PgConnection, change: &Changed) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANGES_CHANNEL)
+        .bind(change.payload())
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -224,4 +286,38 @@ pub async fn notify_user(conn: &mut PgConnection, user_id: i64) -> Result<()> {
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_reads_back_from_its_payload() {
+        let ids = vec![Uuid::new_v4(), Uuid::new_v4()];
+        for change in [
+            Changed::Everything,
+            Changed::Reservations(ids),
+            Changed::Queue,
+            Changed::Inbox(42),
+            Changed::Calendar,
+        ] {
+            assert_eq!(Changed::parse(&change.payload()), change);
+        }
+    }
+
+    #[test]
+    fn what_cannot_be_read_or_named_means_everything() {
+        let many: Vec<Uuid> = (0..=ANNOUNCED_IDS_MAX).map(|_| Uuid::new_v4()).collect();
+        assert_eq!(Changed::Reservations(many).payload(), "");
+        assert!(
+            Changed::Reservations(vec![Uuid::new_v4(); ANNOUNCED_IDS_MAX])
+                .payload()
+                .len()
+                < 8_000
+        );
+        for odd in ["r:", "r:nope", "n:x", "x", "r:,", "queue"] {
+            assert_eq!(Changed::parse(odd), Changed::Everything, "{odd}");
+        }
+    }
 }

@@ -206,6 +206,21 @@ pub async fn by_booking(conn: &mut PgConnection, booking_id: Uuid) -> Result<Vec
     Ok(all(rows))
 }
 
+/// The reservations among `ids` (any status), in the order of `ids`; an id
+/// no reservation has is left out.
+pub async fn by_ids(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Reservation>> {
+    let rows = sqlx::query_as::<_, ReservationRow>(concat!(
+        reservation_select!(),
+        " WHERE r.id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut found = all(rows);
+    found.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
+    Ok(found)
+}
+
 /// Per resource, the active reservation holding it at `at` and the next one
 /// to start after `at`.
 pub async fn current_and_next(

@@ -12,18 +12,19 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use gpures_proto::{
     AccountChange, AdoptRequest, AnyBooking, AnyBookingRequest, ApiError, Block, BlockReply,
-    BlockRequest, Booking, BookingPreview, BookingRequest, ChangeKind, ChangeTarget, Gpures, Group,
-    GroupChange, HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource, Notification,
-    NotificationPage, NotifyChange, NotifySettings, PROTOCOL_VERSION, PageRequest, Period, Policy,
-    PolicySet, QueueEntry, QueueRequest, RegisterRequest, Report, ReportRequest, Reservation,
-    ReservationChange, ReservationFilter, ReservationPage, Resource, ResourceUpdate, Role,
-    SeriesEdit, SeriesReply, SeriesRequest, SessionInfo, Skipped, SlotOption, SlotQuery,
+    BlockRequest, Booking, BookingPreview, BookingRequest, ChangeKind, ChangeTarget, Changes,
+    Gpures, Group, GroupChange, HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource,
+    Notification, NotificationPage, NotifyChange, NotifySettings, PROTOCOL_VERSION, PageRequest,
+    Period, Policy, PolicySet, QueueEntry, QueueRequest, RegisterRequest, Report, ReportRequest,
+    Reservation, ReservationChange, ReservationFilter, ReservationPage, Resource, ResourceUpdate,
+    Role, SeriesEdit, SeriesReply, SeriesRequest, SessionInfo, Skipped, SlotOption, SlotQuery,
     StatusReport, Timeline, Token, UserInfo, UserPage, limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::service::changes::{ChangeLog, Entry};
 use crate::service::{self, Actor, Peer, Service};
 use crate::store::users::UserChange;
 use crate::workers::Shutdown;
@@ -76,8 +77,11 @@ fn skipped(refused: Vec<(Period, service::Error)>) -> Vec<Skipped> {
 #[derive(Clone, Debug)]
 pub struct Shared {
     pub service: Service,
-    /// Bumped on every committed change any daemon announces.
+    /// The newest version of `log`, moved on every committed change any
+    /// daemon announces.
     pub changes: watch::Receiver<u64>,
+    /// What changed, by version.
+    pub log: Arc<ChangeLog>,
     /// Long polls return at once when the daemon shuts down.
     pub shutdown: Shutdown,
 }
@@ -122,6 +126,21 @@ impl Connection {
     async fn actor(&self, token: &str) -> Reply<Actor> {
         self.greeted()?;
         Ok(self.service().authenticate(&self.peer, token).await?)
+    }
+
+    /// The answer to a `wait_for_changes` that found `version`, with the
+    /// log's entries since the client's version when the log has them.
+    async fn changes(
+        &self,
+        actor: &Actor,
+        version: u64,
+        entries: Option<Vec<Arc<Entry>>>,
+    ) -> service::Result<Changes> {
+        let delta = match entries {
+            Some(entries) => self.service().delta(actor, &entries).await?,
+            None => None,
+        };
+        Ok(Changes { version, delta })
     }
 }
 
@@ -429,12 +448,15 @@ impl Gpures for Connection {
         Ok(self.service().status(&actor).await?)
     }
 
-    async fn wait_for_changes(self, ctx: Context, token: Token, since: u64) -> Reply<u64> {
-        self.actor(&token).await?;
+    async fn wait_for_changes(self, ctx: Context, token: Token, since: u64) -> Reply<Changes> {
+        let actor = self.actor(&token).await?;
         let mut changes = self.shared.changes.clone();
-        let current = *changes.borrow_and_update();
-        if current != since {
-            return Ok(current);
+        // Seen before the log is read: a change appended after the read
+        // wakes the wait below.
+        changes.borrow_and_update();
+        let (version, entries) = self.shared.log.since(since);
+        if version != since {
+            return Ok(self.changes(&actor, version, entries).await?);
         }
         // Answer before the client's deadline, and never hold a call longer
         // than the documented maximum.
@@ -450,7 +472,8 @@ impl Gpures for Connection {
             _ = tokio::time::sleep(budget) => {}
             _ = shutdown.requested() => {}
         }
-        Ok(*changes.borrow())
+        let (version, entries) = self.shared.log.since(since);
+        Ok(self.changes(&actor, version, entries).await?)
     }
 
     async fn list_users(

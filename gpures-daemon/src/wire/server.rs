@@ -10,7 +10,9 @@
 //! the socket), and one Unix user at most `max_calls_per_user` over all their
 //! connections, so that one user never holds more than that many database
 //! connections. Long polls (`wait_for_changes`) hold no database connection
-//! and do not count against the user's calls.
+//! while they wait and do not count against the user's calls; what a change
+//! means is read from the database once per change for all of them
+//! ([`Service::delta`](crate::service::Service::delta)), not per poll.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,14 +1,16 @@
 //! Live updates: [`ChangeListener`] `LISTEN`s on
-//! [`CHANGES_CHANNEL`](crate::store::CHANGES_CHANNEL) and bumps a counter in a
-//! `watch` channel on every notification, so `wait_for_changes` wakes for
-//! changes made through any daemon sharing the database. Account changes
-//! ([`USERS_CHANNEL`](crate::store::USERS_CHANNEL)) drop the account from the
-//! [`AccountCache`].
+//! [`CHANGES_CHANNEL`](crate::store::CHANGES_CHANNEL), appends what each
+//! notification says changed ([`Changed`]) to the [`ChangeLog`] under the
+//! next version, and publishes that version in a `watch` channel, so
+//! `wait_for_changes` wakes for changes made through any daemon sharing the
+//! database and answers with what changed since the client's version.
+//! Account changes ([`USERS_CHANNEL`](crate::store::USERS_CHANNEL)) drop the
+//! account from the [`AccountCache`].
 //!
-//! The counter starts at a random value per daemon start, so a client still
-//! holding a value from an earlier daemon sees a difference and refetches.
-//! After a lost connection the counter is bumped too: notifications may have
-//! been missed while it was down.
+//! Versions start at a random value per daemon start, so a client still
+//! holding a version from an earlier daemon is told to reload. After a lost
+//! connection the log records a gap ([`Changed::Everything`]): notifications
+//! may have been missed while it was down.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +20,8 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use crate::service::AccountCache;
-use crate::store::{CHANGES_CHANNEL, USERS_CHANNEL};
+use crate::service::changes::ChangeLog;
+use crate::store::{CHANGES_CHANNEL, Changed, USERS_CHANNEL};
 use crate::workers::{Shutdown, WorkerHandle};
 
 /// How long the listener waits before its first retry after a lost
@@ -33,23 +36,31 @@ pub struct ChangeListener {
 
 impl ChangeListener {
     /// Starts listening until `shutdown`; the returned channel carries the
-    /// change counter.
-    pub fn start(self, mut shutdown: Shutdown) -> (watch::Receiver<u64>, WorkerHandle) {
+    /// newest version of the returned log.
+    pub fn start(
+        self,
+        mut shutdown: Shutdown,
+    ) -> (watch::Receiver<u64>, Arc<ChangeLog>, WorkerHandle) {
         let ChangeListener { pool, accounts } = self;
-        let (tx, rx) = watch::channel(rand::random::<u64>() | 1);
+        let log = Arc::new(ChangeLog::new());
+        let (tx, rx) = watch::channel(log.version());
+        let feed = Feed {
+            log: log.clone(),
+            tx,
+        };
         let task = WorkerHandle::spawn("change listener", async move {
             let mut backoff = FIRST_RETRY;
             loop {
                 tokio::select! {
                     _ = shutdown.requested() => return,
-                    ended = listen(&pool, &tx, &accounts, &mut backoff) => {
+                    ended = listen(&pool, &feed, &accounts, &mut backoff) => {
                         if let Err(e) = ended {
                             tracing::warn!(error = %e, "change listener lost its connection; reconnecting");
                         }
                     }
                 }
                 accounts.set_listening(false);
-                tx.send_modify(|v| *v = v.wrapping_add(1));
+                feed.push(Changed::Everything);
                 tokio::select! {
                     _ = shutdown.requested() => return,
                     _ = tokio::time::sleep(backoff) => {}
@@ -57,7 +68,20 @@ impl ChangeListener {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         });
-        (rx, task)
+        (rx, log, task)
+    }
+}
+
+/// The log and the channel that announces its versions.
+struct Feed {
+    log: Arc<ChangeLog>,
+    tx: watch::Sender<u64>,
+}
+
+impl Feed {
+    fn push(&self, changed: Changed) {
+        let version = self.log.push(changed);
+        self.tx.send_replace(version);
     }
 }
 
@@ -65,7 +89,7 @@ impl ChangeListener {
 /// shortest once listening works, so the next outage is retried quickly.
 async fn listen(
     pool: &PgPool,
-    tx: &watch::Sender<u64>,
+    feed: &Feed,
     accounts: &AccountCache,
     backoff: &mut Duration,
 ) -> Result<(), sqlx::Error> {
@@ -76,14 +100,14 @@ async fn listen(
     *backoff = FIRST_RETRY;
     // Whatever happened before we were listening is unknown to the clients.
     accounts.set_listening(true);
-    tx.send_modify(|v| *v = v.wrapping_add(1));
+    feed.push(Changed::Everything);
     loop {
         match listener.try_recv().await? {
             Some(n) if n.channel() == USERS_CHANNEL => match n.payload().parse::<i64>() {
                 Ok(id) => accounts.forget(id),
                 Err(_) => accounts.set_listening(true),
             },
-            Some(_) => tx.send_modify(|v| *v = v.wrapping_add(1)),
+            Some(n) => feed.push(Changed::parse(n.payload())),
             None => return Ok(()),
         }
     }

@@ -359,7 +359,7 @@ async fn wait_for_grant(ctx: &Ctx, id: Uuid) -> CliResult<Uuid> {
                 ));
             }
         }
-        since = ctx.api(ctx.client.wait_for_changes(since).await)?;
+        since = ctx.api(ctx.client.wait_for_changes(since).await)?.version;
     }
 }
 

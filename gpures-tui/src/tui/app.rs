@@ -244,6 +244,62 @@ impl App {
         self.screens.get(self.screen)
     }
 
+    /// The screens that show loaded data catch up with it.
+    fn loaded(&mut self) {
+        self.screens.timeline.loaded(&self.ctx);
+        self.screens.mine.loaded(&self.ctx);
+        self.screens.admin.loaded(&self.ctx);
+    }
+
+    /// Keeps `queue`; the banner for a request of ours that was waiting
+    /// and is granted now, if any.
+    fn take_queue(&mut self, queue: Vec<gpures_proto::QueueEntry>) -> Option<String> {
+        let data = &mut self.ctx.data;
+        let me = data.me.as_ref().map(|m| m.id);
+        let granted = queue
+            .iter()
+            .find(|e| {
+                e.state == gpures_proto::QueueState::Granted
+                    && Some(e.user.id) == me
+                    && data
+                        .queue
+                        .iter()
+                        .any(|old| old.id == e.id && old.state == gpures_proto::QueueState::Waiting)
+            })
+            .map(|e| {
+                format!(
+                    "granted from the queue: {} GPU{} for {} min, starting now (booking {})",
+                    e.gpus,
+                    if e.gpus == 1 { "" } else { "s" },
+                    e.length_minutes,
+                    e.booking_id
+                        .map(|b| b.to_string()[..8].to_owned())
+                        .unwrap_or_default()
+                )
+            });
+        data.queue = queue;
+        granted
+    }
+
+    /// Keeps the newest notifications; the banner for one that arrived
+    /// since the last load (not the ones waiting at start: the inbox has
+    /// them), if any.
+    fn take_inbox(
+        &mut self,
+        items: Vec<gpures_proto::Notification>,
+        unread: u32,
+    ) -> Option<String> {
+        let data = &mut self.ctx.data;
+        let seen = data.notifications.first().map(|n| n.id);
+        let fresh = items
+            .iter()
+            .find(|n| !n.read && seen.is_some_and(|id| n.id > id))
+            .map(|n| format!("● {} (i: inbox)", n.title));
+        data.notifications = items;
+        data.unread = unread;
+        fresh
+    }
+
     /// The reload of everything shown.
     pub fn refresh(&self) -> Effect {
         Effect::Refresh {
@@ -428,55 +484,21 @@ impl App {
                 data.mine = s.mine;
                 data.status = s.status;
                 data.users = s.users;
-                // Told at once: a request of ours that was waiting and is
-                // granted now.
-                let me = data.me.as_ref().map(|m| m.id);
-                let granted: Vec<String> = s
-                    .queue
-                    .iter()
-                    .filter(|e| {
-                        e.state == gpures_proto::QueueState::Granted
-                            && Some(e.user.id) == me
-                            && data.queue.iter().any(|old| {
-                                old.id == e.id && old.state == gpures_proto::QueueState::Waiting
-                            })
-                    })
-                    .map(|e| {
-                        format!(
-                            "granted from the queue: {} GPU{} for {} min, starting now (booking {})",
-                            e.gpus,
-                            if e.gpus == 1 { "" } else { "s" },
-                            e.length_minutes,
-                            e.booking_id
-                                .map(|b| b.to_string()[..8].to_owned())
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                data.queue = s.queue;
-                // Told at once: a notification that arrived since the last
-                // load (not the ones waiting at start: the inbox has them).
-                let seen = data.notifications.first().map(|n| n.id);
-                let fresh = s
-                    .notifications
-                    .iter()
-                    .find(|n| !n.read && seen.is_some_and(|id| n.id > id))
-                    .map(|n| format!("● {} (i: inbox)", n.title));
-                let first_load = data.me.is_some() && seen.is_none() && data.unread == 0;
-                data.notifications = s.notifications;
-                data.unread = s.unread;
-                if let Some(banner) = fresh.or_else(|| granted.first().cloned()) {
+                let granted = self.take_queue(s.queue);
+                let first_load = self.ctx.data.me.is_some()
+                    && self.ctx.data.notifications.is_empty()
+                    && self.ctx.data.unread == 0;
+                let fresh = self.take_inbox(s.notifications, s.unread);
+                if let Some(banner) = fresh.or(granted) {
                     self.say(banner);
-                } else if first_load && data.unread > 0 {
-                    let n = data.unread;
+                } else if first_load && self.ctx.data.unread > 0 {
+                    let n = self.ctx.data.unread;
                     self.say(format!(
                         "{n} unread notification{} (i: inbox)",
                         if n == 1 { "" } else { "s" }
                     ));
                 }
-                self.screens.timeline.loaded(&self.ctx);
-                self.screens.mine.loaded(&self.ctx);
-                self.screens.admin.loaded(&self.ctx);
+                self.loaded();
                 if self.screen == Screen::Admin && !self.ctx.is_admin() {
                     self.screen = Screen::Timeline;
                 }
@@ -491,6 +513,58 @@ impl App {
                 self.screens.timeline.clear_marks();
                 self.say(what);
                 vec![self.refresh()]
+            }
+            Msg::Applied { what, changed } => {
+                self.popup = None;
+                self.screens.timeline.clear_marks();
+                self.say(what);
+                let now = self.ctx.now.max(Utc::now());
+                self.ctx.data.apply_reservations(&changed, now);
+                self.loaded();
+                vec![]
+            }
+            Msg::Reloaded {
+                queue,
+                inbox,
+                status,
+            } => {
+                let granted = queue.and_then(|q| self.take_queue(q));
+                let fresh = inbox.and_then(|page| self.take_inbox(page.items, page.unread));
+                if let Some(status) = status {
+                    self.ctx.data.status = Some(status);
+                }
+                if let Some(banner) = fresh.or(granted) {
+                    self.say(banner);
+                }
+                self.loaded();
+                vec![]
+            }
+            Msg::Changed(delta) => {
+                if self.ctx.data.me.is_none() {
+                    return vec![];
+                }
+                let Some(delta) = delta else {
+                    return match self.screen {
+                        Screen::Report => vec![self.refresh(), self.screens.report.load(&self.ctx)],
+                        _ => vec![self.refresh()],
+                    };
+                };
+                let now = self.ctx.now.max(Utc::now());
+                self.ctx.data.apply_reservations(&delta.reservations, now);
+                self.ctx.data.apply_status(&delta.status);
+                self.loaded();
+                let mut effects = Vec::new();
+                if delta.queue || delta.inbox || delta.calendar {
+                    effects.push(Effect::Reload {
+                        queue: delta.queue,
+                        inbox: delta.inbox,
+                        status: delta.calendar,
+                    });
+                }
+                if self.screen == Screen::Report && !delta.reservations.is_empty() {
+                    effects.push(self.screens.report.load(&self.ctx));
+                }
+                effects
             }
             Msg::Checked { .. } | Msg::SlotsFound { .. } => {
                 let events = match &mut self.popup {
@@ -576,15 +650,6 @@ impl App {
                 let mut effects = vec![self.refresh()];
                 effects.extend(self.handle(events));
                 effects
-            }
-            Msg::RemoteChange => {
-                if self.ctx.data.me.is_none() {
-                    vec![]
-                } else if self.screen == Screen::Report {
-                    vec![self.refresh(), self.screens.report.load(&self.ctx)]
-                } else {
-                    vec![self.refresh()]
-                }
             }
             Msg::ReportLoaded(report) => {
                 self.ctx.data.report = Some(*report);

@@ -24,7 +24,7 @@ pub mod term;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::Utc;
 use crossterm::event::{Event, KeyEvent, KeyEventKind};
 use futures::{Stream, StreamExt};
 use gpures_proto::{ApiError, Period, ReservationFilter, text};
@@ -47,6 +47,12 @@ fn lost(e: &ClientError) -> Msg {
     Msg::Disconnected(format!(
         "{e}; reconnecting… (F5 tries now; `systemctl status gpures-daemon` says why)"
     ))
+}
+
+/// A change of our reservations, done: `what` it was, and the reservations
+/// as the daemon's reply has them.
+fn applied(what: String, changed: Vec<gpures_proto::Reservation>) -> Msg {
+    Msg::Applied { what, changed }
 }
 
 /// `gpu0, gpu1`: the resources of `rs`.
@@ -155,7 +161,7 @@ impl Session {
                     user_email: Some(me.email.clone()),
                     window: Some(Period {
                         start: now,
-                        end: now + TimeDelta::days(60),
+                        end: now + model::MINE_AHEAD,
                     }),
                     ..ReservationFilter::default()
                 };
@@ -212,18 +218,47 @@ impl Session {
                     disabled,
                 }))
             }
+            Effect::Reload {
+                queue,
+                inbox,
+                status,
+            } => {
+                let (q, i, s) = futures::join!(
+                    async {
+                        match queue {
+                            true => c.queue().await.map(Some),
+                            false => Ok(None),
+                        }
+                    },
+                    async {
+                        match inbox {
+                            true => c.notifications(false, 30).await.map(Some),
+                            false => Ok(None),
+                        }
+                    },
+                    async {
+                        match status {
+                            true => c.status().await.map(Some),
+                            false => Ok(None),
+                        }
+                    }
+                );
+                Msg::Reloaded {
+                    queue: q?,
+                    inbox: i?,
+                    status: s?,
+                }
+            }
             Effect::Book(req) => {
                 let b = c.book(req).await?;
-                let names: Vec<String> = b
-                    .reservations
-                    .iter()
-                    .map(|r| text::sanitize(&r.resource_name))
-                    .collect();
-                Msg::Done(format!("booked {}", names.join(", ")))
+                applied(format!("booked {}", names(&b.reservations)), b.reservations)
             }
             Effect::Update(id, change) => {
                 let r = c.update(id, change).await?;
-                Msg::Done(format!("changed {}", text::sanitize(&r.resource_name)))
+                applied(
+                    format!("changed {}", text::sanitize(&r.resource_name)),
+                    vec![r],
+                )
             }
             Effect::MarkRead(up_to) => {
                 c.mark_read(up_to).await?;
@@ -231,19 +266,25 @@ impl Session {
             }
             Effect::Cancel(id) => {
                 let r = c.cancel(id).await?;
-                Msg::Done(format!("cancelled {}", text::sanitize(&r.resource_name)))
+                applied(
+                    format!("cancelled {}", text::sanitize(&r.resource_name)),
+                    vec![r],
+                )
             }
             Effect::Release(id) => {
                 let r = c.release(id).await?;
-                Msg::Done(format!("released {}", text::sanitize(&r.resource_name)))
+                applied(
+                    format!("released {}", text::sanitize(&r.resource_name)),
+                    vec![r],
+                )
             }
             Effect::CancelBooking(id) => {
                 let rs = c.cancel_booking(id).await?;
-                Msg::Done(format!("cancelled {}", names(&rs)))
+                applied(format!("cancelled {}", names(&rs)), rs)
             }
             Effect::ReleaseBooking(id) => {
                 let rs = c.release_booking(id).await?;
-                Msg::Done(format!("released {}", names(&rs)))
+                applied(format!("released {}", names(&rs)), rs)
             }
             Effect::Check {
                 seq,
@@ -265,20 +306,15 @@ impl Session {
             },
             Effect::BookAny(req) => {
                 let got = c.book_any(req).await?;
-                let names: Vec<String> = got
-                    .booking
-                    .reservations
-                    .iter()
-                    .map(|r| text::sanitize(&r.resource_name))
-                    .collect();
-                Msg::Done(format!("booked {}", names.join(", ")))
+                let rs = got.booking.reservations;
+                applied(format!("booked {}", names(&rs)), rs)
             }
             Effect::CancelSeries { series_id, from } => {
                 let rs = c.cancel_series(series_id, from).await?;
-                Msg::Done(format!(
-                    "cancelled {} reservation(s) of the series",
-                    rs.len()
-                ))
+                applied(
+                    format!("cancelled {} reservation(s) of the series", rs.len()),
+                    rs,
+                )
             }
             Effect::EditSeries {
                 series_id,
@@ -301,7 +337,10 @@ impl Session {
                     reason: None,
                 };
                 let rs = c.edit_series(edit).await?;
-                Msg::Done(format!("changed {} reservation(s) of the series", rs.len()))
+                applied(
+                    format!("changed {} reservation(s) of the series", rs.len()),
+                    rs,
+                )
             }
             Effect::Decide {
                 booking_id,
@@ -309,11 +348,12 @@ impl Session {
                 reason,
             } => {
                 let rs = c.decide_approval(booking_id, approve, reason).await?;
-                Msg::Done(if approve {
+                let what = if approve {
                     format!("approved {} (the owner is told)", names(&rs))
                 } else {
                     format!("denied {} (the owner sees why)", names(&rs))
-                })
+                };
+                applied(what, rs)
             }
             Effect::ChangeWithReason {
                 target,
@@ -326,7 +366,7 @@ impl Session {
                     gpures_proto::ChangeKind::Edit(_) => "changed",
                 };
                 let rs = c.change_with_reason(target, kind, reason).await?;
-                Msg::Done(format!("{what} {} (the owner sees why)", names(&rs)))
+                applied(format!("{what} {} (the owner sees why)", names(&rs)), rs)
             }
             Effect::SetRole(email, role) => {
                 let u = c.set_role(email, role).await?;
@@ -376,8 +416,8 @@ impl Session {
         })
     }
 
-    /// Follows `wait_for_changes`, sending [`Msg::RemoteChange`] for each
-    /// change. When the daemon goes away it says so once, connects again
+    /// Follows `wait_for_changes`, sending [`Msg::Changed`] for each change
+    /// (the delta, or `None`: reload). When the daemon goes away it says so once, connects again
     /// every second until the daemon is back, and then sends
     /// [`Msg::Reconnected`] (the app reloads).
     fn spawn_watch(&self, tx: mpsc::UnboundedSender<Msg>) {
@@ -386,11 +426,14 @@ impl Session {
             let mut since = 0u64;
             loop {
                 match client.wait_for_changes(since).await {
-                    Ok(value) => {
-                        if value != since {
+                    Ok(changes) => {
+                        if changes.version != since {
+                            // The first answer only sets where to follow
+                            // from: what it would say was just loaded.
                             let first = since == 0;
-                            since = value;
-                            if !first && tx.send(Msg::RemoteChange).is_err() {
+                            since = changes.version;
+                            let delta = changes.delta.map(Box::new);
+                            if !first && tx.send(Msg::Changed(delta)).is_err() {
                                 return;
                             }
                         }

@@ -1,13 +1,15 @@
-//! The TUI's data, with no behaviour of its own: what the daemon told us
-//! ([`Data`]), what every component may read ([`Ctx`]), the calls the app
-//! makes ([`Effect`]) and what comes back ([`Msg`]).
+//! The TUI's data: what the daemon told us ([`Data`], and how a change the
+//! daemon reports is applied to it), what every component may read
+//! ([`Ctx`]), the calls the app makes ([`Effect`]) and what comes back
+//! ([`Msg`]).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use gpures_proto::{
     AnyBookingRequest, ApiError, Block, BookingRequest, ChangeKind, ChangeTarget, Holder,
-    LoginReply, Notification, Period, QueueEntry, RegisterRequest, Reservation, ReservationChange,
-    Resource, Role, SlotOption, SlotQuery, StatusReport, UserInfo,
+    LoginReply, Notification, NotificationPage, Period, QueueEntry, RegisterRequest, Reservation,
+    ReservationChange, ReservationStatus, Resource, ResourceStatus, Role, SlotOption, SlotQuery,
+    StatusReport, UserInfo,
 };
 use uuid::Uuid;
 
@@ -67,6 +69,60 @@ pub struct Data {
     pub notify: Option<gpures_proto::NotifySettings>,
     /// The month the Report screen shows (loaded when it opens).
     pub report: Option<gpures_proto::Report>,
+}
+
+/// How far ahead "My reservations" lists.
+pub const MINE_AHEAD: TimeDelta = TimeDelta::days(60);
+
+impl Data {
+    /// Puts `changed` (each as it is now) where a reload would have put
+    /// it: an active reservation in the loaded window on a shown resource
+    /// in the timeline, the viewer's own active ones not over yet in
+    /// "My reservations"; a cancelled one leaves both.
+    pub fn apply_reservations(&mut self, changed: &[Reservation], now: DateTime<Utc>) {
+        let me = self.me.as_ref().map(|m| m.id);
+        for r in changed {
+            let active = r.status == ReservationStatus::Active;
+            self.reservations.retain(|o| o.id != r.id);
+            let in_window = self
+                .fetched
+                .is_some_and(|w| r.period.start < w.end && w.start < r.period.end);
+            let shown = self.resources.iter().any(|res| res.id == r.resource_id);
+            if active && in_window && shown {
+                self.reservations.push(r.clone());
+            }
+            self.mine.retain(|o| o.id != r.id);
+            if active
+                && me == Some(r.user.id)
+                && r.period.end > now
+                && r.period.start < now + MINE_AHEAD
+            {
+                self.mine.push(r.clone());
+            }
+        }
+        // The daemon's order: start, resource name, id.
+        let order = |a: &Reservation, b: &Reservation| {
+            (a.period.start, &a.resource_name, a.id).cmp(&(b.period.start, &b.resource_name, b.id))
+        };
+        self.reservations.sort_by(order);
+        self.mine.sort_by(order);
+    }
+
+    /// Replaces the status of the resources `changed` is about.
+    pub fn apply_status(&mut self, changed: &[ResourceStatus]) {
+        let Some(report) = &mut self.status else {
+            return;
+        };
+        for s in changed {
+            if let Some(slot) = report
+                .resources
+                .iter_mut()
+                .find(|o| o.resource.id == s.resource.id)
+            {
+                *slot = s.clone();
+            }
+        }
+    }
 }
 
 /// A line in the footer.
@@ -149,6 +205,12 @@ pub enum Effect {
     /// Reload everything shown, with the timeline window to fetch.
     Refresh {
         window: Period,
+    },
+    /// Reload only these parts (a change the daemon reported as a delta).
+    Reload {
+        queue: bool,
+        inbox: bool,
+        status: bool,
     },
     Book(BookingRequest),
     Update(Uuid, ReservationChange),
@@ -233,7 +295,21 @@ pub enum Msg {
     NotifyLoaded(Box<gpures_proto::NotifySettings>, bool),
     /// The notifications up to this id are read.
     Read(i64),
+    /// A change of ours that needs a reload to show (accounts, policy…).
     Done(String),
+    /// A change of our reservations, done: they are shown as the reply
+    /// has them; the rest (their GPUs' status) comes with the change the
+    /// daemon reports to every client, ours included.
+    Applied {
+        what: String,
+        changed: Vec<Reservation>,
+    },
+    /// The parts [`Effect::Reload`] asked for.
+    Reloaded {
+        queue: Option<Vec<QueueEntry>>,
+        inbox: Option<NotificationPage>,
+        status: Option<StatusReport>,
+    },
     Checked {
         seq: u64,
         holders: Vec<Holder>,
@@ -252,8 +328,9 @@ pub enum Msg {
     Disconnected(String),
     /// The connection is back after the daemon went away.
     Reconnected,
-    /// Another client changed the schedule.
-    RemoteChange,
+    /// Something changed (through any client, this one too): what, or
+    /// `None` when everything must be reloaded.
+    Changed(Option<Box<gpures_proto::Delta>>),
     Tick(DateTime<Utc>),
     /// The terminal now shows `cols` timeline cells and `rows` resources.
     Resized {

@@ -242,7 +242,10 @@ async fn deliver_due(
         outbox::finish(&mut tx, &claimed, &delivery).await?;
         if matches!(delivery, Delivery::Failed(_)) {
             // Clients show the failure: tell them.
-            store::notify_change(&mut tx).await?;
+            store::notify(&mut tx, &store::Changed::Calendar).await?;
+            if let Subject::Reservation(rid) = subject {
+                store::notify(&mut tx, &store::Changed::Reservations(vec![rid])).await?;
+            }
         }
         tx.commit().await.map_err(StoreError::from)?;
         delivered += 1;

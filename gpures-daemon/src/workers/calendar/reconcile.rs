@@ -187,7 +187,7 @@ pub async fn reconcile(
         for (subject, op) in &queue {
             outbox::enqueue_subject(&mut tx, *subject, *op).await?;
         }
-        store::notify_change(&mut tx).await?;
+        store::notify(&mut tx, &store::Changed::Everything).await?;
         tx.commit().await.map_err(StoreError::from)?;
     }
     Ok(report)
