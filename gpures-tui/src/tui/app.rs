@@ -396,10 +396,19 @@ impl App {
     /// Switches to `screen`; the Report screen loads its month on opening.
     fn open(&mut self, screen: Screen) -> Vec<Effect> {
         self.screen = screen;
-        if screen == Screen::Report {
-            vec![self.screens.report.load(&self.ctx)]
-        } else {
-            vec![]
+        match screen {
+            Screen::Report => vec![self.screens.report.load(&self.ctx)],
+            // What the GPUs do now: samples are not announced as changes.
+            Screen::Status => vec![Self::reload_status()],
+            _ => vec![],
+        }
+    }
+
+    fn reload_status() -> Effect {
+        Effect::Reload {
+            queue: false,
+            inbox: false,
+            status: true,
         }
     }
 
@@ -674,7 +683,12 @@ impl App {
             }
             Msg::Tick(now) => {
                 self.ctx.now = now;
-                vec![]
+                // The Status screen follows the GPUs' samples while shown.
+                if self.screen == Screen::Status && self.ctx.data.me.is_some() {
+                    vec![Self::reload_status()]
+                } else {
+                    vec![]
+                }
             }
             Msg::Resized { cols, rows } => {
                 self.screens.timeline.resize(cols, rows, &self.ctx);
