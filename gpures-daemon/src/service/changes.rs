@@ -125,14 +125,16 @@ impl Service {
     /// The reservations `ids` as they are now, and the status of their
     /// resources.
     async fn resolve(&self, ids: &[Uuid]) -> Result<Arc<Delta>> {
-        let rows = {
-            let mut conn = self.store().acquire().await?;
-            reservations::by_ids(&mut conn, ids).await?
-        };
+        let mut conn = self.store().acquire().await?;
+        let rows = reservations::by_ids(&mut conn, ids).await?;
         let mut on: Vec<i64> = rows.iter().map(|r| r.resource_id).collect();
         on.sort_unstable();
         on.dedup();
-        let status = self.status_of(Some(&on)).await?.resources;
+        let status = if on.is_empty() {
+            Vec::new()
+        } else {
+            self.status_of(&mut conn, Some(&on)).await?.resources
+        };
         Ok(Arc::new(Delta {
             reservations: rows,
             status,

@@ -110,8 +110,8 @@ impl Service {
             let own: Option<HostRecord> = telemetry::of_host(&mut conn, self.host()).await?;
             let all = resources::list(&mut conn, false).await?;
             let mine: Vec<_> = all.into_iter().filter(|r| r.host == self.host()).collect();
-            let (current, _) = reservations::current_and_next(&mut conn, now).await?;
-            let ended = reservations::recently_ended(&mut conn, now, OVERRUN_LOOKBACK).await?;
+            let (current, _) = reservations::current_and_next(&mut conn, now, &[]).await?;
+            let ended = reservations::recently_ended(&mut conn, now, OVERRUN_LOOKBACK, &[]).await?;
             (own, mine, current, ended)
         };
         let sampled_at = own

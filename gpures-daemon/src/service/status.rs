@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{TimeDelta, Utc};
 use gpures_proto::{Reservation, ResourceStatus, StatusReport};
+use sqlx::PgConnection;
 
 use super::{Actor, Result, Service};
 use crate::gpu;
@@ -20,9 +21,9 @@ impl Service {
     /// # Errors
     /// Store failures.
     pub async fn status(&self, actor: &Actor) -> Result<StatusReport> {
-        let mut report = self.status_of(None).await?;
+        let mut conn = self.store().acquire().await?;
+        let mut report = self.status_of(&mut conn, None).await?;
         if actor.is_admin() {
-            let mut conn = self.store().acquire().await?;
             report.calendar =
                 Some(outbox::status(&mut conn, self.settings().calendar_enabled).await?);
         }
@@ -34,17 +35,22 @@ impl Service {
     ///
     /// # Errors
     /// Store failures.
-    pub(super) async fn status_of(&self, only: Option<&[i64]>) -> Result<StatusReport> {
+    pub(super) async fn status_of(
+        &self,
+        conn: &mut PgConnection,
+        only: Option<&[i64]>,
+    ) -> Result<StatusReport> {
         let now = Utc::now();
-        let mut conn = self.store().acquire().await?;
-        let mut resources = resources::list(&mut conn, false).await?;
+        let mut resources = resources::list(&mut *conn, false).await?;
         if let Some(only) = only {
             resources.retain(|r| only.contains(&r.id));
         }
-        let (current, next) = reservations::current_and_next(&mut conn, now).await?;
-        let records = self.telemetry().all(&mut conn).await?;
-        let recent = reservations::recently_ended(&mut conn, now, OVERRUN_LOOKBACK).await?;
-        let blocks = crate::store::blocks::current_or_next(&mut conn, now).await?;
+        // Empty: every resource.
+        let on = only.unwrap_or_default();
+        let (current, next) = reservations::current_and_next(&mut *conn, now, on).await?;
+        let records = self.telemetry().all(&mut *conn).await?;
+        let recent = reservations::recently_ended(&mut *conn, now, OVERRUN_LOOKBACK, on).await?;
+        let blocks = crate::store::blocks::current_or_next(&mut *conn, now, on).await?;
         // Only the owners of what is shown, and only their Unix users.
         let mut ids: Vec<i64> = current
             .iter()
@@ -53,7 +59,7 @@ impl Service {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        let unix_users: HashMap<i64, String> = users::unix_users(&mut conn, &ids)
+        let unix_users: HashMap<i64, String> = users::unix_users(&mut *conn, &ids)
             .await?
             .into_iter()
             .collect();

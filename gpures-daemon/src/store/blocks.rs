@@ -118,14 +118,20 @@ pub async fn get(conn: &mut PgConnection, block_id: Uuid) -> Result<Vec<Block>> 
 }
 
 /// Per resource, the block in force at `now` or else the next one.
-pub async fn current_or_next(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<Block>> {
+pub async fn current_or_next(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    on: &[i64],
+) -> Result<Vec<Block>> {
     let rows = sqlx::query_as::<_, BlockRow>(concat!(
         "SELECT DISTINCT ON (resource_id) * FROM (",
         block_select!(),
-        "WHERE b.removed_at IS NULL AND upper(b.period) > $1) x
+        "WHERE b.removed_at IS NULL AND upper(b.period) > $1
+           AND (cardinality($2::bigint[]) = 0 OR b.resource_id = ANY($2))) x
          ORDER BY resource_id, start_at"
     ))
     .bind(now)
+    .bind(on)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(Block::from).collect())

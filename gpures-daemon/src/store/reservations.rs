@@ -226,12 +226,15 @@ pub async fn by_ids(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Reserva
 pub async fn current_and_next(
     conn: &mut PgConnection,
     at: DateTime<Utc>,
+    on: &[i64],
 ) -> Result<(Vec<Reservation>, Vec<Reservation>)> {
     let current = sqlx::query_as::<_, ReservationRow>(concat!(
         reservation_select!(),
-        " WHERE r.status = 'active' AND r.period @> $1::timestamptz"
+        " WHERE r.status = 'active' AND r.period @> $1::timestamptz
+            AND (cardinality($2::bigint[]) = 0 OR r.resource_id = ANY($2))"
     ))
     .bind(at)
+    .bind(on)
     .fetch_all(&mut *conn)
     .await?;
     // The overlap with (at, ∞) is what lets the GiST index on `period` skip
@@ -241,10 +244,12 @@ pub async fn current_and_next(
         reservation_select!(),
         "
            WHERE r.status = 'active' AND r.period && tstzrange($1, NULL, '()')
-             AND lower(r.period) > $1) r
+             AND lower(r.period) > $1
+             AND (cardinality($2::bigint[]) = 0 OR r.resource_id = ANY($2))) r
          ORDER BY r.resource_id, r.start_at"
     ))
     .bind(at)
+    .bind(on)
     .fetch_all(&mut *conn)
     .await?;
     Ok((all(current), all(next)))
@@ -256,16 +261,19 @@ pub async fn recently_ended(
     conn: &mut PgConnection,
     at: DateTime<Utc>,
     since: TimeDelta,
+    on: &[i64],
 ) -> Result<Vec<Reservation>> {
     // The overlap with (since, at] lets the GiST index on `period` find them
     // (a condition on `upper(period)` alone reads all of history).
     let rows = sqlx::query_as::<_, ReservationRow>(concat!(
         reservation_select!(),
         " WHERE r.status = 'active' AND r.period && tstzrange($2, $1, '(]')
-            AND upper(r.period) <= $1 AND upper(r.period) > $2"
+            AND upper(r.period) <= $1 AND upper(r.period) > $2
+            AND (cardinality($3::bigint[]) = 0 OR r.resource_id = ANY($3))"
     ))
     .bind(at)
     .bind(at - since)
+    .bind(on)
     .fetch_all(&mut *conn)
     .await?;
     Ok(all(rows))
