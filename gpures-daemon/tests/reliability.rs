@@ -2,7 +2,9 @@
 //! PostgreSQL going away makes calls fail fast with `Unavailable` and the
 //! daemon serves again when it returns, without a restart; SIGKILL during a
 //! booking load loses nothing a client saw succeed and leaves nothing
-//! half-stored; nothing secret reaches the log.
+//! half-stored; a failover to a promoted standby behind the same address
+//! loses no confirmed booking and needs no restart; nothing secret reaches
+//! the log.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -225,6 +227,316 @@ async fn database_outage_fails_fast_and_recovers_without_a_restart() {
     assert!(waited < Duration::from_secs(3), "woken in {waited:?}");
     daemon.stop().await.expect("stop");
     tokio::task::spawn_blocking(move || cluster.stop())
+        .await
+        .expect("stop pg");
+}
+
+/// Runs `cmd` as the owner of `like` (the cluster's own user), waits.
+fn as_owner_of(like: &std::path::Path, cmd: &mut std::process::Command) -> std::process::Output {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    let meta = std::fs::metadata(like).expect("owner");
+    cmd.uid(meta.uid())
+        .gid(meta.gid())
+        .output()
+        .expect("run as the cluster's user")
+}
+
+/// Streaming replication with a synchronous standby, as OPERATIONS.md
+/// describes: the primary crashes, the standby is promoted and the address
+/// the daemon uses (here a socket folder behind a symlink, as a floating IP
+/// or DNS name would be) moves to it. The daemon serves again without a
+/// restart, every booking it confirmed before the crash is there, and a
+/// client holding a version from before is told to reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_a_promoted_standby_loses_no_confirmed_booking() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    // Durable: `unsafe_fast` turns synchronous commit off.
+    let primary = tokio::task::spawn_blocking({
+        let root = dir.path().join("primary");
+        move || Cluster::start(&root, ClusterOptions { unsafe_fast: false })
+    })
+    .await
+    .expect("join")
+    .expect("primary");
+    let primary_data = dir.path().join("primary/data");
+    let owner = std::fs::metadata(&primary_data).expect("data");
+    // The server's own folder: PATH may hold only some of its tools.
+    let bin = gpures_daemon::host::pg::find_bin_dir().expect("postgres binaries");
+    let tool = |name: &str| {
+        std::iter::once(bin.join(name))
+            .chain(
+                std::fs::read_dir("/usr/lib/postgresql")
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path().join("bin").join(name)),
+            )
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{name} is not installed"))
+    };
+
+    // The standby: a base backup over the primary's socket, then a server
+    // of its own that follows it.
+    let standby = dir.path().join("standby");
+    let (standby_data, standby_run) = (standby.join("data"), standby.join("run"));
+    for d in [&standby, &standby_data, &standby_run] {
+        std::fs::create_dir_all(d).expect("mkdir");
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        std::os::unix::fs::chown(d, Some(owner.uid()), Some(owner.gid())).expect("chown");
+    }
+    let out = as_owner_of(
+        &primary_data,
+        std::process::Command::new(tool("pg_basebackup"))
+            .arg("-D")
+            .arg(&standby_data)
+            .args([
+                "-R", "-X", "stream", "-c", "fast", "-U", "gpures", "-p", "5432",
+            ])
+            .arg("-h")
+            .arg(primary.socket_dir()),
+    );
+    assert!(
+        out.status.success(),
+        "pg_basebackup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut standby_server = {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::File::create(standby.join("postgres.log")).expect("log");
+        std::process::Command::new(tool("postgres"))
+            .arg("-D")
+            .arg(&standby_data)
+            .arg("-k")
+            .arg(&standby_run)
+            .args([
+                "-p",
+                "5432",
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "max_connections=300",
+            ])
+            .uid(owner.uid())
+            .gid(owner.gid())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("standby")
+    };
+    // Synchronous: a commit returns once the standby has it.
+    let primary_url = |db: &str| {
+        format!(
+            "postgres://gpures@localhost/{db}?host={}&port=5432",
+            primary.socket_dir().display()
+        )
+    };
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&primary_url("postgres"))
+        .await
+        .expect("primary");
+    let mut streaming = false;
+    for _ in 0..150 {
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM pg_stat_replication LIMIT 1")
+                .fetch_optional(&mut admin)
+                .await
+                .expect("replication");
+        if state.as_deref() == Some("streaming") {
+            streaming = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(streaming, "the standby streams from the primary");
+    for sql in [
+        "ALTER SYSTEM SET synchronous_standby_names = '*'",
+        "SELECT pg_reload_conf()",
+        "CREATE DATABASE lab",
+    ] {
+        sqlx::query(sql).execute(&mut admin).await.expect(sql);
+    }
+    drop(admin);
+
+    // The address the daemon knows: moved to the standby at failover.
+    let address = dir.path().join("db-address");
+    std::os::unix::fs::symlink(primary.socket_dir(), &address).expect("symlink");
+    let url = format!(
+        "postgres://gpures@localhost/lab?host={}&port=5432",
+        address.display()
+    );
+    let daemon = TestDaemon::start_on(url, "ha-host", |_| {})
+        .await
+        .expect("daemon");
+    let gpu = daemon
+        .host_admin()
+        .expect("host admin")
+        .add_gpus("ha-host", 1)
+        .await
+        .expect("gpu")[0];
+    let (client, login) = daemon.user("ha@lab.kr", "HA").await.expect("user");
+    let (watcher, watcher_login) = daemon.user("w@lab.kr", "W").await.expect("user");
+    let before = watcher
+        .wait_for_changes(context::current(), watcher_login.token.clone(), 0)
+        .await
+        .expect("rpc")
+        .expect("version")
+        .version;
+    let mut confirmed = Vec::new();
+    for h in 0..20 {
+        let b = client
+            .create_booking(
+                context::current(),
+                login.token.clone(),
+                BookingRequest {
+                    request_id: uuid::Uuid::new_v4(),
+                    resources: vec![gpu],
+                    period: slot(2 + h),
+                    note: "before the failover".into(),
+                },
+            )
+            .await
+            .expect("rpc")
+            .expect("booking");
+        confirmed.push(b.reservations[0].id);
+    }
+
+    // The primary crashes; the standby is promoted and takes the address.
+    let pid = primary.pid().expect("primary pid");
+    gpures_daemon::host::unix::kill(pid, libc::SIGKILL);
+    let out = as_owner_of(
+        &standby_data,
+        std::process::Command::new(tool("pg_ctl"))
+            .args(["promote", "-w", "-D"])
+            .arg(&standby_data),
+    );
+    assert!(
+        out.status.success(),
+        "promote: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let moved = dir.path().join("db-address.new");
+    std::os::unix::fs::symlink(&standby_run, &moved).expect("symlink");
+    std::fs::rename(&moved, &address).expect("move the address");
+    let t = Instant::now();
+
+    // Served again without a restart, and nothing confirmed is lost.
+    let mut booked_after = None;
+    while t.elapsed() < Duration::from_secs(30) {
+        let made = client
+            .create_booking(
+                context::current(),
+                login.token.clone(),
+                BookingRequest {
+                    request_id: uuid::Uuid::new_v4(),
+                    resources: vec![gpu],
+                    period: slot(30),
+                    note: "after the failover".into(),
+                },
+            )
+            .await
+            .expect("rpc");
+        match made {
+            Ok(b) => {
+                booked_after = Some(b);
+                break;
+            }
+            Err(ApiError::Unavailable) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(
+        booked_after.is_some(),
+        "no booking within 30 s of the failover"
+    );
+    let served_after = t.elapsed();
+    let mut new_primary = <sqlx::PgConnection as sqlx::Connection>::connect(&format!(
+        "postgres://gpures@localhost/lab?host={}&port=5432",
+        standby_run.display()
+    ))
+    .await
+    .expect("the promoted standby");
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut new_primary)
+        .await
+        .expect("recovery");
+    assert!(!in_recovery, "promoted");
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM reservations WHERE id = ANY($1) AND status = 'active'",
+    )
+    .bind(&confirmed)
+    .fetch_one(&mut new_primary)
+    .await
+    .expect("count");
+    assert_eq!(
+        kept, 20,
+        "every booking confirmed before the crash survived"
+    );
+    // The listener noticed the lost connection: a client from before the
+    // failover is told to reload (once it is, it stays so).
+    let mut told = false;
+    while !told && t.elapsed() < Duration::from_secs(30) {
+        let across = watcher
+            .wait_for_changes(context::current(), watcher_login.token.clone(), before)
+            .await
+            .expect("rpc")
+            .expect("changes");
+        told = across.delta.is_none();
+        if !told {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(told, "clients from before the failover reload");
+    let told_after = t.elapsed();
+    // Live updates work again (LISTEN on the new primary): a booking wakes
+    // a client that follows from now, as a delta.
+    let mut since = watcher
+        .wait_for_changes(context::current(), watcher_login.token.clone(), 0)
+        .await
+        .expect("rpc")
+        .expect("version")
+        .version;
+    let mut live = false;
+    for h in 40..60 {
+        client
+            .create_booking(
+                context::current(),
+                login.token.clone(),
+                BookingRequest {
+                    request_id: uuid::Uuid::new_v4(),
+                    resources: vec![gpu],
+                    period: slot(h),
+                    note: String::new(),
+                },
+            )
+            .await
+            .expect("rpc")
+            .expect("booking");
+        let mut short = context::current();
+        short.deadline = Instant::now() + Duration::from_secs(2);
+        let got = watcher
+            .wait_for_changes(short, watcher_login.token.clone(), since)
+            .await
+            .expect("rpc")
+            .expect("changes");
+        if got.delta.is_some_and(|d| !d.reservations.is_empty()) {
+            live = true;
+            break;
+        }
+        // The listener came back meanwhile (a reload): follow from there.
+        since = got.version;
+    }
+    assert!(live, "the listener follows the new primary");
+    eprintln!(
+        "failover: booked again {served_after:?} after the promotion; clients told to reload after {told_after:?}"
+    );
+
+    daemon.stop().await.expect("stop");
+    drop(new_primary);
+    gpures_daemon::host::unix::kill(standby_server.id(), libc::SIGINT);
+    let _ = standby_server.wait();
+    tokio::task::spawn_blocking(move || primary.stop())
         .await
         .expect("stop pg");
 }
