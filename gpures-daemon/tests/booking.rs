@@ -827,6 +827,128 @@ async fn changes_come_as_deltas_of_what_changed() {
     daemon.stop().await.expect("stop");
 }
 
+/// Who, what, which GPU and the detail of an audit row.
+type AuditRow = (Option<i64>, String, String, Option<i64>, String);
+
+/// The one-round-trip booking (no rule applies) and the statement-by-
+/// statement path (a rule applies) write the same rows: reservation,
+/// outbox, audit, and the same announcement.
+#[tokio::test]
+async fn both_booking_paths_write_the_same_rows() {
+    let (daemon, gpus) = daemon_with_gpus(2).await;
+    let (fast, f) = daemon.user("fast@lab.kr", "Fast").await.expect("user");
+    let (full, g) = daemon.user("full@lab.kr", "Full").await.expect("user");
+    let (admin, a) = daemon.admin("admin@lab.kr", "Admin").await.expect("admin");
+    admin
+        .set_policy(
+            context::current(),
+            a.token.clone(),
+            gpures_proto::PolicySet {
+                rule: gpures_proto::PolicyRule::MaxGpus,
+                target: gpures_proto::PolicyTarget::User("full@lab.kr".into()),
+                host: None,
+                value: Some(8),
+                threshold: None,
+            },
+        )
+        .await
+        .expect("rpc")
+        .expect("a rule for one member only");
+    let since = fast
+        .wait_for_changes(context::current(), f.token.clone(), 0)
+        .await
+        .expect("rpc")
+        .expect("version")
+        .version;
+    let mut made = Vec::new();
+    for (c, login, hours) in [(&fast, &f, 3), (&full, &g, 6)] {
+        let b = c
+            .create_booking(
+                context::current(),
+                login.token.clone(),
+                BookingRequest {
+                    request_id: Uuid::new_v4(),
+                    resources: gpus.clone(),
+                    period: period(hour_from_now(hours), 1),
+                    note: "같은 줄".into(),
+                },
+            )
+            .await
+            .expect("rpc")
+            .expect("book");
+        assert_eq!(b.reservations.len(), 2);
+        assert!(b.reservations.iter().all(|r| r.booking_id == b.booking_id));
+        let on: Vec<i64> = b.reservations.iter().map(|r| r.resource_id).collect();
+        assert_eq!(on, gpus, "in the order asked");
+        made.push(b);
+    }
+    let shape = |r: &gpures_proto::Reservation| {
+        (
+            r.resource_id,
+            r.note.clone(),
+            r.status,
+            r.sync.clone(),
+            r.pending.clone(),
+            r.series_id,
+            r.period.end - r.period.start,
+        )
+    };
+    let shapes: Vec<Vec<_>> = made
+        .iter()
+        .map(|b| b.reservations.iter().map(shape).collect())
+        .collect();
+    assert_eq!(shapes[0], shapes[1]);
+    for b in &made {
+        let user = b.reservations[0].user.id;
+        for r in &b.reservations {
+            let audit: Vec<AuditRow> = sqlx::query_as(
+                "SELECT actor_id, actor_unix_user, action, resource_id, detail::text
+                       FROM audit_log WHERE reservation_id = $1",
+            )
+            .bind(r.id)
+            .fetch_all(daemon.store.pool())
+            .await
+            .expect("audit");
+            assert_eq!(
+                audit,
+                vec![(
+                    Some(user),
+                    "root".to_owned(),
+                    "reservation.create".to_owned(),
+                    Some(r.resource_id),
+                    "{}".to_owned()
+                )]
+            );
+            let outbox: Vec<String> = sqlx::query_scalar(
+                "SELECT operation FROM calendar_outbox WHERE reservation_id = $1",
+            )
+            .bind(r.id)
+            .fetch_all(daemon.store.pool())
+            .await
+            .expect("outbox");
+            assert_eq!(outbox, ["upsert"]);
+        }
+    }
+    // Each announced its own reservations.
+    let got = changes_until(&fast, &f.token, since, |c| {
+        c.delta.as_ref().is_some_and(|d| d.reservations.len() == 4)
+    })
+    .await;
+    let announced: Vec<Uuid> = got
+        .delta
+        .expect("delta")
+        .reservations
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    let booked: Vec<Uuid> = made
+        .iter()
+        .flat_map(|b| b.reservations.iter().map(|r| r.id))
+        .collect();
+    assert_eq!(announced, booked);
+    daemon.stop().await.expect("stop");
+}
+
 #[tokio::test]
 async fn timeline_and_status_show_holders() {
     let (daemon, gpus) = daemon_with_gpus(2).await;

@@ -949,6 +949,35 @@ pub(super) async fn insert_booking(
     } = *new;
     // The member first, then the resources: the one lock order.
     let limits = policy::lock_member(tx, defaults, user_id).await?;
+    // The common case in one round trip: no rule of lab policy to check
+    // (a rule is checked before anything is written, which a series that
+    // skips refused occurrences relies on) and no override to audit.
+    let checked = matches!(mode, PolicyMode::Check) && !limits.is_empty();
+    if !checked && !matches!(mode, PolicyMode::Override(_)) {
+        let booking_id = Uuid::new_v4();
+        let ids: Vec<Uuid> = resource_ids.iter().map(|_| Uuid::new_v4()).collect();
+        let announce = store::Changed::Reservations(ids.clone()).payload();
+        let rows = reservations::NewBookingRows {
+            booking_id,
+            request_id,
+            user_id,
+            unix_user: audit_name,
+            ids: &ids,
+            resources: resource_ids,
+            period,
+            note,
+            series_id,
+            pending,
+            announce: &announce,
+        };
+        if reservations::book(tx, &rows).await? {
+            let reservations = reservations::by_ids(tx, &ids).await?;
+            return Ok(Booking {
+                booking_id,
+                reservations,
+            });
+        }
+    }
     let existing = reservations::by_request(tx, user_id, request_id).await?;
     if let Some(first) = existing.first() {
         // A retry of a booking that already happened: give it back.

@@ -1,7 +1,8 @@
 //! `reservations`: the book. Reads for listings, the timeline and status, and
-//! the statements of a booking transaction ([`holders`], [`insert`],
-//! [`set_period_and_note`], [`set_cancelled`]); the exclusion constraint in
-//! the schema is the last word on overlaps.
+//! the statements of a booking transaction ([`book`], the common case in one
+//! round trip; [`holders`], [`insert`], [`set_period_and_note`],
+//! [`set_cancelled`]); the exclusion constraint in the schema is the last
+//! word on overlaps.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use gpures_proto::{
@@ -359,6 +360,52 @@ pub struct NewReservation<'a> {
     pub series_id: Option<Uuid>,
     /// Waiting for an admin until then, and why it was asked.
     pub pending: Option<(DateTime<Utc>, &'a str)>,
+}
+
+/// The reservations of one new booking, one per resource.
+pub struct NewBookingRows<'a> {
+    pub booking_id: Uuid,
+    pub request_id: Uuid,
+    pub user_id: i64,
+    /// Who the audit log names.
+    pub unix_user: &'a str,
+    /// The new reservations' ids, one per resource, in the same order.
+    pub ids: &'a [Uuid],
+    pub resources: &'a [i64],
+    pub period: Period,
+    pub note: &'a str,
+    pub series_id: Option<Uuid>,
+    pub pending: Option<(DateTime<Utc>, &'a str)>,
+    /// The NOTIFY payload that announces them.
+    pub announce: &'a str,
+}
+
+/// Books `b` in one round trip (`gpures_book`, migration 15) when nothing
+/// stands in the way: no booking of this request yet, every resource there
+/// and active, nothing holding or blocking the period. Then its
+/// reservations, outbox and audit rows are written and announced, and the
+/// answer is `true`; else nothing is written (the resources stay locked)
+/// and the caller finds out why statement by statement.
+pub async fn book(conn: &mut PgConnection, b: &NewBookingRows<'_>) -> Result<bool> {
+    let outcome: String = sqlx::query_scalar(
+        "SELECT gpures_book($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(b.user_id)
+    .bind(b.unix_user)
+    .bind(b.request_id)
+    .bind(b.booking_id)
+    .bind(b.ids)
+    .bind(b.resources)
+    .bind(b.period.start)
+    .bind(b.period.end)
+    .bind(b.note)
+    .bind(b.series_id)
+    .bind(b.pending.map(|p| p.0))
+    .bind(b.pending.map(|p| p.1))
+    .bind(b.announce)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(outcome == "booked")
 }
 
 pub async fn insert(conn: &mut PgConnection, r: &NewReservation<'_>) -> Result<()> {
