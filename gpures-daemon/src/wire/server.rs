@@ -9,7 +9,9 @@
 //! `max_calls_per_connection` calls in flight (further frames stay unread in
 //! the socket), and one Unix user at most `max_calls_per_user` over all their
 //! connections, so that one user never holds more than that many database
-//! connections. Long polls (`wait_for_changes`) hold no database connection
+//! connections; and all calls share as many [`Turns`] as the database pool
+//! has connections, handed round-robin between Unix users when they are
+//! scarce. Long polls (`wait_for_changes`) hold no database connection
 //! while they wait and do not count against the user's calls; what a change
 //! means is read from the database once per change for all of them
 //! ([`Service::delta`](crate::service::Service::delta)), not per poll.
@@ -28,6 +30,7 @@ use tokio::task::JoinSet;
 use crate::host::unix;
 use crate::service::Peer;
 use crate::wire::rpc::{Connection, Shared};
+use crate::wire::turns::Turns;
 use crate::workers::Shutdown;
 
 /// How long connections get to finish their calls after shutdown begins.
@@ -48,6 +51,9 @@ pub struct Limits {
     pub max_calls_per_connection: usize,
     /// Calls in flight of one Unix user over all their connections.
     pub max_calls_per_user: usize,
+    /// Calls running at once over all users (the database pool's size);
+    /// the rest wait, served round-robin by Unix user.
+    pub db_turns: usize,
     /// How long a frame may take once its first byte arrived.
     pub frame_timeout: Duration,
 }
@@ -58,6 +64,7 @@ pub struct Limits {
 pub struct Limiter {
     limits: Limits,
     open: Mutex<Open>,
+    turns: Arc<Turns>,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +91,7 @@ impl Limiter {
                 ..limits
             },
             open: Mutex::new(Open::default()),
+            turns: Turns::new(limits.db_turns),
         })
     }
 
@@ -187,6 +195,7 @@ fn accept(
     tracing::debug!(uid, user = %peer.unix_user, "connection accepted");
     let connection = Connection::new(shared.clone(), peer);
     let limits = limiter.limits;
+    let turns = Arc::clone(&limiter.turns);
     let mut shutdown = shared.shutdown.clone();
     Some(async move {
         let user_calls = Arc::clone(&permit.calls);
@@ -206,15 +215,16 @@ fn accept(
                 let long_poll =
                     matches!(request.get().message, GpuresRequest::WaitForChanges { .. });
                 let (serve, user_calls) = (connection.clone().serve(), Arc::clone(&user_calls));
+                let turns = Arc::clone(&turns);
                 async move {
                     // A long poll waits for a change, not for the database.
                     let _turn = if long_poll {
                         None
                     } else {
-                        match user_calls.acquire_owned().await {
-                            Ok(turn) => Some(turn),
-                            Err(_) => return,
-                        }
+                        let Ok(mine) = user_calls.acquire_owned().await else {
+                            return;
+                        };
+                        Some((mine, turns.take(uid).await))
                     };
                     request.execute(serve).await;
                 }
