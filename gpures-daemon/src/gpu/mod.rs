@@ -22,7 +22,7 @@ use thiserror::Error;
 pub mod record;
 pub mod topology;
 
-pub use record::{HostRecord, StoredGpu, flags, telemetry_for};
+pub use record::{GpuIndex, HostRecord, StoredGpu, flags, telemetry_for};
 pub use topology::GpuLink;
 
 #[derive(Debug, Error)]

@@ -3,6 +3,8 @@
 //! with its schedule ([`flags`]). Plain data and pure functions: the probe
 //! writes them, the status service reads them.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use gpures_proto::{GpuFlag, GpuTelemetry, HostTelemetry, Reservation};
 use serde::{Deserialize, Serialize};
@@ -47,16 +49,44 @@ pub fn telemetry_for<'a>(
     records: &'a [HostRecord],
     resource: &gpures_proto::Resource,
 ) -> Option<&'a StoredGpu> {
-    let all = records.iter().flat_map(|r| r.gpus.iter());
-    if let Some(uuid) = &resource.gpu_uuid {
-        return all.clone().find(|g| &g.telemetry.uuid == uuid);
+    GpuIndex::new(records).get(resource)
+}
+
+/// [`telemetry_for`] for many resources: every GPU of `records` indexed
+/// once, so a status of a thousand GPUs is a thousand lookups.
+pub struct GpuIndex<'a> {
+    by_uuid: HashMap<&'a str, &'a StoredGpu>,
+    by_slot: HashMap<(&'a str, u32), &'a StoredGpu>,
+}
+
+impl<'a> GpuIndex<'a> {
+    pub fn new(records: &'a [HostRecord]) -> GpuIndex<'a> {
+        let mut index = GpuIndex {
+            by_uuid: HashMap::new(),
+            by_slot: HashMap::new(),
+        };
+        for r in records {
+            for g in &r.gpus {
+                // The first record wins, as a search in order would find.
+                index.by_uuid.entry(g.telemetry.uuid.as_str()).or_insert(g);
+                index
+                    .by_slot
+                    .entry((r.host.as_str(), g.telemetry.index))
+                    .or_insert(g);
+            }
+        }
+        index
     }
-    let index = u32::try_from(resource.gpu_index?).ok()?;
-    records
-        .iter()
-        .filter(|r| r.host == resource.host)
-        .flat_map(|r| r.gpus.iter())
-        .find(|g| g.telemetry.index == index)
+
+    /// The telemetry record of `resource`: by UUID when it has one, else by
+    /// host and index.
+    pub fn get(&self, resource: &gpures_proto::Resource) -> Option<&'a StoredGpu> {
+        if let Some(uuid) = &resource.gpu_uuid {
+            return self.by_uuid.get(uuid.as_str()).copied();
+        }
+        let index = u32::try_from(resource.gpu_index?).ok()?;
+        self.by_slot.get(&(resource.host.as_str(), index)).copied()
+    }
 }
 
 /// Compares a GPU with its schedule. `unix_user_of` maps a user id to the

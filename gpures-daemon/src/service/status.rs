@@ -65,30 +65,34 @@ impl Service {
             .collect();
         let unix_user_of = |id: i64| unix_users.get(&id).cloned();
         let idle_after = self.settings().idle_after;
+        // Per resource (at most one current, next and block each): a
+        // thousand GPUs are a thousand lookups, not a million comparisons.
+        let mut current: HashMap<i64, Reservation> =
+            current.into_iter().map(|r| (r.resource_id, r)).collect();
+        let mut next: HashMap<i64, Reservation> =
+            next.into_iter().map(|r| (r.resource_id, r)).collect();
+        let mut blocks: HashMap<i64, gpures_proto::Block> =
+            blocks.into_iter().map(|b| (b.resource_id, b)).collect();
+        let mut ended: HashMap<i64, Vec<&Reservation>> = HashMap::new();
+        for r in &recent {
+            ended.entry(r.resource_id).or_default().push(r);
+        }
+        let gpus = gpu::GpuIndex::new(&records);
         let resources = resources
             .into_iter()
             .map(|resource| {
-                let current = current
-                    .iter()
-                    .find(|r| r.resource_id == resource.id)
-                    .cloned();
-                let gpu = gpu::telemetry_for(&records, &resource);
+                let current = current.remove(&resource.id);
+                let gpu = gpus.get(&resource);
                 let flags = match gpu {
                     Some(g) => {
-                        let ended: Vec<&Reservation> = recent
-                            .iter()
-                            .filter(|r| r.resource_id == resource.id)
-                            .collect();
-                        gpu::flags(g, current.as_ref(), &ended, &unix_user_of, now, idle_after)
+                        let ended = ended.get(&resource.id).map_or(&[][..], Vec::as_slice);
+                        gpu::flags(g, current.as_ref(), ended, &unix_user_of, now, idle_after)
                     }
                     None => Vec::new(),
                 };
                 ResourceStatus {
-                    block: blocks
-                        .iter()
-                        .find(|b| b.resource_id == resource.id)
-                        .cloned(),
-                    next: next.iter().find(|r| r.resource_id == resource.id).cloned(),
+                    block: blocks.remove(&resource.id),
+                    next: next.remove(&resource.id),
                     telemetry: gpu.map(|g| g.telemetry.clone()),
                     flags,
                     current,
