@@ -1070,6 +1070,24 @@ async fn scenario_queue(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> 
 
 /// Every reservation of `window`, page after page of the largest size, as
 /// the TUI loads it; returns how many there were.
+/// Every page of the status, as the client reads it; how many resources and
+/// how many pages.
+async fn whole_status(client: &GpuresClient, token: &str) -> Result<(usize, usize)> {
+    let (mut n, mut pages) = (0, 0);
+    let mut after = None;
+    loop {
+        let s = client
+            .status(context::current(), token.to_owned(), after)
+            .await??;
+        n += s.resources.len();
+        pages += 1;
+        match s.next {
+            Some(next) => after = Some(next),
+            None => return Ok((n, pages)),
+        }
+    }
+}
+
 async fn whole_timeline(client: &GpuresClient, token: &str, window: Period) -> Result<usize> {
     let mut page = gpures_proto::PageRequest {
         after: None,
@@ -2043,14 +2061,13 @@ async fn scenario_lab(env: &mut Env, figures: &mut Vec<Figure>, history: i64) ->
 
     // Reads at this size.
     let mut status_lat = Vec::new();
-    let mut shown = 0;
+    let (mut shown, mut status_pages) = (0, 0);
     for i in 0..120 {
         let t = Instant::now();
-        let s = admin.status(context::current(), token.clone()).await??;
+        (shown, status_pages) = whole_status(&admin, &token).await?;
         if i >= 20 {
             status_lat.push(t.elapsed());
         }
-        shown = s.resources.len();
     }
     status_lat.sort();
     let window = Period {
@@ -2067,7 +2084,9 @@ async fn scenario_lab(env: &mut Env, figures: &mut Vec<Figure>, history: i64) ->
         }
     }
     timeline_lat.sort();
-    eprintln!("  status shows {shown} resources; the week holds {in_week} reservations");
+    eprintln!(
+        "  status shows {shown} resources in {status_pages} page(s); the week holds {in_week} reservations"
+    );
 
     // 500 clients across the daemons, each long-polling.
     let mut members = Vec::new();
@@ -2205,7 +2224,7 @@ async fn scenario_lab(env: &mut Env, figures: &mut Vec<Figure>, history: i64) ->
     for d in &daemons {
         let (c, t) = (d.client().await?, token.clone());
         loop {
-            if let Ok(Ok(_)) = c.status(context::current(), t.clone()).await {
+            if let Ok(Ok(_)) = c.status(context::current(), t.clone(), None).await {
                 serving.push(t0.elapsed());
                 break;
             }
@@ -2226,7 +2245,10 @@ async fn scenario_lab(env: &mut Env, figures: &mut Vec<Figure>, history: i64) ->
                 ctx.deadline = std::time::Instant::now() + Duration::from_secs(30);
                 if let Ok(Ok(v)) = c.wait_for_changes(ctx, t.clone(), since).await
                     && v.version != since
-                    && matches!(c.status(context::current(), t.clone()).await, Ok(Ok(_)))
+                    && matches!(
+                        c.status(context::current(), t.clone(), None).await,
+                        Ok(Ok(_))
+                    )
                 {
                     return true;
                 }
@@ -2325,7 +2347,7 @@ async fn scenario_lab(env: &mut Env, figures: &mut Vec<Figure>, history: i64) ->
     });
     figures.push(Figure {
         scenario: "lab",
-        name: format!("status of {shown} GPUs on {HOSTS} hosts, p99"),
+        name: format!("status of {shown} GPUs on {HOSTS} hosts ({status_pages} page(s)), p99"),
         value: us(p99(&status_lat)) / 1000.0,
         unit: "ms",
         baseline: Some(us(percentile(&status_lat, 0.5)) / 1000.0),

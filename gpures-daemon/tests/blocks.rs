@@ -219,7 +219,7 @@ async fn nobody_books_into_a_block_and_the_owners_inside_are_told() {
         .expect("timeline");
     assert_eq!(timeline.blocks.len(), 1);
     let status = c
-        .status(context::current(), kim.token.clone())
+        .status(context::current(), kim.token.clone(), None)
         .await
         .expect("rpc")
         .expect("status");

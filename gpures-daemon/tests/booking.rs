@@ -979,7 +979,7 @@ async fn timeline_and_status_show_holders() {
     .expect("rpc")
     .expect("later");
     let status = c
-        .status(context::current(), login.token.clone())
+        .status(context::current(), login.token.clone(), None)
         .await
         .expect("rpc")
         .expect("status");
@@ -1163,5 +1163,132 @@ async fn a_large_timeline_comes_in_pages_that_fit_the_frame() {
         "long notes: later pages end by size, not at {}: {sizes:?}",
         limits::TIMELINE_PAGE_MAX
     );
+    daemon.stop().await.expect("stop");
+}
+
+/// 400 GPUs with the longest descriptions, each held now and booked next
+/// by reservations with the longest notes, in 4-byte characters (hanja of
+/// CJK extension B): about 2.5 MB of status, and 800 KB of resources before
+/// the timeline's first reservation. Both come in pages that each fit the
+/// frame, with everything once, in order.
+#[tokio::test]
+async fn a_large_status_and_timeline_come_in_pages_that_fit_the_frame() {
+    let (daemon, _) = daemon_with_gpus(0).await;
+    let gpus = daemon
+        .host_admin()
+        .expect("host admin")
+        .add_gpus("big-host", 400)
+        .await
+        .expect("gpus");
+    let (c, login) = daemon.user("seo@lab.kr", "서지우").await.expect("user");
+    let me = c
+        .whoami(context::current(), login.token.clone())
+        .await
+        .expect("rpc")
+        .expect("whoami")
+        .id;
+    let pool = daemon.store.pool().clone();
+    sqlx::query("UPDATE resources SET description = $1")
+        .bind("𠀀".repeat(limits::DESCRIPTION_MAX_CHARS))
+        .execute(&pool)
+        .await
+        .expect("descriptions");
+    let now = Utc::now();
+    for (from, to) in [
+        (now - TimeDelta::hours(1), now + TimeDelta::hours(1)),
+        (now + TimeDelta::hours(2), now + TimeDelta::hours(3)),
+    ] {
+        sqlx::query(
+            "INSERT INTO reservations (id, booking_id, user_id, resource_id, period, note)
+             SELECT gen_random_uuid(), gen_random_uuid(), $1, id, tstzrange($2, $3, '[)'), $4
+               FROM resources",
+        )
+        .bind(me)
+        .bind(from)
+        .bind(to)
+        .bind("𠀀".repeat(limits::NOTE_MAX_CHARS))
+        .execute(&pool)
+        .await
+        .expect("reservations");
+    }
+
+    let mut after = None;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = c
+            .status(context::current(), login.token.clone(), after)
+            .await
+            .expect("rpc: every page fits the frame")
+            .expect("status");
+        assert!(
+            gpures_proto::framing::encoded_len(&page) < gpures_proto::MAX_FRAME_BYTES,
+            "page {pages} fits"
+        );
+        assert!(!page.resources.is_empty());
+        if pages == 0 {
+            assert!(!page.hosts.is_empty(), "the hosts come with the first page");
+        } else {
+            assert!(page.hosts.is_empty());
+        }
+        for s in &page.resources {
+            assert!(
+                s.current.is_some() && s.next.is_some(),
+                "{}",
+                s.resource.name
+            );
+        }
+        seen.extend(page.resources.iter().map(|s| s.resource.id));
+        pages += 1;
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert!(pages >= 3, "{pages} pages");
+    // gpu0 … gpu399 on one host, added in index order: the status order.
+    assert_eq!(seen, gpus, "every GPU once, in order");
+
+    // The timeline's first page carries the 400 resources too: its
+    // reservations get what is left of the page.
+    let window = Period {
+        start: now - TimeDelta::hours(2),
+        end: now + TimeDelta::hours(4),
+    };
+    let mut page = gpures_proto::PageRequest {
+        after: None,
+        limit: limits::PAGE_MAX,
+    };
+    let mut got = 0;
+    let mut pages = 0;
+    loop {
+        let tl = c
+            .timeline(
+                context::current(),
+                login.token.clone(),
+                window,
+                page.clone(),
+            )
+            .await
+            .expect("rpc: every page fits the frame")
+            .expect("timeline");
+        assert!(
+            gpures_proto::framing::encoded_len(&tl) < gpures_proto::MAX_FRAME_BYTES,
+            "timeline page {pages} fits"
+        );
+        if pages == 0 {
+            assert_eq!(tl.resources.len(), 400);
+        }
+        got += tl.reservations.len();
+        pages += 1;
+        match tl.next {
+            Some(next) => {
+                page.after = Some(next);
+                page.limit = limits::TIMELINE_PAGE_MAX;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(got, 800, "every reservation once");
     daemon.stop().await.expect("stop");
 }

@@ -299,7 +299,7 @@ async fn every_change_leaves_the_calendar_equal_to_the_database() {
         "{listed:?}"
     );
     let status = c
-        .status(context::current(), t.into())
+        .status(context::current(), t.into(), None)
         .await
         .expect("rpc")
         .expect("status");
@@ -991,7 +991,7 @@ async fn a_later_success_clears_an_earlier_failure_and_tokens_expire_harmlessly(
         .expect("find");
     assert_eq!(now[0].sync, gpures_proto::SyncState::Synced);
     let status = c
-        .status(context::current(), t.into())
+        .status(context::current(), t.into(), None)
         .await
         .expect("rpc")
         .expect("status");

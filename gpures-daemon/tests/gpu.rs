@@ -40,7 +40,7 @@ fn fake_smi(dir: &Path, pids: &[u32]) -> std::path::PathBuf {
 async fn status_when_sampled(client: &gpures_proto::GpuresClient, token: &str) -> StatusReport {
     for _ in 0..50 {
         let s = client
-            .status(context::current(), token.to_owned())
+            .status(context::current(), token.to_owned(), None)
             .await
             .expect("rpc")
             .expect("status");
@@ -197,7 +197,7 @@ async fn without_gpu_tooling_status_says_no_gpu_telemetry() {
     let mut status = None;
     for _ in 0..50 {
         let s = client
-            .status(context::current(), login.token.clone())
+            .status(context::current(), login.token.clone(), None)
             .await
             .expect("rpc")
             .expect("status");

@@ -320,7 +320,12 @@ async fn round(g: &mut Gen, c: &GpuresClient, token: &str, known: &[Uuid], resou
         )
         .await,
     );
-    check("status", c.status(ctx(), t.clone()).await);
+    let after = g.opt(|g| gpures_proto::StatusCursor {
+        host: g.pick(&s),
+        gpu_index: g.pick(&[None, Some(i32::MIN), Some(-1), Some(0), Some(i32::MAX)]),
+        name: g.pick(&s),
+    });
+    check("status", c.status(ctx(), t.clone(), after).await);
     check(
         "list_users",
         c.list_users(

@@ -164,7 +164,7 @@ async fn two_daemons_on_one_database_share_one_schedule() {
     );
     // Status through either daemon shows both hosts' resources.
     let status = admin_b
-        .status(context::current(), login_b.token.clone())
+        .status(context::current(), login_b.token.clone(), None)
         .await
         .expect("rpc")
         .expect("status");
@@ -269,7 +269,7 @@ async fn status_follows_each_hosts_latest_telemetry() {
     .expect("resource");
     let busy_shown = || async {
         let s = admin
-            .status(context::current(), login.token.clone())
+            .status(context::current(), login.token.clone(), None)
             .await
             .expect("rpc")
             .expect("status");

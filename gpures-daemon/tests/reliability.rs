@@ -816,7 +816,7 @@ async fn an_idle_daemon_gives_its_database_connections_back() {
             let (c, t) = (client.clone(), login.token.clone());
             tokio::spawn(async move {
                 for _ in 0..40 {
-                    c.status(context::current(), t.clone())
+                    c.status(context::current(), t.clone(), None)
                         .await
                         .expect("rpc")
                         .expect("status");

@@ -946,17 +946,60 @@ pub struct ResourceStatus {
     pub block: Option<Block>,
 }
 
-/// Who holds what now and next, per active resource.
+/// Who holds what now and next, per active resource: one page of them, in
+/// the order of [`StatusCursor::key`], ending early once about
+/// [`limits::PAGE_BYTES_MAX`] bytes are in it (a thousand GPUs whose
+/// holders wrote long notes do not fit one frame).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StatusReport {
     pub generated_at: DateTime<Utc>,
     pub host: String,
     pub resources: Vec<ResourceStatus>,
     /// Per host sharing the database: how its GPUs are sampled, or why not
-    /// ("no GPU telemetry").
+    /// ("no GPU telemetry"). On the first page only.
     pub hosts: Vec<HostTelemetry>,
-    /// The calendar outbox; only for admins.
+    /// The calendar outbox; only for admins, on the first page only.
     pub calendar: Option<CalendarStatus>,
+    /// Where the next page starts; `None` on the last.
+    pub next: Option<StatusCursor>,
+}
+
+/// Where the next page of a status report starts: after this resource.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusCursor {
+    pub host: String,
+    pub gpu_index: Option<i32>,
+    pub name: String,
+}
+
+impl StatusCursor {
+    /// The cursor after `r`.
+    pub fn after(r: &Resource) -> StatusCursor {
+        StatusCursor {
+            host: r.host.clone(),
+            gpu_index: r.gpu_index,
+            name: r.name.clone(),
+        }
+    }
+
+    /// The status order: by host, then GPU index (resources without one
+    /// last), then name.
+    pub fn key(&self) -> (&str, bool, i32, &str) {
+        order_key(&self.host, self.gpu_index, &self.name)
+    }
+
+    /// [`Self::key`] of a resource.
+    pub fn key_of(r: &Resource) -> (&str, bool, i32, &str) {
+        order_key(&r.host, r.gpu_index, &r.name)
+    }
+}
+
+fn order_key<'a>(
+    host: &'a str,
+    index: Option<i32>,
+    name: &'a str,
+) -> (&'a str, bool, i32, &'a str) {
+    (host, index.is_none(), index.unwrap_or(0), name)
 }
 
 /// How one host samples its GPUs.
@@ -1220,8 +1263,10 @@ pub trait Gpures {
         period: Period,
         ignore: Option<Uuid>,
     ) -> Result<BookingPreview, ApiError>;
-    /// Any user: per active resource, who holds it now and who is next.
-    async fn status(token: Token) -> Result<StatusReport, ApiError>;
+    /// Any user: per active resource, who holds it now and who is next; one
+    /// page, from the start (`after: None`) or after a cursor the previous
+    /// page gave ([`StatusReport::next`]).
+    async fn status(token: Token, after: Option<StatusCursor>) -> Result<StatusReport, ApiError>;
     /// Any user: returns as soon as something changed after `since` (a
     /// version this call returned earlier; 0 at first), or after at most
     /// [`limits::LONG_POLL_MAX_SECS`] with the same version. With a new

@@ -870,11 +870,32 @@ impl Client {
         )
     }
 
+    /// The status of every active resource, a page at a time.
+    ///
     /// # Errors
     /// [`ClientError`].
     pub async fn status(&self) -> Result<StatusReport> {
         let token = self.need_token()?;
-        flat(self.rpc().status(context::current(), token).await)
+        let mut report = flat(
+            self.rpc()
+                .status(context::current(), token.clone(), None)
+                .await,
+        )?;
+        let mut next = report.next.take();
+        while let Some(after) = next {
+            let page = flat(
+                self.rpc()
+                    .status(context::current(), token.clone(), Some(after.clone()))
+                    .await,
+            )?;
+            // A daemon that does not move on would loop forever.
+            if page.next.as_ref() == Some(&after) {
+                break;
+            }
+            report.resources.extend(page.resources);
+            next = page.next;
+        }
+        Ok(report)
     }
 
     /// Waits (up to the daemon's long-poll limit) for a change after `since`;

@@ -45,9 +45,9 @@ fn one(mut changed: Vec<Reservation>) -> Result<Reservation> {
     changed.pop().ok_or(Error::NotFound(Entity::Reservation))
 }
 
-/// The first `limit` of `rows` (fetched with one extra) and where the next
-/// page starts.
-fn paged(mut rows: Vec<Reservation>, limit: i64) -> ReservationPage {
+/// The first `limit` of `rows` (fetched with one extra), no more than
+/// about `budget` bytes of them, and where the next page starts.
+fn paged(mut rows: Vec<Reservation>, limit: i64, budget: usize) -> ReservationPage {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     // At most `limit` rows, and no more than fit the byte budget (at least
     // one: a single reservation always fits a frame).
@@ -56,7 +56,7 @@ fn paged(mut rows: Vec<Reservation>, limit: i64) -> ReservationPage {
         .iter()
         .position(|r| {
             bytes += wire_bytes(r);
-            bytes > limits::PAGE_BYTES_MAX
+            bytes > budget
         })
         .map_or(rows.len(), |over| over.max(1));
     let keep = limit.min(fit);
@@ -774,7 +774,7 @@ impl Service {
         let limit = validate::page_limit(page.limit);
         let mut conn = self.store().acquire().await?;
         let rows = reservations::page(&mut conn, filter, page.after.as_ref(), limit + 1).await?;
-        Ok(paged(rows, limit))
+        Ok(paged(rows, limit, limits::PAGE_BYTES_MAX))
     }
 
     /// The active resources (first page only) and one page of the active
@@ -808,7 +808,14 @@ impl Service {
         };
         let rows =
             reservations::active_page(&mut conn, window, page.after.as_ref(), limit + 1).await?;
-        let ReservationPage { reservations, next } = paged(rows, limit);
+        // The first page's resources, blocks and usage share its frame.
+        let extras = gpures_proto::framing::encoded_len(&resources)
+            .saturating_add(gpures_proto::framing::encoded_len(&blocks))
+            .saturating_add(gpures_proto::framing::encoded_len(&usage));
+        let budget = limits::PAGE_BYTES_MAX
+            .saturating_sub(extras)
+            .max(limits::PAGE_BYTES_MAX / 8);
+        let ReservationPage { reservations, next } = paged(rows, limit, budget);
         Ok(Timeline {
             window,
             resources,

@@ -133,7 +133,9 @@ impl Service {
         let status = if on.is_empty() {
             Vec::new()
         } else {
-            self.status_of(&mut conn, Some(&on)).await?.resources
+            self.status_of(&mut conn, super::status::Scope::Only(&on))
+                .await?
+                .resources
         };
         Ok(Arc::new(Delta {
             reservations: rows,

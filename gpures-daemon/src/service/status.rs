@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{TimeDelta, Utc};
-use gpures_proto::{Reservation, ResourceStatus, StatusReport};
+use gpures_proto::{Reservation, ResourceStatus, StatusCursor, StatusReport, limits};
 use sqlx::PgConnection;
 
 use super::{Actor, Result, Service};
@@ -15,38 +15,88 @@ use crate::store::{outbox, reservations, resources, users};
 /// How far back a reservation that ended may still explain a running process.
 pub(super) const OVERRUN_LOOKBACK: TimeDelta = TimeDelta::hours(24);
 
+/// Which resources a status is about.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Scope<'a> {
+    /// Those after the cursor (all from the start with `None`).
+    After(Option<&'a StatusCursor>),
+    /// These (the resources of a change).
+    Only(&'a [i64]),
+}
+
 impl Service {
-    /// The status of every active resource; admins also see the calendar queue.
+    /// One page of the status of the active resources, from the start or
+    /// after `after`; admins also see the calendar queue (first page).
     ///
     /// # Errors
     /// Store failures.
-    pub async fn status(&self, actor: &Actor) -> Result<StatusReport> {
+    pub async fn status(
+        &self,
+        actor: &Actor,
+        after: Option<&StatusCursor>,
+    ) -> Result<StatusReport> {
         let mut conn = self.store().acquire().await?;
-        let mut report = self.status_of(&mut conn, None).await?;
-        if actor.is_admin() {
+        let mut report = self.status_of(&mut conn, Scope::After(after)).await?;
+        // Ends where about a page of bytes is reached (at least one).
+        let mut bytes = 0;
+        let fits = report
+            .resources
+            .iter()
+            .position(|s| {
+                bytes += gpures_proto::framing::encoded_len(s);
+                bytes > limits::PAGE_BYTES_MAX
+            })
+            .map_or(report.resources.len(), |i| i.max(1));
+        if fits < report.resources.len() {
+            report.resources.truncate(fits);
+            report.next = report
+                .resources
+                .last()
+                .map(|s| StatusCursor::after(&s.resource));
+        }
+        if after.is_none() && actor.is_admin() {
             report.calendar =
                 Some(outbox::status(&mut conn, self.settings().calendar_enabled).await?);
         }
         Ok(report)
     }
 
-    /// The status of the active resources `only` names (all with `None`),
-    /// without the calendar queue.
+    /// The status of the active resources in `scope`, in status order,
+    /// whole (not cut into pages) and without the calendar queue; the hosts'
+    /// sampling only from the start.
     ///
     /// # Errors
     /// Store failures.
     pub(super) async fn status_of(
         &self,
         conn: &mut PgConnection,
-        only: Option<&[i64]>,
+        scope: Scope<'_>,
     ) -> Result<StatusReport> {
         let now = Utc::now();
         let mut resources = resources::list(&mut *conn, false).await?;
-        if let Some(only) = only {
-            resources.retain(|r| only.contains(&r.id));
+        resources.sort_by(|a, b| StatusCursor::key_of(a).cmp(&StatusCursor::key_of(b)));
+        match scope {
+            Scope::After(Some(c)) => resources.retain(|r| StatusCursor::key_of(r) > c.key()),
+            Scope::Only(ids) => resources.retain(|r| ids.contains(&r.id)),
+            Scope::After(None) => {}
         }
-        // Empty: every resource.
-        let on = only.unwrap_or_default();
+        // The queries below read only these resources' rows (empty: all).
+        let on: Vec<i64> = match scope {
+            Scope::After(None) => Vec::new(),
+            _ => resources.iter().map(|r| r.id).collect(),
+        };
+        if on.is_empty() && !matches!(scope, Scope::After(None)) {
+            // Nothing in scope: not "every resource".
+            return Ok(StatusReport {
+                generated_at: now,
+                host: self.host().to_owned(),
+                resources: Vec::new(),
+                hosts: Vec::new(),
+                calendar: None,
+                next: None,
+            });
+        }
+        let on = on.as_slice();
         let (current, next) = reservations::current_and_next(&mut *conn, now, on).await?;
         let records = self.telemetry().all(&mut *conn).await?;
         let recent = reservations::recently_ended(&mut *conn, now, OVERRUN_LOOKBACK, on).await?;
@@ -100,12 +150,17 @@ impl Service {
                 }
             })
             .collect();
+        let hosts = match scope {
+            Scope::After(None) => records.iter().map(|r| r.summary()).collect(),
+            _ => Vec::new(),
+        };
         Ok(StatusReport {
             generated_at: now,
             host: self.host().to_owned(),
             resources,
-            hosts: records.iter().map(|r| r.summary()).collect(),
+            hosts,
             calendar: None,
+            next: None,
         })
     }
 }

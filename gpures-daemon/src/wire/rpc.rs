@@ -18,7 +18,7 @@ use gpures_proto::{
     Period, Policy, PolicySet, QueueEntry, QueueRequest, RegisterRequest, Report, ReportRequest,
     Reservation, ReservationChange, ReservationFilter, ReservationPage, Resource, ResourceUpdate,
     Role, SeriesEdit, SeriesReply, SeriesRequest, SessionInfo, Skipped, SlotOption, SlotQuery,
-    StatusReport, Timeline, Token, UserInfo, UserPage, limits,
+    StatusCursor, StatusReport, Timeline, Token, UserInfo, UserPage, limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -443,9 +443,14 @@ impl Gpures for Connection {
             .await?)
     }
 
-    async fn status(self, _: Context, token: Token) -> Reply<StatusReport> {
+    async fn status(
+        self,
+        _: Context,
+        token: Token,
+        after: Option<StatusCursor>,
+    ) -> Reply<StatusReport> {
         let actor = self.actor(&token).await?;
-        Ok(self.service().status(&actor).await?)
+        Ok(self.service().status(&actor, after.as_ref()).await?)
     }
 
     async fn wait_for_changes(self, ctx: Context, token: Token, since: u64) -> Reply<Changes> {

@@ -228,6 +228,7 @@ pub fn snapshot() -> Snapshot {
             oldest_pending_secs: Some(42),
             last_error: Some("insert: 403 forbidden".into()),
         }),
+        next: None,
     };
     Snapshot {
         me: Some(us[0].clone()),
