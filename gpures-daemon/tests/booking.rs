@@ -597,12 +597,7 @@ async fn a_change_wakes_a_waiting_client_within_a_second() {
     let (daemon, gpus) = daemon_with_gpus(1).await;
     let (watcher, w) = daemon.user("watch@lab.kr", "Watcher").await.expect("user");
     let (booker, b) = daemon.user("book@lab.kr", "Booker").await.expect("user");
-    let since = watcher
-        .wait_for_changes(context::current(), w.token.clone(), 0)
-        .await
-        .expect("rpc")
-        .expect("first value")
-        .version;
+    let since = gpures_testkit::change_version(&watcher, &w.token).await;
     let token = w.token.clone();
     let waiting = tokio::spawn(async move {
         let mut ctx = context::current();
@@ -740,12 +735,7 @@ async fn changes_come_as_deltas_of_what_changed() {
     // An admin cancels one with a reason: the row comes cancelled, its GPU
     // free; the booker is told (their inbox), the watcher is not.
     let v1 = got.version;
-    let b_since = booker
-        .wait_for_changes(context::current(), b.token.clone(), 0)
-        .await
-        .expect("rpc")
-        .expect("booker's version")
-        .version;
+    let b_since = gpures_testkit::change_version(&booker, &b.token).await;
     let target = booked.reservations[0].clone();
     admin
         .change_with_reason(
@@ -854,12 +844,7 @@ async fn both_booking_paths_write_the_same_rows() {
         .await
         .expect("rpc")
         .expect("a rule for one member only");
-    let since = fast
-        .wait_for_changes(context::current(), f.token.clone(), 0)
-        .await
-        .expect("rpc")
-        .expect("version")
-        .version;
+    let since = gpures_testkit::change_version(&fast, &f.token).await;
     let mut made = Vec::new();
     for (c, login, hours) in [(&fast, &f, 3), (&full, &g, 6)] {
         let b = c

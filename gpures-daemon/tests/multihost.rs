@@ -115,12 +115,7 @@ async fn two_daemons_on_one_database_share_one_schedule() {
 
     // A booking through A wakes a long poll on B.
     let watcher = b.client().await.expect("client");
-    let since = watcher
-        .wait_for_changes(context::current(), login_b.token.clone(), 0)
-        .await
-        .expect("rpc")
-        .expect("since")
-        .version;
+    let since = gpures_testkit::change_version(&watcher, &login_b.token).await;
     let token = login_b.token.clone();
     let waiting = tokio::spawn(async move {
         let mut ctx = context::current();

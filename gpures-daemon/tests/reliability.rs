@@ -116,12 +116,7 @@ async fn database_outage_fails_fast_and_recovers_without_a_restart() {
     // this one's must not be in the daemon's account cache for the checks
     // below).
     let (watcher, watcher_login) = daemon.user("w@lab.kr", "W").await.expect("user");
-    let before = watcher
-        .wait_for_changes(context::current(), watcher_login.token.clone(), 0)
-        .await
-        .expect("rpc")
-        .expect("version before")
-        .version;
+    let before = gpures_testkit::change_version(&watcher, &watcher_login.token).await;
 
     tokio::task::spawn_blocking(move || cluster.stop())
         .await
@@ -170,12 +165,7 @@ async fn database_outage_fails_fast_and_recovers_without_a_restart() {
     let mut since = 0;
     let t = Instant::now();
     while since == 0 && t.elapsed() < Duration::from_secs(30) {
-        since = client
-            .wait_for_changes(context::current(), login.token.clone(), 0)
-            .await
-            .expect("rpc")
-            .expect("long poll")
-            .version;
+        since = gpures_testkit::change_version(&client, &login.token).await;
     }
     let waiter = {
         let (client, token) = (client.clone(), login.token.clone());
@@ -377,12 +367,7 @@ async fn failover_to_a_promoted_standby_loses_no_confirmed_booking() {
         .expect("gpu")[0];
     let (client, login) = daemon.user("ha@lab.kr", "HA").await.expect("user");
     let (watcher, watcher_login) = daemon.user("w@lab.kr", "W").await.expect("user");
-    let before = watcher
-        .wait_for_changes(context::current(), watcher_login.token.clone(), 0)
-        .await
-        .expect("rpc")
-        .expect("version")
-        .version;
+    let before = gpures_testkit::change_version(&watcher, &watcher_login.token).await;
     let mut confirmed = Vec::new();
     for h in 0..20 {
         let b = client
@@ -491,12 +476,7 @@ async fn failover_to_a_promoted_standby_loses_no_confirmed_booking() {
     let told_after = t.elapsed();
     // Live updates work again (LISTEN on the new primary): a booking wakes
     // a client that follows from now, as a delta.
-    let mut since = watcher
-        .wait_for_changes(context::current(), watcher_login.token.clone(), 0)
-        .await
-        .expect("rpc")
-        .expect("version")
-        .version;
+    let mut since = gpures_testkit::change_version(&watcher, &watcher_login.token).await;
     let mut live = false;
     for h in 40..60 {
         client

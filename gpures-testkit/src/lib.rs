@@ -686,6 +686,20 @@ pub async fn connect(socket: &Path) -> Result<GpuresClient> {
     Ok(client)
 }
 
+/// The daemon's change version now, to follow live changes from
+/// (`wait_for_changes` from 0 answers at once).
+///
+/// # Panics
+/// The call failed: a test's setup is broken.
+pub async fn change_version(client: &GpuresClient, token: &str) -> u64 {
+    client
+        .wait_for_changes(context::current(), token.to_owned(), 0)
+        .await
+        .expect("rpc")
+        .expect("the change version")
+        .version
+}
+
 /// A throwaway Unix user for tests that need several lab members: made with
 /// `useradd` (no home, no login shell, `gecos` as its full name), deleted
 /// with `userdel` on drop. Tests run as root.

@@ -139,12 +139,7 @@ async fn log_in_book_and_cancel_by_keys() {
     let start = d.app.timeline().cell_start(d.app.timeline().cursor_col + 2);
     let start =
         chrono::DurationRound::duration_trunc(start, chrono::TimeDelta::minutes(1)).expect("trunc");
-    let since = other
-        .wait_for_changes(context::current(), login.token.clone(), 0)
-        .await
-        .expect("rpc")
-        .expect("version")
-        .version;
+    let since = gpures_testkit::change_version(&other, &login.token).await;
     other
         .create_booking(
             context::current(),
