@@ -31,6 +31,16 @@ fn slot(hours_ahead: i64) -> Period {
     }
 }
 
+/// A booking of `gpu` alone for `period`.
+fn one_gpu(gpu: i64, period: Period, note: &str) -> BookingRequest {
+    BookingRequest {
+        request_id: uuid::Uuid::new_v4(),
+        resources: vec![gpu],
+        period,
+        note: note.to_owned(),
+    }
+}
+
 #[tokio::test]
 async fn a_peer_that_sends_half_a_frame_and_waits_is_disconnected() {
     let daemon = TestDaemon::start_with(|c| c.limits.frame_timeout_secs = 1)
@@ -188,12 +198,7 @@ async fn database_outage_fails_fast_and_recovers_without_a_restart() {
         .create_booking(
             context::current(),
             other_login.token.clone(),
-            BookingRequest {
-                request_id: uuid::Uuid::new_v4(),
-                resources: vec![gpu],
-                period: slot(2),
-                note: String::new(),
-            },
+            one_gpu(gpu, slot(2), ""),
         )
         .await
         .expect("rpc")
@@ -374,12 +379,7 @@ async fn failover_to_a_promoted_standby_loses_no_confirmed_booking() {
             .create_booking(
                 context::current(),
                 login.token.clone(),
-                BookingRequest {
-                    request_id: uuid::Uuid::new_v4(),
-                    resources: vec![gpu],
-                    period: slot(2 + h),
-                    note: "before the failover".into(),
-                },
+                one_gpu(gpu, slot(2 + h), "before the failover"),
             )
             .await
             .expect("rpc")
@@ -413,12 +413,7 @@ async fn failover_to_a_promoted_standby_loses_no_confirmed_booking() {
             .create_booking(
                 context::current(),
                 login.token.clone(),
-                BookingRequest {
-                    request_id: uuid::Uuid::new_v4(),
-                    resources: vec![gpu],
-                    period: slot(30),
-                    note: "after the failover".into(),
-                },
+                one_gpu(gpu, slot(30), "after the failover"),
             )
             .await
             .expect("rpc");
@@ -483,12 +478,7 @@ async fn failover_to_a_promoted_standby_loses_no_confirmed_booking() {
             .create_booking(
                 context::current(),
                 login.token.clone(),
-                BookingRequest {
-                    request_id: uuid::Uuid::new_v4(),
-                    resources: vec![gpu],
-                    period: slot(h),
-                    note: String::new(),
-                },
+                one_gpu(gpu, slot(h), ""),
             )
             .await
             .expect("rpc")
