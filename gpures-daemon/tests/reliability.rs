@@ -764,6 +764,44 @@ async fn nothing_secret_reaches_the_log() {
     assert!(!format!("{req:?}").contains(secret_password));
 }
 
+/// A server whose default is JIT on (PostgreSQL's own default) must not
+/// compile the daemon's short queries: its sessions turn JIT off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemons_database_sessions_run_without_jit() {
+    use sqlx::Connection as _;
+    let url = fresh_database_url().await.expect("database");
+    let mut plain = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::raw_sql(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET jit = on', current_database()); END $$",
+    )
+    .execute(&mut plain)
+    .await
+    .expect("jit on for the database");
+    async fn jit(conn: &mut sqlx::PgConnection) -> String {
+        sqlx::query_scalar("SHOW jit")
+            .fetch_one(conn)
+            .await
+            .expect("show jit")
+    }
+    // Another client of this server gets the server's default …
+    let mut other = sqlx::PgConnection::connect(&url).await.expect("connect");
+    assert_eq!(jit(&mut other).await, "on");
+    // … and the daemon's sessions do not, whichever way they are opened.
+    let store = gpures_daemon::store::Store::connect_lazy_with_calendar(
+        url.parse().expect("url"),
+        2,
+        Duration::from_secs(60),
+        true,
+    );
+    let mut conn = store.acquire().await.expect("acquire");
+    assert_eq!(jit(&mut *conn).await, "off");
+    let calendar: String = sqlx::query_scalar("SELECT current_setting('gpures.calendar')")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("setting");
+    assert_eq!(calendar, "on", "the other session setting is still there");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_daemon_gives_its_database_connections_back() {
     let daemon = TestDaemon::start_with(|c| c.limits.db_idle_secs = 1)
