@@ -2002,6 +2002,16 @@ async fn scenario_lab(env: &mut Env, figures: &mut Vec<Figure>, history: i64) ->
     const PER_HOST: u32 = 10;
     const CLIENTS: usize = 500;
     let url = env.database().await?;
+    {
+        // A shared server as PostgreSQL ships: JIT on (the test cluster
+        // turns it off server-wide; the daemon turns it off per session).
+        let mut conn = sqlx::PgConnection::connect_with(&url.parse()?).await?;
+        sqlx::raw_sql(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET jit = on', current_database()); END $$",
+        )
+        .execute(&mut conn)
+        .await?;
+    }
     let mut daemons = Vec::new();
     for i in 0..4 {
         daemons.push(
@@ -2059,8 +2069,10 @@ async fn scenario_lab(env: &mut Env, figures: &mut Vec<Figure>, history: i64) ->
     .await?;
     // As a database that lived through this history would be: vacuumed and
     // analysed, so autovacuum does not wake for the bulk load in the middle
-    // of the measurement.
+    // of the measurement, and checkpointed, so the gigabytes the fill wrote
+    // are not being flushed while it runs.
     sqlx::raw_sql("VACUUM (ANALYZE)").execute(&mut conn).await?;
+    sqlx::raw_sql("CHECKPOINT").execute(&mut conn).await?;
 
     // Reads at this size.
     let mut status_lat = Vec::new();
