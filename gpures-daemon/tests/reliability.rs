@@ -764,10 +764,11 @@ async fn nothing_secret_reaches_the_log() {
     assert!(!format!("{req:?}").contains(secret_password));
 }
 
-/// A server whose default is JIT on (PostgreSQL's own default) must not
-/// compile the daemon's short queries: its sessions turn JIT off.
+/// A server as PostgreSQL ships (JIT on, two workers per parallel query)
+/// must neither compile the daemon's short queries nor start workers for
+/// them once history makes their estimates large: its sessions turn both off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemons_database_sessions_run_without_jit() {
+async fn the_daemons_database_sessions_run_without_jit_or_parallel_workers() {
     use sqlx::Connection as _;
     let url = fresh_database_url().await.expect("database");
     let mut plain = sqlx::PgConnection::connect(&url).await.expect("connect");
@@ -777,15 +778,17 @@ async fn the_daemons_database_sessions_run_without_jit() {
     .execute(&mut plain)
     .await
     .expect("jit on for the database");
-    async fn jit(conn: &mut sqlx::PgConnection) -> String {
-        sqlx::query_scalar("SHOW jit")
-            .fetch_one(conn)
-            .await
-            .expect("show jit")
+    async fn settings(conn: &mut sqlx::PgConnection) -> (String, String) {
+        sqlx::query_as(
+            "SELECT current_setting('jit'), current_setting('max_parallel_workers_per_gather')",
+        )
+        .fetch_one(conn)
+        .await
+        .expect("settings")
     }
-    // Another client of this server gets the server's default …
+    // Another client of this server gets the server's defaults …
     let mut other = sqlx::PgConnection::connect(&url).await.expect("connect");
-    assert_eq!(jit(&mut other).await, "on");
+    assert_eq!(settings(&mut other).await, ("on".into(), "2".into()));
     // … and the daemon's sessions do not, whichever way they are opened.
     let store = gpures_daemon::store::Store::connect_lazy_with_calendar(
         url.parse().expect("url"),
@@ -794,7 +797,7 @@ async fn the_daemons_database_sessions_run_without_jit() {
         true,
     );
     let mut conn = store.acquire().await.expect("acquire");
-    assert_eq!(jit(&mut *conn).await, "off");
+    assert_eq!(settings(&mut conn).await, ("off".into(), "0".into()));
     let calendar: String = sqlx::query_scalar("SELECT current_setting('gpures.calendar')")
         .fetch_one(&mut *conn)
         .await

@@ -150,11 +150,14 @@ impl Store {
     /// `calendar` says whether calendar sync is on, which reservations' sync
     /// state reports (`gpures.calendar` is set on every connection).
     ///
-    /// Every session runs with `jit = off`: the daemon's queries are short,
-    /// and a server's default JIT compiles any plan whose estimate passes
-    /// `jit_above_cost`, which the period-overlap searches do once history
-    /// is long (the status query for the next reservations took 26 ms with
-    /// JIT against 3 ms without at 10,000,000 past reservations).
+    /// Every session runs without JIT and without parallel workers: the
+    /// daemon's queries are short and shaped by what they show, but the
+    /// planner's estimates for the period-overlap searches grow with
+    /// history, and past a size it compiles them (`jit_above_cost`) or
+    /// starts workers for them, each of which costs more than the query.
+    /// At 10,000,000 past reservations the status query for the next
+    /// reservations took 26 ms with JIT and 8–19 ms with two workers,
+    /// against 3–5 ms with neither.
     pub fn connect_lazy_with_calendar(
         options: PgConnectOptions,
         size: u32,
@@ -164,6 +167,7 @@ impl Store {
         let options = options.options([
             ("gpures.calendar", if calendar { "on" } else { "off" }),
             ("jit", "off"),
+            ("max_parallel_workers_per_gather", "0"),
         ]);
         let pool = PgPoolOptions::new()
             .max_connections(size)
