@@ -1787,8 +1787,9 @@ async fn flood(socket: &Path) -> Result<()> {
         .await??
         .token;
     let gpus: Vec<i64> = first
-        .list_resources(context::current(), token.clone(), false)
+        .list_resources(context::current(), token.clone(), false, None)
         .await??
+        .resources
         .iter()
         .map(|r| r.id)
         .collect();

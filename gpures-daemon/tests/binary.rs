@@ -341,10 +341,11 @@ async fn the_daemon_restarts_its_embedded_postgres_when_it_dies() {
         .expect("login")
         .token;
     let gpu = client
-        .list_resources(context::current(), token.clone(), false)
+        .list_resources(context::current(), token.clone(), false, None)
         .await
         .expect("rpc")
-        .expect("resources")[0]
+        .expect("resources")
+        .resources[0]
         .id;
     let start = chrono::DurationRound::duration_trunc(
         chrono::Utc::now() + chrono::TimeDelta::hours(2),

@@ -1275,5 +1275,52 @@ async fn a_large_status_and_timeline_come_in_pages_that_fit_the_frame() {
         }
     }
     assert_eq!(got, 800, "every reservation once");
+
+    // 200 disabled resources more: the 600 are more than one frame, and
+    // the listing (inactive ones included) comes in pages too.
+    sqlx::query(
+        "INSERT INTO resources (name, host, kind, gpu_index, description, active)
+         SELECT format('old-gpu%s', i), 'old-host', 'gpu', i, $1, false
+           FROM generate_series(0, 199) i",
+    )
+    .bind("𠀀".repeat(limits::DESCRIPTION_MAX_CHARS))
+    .execute(&pool)
+    .await
+    .expect("disabled resources");
+    async fn every_page(
+        c: &GpuresClient,
+        token: &str,
+        inactive: bool,
+    ) -> (Vec<(String, Option<i32>)>, usize) {
+        let (mut after, mut listed, mut bytes) = (None, Vec::new(), 0);
+        loop {
+            let page = c
+                .list_resources(context::current(), token.to_owned(), inactive, after)
+                .await
+                .expect("rpc: every page fits the frame")
+                .expect("resources");
+            let len = gpures_proto::framing::encoded_len(&page);
+            assert!(len < gpures_proto::MAX_FRAME_BYTES, "a resource page fits");
+            assert!(!page.resources.is_empty());
+            bytes += len;
+            listed.extend(page.resources.into_iter().map(|r| (r.host, r.gpu_index)));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return (listed, bytes),
+            }
+        }
+    }
+    let (listed, bytes) = every_page(&c, &login.token, true).await;
+    assert!(
+        bytes > gpures_proto::MAX_FRAME_BYTES,
+        "one reply would not fit ({bytes} bytes)"
+    );
+    let active: Vec<(String, Option<i32>)> =
+        (0..400).map(|i| ("big-host".to_owned(), Some(i))).collect();
+    let disabled = (0..200).map(|i| ("old-host".to_owned(), Some(i)));
+    let every: Vec<_> = active.iter().cloned().chain(disabled).collect();
+    assert_eq!(listed, every, "every resource once, in status order");
+    let (listed, _) = every_page(&c, &login.token, false).await;
+    assert_eq!(listed, active, "without the disabled ones");
     daemon.stop().await.expect("stop");
 }

@@ -120,10 +120,11 @@ async fn status_shows_holder_processes_users_and_unreserved_use() {
         .await
         .expect("user");
     let resources = client
-        .list_resources(context::current(), login.token.clone(), false)
+        .list_resources(context::current(), login.token.clone(), false, None)
         .await
         .expect("rpc")
-        .expect("resources");
+        .expect("resources")
+        .resources;
     assert_eq!(resources.len(), 1);
     assert_eq!(resources[0].gpu_uuid.as_deref(), Some(UUID));
     let start = Utc::now()

@@ -162,9 +162,14 @@ async fn round(g: &mut Gen, c: &GpuresClient, token: &str, known: &[Uuid], resou
     );
     check("login", c.login(ctx(), g.pick(&s), g.pick(&s)).await);
     check("whoami", c.whoami(ctx(), g.pick(&s)).await);
+    let after = g.opt(|g| gpures_proto::StatusCursor {
+        host: g.pick(&s),
+        gpu_index: g.pick(&[None, Some(i32::MIN), Some(-1), Some(0), Some(i32::MAX)]),
+        name: g.pick(&s),
+    });
     check(
         "list_resources",
-        c.list_resources(ctx(), t.clone(), g.flip()).await,
+        c.list_resources(ctx(), t.clone(), g.flip(), after).await,
     );
     check(
         "create_resource",

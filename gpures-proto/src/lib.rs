@@ -31,7 +31,7 @@ pub use policy::{
 /// own. Bump it on any change to a call's arguments, a reply type or an enum's
 /// variants: bincode encodes by position, so an old peer would misread the frame.
 /// `hello` itself (request variant 0, a `u32` argument) never changes shape.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Largest frame either side accepts; a larger length prefix is hostile or
 /// broken and closes the connection. Every reply fits: listings come in pages
@@ -964,7 +964,16 @@ pub struct StatusReport {
     pub next: Option<StatusCursor>,
 }
 
-/// Where the next page of a status report starts: after this resource.
+/// One page of the resources, in the order of [`StatusCursor::key`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResourcePage {
+    pub resources: Vec<Resource>,
+    /// Where the next page starts; `None` on the last.
+    pub next: Option<StatusCursor>,
+}
+
+/// Where the next page of a status report (or of the resources) starts:
+/// after this resource.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusCursor {
     pub host: String,
@@ -1160,11 +1169,14 @@ pub trait Gpures {
     async fn whoami(token: Token) -> Result<UserInfo, ApiError>;
     /// Any user: revokes every token of the caller, this one included.
     async fn logout_everywhere(token: Token) -> Result<(), ApiError>;
-    /// Any user: the resources, inactive ones too when asked.
+    /// Any user: one page of the resources (inactive ones too when asked),
+    /// in status order from the start or after `after`, ending once about
+    /// [`limits::PAGE_BYTES_MAX`] bytes are in it.
     async fn list_resources(
         token: Token,
         include_inactive: bool,
-    ) -> Result<Vec<Resource>, ApiError>;
+        after: Option<StatusCursor>,
+    ) -> Result<ResourcePage, ApiError>;
     /// Admin: adds a resource.
     async fn create_resource(token: Token, resource: NewResource) -> Result<Resource, ApiError>;
     /// Admin: changes a resource (rename, describe, disable).
@@ -1542,6 +1554,20 @@ pub mod framing {
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
     }
 
+    /// How many of `items`, from the first, fit in about `budget` bytes as
+    /// `size` measures them; at least one (a single item always fits a
+    /// frame), all when they fit.
+    pub fn fitting<T>(items: &[T], budget: usize, mut size: impl FnMut(&T) -> usize) -> usize {
+        let mut bytes = 0usize;
+        items
+            .iter()
+            .position(|item| {
+                bytes = bytes.saturating_add(size(item));
+                bytes > budget
+            })
+            .map_or(items.len(), |over| over.max(1))
+    }
+
     /// False when `frame` is a tarpc request whose deadline, added to now,
     /// does not fit an `Instant`. Reads only the frame's prefix, laid out as
     /// `ClientMessage::Request(Request { context: Context { deadline, .. }, .. })`
@@ -1587,5 +1613,20 @@ pub mod framing {
     pub async fn connect(path: &std::path::Path) -> std::io::Result<super::GpuresClient> {
         let stream = UnixStream::connect(path).await?;
         Ok(super::GpuresClient::new(tarpc::client::Config::default(), transport(stream)).spawn())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::fitting;
+
+        #[test]
+        fn a_page_takes_what_fits_and_never_nothing() {
+            let size = |x: &usize| *x;
+            assert_eq!(fitting(&[3, 3, 3], 7, size), 2);
+            assert_eq!(fitting(&[3, 3, 3], 9, size), 3, "all fit");
+            assert_eq!(fitting(&[10, 1], 5, size), 1, "one always fits");
+            assert_eq!(fitting(&[usize::MAX, 1], 5, size), 1);
+            assert_eq!(fitting::<usize>(&[], 5, size), 0);
+        }
     }
 }

@@ -254,11 +254,26 @@ impl Client {
     /// [`ClientError`].
     pub async fn resources(&self, include_inactive: bool) -> Result<Vec<Resource>> {
         let token = self.need_token()?;
-        flat(
-            self.rpc()
-                .list_resources(context::current(), token, include_inactive)
-                .await,
-        )
+        let mut resources = Vec::new();
+        let mut after = None;
+        loop {
+            let page = flat(
+                self.rpc()
+                    .list_resources(
+                        context::current(),
+                        token.clone(),
+                        include_inactive,
+                        after.clone(),
+                    )
+                    .await,
+            )?;
+            resources.extend(page.resources);
+            // A daemon that does not move on would loop forever.
+            if page.next.is_none() || page.next == after {
+                return Ok(resources);
+            }
+            after = page.next;
+        }
     }
 
     /// # Errors

@@ -51,14 +51,7 @@ fn paged(mut rows: Vec<Reservation>, limit: i64, budget: usize) -> ReservationPa
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     // At most `limit` rows, and no more than fit the byte budget (at least
     // one: a single reservation always fits a frame).
-    let mut bytes = 0;
-    let fit = rows
-        .iter()
-        .position(|r| {
-            bytes += wire_bytes(r);
-            bytes > budget
-        })
-        .map_or(rows.len(), |over| over.max(1));
+    let fit = gpures_proto::framing::fitting(&rows, budget, wire_bytes);
     let keep = limit.min(fit);
     let next = if rows.len() > keep {
         rows.truncate(keep);

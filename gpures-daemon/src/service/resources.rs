@@ -1,7 +1,9 @@
 //! Resources: list, add, change and disable GPUs and servers, and create
 //! them from what the GPU probe found ([`Service::discover`]).
 
-use gpures_proto::{NewResource, Resource, ResourceKind, ResourceUpdate};
+use gpures_proto::{
+    NewResource, Resource, ResourceKind, ResourcePage, ResourceUpdate, StatusCursor, limits,
+};
 
 use super::{Actor, Entity, Error, Result, Service, audit_by, validate};
 use crate::gpu::GpuSample;
@@ -32,7 +34,42 @@ pub enum Discovered {
 }
 
 impl Service {
-    /// The resources, inactive ones too when asked.
+    /// One page of the resources (inactive ones too when asked) in status
+    /// order, from the start or after `after`, ending once about
+    /// [`limits::PAGE_BYTES_MAX`] bytes are in it.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn resources_page(
+        &self,
+        actor: &Actor,
+        include_inactive: bool,
+        after: Option<&StatusCursor>,
+    ) -> Result<ResourcePage> {
+        let mut resources = self.list_resources(actor, include_inactive).await?;
+        // The order and the cut are made here, not in SQL, so that they are
+        // the status order whatever the database's collation.
+        resources.sort_by(|a, b| StatusCursor::key_of(a).cmp(&StatusCursor::key_of(b)));
+        if let Some(c) = after {
+            resources.retain(|r| StatusCursor::key_of(r) > c.key());
+        }
+        let fits = gpures_proto::framing::fitting(
+            &resources,
+            limits::PAGE_BYTES_MAX,
+            gpures_proto::framing::encoded_len,
+        );
+        let next = (fits < resources.len()).then(|| {
+            resources.truncate(fits);
+            resources.last().map(StatusCursor::after)
+        });
+        Ok(ResourcePage {
+            resources,
+            next: next.flatten(),
+        })
+    }
+
+    /// Every resource, inactive ones too when asked (the host admin's
+    /// commands; members page through [`Self::resources_page`]).
     ///
     /// # Errors
     /// Store failures.

@@ -38,15 +38,11 @@ impl Service {
         let mut conn = self.store().acquire().await?;
         let mut report = self.status_of(&mut conn, Scope::After(after)).await?;
         // Ends where about a page of bytes is reached (at least one).
-        let mut bytes = 0;
-        let fits = report
-            .resources
-            .iter()
-            .position(|s| {
-                bytes += gpures_proto::framing::encoded_len(s);
-                bytes > limits::PAGE_BYTES_MAX
-            })
-            .map_or(report.resources.len(), |i| i.max(1));
+        let fits = gpures_proto::framing::fitting(
+            &report.resources,
+            limits::PAGE_BYTES_MAX,
+            gpures_proto::framing::encoded_len,
+        );
         if fits < report.resources.len() {
             report.resources.truncate(fits);
             report.next = report

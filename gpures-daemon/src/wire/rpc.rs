@@ -16,9 +16,9 @@ use gpures_proto::{
     Gpures, Group, GroupChange, HelloReply, Holder, JobProcess, LoginReply, Lookup, NewResource,
     Notification, NotificationPage, NotifyChange, NotifySettings, PROTOCOL_VERSION, PageRequest,
     Period, Policy, PolicySet, QueueEntry, QueueRequest, RegisterRequest, Report, ReportRequest,
-    Reservation, ReservationChange, ReservationFilter, ReservationPage, Resource, ResourceUpdate,
-    Role, SeriesEdit, SeriesReply, SeriesRequest, SessionInfo, Skipped, SlotOption, SlotQuery,
-    StatusCursor, StatusReport, Timeline, Token, UserInfo, UserPage, limits,
+    Reservation, ReservationChange, ReservationFilter, ReservationPage, Resource, ResourcePage,
+    ResourceUpdate, Role, SeriesEdit, SeriesReply, SeriesRequest, SessionInfo, Skipped, SlotOption,
+    SlotQuery, StatusCursor, StatusReport, Timeline, Token, UserInfo, UserPage, limits,
 };
 use tarpc::context::Context;
 use tokio::sync::watch;
@@ -296,11 +296,12 @@ impl Gpures for Connection {
         _: Context,
         token: Token,
         include_inactive: bool,
-    ) -> Reply<Vec<Resource>> {
+        after: Option<StatusCursor>,
+    ) -> Reply<ResourcePage> {
         let actor = self.actor(&token).await?;
         Ok(self
             .service()
-            .list_resources(&actor, include_inactive)
+            .resources_page(&actor, include_inactive, after.as_ref())
             .await?)
     }
 
