@@ -85,11 +85,13 @@ impl ChangeLog {
         if since == log.version {
             return (since, Some(Vec::new()));
         }
-        let after = log
-            .entries
-            .iter()
-            .position(|e| e.version == since)
-            .map(|i| log.entries.iter().skip(i + 1).cloned().collect());
+        // Versions are consecutive, so `since` sits at a known place (the
+        // one wrap past 0 aside, after which such a client reloads).
+        let after = log.entries.front().and_then(|first| {
+            let i = usize::try_from(since.wrapping_sub(first.version)).ok()?;
+            (log.entries.get(i)?.version == since)
+                .then(|| log.entries.iter().skip(i + 1).cloned().collect())
+        });
         (log.version, after)
     }
 }
