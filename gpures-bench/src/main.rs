@@ -1636,6 +1636,8 @@ async fn main() -> Result<()> {
                 let socket = args.next().context("--flood SOCKET")?;
                 return flood(std::path::Path::new(&socket)).await;
             }
+            // The `fair` scenario's floor: every core busy, no daemon calls.
+            "--burn" => burn(),
             "--json" => json = true,
             "--burst" => {
                 burst = args
@@ -1758,13 +1760,32 @@ async fn victim(socket: &Path) -> Result<()> {
     let idle = measure(&c, &token, email).await?;
     println!("{}", serde_json::to_string(&idle)?);
     println!("READY");
-    let mut line = String::new();
-    tokio::io::BufReader::new(tokio::io::stdin())
-        .read_line(&mut line)
-        .await?;
-    let flooded = measure(&c, &token, email).await?;
-    println!("{}", serde_json::to_string(&flooded)?);
+    // Once more for each line on stdin (the machine is now under load).
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while lines.next_line().await?.is_some() {
+        let loaded = measure(&c, &token, email).await?;
+        println!("{}", serde_json::to_string(&loaded)?);
+    }
     Ok(())
+}
+
+/// `--burn`: keeps every core busy with arithmetic until killed, touching
+/// no daemon: the floor any load puts under the `fair` figures on this
+/// machine, whatever the daemon does.
+fn burn() -> ! {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    for _ in 1..cores {
+        std::thread::spawn(spin);
+    }
+    println!("BURNING");
+    spin()
+}
+
+fn spin() -> ! {
+    let mut x = 0u64;
+    loop {
+        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+    }
 }
 
 /// `--flood SOCKET`: registers, says FLOODING, and floods over 60
@@ -1844,8 +1865,9 @@ async fn flood(socket: &Path) -> Result<()> {
 /// One Unix user (root, a process of its own) floods the daemon over 60
 /// connections with pipelined availability checks and logins for made-up
 /// emails, while a second Unix user (uid 65534, this binary again) measures
-/// its `whoami` and `ls` p99 and one login, at rest and under the flood.
-/// Needs root.
+/// its `whoami` and `ls` p99 and one login, at rest and under the flood;
+/// then once more while a process that never calls the daemon keeps every
+/// core busy (`--burn`), the floor the machine sets. Needs root.
 async fn scenario_fair(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     use std::os::unix::process::CommandExt;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -1896,6 +1918,25 @@ async fn scenario_fair(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     stdin.write_all(b"GO\n").await?;
     let flooded: Measured = serde_json::from_str(&out.next_line().await?.context("flooded")?)?;
     let _ = flooder.kill().await;
+    let _ = flooder.wait().await;
+    // The floor: the same measurement while a process that never calls the
+    // daemon keeps every core busy. What the flood costs beyond this is
+    // what the daemon could still share better; this much is the machine.
+    let mut burner = tokio::process::Command::new(&exe)
+        .arg("--burn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut burn_out = tokio::io::BufReader::new(burner.stdout.take().context("stdout")?).lines();
+    anyhow::ensure!(
+        burn_out.next_line().await?.as_deref() == Some("BURNING"),
+        "the burn did not start"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stdin.write_all(b"GO\n").await?;
+    let burned: Measured = serde_json::from_str(&out.next_line().await?.context("burned")?)?;
+    let _ = burner.kill().await;
+    drop(stdin);
     let _ = child.wait().await;
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     for (name, value, base) in [
@@ -1931,6 +1972,29 @@ async fn scenario_fair(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
         goal: "≤ 2000 ms",
         met: Some(flooded.login_ms <= 2000.0),
     });
+    for (name, value, base) in [
+        (
+            "other user's whoami p99, every core busy outside the daemon (the floor)",
+            burned.whoami_p99_us,
+            idle.whoami_p99_us,
+        ),
+        (
+            "other user's ls p99, every core busy outside the daemon (the floor)",
+            burned.ls_p99_us,
+            idle.ls_p99_us,
+        ),
+    ] {
+        figures.push(Figure {
+            scenario: "fair",
+            name: name.into(),
+            value,
+            unit: "µs",
+            baseline: Some(base),
+            ratio: Some(ratio(value, base)),
+            goal: "none: what any load costs here",
+            met: None,
+        });
+    }
     d.stop().await
 }
 
