@@ -1903,39 +1903,30 @@ async fn scenario_fair(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
         out.next_line().await?.as_deref() == Some("READY"),
         "victim not ready"
     );
-    let mut flooder = tokio::process::Command::new(&exe)
-        .arg("--flood")
-        .arg(&d.socket)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut flood_out = tokio::io::BufReader::new(flooder.stdout.take().context("stdout")?).lines();
-    anyhow::ensure!(
-        flood_out.next_line().await?.as_deref() == Some("FLOODING"),
-        "the flood did not start"
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stdin.write_all(b"GO\n").await?;
-    let flooded: Measured = serde_json::from_str(&out.next_line().await?.context("flooded")?)?;
-    let _ = flooder.kill().await;
-    let _ = flooder.wait().await;
-    // The floor: the same measurement while a process that never calls the
-    // daemon keeps every core busy. What the flood costs beyond this is
-    // what the daemon could still share better; this much is the machine.
-    let mut burner = tokio::process::Command::new(&exe)
-        .arg("--burn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut burn_out = tokio::io::BufReader::new(burner.stdout.take().context("stdout")?).lines();
-    anyhow::ensure!(
-        burn_out.next_line().await?.as_deref() == Some("BURNING"),
-        "the burn did not start"
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stdin.write_all(b"GO\n").await?;
-    let burned: Measured = serde_json::from_str(&out.next_line().await?.context("burned")?)?;
-    let _ = burner.kill().await;
+    // The victim measures once more while each load runs: one Unix user's
+    // flood, then the floor, a process that never calls the daemon keeping
+    // every core busy. What the flood costs beyond the floor is what the
+    // daemon could still share better; the floor is the machine.
+    let mut under = async |load: &[&std::ffi::OsStr], ready: &str| -> Result<Measured> {
+        let mut load = tokio::process::Command::new(&exe)
+            .args(load)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut load_out = tokio::io::BufReader::new(load.stdout.take().context("stdout")?).lines();
+        anyhow::ensure!(
+            load_out.next_line().await?.as_deref() == Some(ready),
+            "the load did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stdin.write_all(b"GO\n").await?;
+        let measured = serde_json::from_str(&out.next_line().await?.context("measured")?)?;
+        let _ = load.kill().await;
+        let _ = load.wait().await;
+        Ok(measured)
+    };
+    let flooded = under(&["--flood".as_ref(), d.socket.as_os_str()], "FLOODING").await?;
+    let burned = under(&["--burn".as_ref()], "BURNING").await?;
     drop(stdin);
     let _ = child.wait().await;
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
