@@ -1929,63 +1929,66 @@ async fn scenario_fair(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
     let burned = under(&["--burn".as_ref()], "BURNING").await?;
     drop(stdin);
     let _ = child.wait().await;
-    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-    for (name, value, base) in [
-        (
-            "other user's whoami p99 under a flood",
-            flooded.whoami_p99_us,
-            idle.whoami_p99_us,
-        ),
-        (
-            "other user's ls p99 under a flood",
-            flooded.ls_p99_us,
-            idle.ls_p99_us,
-        ),
-    ] {
+    let mut figure = |name: &str, value: f64, base: f64, unit, goal, met| {
         figures.push(Figure {
             scenario: "fair",
-            name: name.into(),
+            name: format!("other user's {name}"),
             value,
-            unit: "µs",
+            unit,
             baseline: Some(base),
-            ratio: Some(ratio(value, base)),
-            goal: "≤ 2× the same user at rest",
-            met: Some(value <= 2.0 * base),
+            ratio: Some(if base > 0.0 { value / base } else { 0.0 }),
+            goal,
+            met,
         });
-    }
-    figures.push(Figure {
-        scenario: "fair",
-        name: "other user's login under a flood".into(),
-        value: flooded.login_ms,
-        unit: "ms",
-        baseline: Some(idle.login_ms),
-        ratio: Some(ratio(flooded.login_ms, idle.login_ms)),
-        goal: "≤ 2000 ms",
-        met: Some(flooded.login_ms <= 2000.0),
-    });
-    for (name, value, base) in [
-        (
-            "other user's whoami p99, every core busy outside the daemon (the floor)",
-            burned.whoami_p99_us,
-            idle.whoami_p99_us,
-        ),
-        (
-            "other user's ls p99, every core busy outside the daemon (the floor)",
-            burned.ls_p99_us,
-            idle.ls_p99_us,
-        ),
-    ] {
-        figures.push(Figure {
-            scenario: "fair",
-            name: name.into(),
-            value,
-            unit: "µs",
-            baseline: Some(base),
-            ratio: Some(ratio(value, base)),
-            goal: "none: what any load costs here",
-            met: None,
-        });
-    }
+    };
+    let (fair, floor) = (
+        "≤ 2× the same user at rest",
+        "none: what any load costs here",
+    );
+    let (w, l) = (idle.whoami_p99_us, idle.ls_p99_us);
+    let within = |v: f64, base: f64| Some(v <= 2.0 * base);
+    figure(
+        "whoami p99 under a flood",
+        flooded.whoami_p99_us,
+        w,
+        "µs",
+        fair,
+        within(flooded.whoami_p99_us, w),
+    );
+    figure(
+        "ls p99 under a flood",
+        flooded.ls_p99_us,
+        l,
+        "µs",
+        fair,
+        within(flooded.ls_p99_us, l),
+    );
+    let login = flooded.login_ms;
+    figure(
+        "login under a flood",
+        login,
+        idle.login_ms,
+        "ms",
+        "≤ 2000 ms",
+        Some(login <= 2000.0),
+    );
+    let busy = "every core busy outside the daemon (the floor)";
+    figure(
+        &format!("whoami p99, {busy}"),
+        burned.whoami_p99_us,
+        w,
+        "µs",
+        floor,
+        None,
+    );
+    figure(
+        &format!("ls p99, {busy}"),
+        burned.ls_p99_us,
+        l,
+        "µs",
+        floor,
+        None,
+    );
     d.stop().await
 }
 
