@@ -723,6 +723,45 @@ async fn fill(daemon: &TestDaemon, email: &str, past: i64, future: i64) {
     }
 }
 
+/// 600 resources with the longest descriptions in 4-byte characters are
+/// about 1.2 MB, more than one frame: `gpures resources` reads them page by
+/// page and lists every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_past_one_frame_list_page_by_page() {
+    use sqlx::Connection as _;
+    let cli = Cli::new().await;
+    cli.register("kim", "kim@lab.kr", "김민수").await;
+    let mut conn = sqlx::PgConnection::connect(&cli.daemon.database_url)
+        .await
+        .expect("db");
+    sqlx::query(
+        "INSERT INTO resources (name, host, kind, gpu_index, description)
+         SELECT format('big-gpu%s', i), 'big-host', 'gpu', i, $1
+           FROM generate_series(0, 599) i",
+    )
+    .bind("𠀀".repeat(gpures_proto::limits::DESCRIPTION_MAX_CHARS))
+    .execute(&mut conn)
+    .await
+    .expect("resources");
+    let listed = cli.ok("kim", &["resources", "--json"]).await.json();
+    let listed = listed.as_array().expect("array");
+    let big: Vec<&str> = listed
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .filter(|n| n.starts_with("big-gpu"))
+        .collect();
+    let every: Vec<String> = (0..600).map(|i| format!("big-gpu{i}")).collect();
+    assert_eq!(big, every, "every resource once, in order");
+    assert!(
+        listed
+            .iter()
+            .filter(|r| r["name"].as_str().is_some_and(|n| n.starts_with("big-gpu")))
+            .all(|r| r["description"]
+                .as_str()
+                .is_some_and(|d| d.chars().count() == 500))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_history_with_big_notes_breaks_no_listing_and_no_lookup() {
     let cli = Cli {
