@@ -58,14 +58,13 @@ impl Service {
             limits::PAGE_BYTES_MAX,
             gpures_proto::framing::encoded_len,
         );
-        let next = (fits < resources.len()).then(|| {
+        let next = if fits < resources.len() {
             resources.truncate(fits);
             resources.last().map(StatusCursor::after)
-        });
-        Ok(ResourcePage {
-            resources,
-            next: next.flatten(),
-        })
+        } else {
+            None
+        };
+        Ok(ResourcePage { resources, next })
     }
 
     /// Every resource, inactive ones too when asked (the host admin's
