@@ -125,6 +125,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// Sorts `(latency, when into the loop)` samples by latency and prints the
+/// five slowest with when they came, so a tail that clusters at one moment
+/// (a background pass, a flush) shows apart from one spread over the run.
+fn report_slowest(what: &str, samples: &mut [(Duration, Duration)]) {
+    samples.sort();
+    let slowest: Vec<String> = samples
+        .iter()
+        .rev()
+        .take(5)
+        .map(|(took, at)| format!("{:.1} ms at {:.1} s", us(*took) / 1000.0, at.as_secs_f64()))
+        .collect();
+    eprintln!(
+        "  {what}: {} samples, slowest {}",
+        samples.len(),
+        slowest.join(", ")
+    );
+}
+
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -2133,31 +2151,36 @@ async fn scenario_lab(env: &mut Env, figures: &mut Vec<Figure>, history: i64) ->
     sqlx::raw_sql("VACUUM (ANALYZE)").execute(&mut conn).await?;
     sqlx::raw_sql("CHECKPOINT").execute(&mut conn).await?;
 
-    // Reads at this size.
+    // Reads at this size: 1,000 samples, so that the p99 is the tenth
+    // slowest call and not, as with 100, the second slowest.
     let mut status_lat = Vec::new();
     let (mut shown, mut status_pages) = (0, 0);
-    for i in 0..120 {
+    let began = Instant::now();
+    for i in 0..1020 {
         let t = Instant::now();
         (shown, status_pages) = whole_status(&admin, &token).await?;
         if i >= 20 {
-            status_lat.push(t.elapsed());
+            status_lat.push((t.elapsed(), t.duration_since(began)));
         }
     }
-    status_lat.sort();
+    report_slowest("status", &mut status_lat);
+    let status_lat: Vec<Duration> = status_lat.into_iter().map(|(took, _)| took).collect();
     let window = Period {
         start: Utc::now(),
         end: Utc::now() + TimeDelta::days(7),
     };
     let mut timeline_lat = Vec::new();
     let mut in_week = 0;
-    for i in 0..60 {
+    let began = Instant::now();
+    for i in 0..310 {
         let t = Instant::now();
         in_week = whole_timeline(&admin, &token, window).await?;
         if i >= 10 {
-            timeline_lat.push(t.elapsed());
+            timeline_lat.push((t.elapsed(), t.duration_since(began)));
         }
     }
-    timeline_lat.sort();
+    report_slowest("timeline", &mut timeline_lat);
+    let timeline_lat: Vec<Duration> = timeline_lat.into_iter().map(|(took, _)| took).collect();
     eprintln!(
         "  status shows {shown} resources in {status_pages} page(s); the week holds {in_week} reservations"
     );
