@@ -492,6 +492,10 @@ pub struct LimitsConfig {
     /// Password checks of one Unix user that may wait for a hashing thread;
     /// more are answered `RateLimited` at once.
     pub hash_queue_per_user: usize,
+    /// Failed password checks (logins, password changes, reset codes) one
+    /// Unix user may make per minute over every email; more are answered
+    /// `RateLimited` before any hashing.
+    pub failed_logins_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -505,6 +509,7 @@ impl Default for LimitsConfig {
             max_calls_per_connection: 32,
             max_calls_per_user: 8,
             hash_queue_per_user: 4,
+            failed_logins_per_minute: 30,
         }
     }
 }
@@ -698,10 +703,11 @@ impl Config {
         if self.limits.max_calls_per_connection == 0
             || self.limits.max_calls_per_user == 0
             || self.limits.hash_queue_per_user == 0
+            || self.limits.failed_logins_per_minute == 0
         {
             return invalid(
                 "limits",
-                "max_calls_per_connection, max_calls_per_user and hash_queue_per_user must be at least 1",
+                "max_calls_per_connection, max_calls_per_user, hash_queue_per_user and failed_logins_per_minute must be at least 1",
             );
         }
         if self.auth.session_idle_days == 0
@@ -905,6 +911,10 @@ mod tests {
         assert_eq!(
             parsed.limits.max_connections,
             defaults.limits.max_connections
+        );
+        assert_eq!(
+            parsed.limits.failed_logins_per_minute,
+            defaults.limits.failed_logins_per_minute
         );
     }
 

@@ -68,6 +68,7 @@ pub fn settings(config: &Config) -> Settings {
         idle_after: chrono::TimeDelta::minutes(i64::from(config.gpu.idle_minutes)),
         calendar_enabled: config.calendar.enabled,
         hash_queue_per_user: config.limits.hash_queue_per_user,
+        failed_logins_per_minute: config.limits.failed_logins_per_minute,
         accounts_per_unix_user: usize::try_from(config.auth.accounts_per_unix_user)
             .unwrap_or(usize::MAX),
         peer_login: config.auth.peer_login,

@@ -323,6 +323,41 @@ async fn helper_present_token() {
     }
 }
 
+/// Runs [`helper_present_token`] as `uid` against `daemon` with `token`
+/// (and a login to `email` with the test password first) and returns what
+/// it printed. Blocking is fine on a thread of its own; the daemon runs on
+/// the test's runtime.
+async fn helper_as(
+    uid: u32,
+    daemon: &TestDaemon,
+    token: &str,
+    email: Option<&'static str>,
+) -> Result<String, tokio::task::JoinError> {
+    let exe = std::env::current_exe().expect("exe");
+    let (socket, token) = (daemon.socket.clone(), token.to_owned());
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args([
+            "--exact",
+            "helper_present_token",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GPURES_HELPER_SOCKET", &socket)
+        .env("GPURES_HELPER_TOKEN", &token)
+        .uid(uid)
+        .gid(if uid == 0 { 0 } else { 65534 });
+        if let Some(email) = email {
+            cmd.env("GPURES_HELPER_EMAIL", email);
+        }
+        let out = cmd.output().expect("run helper");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root to start a client as uid 65534; CI runs as root with --include-ignored"]
 async fn token_from_another_unix_user_is_refused() {
@@ -336,34 +371,7 @@ async fn token_from_another_unix_user_is_refused() {
         .user("root-user@lab.kr", "Root User")
         .await
         .expect("user");
-    let exe = std::env::current_exe().expect("exe");
-    let socket = daemon.socket.clone();
-    let token = login.token.clone();
-    // Blocking is fine on a thread of its own; the daemon runs on this runtime.
-    let run_helper = move |uid: u32, email: Option<&'static str>| {
-        let (exe, socket, token) = (exe.clone(), socket.clone(), token.clone());
-        tokio::task::spawn_blocking(move || {
-            use std::os::unix::process::CommandExt;
-            let mut cmd = std::process::Command::new(&exe);
-            cmd.args([
-                "--exact",
-                "helper_present_token",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("GPURES_HELPER_SOCKET", &socket)
-            .env("GPURES_HELPER_TOKEN", &token)
-            .uid(uid)
-            .gid(if uid == 0 { 0 } else { 65534 });
-            if let Some(email) = email {
-                cmd.env("GPURES_HELPER_EMAIL", email);
-            }
-            let out = cmd.output().expect("run helper");
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr)
-        })
-    };
+    let run_helper = |uid, email| helper_as(uid, &daemon, &login.token, email);
     // Four wrong passwords from root first: the right password from another
     // Unix user is then the fifth failure, not a reset.
     let root = daemon.client().await.expect("client");
@@ -406,6 +414,72 @@ async fn token_from_another_unix_user_is_refused() {
     assert!(
         as_root.contains("HELPER-RESULT accepted root-user@lab.kr"),
         "{as_root}"
+    );
+    daemon.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to start a client as uid 65534; CI runs as root with --include-ignored"]
+async fn a_unix_user_spraying_emails_runs_out_of_failed_checks_and_no_one_else_does() {
+    assert_eq!(
+        gpures_daemon::host::unix::euid(),
+        0,
+        "run as root: this test starts a client as uid 65534"
+    );
+    let daemon = TestDaemon::start_with(|c| c.limits.failed_logins_per_minute = 10)
+        .await
+        .expect("daemon");
+    let (_, login) = daemon
+        .user("root-user@lab.kr", "Root User")
+        .await
+        .expect("user");
+    let root = daemon.client().await.expect("client");
+    // Every guess names another email, so no email's own throttle starts.
+    let (mut checked, mut limited) = (0, 0);
+    for i in 0..25 {
+        match root
+            .login(
+                context::current(),
+                format!("spray{i}@lab.kr"),
+                "wrong password!".into(),
+            )
+            .await
+            .expect("rpc")
+        {
+            Err(ApiError::Unauthenticated) => checked += 1,
+            Err(ApiError::RateLimited { .. }) => limited += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // One check comes back every 6 s: a slow machine may get an eleventh.
+    assert!(
+        (10..=11).contains(&checked) && checked + limited == 25,
+        "{checked} checked (hashed), {limited} refused before hashing"
+    );
+    // The budget is the Unix user's: their own right password waits too,
+    // while the session they hold goes on working.
+    let e = root
+        .login(
+            context::current(),
+            "root-user@lab.kr".into(),
+            PASSWORD.into(),
+        )
+        .await
+        .expect("rpc")
+        .expect_err("out of failed checks");
+    assert!(matches!(e, ApiError::RateLimited { .. }), "{e:?}");
+    root.whoami(context::current(), login.token.clone())
+        .await
+        .expect("rpc")
+        .expect("the session still works");
+    // Another Unix user's password is still checked: a wrong one is answered
+    // as wrong, not refused unchecked.
+    let as_nobody = helper_as(65534, &daemon, &login.token, Some("nobody@lab.kr"))
+        .await
+        .expect("helper");
+    assert!(
+        as_nobody.contains("HELPER-LOGIN refused Unauthenticated"),
+        "{as_nobody}"
     );
     daemon.stop().await.expect("stop");
 }

@@ -449,7 +449,7 @@ impl Service {
         let _queued = auth
             .queues()
             .enter(peer.uid, self.settings().hash_queue_per_user)?;
-        let attempt = auth.throttle().begin(&email)?;
+        let attempt = self.password_attempt(peer, &email)?;
         // An email that cannot exist is checked like an unknown one, so the
         // answer and its timing are the same.
         let row = match validate::email(&email) {
@@ -483,6 +483,17 @@ impl Service {
             expires_at,
             user: row.info(),
         })
+    }
+
+    /// Starts a password check on `key` (an email) by the peer, throttled
+    /// per email and per Unix user ([`super::auth::Throttle`]).
+    fn password_attempt<'a>(&'a self, peer: &Peer, key: &str) -> Result<super::auth::Attempt<'a>> {
+        let per_minute = self.settings().failed_logins_per_minute;
+        Ok(self
+            .inner
+            .auth
+            .throttle()
+            .begin(key, peer.uid, per_minute)?)
     }
 
     /// The email of the one account bound to the peer (login without one).
@@ -611,7 +622,7 @@ impl Service {
                 .map_err(Error::not_found(Entity::User))?
         };
         if row.has_password() {
-            let attempt = auth.throttle().begin(&row.email)?;
+            let attempt = self.password_attempt(peer, &row.email)?;
             let ok = auth
                 .verify_password(Some(row.password_hash.clone()), old)
                 .await;
@@ -718,7 +729,7 @@ impl Service {
         let _queued = auth
             .queues()
             .enter(peer.uid, self.settings().hash_queue_per_user)?;
-        let attempt = auth.throttle().begin(&format!("code:{}", peer.unix_user))?;
+        let attempt = self.password_attempt(peer, &format!("code:{}", peer.unix_user))?;
         let rows = {
             let mut conn = self.store().acquire().await?;
             users::of_unix_user(&mut conn, &peer.unix_user).await?

@@ -10,7 +10,9 @@
 //!
 //! Failed logins are throttled per email ([`Throttle`]), known or not, so the
 //! answer never tells whether an account exists; attempts being checked count
-//! too. Each Unix user has a bounded queue in front of the hashing threads
+//! too. Each Unix user also has a budget of failed password checks per
+//! minute over all emails, so spraying made-up emails cannot keep a hashing
+//! core busy, and a bounded queue in front of the hashing threads
 //! ([`HashQueues`]).
 
 use std::collections::HashMap;
@@ -314,11 +316,37 @@ fn hash_password_now(password: &str) -> Result<String> {
 /// Per-email count of failed logins and the time before which the next
 /// attempt is refused. Attempts still being checked count against the free
 /// allowance ([`Throttle::begin`]), so a burst of concurrent guesses hashes at
-/// most [`FREE_FAILURES`] of them. In memory: a restart forgives, which is
-/// fine for a delay whose purpose is to make guessing slow.
+/// most [`FREE_FAILURES`] of them. Per Unix user, a [`Budget`] of failed
+/// checks per minute over every email. In memory: a restart forgives, which
+/// is fine for a delay whose purpose is to make guessing slow.
 #[derive(Default)]
 pub struct Throttle {
-    entries: Mutex<HashMap<String, Attempts>>,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_key: HashMap<String, Attempts>,
+    by_uid: HashMap<u32, Budget>,
+}
+
+/// A Unix user's failed password checks: a bucket of `size` that refills
+/// at `size` a minute. An attempt takes one when it begins and gives it
+/// back unless it fails, so checks in flight count and successes cost
+/// nothing.
+#[derive(Clone, Copy)]
+struct Budget {
+    left: f64,
+    size: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn refill(&mut self, now: Instant) {
+        let minutes = now.saturating_duration_since(self.at).as_secs_f64() / 60.0;
+        self.left = (self.left + minutes * self.size).min(self.size);
+        self.at = now;
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -336,6 +364,7 @@ struct Attempts {
 pub struct Attempt<'a> {
     throttle: &'a Throttle,
     key: String,
+    uid: u32,
     finished: bool,
 }
 
@@ -343,34 +372,55 @@ impl Attempt<'_> {
     /// Records the outcome: see [`Throttle::record`].
     pub fn finish(mut self, success: bool) {
         self.finished = true;
-        self.throttle.record(&self.key, Some(success));
+        self.throttle.record(&self.key, self.uid, Some(success));
     }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.throttle.record(&self.key, None);
+            self.throttle.record(&self.key, self.uid, None);
         }
     }
 }
 
 impl Throttle {
-    /// Starts an attempt for `email`, unless the email is locked out or as
-    /// many attempts are in flight as failures are still free.
+    /// Starts an attempt for `email` by the Unix user `uid`, unless the email
+    /// is locked out, as many attempts are in flight as failures are still
+    /// free, or `uid` has used its `per_minute` failed checks (attempts in
+    /// flight included).
     ///
     /// # Errors
     /// [`AuthError::Throttled`] with the time left.
-    pub fn begin(&self, email: &str) -> Result<Attempt<'_>> {
+    pub fn begin(&self, email: &str, uid: u32, per_minute: u32) -> Result<Attempt<'_>> {
         let key = email.to_lowercase();
         let Ok(mut entries) = self.entries.lock() else {
             return Err(AuthError::Throttled(Duration::from_secs(1)));
         };
+        let Entries { by_key, by_uid } = &mut *entries;
         let now = Instant::now();
-        if entries.len() >= THROTTLE_MAX_ENTRIES {
-            entries.retain(|_, a| a.in_flight > 0 || a.locked_until.is_some_and(|u| u > now));
+        if by_key.len() >= THROTTLE_MAX_ENTRIES {
+            by_key.retain(|_, a| a.in_flight > 0 || a.locked_until.is_some_and(|u| u > now));
         }
-        let a = entries.entry(key.clone()).or_default();
+        if by_uid.len() >= THROTTLE_MAX_ENTRIES {
+            by_uid.retain(|_, b| {
+                b.refill(now);
+                b.left < b.size
+            });
+        }
+        let size = f64::from(per_minute.max(1));
+        let budget = by_uid.entry(uid).or_insert(Budget {
+            left: size,
+            size,
+            at: now,
+        });
+        budget.size = size;
+        budget.refill(now);
+        if budget.left < 1.0 {
+            let wait = (1.0 - budget.left) / size * 60.0;
+            return Err(AuthError::Throttled(Duration::from_secs_f64(wait)));
+        }
+        let a = by_key.entry(key.clone()).or_default();
         if let Some(until) = a.locked_until
             && until > now
         {
@@ -387,20 +437,30 @@ impl Throttle {
             return Err(AuthError::Throttled(Duration::from_secs(1)));
         }
         a.in_flight += 1;
+        budget.left -= 1.0;
         Ok(Attempt {
             throttle: self,
             key,
+            uid,
             finished: false,
         })
     }
 
-    /// Ends an attempt on `key`: a success forgets the failures, a failure
-    /// counts (after [`FREE_FAILURES`] the delay starts at 1 s and doubles,
-    /// up to 15 minutes), `None` (abandoned) only ends it.
-    fn record(&self, key: &str, success: Option<bool>) {
+    /// Ends an attempt on `key` by `uid`: a success forgets the email's
+    /// failures, a failure counts (after [`FREE_FAILURES`] the delay starts
+    /// at 1 s and doubles, up to 15 minutes), `None` (abandoned) only ends
+    /// it. Anything but a failure gives `uid` its check back.
+    fn record(&self, key: &str, uid: u32, success: Option<bool>) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
+        let Entries { by_key, by_uid } = &mut *entries;
+        if success != Some(false)
+            && let Some(b) = by_uid.get_mut(&uid)
+        {
+            b.left = (b.left + 1.0).min(b.size);
+        }
+        let entries = by_key;
         let Some(a) = entries.get_mut(key) else {
             return;
         };
@@ -575,8 +635,13 @@ mod tests {
         out
     }
 
+    /// An attempt by a Unix user whose budget never runs out here.
+    fn begin<'a>(t: &'a Throttle, email: &str) -> Result<Attempt<'a>> {
+        t.begin(email, 1000, 10_000)
+    }
+
     fn fail(t: &Throttle, email: &str) {
-        t.begin(email).expect("allowed").finish(false);
+        begin(t, email).expect("allowed").finish(false);
     }
 
     #[test]
@@ -586,18 +651,18 @@ mod tests {
             fail(&t, "A@x.org");
         }
         fail(&t, "a@x.org");
-        let Err(AuthError::Throttled(d)) = t.begin("a@X.org") else {
+        let Err(AuthError::Throttled(d)) = begin(&t, "a@X.org") else {
             panic!("throttled after 5 failures");
         };
         assert!(d <= Duration::from_secs(1));
         // Fast-forward: keep failing as the lock lifts.
         for _ in 0..30 {
-            if let Some(a) = t.entries.lock().expect("lock").get_mut("a@x.org") {
+            if let Some(a) = t.entries.lock().expect("lock").by_key.get_mut("a@x.org") {
                 a.locked_until = None;
             }
             fail(&t, "a@x.org");
         }
-        let Err(AuthError::Throttled(d)) = t.begin("a@x.org") else {
+        let Err(AuthError::Throttled(d)) = begin(&t, "a@x.org") else {
             panic!("still throttled");
         };
         assert!(d > Duration::from_secs(600) && d <= MAX_DELAY, "{d:?}");
@@ -607,24 +672,70 @@ mod tests {
     fn attempts_in_flight_use_up_the_allowance() {
         let t = Throttle::default();
         let running: Vec<Attempt> = (0..FREE_FAILURES)
-            .map(|_| t.begin("b@x.org").expect("free"))
+            .map(|_| begin(&t, "b@x.org").expect("free"))
             .collect();
         assert!(
-            t.begin("b@x.org").is_err(),
+            begin(&t, "b@x.org").is_err(),
             "a sixth attempt while five are checked waits"
         );
         for a in running {
             a.finish(false);
         }
-        assert!(t.begin("b@x.org").is_err(), "locked after five failures");
+        assert!(begin(&t, "b@x.org").is_err(), "locked after five failures");
         let ok = Throttle::default();
-        ok.begin("c@x.org").expect("free").finish(true);
-        assert!(ok.entries.lock().expect("lock").is_empty());
-        drop(ok.begin("d@x.org").expect("free"));
+        begin(&ok, "c@x.org").expect("free").finish(true);
+        assert!(ok.entries.lock().expect("lock").by_key.is_empty());
+        drop(begin(&ok, "d@x.org").expect("free"));
         assert!(
-            ok.entries.lock().expect("lock").is_empty(),
+            ok.entries.lock().expect("lock").by_key.is_empty(),
             "an abandoned attempt leaves nothing behind"
         );
+    }
+
+    #[test]
+    fn one_unix_users_failures_are_budgeted_over_every_email() {
+        let t = Throttle::default();
+        // Successes and abandoned attempts cost nothing.
+        for i in 0..10 {
+            t.begin(&format!("own{i}@x.org"), 1000, 3)
+                .expect("budget")
+                .finish(true);
+            drop(t.begin("own@x.org", 1000, 3).expect("budget"));
+        }
+        // Failures and attempts in flight do, whatever the email.
+        t.begin("spray1@x.org", 1000, 3)
+            .expect("budget")
+            .finish(false);
+        let running = t.begin("spray2@x.org", 1000, 3).expect("budget");
+        t.begin("spray3@x.org", 1000, 3)
+            .expect("budget")
+            .finish(false);
+        let Err(AuthError::Throttled(wait)) = t.begin("spray4@x.org", 1000, 3) else {
+            panic!("the fourth check of a budget of three is refused");
+        };
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(20),
+            "one check comes back every 20 s: {wait:?}"
+        );
+        assert!(
+            t.begin("spray4@x.org", 1001, 3).is_ok(),
+            "another Unix user has a budget of their own"
+        );
+        running.finish(true);
+        t.begin("spray5@x.org", 1000, 3)
+            .expect("a check that did not fail was given back")
+            .finish(false);
+        assert!(t.begin("spray6@x.org", 1000, 3).is_err());
+        // A minute later the whole budget is back.
+        if let Some(b) = t.entries.lock().expect("lock").by_uid.get_mut(&1000) {
+            b.at = b.at.checked_sub(Duration::from_secs(60)).expect("uptime");
+        }
+        for i in 0..3 {
+            t.begin(&format!("later{i}@x.org"), 1000, 3)
+                .expect("refilled")
+                .finish(false);
+        }
+        assert!(t.begin("later3@x.org", 1000, 3).is_err());
     }
 
     #[test]

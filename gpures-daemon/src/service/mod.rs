@@ -298,6 +298,8 @@ pub struct Settings {
     pub calendar_enabled: bool,
     /// Password checks of one Unix user that may wait for hashing.
     pub hash_queue_per_user: usize,
+    /// Failed password checks one Unix user may make per minute.
+    pub failed_logins_per_minute: u32,
     /// Accounts one Unix user may hold (1: the Unix account is the person).
     pub accounts_per_unix_user: usize,
     /// Whether an empty token signs in by the connection's Unix user.
@@ -327,6 +329,7 @@ impl Default for Settings {
             idle_after: TimeDelta::minutes(30),
             calendar_enabled: false,
             hash_queue_per_user: 4,
+            failed_logins_per_minute: 30,
             accounts_per_unix_user: 1,
             peer_login: true,
             session_idle: TimeDelta::days(30),
