@@ -2074,6 +2074,25 @@ async fn scenario_fair(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
         floor,
         None,
     );
+    // What the daemon can answer for: a flood through it costs the other
+    // user no more than a program that keeps the cores busy without it.
+    let no_worse = "≤ 1× the floor: no worse than any load";
+    figure(
+        "whoami p99 under a flood, against the floor",
+        flooded.whoami_p99_us,
+        burned.whoami_p99_us,
+        "µs",
+        no_worse,
+        Some(flooded.whoami_p99_us <= burned.whoami_p99_us),
+    );
+    figure(
+        "ls p99 under a flood, against the floor",
+        flooded.ls_p99_us,
+        burned.ls_p99_us,
+        "µs",
+        no_worse,
+        Some(flooded.ls_p99_us <= burned.ls_p99_us),
+    );
     d.stop().await
 }
 
