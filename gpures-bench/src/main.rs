@@ -360,49 +360,45 @@ async fn scenario_book(env: &mut Env, figures: &mut Vec<Figure>) -> Result<()> {
         }
     })
     .await?;
-    let bare = run_for(secs, CLIENTS, |i, n| {
-        let pool = pool.clone();
-        let gpu = gpus[i];
-        async move {
-            let period = hour_slot(200_000 + n);
-            sqlx::query("INSERT INTO reservations (id, booking_id, user_id, resource_id, period) VALUES ($1, $1, $2, $3, tstzrange($4, $5, '[)'))")
-                .bind(uuid::Uuid::new_v4())
-                .bind(user_id)
-                .bind(gpu)
-                .bind(period.start)
-                .bind(period.end)
-                .execute(&pool)
-                .await?;
-            anyhow::Ok(())
-        }
-    })
+    // One statement per booking, binding (id, user, GPU, start, end), from
+    // its own range of hour slots.
+    let one_statement = |sql: &'static str, first_slot: i64| {
+        let (pool, gpus) = (&pool, &gpus);
+        run_for(secs, CLIENTS, move |i, n| {
+            let pool = pool.clone();
+            let gpu = gpus[i];
+            async move {
+                let period = hour_slot(first_slot + n);
+                sqlx::query(sql)
+                    .bind(uuid::Uuid::new_v4())
+                    .bind(user_id)
+                    .bind(gpu)
+                    .bind(period.start)
+                    .bind(period.end)
+                    .execute(&pool)
+                    .await?;
+                anyhow::Ok(())
+            }
+        })
+    };
+    let bare = one_statement(
+        "INSERT INTO reservations (id, booking_id, user_id, resource_id, period)
+         VALUES ($1, $1, $2, $3, tstzrange($4, $5, '[)'))",
+        200_000,
+    )
     .await?;
     // The floor under any booking that announces itself as it commits: the
     // same bare INSERT with its NOTIFY, one statement. PostgreSQL takes one
     // lock for every transaction that notifies and holds it through the
     // commit's WAL flush, so such commits cannot share a flush the way the
     // bare INSERTs do.
-    let announced = run_for(secs, CLIENTS, |i, n| {
-        let pool = pool.clone();
-        let gpu = gpus[i];
-        async move {
-            let period = hour_slot(300_000 + n);
-            sqlx::query(
-                "WITH made AS (
-                     INSERT INTO reservations (id, booking_id, user_id, resource_id, period)
-                     VALUES ($1, $1, $2, $3, tstzrange($4, $5, '[)')) RETURNING id)
-                 SELECT pg_notify('gpures_bench', id::text) FROM made",
-            )
-            .bind(uuid::Uuid::new_v4())
-            .bind(user_id)
-            .bind(gpu)
-            .bind(period.start)
-            .bind(period.end)
-            .execute(&pool)
-            .await?;
-            anyhow::Ok(())
-        }
-    })
+    let announced = one_statement(
+        "WITH made AS (
+             INSERT INTO reservations (id, booking_id, user_id, resource_id, period)
+             VALUES ($1, $1, $2, $3, tstzrange($4, $5, '[)')) RETURNING id)
+         SELECT pg_notify('gpures_bench', id::text) FROM made",
+        300_000,
+    )
     .await?;
     pool.close().await;
     figures.push(Figure {
