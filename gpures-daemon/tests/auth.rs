@@ -323,6 +323,15 @@ async fn helper_present_token() {
     }
 }
 
+/// The tests that start a client as uid 65534 need root (CI runs as root).
+fn assert_root() {
+    assert_eq!(
+        gpures_daemon::host::unix::euid(),
+        0,
+        "run as root: this test starts a client as uid 65534"
+    );
+}
+
 /// Runs [`helper_present_token`] as `uid` against `daemon` with `token`
 /// (and a login to `email` with the test password first) and returns what
 /// it printed. Blocking is fine on a thread of its own; the daemon runs on
@@ -361,11 +370,7 @@ async fn helper_as(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root to start a client as uid 65534; CI runs as root with --include-ignored"]
 async fn token_from_another_unix_user_is_refused() {
-    assert_eq!(
-        gpures_daemon::host::unix::euid(),
-        0,
-        "run as root: this test starts a client as uid 65534"
-    );
+    assert_root();
     let daemon = TestDaemon::start().await.expect("daemon");
     let (_, login) = daemon
         .user("root-user@lab.kr", "Root User")
@@ -421,11 +426,7 @@ async fn token_from_another_unix_user_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root to start a client as uid 65534; CI runs as root with --include-ignored"]
 async fn a_unix_user_spraying_emails_runs_out_of_failed_checks_and_no_one_else_does() {
-    assert_eq!(
-        gpures_daemon::host::unix::euid(),
-        0,
-        "run as root: this test starts a client as uid 65534"
-    );
+    assert_root();
     let daemon = TestDaemon::start_with(|c| c.limits.failed_logins_per_minute = 10)
         .await
         .expect("daemon");
@@ -532,11 +533,7 @@ async fn a_burst_of_concurrent_guesses_hashes_only_the_free_allowance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root to start a client as uid 65534; CI runs as root with --include-ignored"]
 async fn one_unix_user_at_its_connection_limit_does_not_lock_out_another() {
-    assert_eq!(
-        gpures_daemon::host::unix::euid(),
-        0,
-        "run as root: this test starts a client as uid 65534"
-    );
+    assert_root();
     let daemon = TestDaemon::start_with(|c| c.limits.max_connections_per_user = 8)
         .await
         .expect("daemon");
