@@ -106,21 +106,10 @@ async fn database_outage_fails_fast_and_recovers_without_a_restart() {
     .await
     .expect("daemon");
     let (client, login) = daemon.user("a@lab.kr", "A").await.expect("user");
-    let mut listening = false;
-    for _ in 0..50 {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gpures-daemon-listen'",
-        )
-        .fetch_one(daemon.store.pool())
-        .await
-        .expect("activity");
-        if n == 1 {
-            listening = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(listening, "LISTEN has a session of its own");
+    assert!(
+        listen_session_up(&admin_url).await,
+        "LISTEN has a session of its own"
+    );
     daemon.store.close().await;
     // Another member's version from before the outage (another account:
     // this one's must not be in the daemon's account cache for the checks
@@ -162,6 +151,9 @@ async fn database_outage_fails_fast_and_recovers_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(ok, "served again after PostgreSQL returned");
+    // LISTEN comes back on a backoff of its own: the booking below must be
+    // announced to it, not made before it is back.
+    assert!(listen_session_up(&admin_url).await, "LISTEN re-established");
     // The change listener is back too (LISTEN re-established): a booking
     // made by another member wakes a long poll within a couple of seconds,
     // as an open TUI needs.
@@ -181,15 +173,23 @@ async fn database_outage_fails_fast_and_recovers_without_a_restart() {
         let (client, token) = (client.clone(), login.token.clone());
         tokio::spawn(async move {
             let t = Instant::now();
+            let mut since = since;
             loop {
                 let now = client
                     .wait_for_changes(context::current(), token.clone(), since)
                     .await
                     .expect("rpc")
                     .expect("long poll");
-                if now.version != since || t.elapsed() > Duration::from_secs(30) {
+                // What came before the booking (the GPU added, the gap
+                // marked when LISTEN came back) is passed over.
+                let booking = now
+                    .delta
+                    .as_ref()
+                    .is_some_and(|d| !d.reservations.is_empty());
+                if booking || t.elapsed() > Duration::from_secs(30) {
                     return (now, t.elapsed());
                 }
+                since = now.version;
             }
         })
     };
@@ -224,6 +224,25 @@ async fn database_outage_fails_fast_and_recovers_without_a_restart() {
     tokio::task::spawn_blocking(move || cluster.stop())
         .await
         .expect("stop pg");
+}
+
+/// Whether the daemon's LISTEN session (`application_name`
+/// `gpures-daemon-listen`) is connected to the cluster behind `url`,
+/// waiting up to 10 s for it.
+async fn listen_session_up(url: &str) -> bool {
+    for _ in 0..100 {
+        if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(url).await
+            && let Ok(1) = sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gpures-daemon-listen'",
+            )
+            .fetch_one(&mut conn)
+            .await
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// Runs `cmd` as the owner of `like` (the cluster's own user), waits.
