@@ -460,20 +460,19 @@ impl Throttle {
         {
             b.left = (b.left + 1.0).min(b.size);
         }
-        let entries = by_key;
-        let Some(a) = entries.get_mut(key) else {
+        let Some(a) = by_key.get_mut(key) else {
             return;
         };
         a.in_flight = a.in_flight.saturating_sub(1);
         let Some(success) = success else {
             if a.in_flight == 0 && a.failures == 0 {
-                entries.remove(key);
+                by_key.remove(key);
             }
             return;
         };
         if success {
             if a.in_flight == 0 {
-                entries.remove(key);
+                by_key.remove(key);
             } else {
                 a.failures = 0;
                 a.locked_until = None;
