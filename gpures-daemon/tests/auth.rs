@@ -323,6 +323,17 @@ async fn helper_present_token() {
     }
 }
 
+/// Logs in to `email` with the right password and asserts the answer is
+/// `RateLimited`.
+async fn right_password_is_rate_limited(c: &gpures_proto::GpuresClient, email: &str) {
+    let e = c
+        .login(context::current(), email.into(), PASSWORD.into())
+        .await
+        .expect("rpc")
+        .expect_err("refused while throttled");
+    assert!(matches!(e, ApiError::RateLimited { .. }), "{e:?}");
+}
+
 /// The tests that start a client as uid 65534 need root (CI runs as root).
 fn assert_root() {
     assert_eq!(
@@ -405,16 +416,8 @@ async fn token_from_another_unix_user_is_refused() {
         as_nobody.contains("HELPER-LOGIN refused Unauthenticated"),
         "{as_nobody}"
     );
-    let locked = root
-        .login(
-            context::current(),
-            "root-user@lab.kr".into(),
-            PASSWORD.into(),
-        )
-        .await
-        .expect("rpc")
-        .expect_err("five failures lock the email, the other user's one included");
-    assert!(matches!(locked, ApiError::RateLimited { .. }), "{locked:?}");
+    // Five failures lock the email, the other user's one included.
+    right_password_is_rate_limited(&root, "root-user@lab.kr").await;
     let as_root = run_helper(0, None).await.expect("helper");
     assert!(
         as_root.contains("HELPER-RESULT accepted root-user@lab.kr"),
@@ -459,16 +462,7 @@ async fn a_unix_user_spraying_emails_runs_out_of_failed_checks_and_no_one_else_d
     );
     // The budget is the Unix user's: their own right password waits too,
     // while the session they hold goes on working.
-    let e = root
-        .login(
-            context::current(),
-            "root-user@lab.kr".into(),
-            PASSWORD.into(),
-        )
-        .await
-        .expect("rpc")
-        .expect_err("out of failed checks");
-    assert!(matches!(e, ApiError::RateLimited { .. }), "{e:?}");
+    right_password_is_rate_limited(&root, "root-user@lab.kr").await;
     root.whoami(context::current(), login.token.clone())
         .await
         .expect("rpc")
@@ -521,12 +515,7 @@ async fn a_burst_of_concurrent_guesses_hashes_only_the_free_allowance() {
     );
     assert_eq!(checked + limited, 200);
     // The right password during the lockout is refused too.
-    let e = clients[0]
-        .login(context::current(), "target@lab.kr".into(), PASSWORD.into())
-        .await
-        .expect("rpc")
-        .expect_err("locked");
-    assert!(matches!(e, ApiError::RateLimited { .. }), "{e:?}");
+    right_password_is_rate_limited(&clients[0], "target@lab.kr").await;
     daemon.stop().await.expect("stop");
 }
 
