@@ -489,6 +489,12 @@ pub struct LimitsConfig {
     /// Calls one Unix user may have in flight over all their connections, so
     /// that one user never holds more than this many database connections.
     pub max_calls_per_user: usize,
+    /// Calls of one Unix user that run at once while another Unix user is
+    /// connected; unset, half the host's cores (at least one), so that the
+    /// work done for one member never fills every core. See
+    /// [`LimitsConfig::shared_calls`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_calls_per_user: Option<usize>,
     /// Password checks of one Unix user that may wait for a hashing thread;
     /// more are answered `RateLimited` at once.
     pub hash_queue_per_user: usize,
@@ -496,6 +502,17 @@ pub struct LimitsConfig {
     /// Unix user may make per minute over every email; more are answered
     /// `RateLimited` before any hashing.
     pub failed_logins_per_minute: u32,
+}
+
+impl LimitsConfig {
+    /// The calls one Unix user runs at once while another is connected:
+    /// `shared_calls_per_user`, or half the host's cores, and never more
+    /// than `max_calls_per_user`.
+    pub fn shared_calls(&self) -> usize {
+        self.shared_calls_per_user
+            .unwrap_or_else(crate::host::unix::half_the_cores)
+            .clamp(1, self.max_calls_per_user.max(1))
+    }
 }
 
 impl Default for LimitsConfig {
@@ -508,6 +525,7 @@ impl Default for LimitsConfig {
             frame_timeout_secs: 10,
             max_calls_per_connection: 32,
             max_calls_per_user: 8,
+            shared_calls_per_user: None,
             hash_queue_per_user: 4,
             failed_logins_per_minute: 30,
         }
@@ -702,12 +720,13 @@ impl Config {
         }
         if self.limits.max_calls_per_connection == 0
             || self.limits.max_calls_per_user == 0
+            || self.limits.shared_calls_per_user == Some(0)
             || self.limits.hash_queue_per_user == 0
             || self.limits.failed_logins_per_minute == 0
         {
             return invalid(
                 "limits",
-                "max_calls_per_connection, max_calls_per_user, hash_queue_per_user and failed_logins_per_minute must be at least 1",
+                "max_calls_per_connection, max_calls_per_user, shared_calls_per_user, hash_queue_per_user and failed_logins_per_minute must be at least 1",
             );
         }
         if self.auth.session_idle_days == 0

@@ -299,6 +299,7 @@ async fn serve(
         max_connections_per_user: config.limits.max_connections_per_user,
         max_calls_per_connection: config.limits.max_calls_per_connection,
         max_calls_per_user: config.limits.max_calls_per_user,
+        shared_calls_per_user: config.limits.shared_calls(),
         db_turns: usize::try_from(config.limits.db_pool_size).unwrap_or(16),
         frame_timeout: Duration::from_secs(config.limits.frame_timeout_secs.max(1)),
     });

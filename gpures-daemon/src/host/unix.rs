@@ -169,3 +169,9 @@ pub fn system_host_name() -> String {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
 }
+
+/// Half the host's cores, at least one: what one kind of work may take so
+/// that the rest of the host always finds a free core.
+pub fn half_the_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}

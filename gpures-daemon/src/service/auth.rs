@@ -131,11 +131,7 @@ impl Auth {
                 dummy_hash,
                 throttle: Throttle::default(),
                 queues: HashQueues::default(),
-                hashing: tokio::sync::Semaphore::new(
-                    std::thread::available_parallelism()
-                        .map(|n| (n.get() / 2).max(1))
-                        .unwrap_or(1),
-                ),
+                hashing: tokio::sync::Semaphore::new(crate::host::unix::half_the_cores()),
             }),
         }
     }

@@ -9,14 +9,18 @@
 //! `max_calls_per_connection` calls in flight (further frames stay unread in
 //! the socket), and one Unix user at most `max_calls_per_user` over all their
 //! connections, so that one user never holds more than that many database
-//! connections; and all calls share as many [`Turns`] as the database pool
-//! has connections, handed round-robin between Unix users when they are
+//! connections. While another Unix user is connected, one user's calls run
+//! at most `shared_calls_per_user` at once (half the cores by default), so
+//! the work done for one member never fills every core and another member's
+//! call finds one free. All calls share as many [`Turns`] as the database
+//! pool has connections, handed round-robin between Unix users when they are
 //! scarce. Long polls (`wait_for_changes`) hold no database connection
 //! while they wait and do not count against the user's calls; what a change
 //! means is read from the database once per change for all of them
 //! ([`Service::delta`](crate::service::Service::delta)), not per poll.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +28,7 @@ use futures::StreamExt;
 use gpures_proto::{Gpures, GpuresRequest};
 use tarpc::server::{BaseChannel, Channel};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::host::unix;
@@ -51,6 +55,9 @@ pub struct Limits {
     pub max_calls_per_connection: usize,
     /// Calls in flight of one Unix user over all their connections.
     pub max_calls_per_user: usize,
+    /// Calls of one Unix user that run at once while another Unix user is
+    /// connected (at most `max_calls_per_user`).
+    pub shared_calls_per_user: usize,
     /// Calls running at once over all users (the database pool's size);
     /// the rest wait, served round-robin by Unix user.
     pub db_turns: usize,
@@ -64,6 +71,9 @@ pub struct Limits {
 pub struct Limiter {
     limits: Limits,
     open: Mutex<Open>,
+    /// Unix users with a connection open (the entries of `Open::per_user`),
+    /// read by every call without the lock.
+    users: AtomicUsize,
     turns: Arc<Turns>,
 }
 
@@ -71,7 +81,16 @@ pub struct Limiter {
 struct Open {
     total: usize,
     /// Per uid: open connections, and the calls they may make at once.
-    per_user: HashMap<u32, (usize, Arc<Semaphore>)>,
+    per_user: HashMap<u32, (usize, Arc<UserCalls>)>,
+}
+
+/// The calls one Unix user may run at once, shared by all their connections.
+#[derive(Debug)]
+struct UserCalls {
+    /// `max_calls_per_user`: taken by every call.
+    all: Arc<Semaphore>,
+    /// `shared_calls_per_user`: taken as well while another user is connected.
+    shared: Arc<Semaphore>,
 }
 
 /// One open connection's place; released on drop.
@@ -79,8 +98,41 @@ struct Open {
 pub struct Permit {
     limiter: Arc<Limiter>,
     uid: u32,
-    /// The user's calls, shared by all their connections.
-    calls: Arc<Semaphore>,
+    calls: Arc<UserCalls>,
+}
+
+/// Admits the calls of one connection's Unix user ([`Calls::admit`]).
+#[derive(Clone, Debug)]
+pub struct Calls {
+    limiter: Arc<Limiter>,
+    mine: Arc<UserCalls>,
+}
+
+/// One admitted call's share of its user's calls; given back on drop.
+#[derive(Debug)]
+pub struct Admitted {
+    _all: OwnedSemaphorePermit,
+    _shared: Option<OwnedSemaphorePermit>,
+}
+
+impl Calls {
+    /// Waits until one more call of this user may run: within
+    /// `max_calls_per_user`, and within `shared_calls_per_user` while another
+    /// Unix user is connected. `None` only if the daemon is going away.
+    pub async fn admit(&self) -> Option<Admitted> {
+        let all = Arc::clone(&self.mine.all).acquire_owned().await.ok()?;
+        // Counted now, not when the call was read: a user who connects while
+        // this call waited is already given room.
+        let shared = if self.limiter.users.load(Ordering::Acquire) > 1 {
+            Some(Arc::clone(&self.mine.shared).acquire_owned().await.ok()?)
+        } else {
+            None
+        };
+        Some(Admitted {
+            _all: all,
+            _shared: shared,
+        })
+    }
 }
 
 impl Limiter {
@@ -91,6 +143,7 @@ impl Limiter {
                 ..limits
             },
             open: Mutex::new(Open::default()),
+            users: AtomicUsize::new(0),
             turns: Turns::new(limits.db_turns),
         })
     }
@@ -99,19 +152,29 @@ impl Limiter {
     pub fn try_acquire(self: &Arc<Self>, uid: u32) -> Option<Permit> {
         let mut open = self.open.lock().ok()?;
         let Open { total, per_user } = &mut *open;
-        let max_calls = self.limits.max_calls_per_user.max(1);
-        let (mine, calls) = per_user
-            .entry(uid)
-            .or_insert_with(|| (0, Arc::new(Semaphore::new(max_calls))));
-        if *total >= self.limits.max_connections || *mine >= self.limits.max_connections_per_user {
+        let open_of_uid = per_user.get(&uid).map_or(0, |(n, _)| *n);
+        if *total >= self.limits.max_connections
+            || open_of_uid >= self.limits.max_connections_per_user
+        {
             return None;
         }
+        let max_calls = self.limits.max_calls_per_user.max(1);
+        let shared_calls = self.limits.shared_calls_per_user.clamp(1, max_calls);
+        let (mine, calls) = per_user.entry(uid).or_insert_with(|| {
+            let calls = UserCalls {
+                all: Arc::new(Semaphore::new(max_calls)),
+                shared: Arc::new(Semaphore::new(shared_calls)),
+            };
+            (0, Arc::new(calls))
+        });
         *total += 1;
         *mine += 1;
+        let calls = Arc::clone(calls);
+        self.users.store(per_user.len(), Ordering::Release);
         Some(Permit {
             limiter: Arc::clone(self),
             uid,
-            calls: Arc::clone(calls),
+            calls,
         })
     }
 }
@@ -127,6 +190,17 @@ impl Drop for Permit {
                     per_user.remove(&self.uid);
                 }
             }
+            self.limiter.users.store(per_user.len(), Ordering::Release);
+        }
+    }
+}
+
+impl Permit {
+    /// What admits this connection's calls.
+    pub fn calls(&self) -> Calls {
+        Calls {
+            limiter: Arc::clone(&self.limiter),
+            mine: Arc::clone(&self.calls),
         }
     }
 }
@@ -198,7 +272,7 @@ fn accept(
     let turns = Arc::clone(&limiter.turns);
     let mut shutdown = shared.shutdown.clone();
     Some(async move {
-        let user_calls = Arc::clone(&permit.calls);
+        let user_calls = permit.calls();
         let _permit = permit;
         let transport =
             gpures_proto::framing::transport(FrameDeadline::new(stream, limits.frame_timeout));
@@ -214,14 +288,14 @@ fn accept(
             .for_each_concurrent(limits.max_calls_per_connection, move |request| {
                 let long_poll =
                     matches!(request.get().message, GpuresRequest::WaitForChanges { .. });
-                let (serve, user_calls) = (connection.clone().serve(), Arc::clone(&user_calls));
+                let (serve, user_calls) = (connection.clone().serve(), user_calls.clone());
                 let turns = Arc::clone(&turns);
                 async move {
                     // A long poll waits for a change, not for the database.
                     let _turn = if long_poll {
                         None
                     } else {
-                        let Ok(mine) = user_calls.acquire_owned().await else {
+                        let Some(mine) = user_calls.admit().await else {
                             return;
                         };
                         Some((mine, turns.take(uid).await))
@@ -351,5 +425,72 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FrameDeadline<S
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max_calls_per_user: usize, shared_calls_per_user: usize) -> Limits {
+        Limits {
+            max_connections: 2,
+            max_connections_per_user: 2,
+            max_calls_per_connection: 32,
+            max_calls_per_user,
+            shared_calls_per_user,
+            db_turns: 16,
+            frame_timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// Whether one more call of `calls` is admitted within a moment.
+    async fn admitted_now(calls: &Calls) -> Option<Admitted> {
+        tokio::time::timeout(Duration::from_millis(20), calls.admit())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    #[tokio::test]
+    async fn a_user_alone_runs_their_full_share_and_the_shared_one_while_another_is_connected() {
+        let limiter = Limiter::new(limits(4, 1));
+        let alice = limiter.try_acquire(1000).expect("room for alice");
+        let calls = alice.calls();
+        let mut running = Vec::new();
+        for _ in 0..4 {
+            running.push(admitted_now(&calls).await.expect("alone: four at once"));
+        }
+        assert!(admitted_now(&calls).await.is_none(), "max_calls_per_user");
+        running.clear();
+        // Bob connects: Alice's calls run one at a time, and Bob's are not
+        // held up by hers.
+        let bob = limiter.try_acquire(1001).expect("room for bob");
+        let first = admitted_now(&calls).await.expect("one call");
+        assert!(admitted_now(&calls).await.is_none(), "one at a time");
+        let bobs = admitted_now(&bob.calls()).await.expect("bob's call runs");
+        drop(first);
+        let next = admitted_now(&calls).await.expect("the next once one ended");
+        drop((next, bobs));
+        // Bob leaves: Alice has her full share again.
+        drop(bob);
+        for _ in 0..4 {
+            running.push(admitted_now(&calls).await.expect("alone again"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_counts_as_no_user() {
+        let limiter = Limiter::new(limits(4, 1));
+        let alice = [
+            limiter.try_acquire(1000).expect("first"),
+            limiter.try_acquire(1000).expect("second"),
+        ];
+        assert!(limiter.try_acquire(1001).is_none(), "max_connections");
+        // Bob was refused, so Alice is still alone.
+        let calls = alice[0].calls();
+        let first = admitted_now(&calls).await.expect("one");
+        let second = admitted_now(&calls).await.expect("two: still alone");
+        drop((first, second));
     }
 }
