@@ -312,7 +312,12 @@ async fn serve(
     if let Some(path) = &local {
         self_check(path).await?;
     }
-    tracing::info!(socket = ?local, "gpures-daemon is serving");
+    tracing::info!(
+        socket = ?local,
+        calls_per_user = config.limits.max_calls_per_user,
+        shared_calls_per_user = config.limits.shared_calls(),
+        "gpures-daemon is serving"
+    );
     notifier.notify("READY=1");
     if let Some(every) = notifier.watchdog_interval() {
         let ping = systemd::Notifier::clone_target(notifier);
