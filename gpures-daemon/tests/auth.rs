@@ -538,28 +538,9 @@ async fn one_unix_user_at_its_connection_limit_does_not_lock_out_another() {
     }
     assert_eq!(held.len(), 8);
     // nobody is still served.
-    let exe = std::env::current_exe().expect("exe");
-    let socket = daemon.socket.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        use std::os::unix::process::CommandExt;
-        std::process::Command::new(exe)
-            .args([
-                "--exact",
-                "helper_present_token",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("GPURES_HELPER_SOCKET", &socket)
-            .env("GPURES_HELPER_TOKEN", "not-a-token")
-            .uid(65534)
-            .gid(65534)
-            .output()
-            .expect("helper")
-    })
-    .await
-    .expect("join");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = helper_as(65534, &daemon, "not-a-token", None)
+        .await
+        .expect("join");
     assert!(
         text.contains("HELPER-RESULT refused Unauthenticated"),
         "served (answered) as nobody: {text}"
